@@ -1,0 +1,43 @@
+# promptlab: `make demo` runs an experiment on the local model, `make test` runs every test.
+# Both set everything up on a fresh machine: the venv in .venv (llama-cpp-python is built from
+# source once, about 10 minutes on 2 cores; pip's wheel cache serves it after that) and, for the
+# browser tests, Debian's chromium.
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lab chromium clean-results
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --progress-bar off -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m lab run prompts/sentiment.yaml --inputs prompts/sentiment_inputs.yaml --repeats 3 --seed 7
+
+test: $(STAMP) chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+# Debian's chromium and its driver, for the JupyterLab browser tests (never a downloaded browser).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "chromium not found and cannot apt-get it here: browser tests will be skipped"; fi
+
+clean-results:
+	rm -rf results/*.db results/*.db-wal results/*.db-shm

@@ -1,0 +1,41 @@
+"""promptlab: a notebook-first lab for prompt experiments.
+
+    import lab
+    exp = lab.experiment("prompts/sentiment.yaml", inputs="prompts/sentiment_inputs.yaml",
+                         model="local:smollm2", repeats=3)
+    runs = exp.run()          # every finished call is already in the log
+    runs.summary()            # per variant: n, answered, escaped, errors, latency
+    lab.log().runs(experiment=exp.id)
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    BudgetExceeded,
+    InputSetError,
+    LabError,
+    ModelSpecError,
+    ParameterError,
+    PromptFileError,
+    ProviderError,
+    StoreError,
+)
+from .inputs import InputRow, InputSet, load_inputs  # noqa: E402
+from .pricing import set_price  # noqa: E402
+from .prompts import PromptFile, Variant, load_prompt  # noqa: E402
+from .providers import get_provider, register_provider  # noqa: E402
+from .runner import Experiment, Runs, experiment  # noqa: E402
+from .store import RunLog, log  # noqa: E402
+from .tables import summary  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "experiment", "Experiment", "Runs",
+    "log", "RunLog",
+    "load_prompt", "PromptFile", "Variant",
+    "load_inputs", "InputSet", "InputRow",
+    "get_provider", "register_provider", "set_price",
+    "summary",
+    "LabError", "PromptFileError", "InputSetError", "ModelSpecError", "ParameterError",
+    "ProviderError", "BudgetExceeded", "StoreError",
+]

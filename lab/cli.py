@@ -1,0 +1,161 @@
+"""``python -m lab``: run experiments, list and show them, export them.
+
+    python -m lab run prompts/sentiment.yaml --inputs prompts/sentiment_inputs.yaml --repeats 3
+    python -m lab runs
+    python -m lab show <experiment-id>
+    python -m lab export <experiment-id> results/exports/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+import pandas as pd
+
+from .errors import LabError
+from .secrets import redact
+
+Command = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def deco(fn: Command) -> Command:
+        _COMMANDS[name] = fn
+        return fn
+
+    return deco
+
+
+def _param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param wants NAME=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        return k, json.loads(v)
+    except json.JSONDecodeError:
+        return k, v
+
+
+def _print_df(df: pd.DataFrame) -> None:
+    with pd.option_context("display.max_columns", 20, "display.width", 160, "display.max_colwidth", 60):
+        print(df.to_string())
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import experiment
+
+    exp = experiment(
+        args.prompt, inputs=args.inputs, model=args.model, repeats=args.repeats, variants=args.variant,
+        params=dict(args.param or []), seed=args.seed, concurrency=args.concurrency, budget_usd=args.budget,
+        replay=args.replay, resume=args.resume, log=args.log, id=args.id, tags=args.tag,
+        progress=args.progress,
+    )
+    print(f"experiment {exp.id}: {len(exp.plan())} calls "
+          f"({len(exp.variants)} variants x {len(exp.inputs)} inputs x {len(exp.models)} models x {exp.repeats} repeats)",
+          flush=True)
+    runs = exp.run()
+    print()
+    _print_df(runs.summary())
+    extra = f", {runs.skipped} already done (resumed)" if runs.skipped else ""
+    print(f"\n{len(runs)} calls in {runs.wall_s:.1f}s{extra}. Log: {exp.log.path}  (experiment {exp.id})")
+    print(f"Read it back: python -m lab show {exp.id}" + (f" --log {args.log}" if args.log else ""))
+    return 0
+
+
+@command("runs")
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .store import RunLog
+
+    df = RunLog(args.log).experiments()
+    if df.empty:
+        print(f"no experiments in {RunLog(args.log).path}")
+        return 0
+    _print_df(df[["id", "created_at", "prompt_path", "repeats", "calls", "answered", "escaped", "errors", "cost_usd"]])
+    return 0
+
+
+@command("show")
+def cmd_show(args: argparse.Namespace) -> int:
+    from .store import RunLog
+    from .tables import summary
+
+    log = RunLog(args.log)
+    runs = log.runs(experiment=args.experiment)
+    if runs.empty:
+        print(f"no runs for experiment {args.experiment!r} in {log.path}; `python -m lab runs` lists them",
+              file=sys.stderr)
+        return 2
+    _print_df(summary(runs))
+    if args.outputs:
+        print()
+        _print_df(runs[["variant", "input_id", "repeat", "outcome", "output"]])
+    return 0
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    from .store import RunLog
+
+    out = RunLog(args.log).export(args.experiment, args.dest)
+    print(f"wrote {out}/runs.parquet and {out}/grades.parquet")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lab", description="promptlab: prompt experiments, logged.")
+    p.add_argument("--log", help="run log path (default $PROMPTLAB_LOG or results/promptlab.db)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run an experiment: every variant over an input set")
+    r.add_argument("prompt", help="prompt file (YAML), e.g. prompts/sentiment.yaml")
+    r.add_argument("--inputs", "-i", help="input set (YAML, CSV or JSONL)")
+    r.add_argument("--model", "-m", action="append", help="model string (repeatable); default local:smollm2")
+    r.add_argument("--repeats", "-n", type=int, default=1)
+    r.add_argument("--variant", "-v", action="append", help="only this variant (repeatable)")
+    r.add_argument("--tag", "-t", action="append", help="only inputs with this tag (repeatable)")
+    r.add_argument("--param", "-p", action="append", type=_param, help="override a parameter: NAME=VALUE")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--concurrency", type=int)
+    r.add_argument("--budget", type=float, help="stop before spending more than this many US dollars")
+    r.add_argument("--replay", action="store_true", help="serve identical calls from the log")
+    r.add_argument("--resume", action="store_true", help="skip calls experiment --id already finished")
+    r.add_argument("--id", help="experiment id (needed for --resume)")
+    r.add_argument("--progress", choices=["auto", "text", "off"])
+    r.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    s = sub.add_parser("runs", help="list the experiments in the log")
+    s.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    sh = sub.add_parser("show", help="one experiment's summary")
+    sh.add_argument("experiment")
+    sh.add_argument("--outputs", action="store_true", help="also list every output")
+    sh.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    e = sub.add_parser("export", help="write an experiment to Parquet")
+    e.add_argument("experiment")
+    e.add_argument("dest", nargs="?", default=None, help="folder (default results/exports/<experiment>)")
+    e.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "model", "unset") is None:
+        args.model = "local:smollm2"
+    elif isinstance(getattr(args, "model", None), list) and len(args.model) == 1:
+        args.model = args.model[0]
+    if args.command == "export" and args.dest is None:
+        args.dest = f"results/exports/{args.experiment}"
+    try:
+        return _COMMANDS[args.command](args)
+    except LabError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; every finished call is in the log (resume with --resume --id ...)", file=sys.stderr)
+        return 130

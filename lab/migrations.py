@@ -1,0 +1,161 @@
+"""The run log's schema, grown by small numbered migrations recorded in the database.
+
+An old log is upgraded in place when opened by a newer promptlab: migrations only add tables,
+columns and indexes, never drop or rewrite rows. Append new migrations at the end; never edit
+one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from typing import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE experiments (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            name TEXT,
+            created_at TEXT NOT NULL,
+            prompt_path TEXT,
+            inputs_path TEXT,
+            models TEXT,          -- JSON list
+            variants TEXT,        -- JSON list
+            repeats INTEGER,
+            params TEXT,          -- JSON: everything the experiment was asked to do (no secrets)
+            lab_version TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE runs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            experiment_id TEXT NOT NULL,
+            prompt_path TEXT,
+            task TEXT,
+            variant TEXT,
+            prompt_version TEXT,
+            input_id TEXT,
+            input_tags TEXT,      -- JSON list
+            input_vars TEXT,      -- JSON object
+            expected TEXT,        -- JSON value
+            model TEXT NOT NULL,
+            params TEXT,          -- JSON object, as sent
+            seed INTEGER,
+            repeat INTEGER NOT NULL DEFAULT 0,
+            messages TEXT NOT NULL, -- JSON list of {role, content}: exactly what the model saw
+            output TEXT,
+            outcome TEXT NOT NULL, -- answered | escaped | error
+            error TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            latency_ms REAL,
+            cost_usd REAL,
+            started_at TEXT,
+            finished_at TEXT NOT NULL,
+            cache_key TEXT,
+            replayed_from TEXT,
+            lab_version TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX runs_experiment ON runs(experiment_id)")
+    db.execute("CREATE INDEX runs_cache_key ON runs(cache_key)")
+
+
+def m002_grades(db: sqlite3.Connection) -> None:
+    """Grades and human ratings are rows of their own that point at the run they judge."""
+    db.execute(
+        """CREATE TABLE grades (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            run_id TEXT NOT NULL,
+            experiment_id TEXT,
+            grader TEXT NOT NULL,   -- e.g. expected:normalized, regex, judge:<model>, human:<name>
+            score REAL,
+            passed INTEGER,         -- 1, 0 or NULL when the grader does not pass/fail
+            label TEXT,
+            detail TEXT,            -- JSON
+            created_at TEXT NOT NULL,
+            lab_version TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX grades_run ON grades(run_id)")
+    db.execute("CREATE INDEX grades_experiment ON grades(experiment_id)")
+
+
+def m003_conversations(db: sqlite3.Connection) -> None:
+    """Conversation trees (reset, follow-ups, retries of a turn) and critique rounds."""
+    for col, decl in [
+        ("conversation_id", "TEXT"),
+        ("turn", "INTEGER NOT NULL DEFAULT 0"),
+        ("attempt", "INTEGER NOT NULL DEFAULT 0"),
+        ("round", "INTEGER NOT NULL DEFAULT 0"),
+        ("parent_id", "TEXT"),
+        ("role", "TEXT NOT NULL DEFAULT 'answer'"),  # answer | critique | revision | judge | ...
+    ]:
+        db.execute(f"ALTER TABLE runs ADD COLUMN {col} {decl}")
+    db.execute("CREATE INDEX runs_conversation ON runs(conversation_id)")
+    db.execute("CREATE INDEX runs_resume ON runs(experiment_id, variant, input_id, model, repeat)")
+
+
+def m004_events_and_versions(db: sqlite3.Connection) -> None:
+    """Experiment events (started, stopped by budget, finished) and every prompt version seen."""
+    db.execute(
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            experiment_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT             -- JSON
+        )"""
+    )
+    db.execute("CREATE INDEX events_experiment ON events(experiment_id)")
+    db.execute(
+        """CREATE TABLE prompt_versions (
+            version TEXT PRIMARY KEY,
+            prompt_path TEXT,
+            task TEXT,
+            variant TEXT,
+            templates TEXT,         -- JSON list of [role, template]
+            params TEXT,            -- JSON
+            escape_hatch TEXT,
+            first_seen TEXT NOT NULL
+        )"""
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_grades, m003_conversations, m004_events_and_versions]
+
+
+def applied(db: sqlite3.Connection) -> list[str]:
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    return [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+
+def migrate(db: sqlite3.Connection, upto: str | None = None) -> list[str]:
+    """Apply pending migrations in order (each in its own transaction). Returns the names applied."""
+    done = set(applied(db))
+    ran = []
+    for m in MIGRATIONS:
+        if m.__name__ not in done:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                # another process may have migrated while we waited for the lock
+                if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (m.__name__,)).fetchone() is None:
+                    m(db)
+                    db.execute(
+                        "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                        (m.__name__, datetime.now(timezone.utc).isoformat()),
+                    )
+                    ran.append(m.__name__)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        if upto is not None and m.__name__ == upto:
+            break
+    return ran

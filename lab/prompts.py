@@ -1,0 +1,303 @@
+"""Prompt files: load, validate, render, and version them.
+
+A prompt file is YAML under ``prompts/``. It names a task and its variants, so a persona
+framing and an honest-context framing of the same task live side by side::
+
+    task: sentiment
+    escape_hatch: UNSURE            # the declared way out; an output saying it is "escaped"
+    params: {temperature: 0.7, max_tokens: 48}
+    variants:
+      persona:
+        system: "You are a world-class sentiment analyst."
+        user: "Classify: {{ text }}"
+      honest:
+        user: |
+          I'm sorting reviews for a small shop ... If you can't tell, answer UNSURE.
+          Review: {{ text }}
+
+A variant has ``system`` and/or ``user`` templates, or a list of ``messages`` (role and
+content). Templates are Jinja2, rendered in a sandbox with undefined variables as errors.
+Each variant's version is a hash of everything that changes what the model sees or how the
+output is read (templates, parameters, escape hatch); editing a variant makes a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+import jinja2.meta
+import jinja2.nodes
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._yaml import YamlSyntaxError, line_of, load_with_lines, read_text
+from .errors import PromptFileError
+
+Role = Literal["system", "user", "assistant"]
+
+_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+# Parameters a prompt file may set; providers map them onto their own APIs.
+KNOWN_PARAMS = {"temperature", "max_tokens", "top_p", "top_k", "stop", "seed", "repeat_penalty"}
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    content: str
+
+
+class _EscapeHatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1)
+    match: Literal["word", "start", "exact"] = "word"
+
+
+def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return value
+    unknown = sorted(set(value) - KNOWN_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(KNOWN_PARAMS)}")
+    for name in ("temperature", "top_p"):
+        v = value.get(name)
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not (0 <= v <= 2) or v != v):
+            raise ValueError(f"{name} must be a number between 0 and 2, got {v!r}")
+    mt = value.get("max_tokens")
+    if mt is not None and (not isinstance(mt, int) or isinstance(mt, bool) or mt < 1):
+        raise ValueError(f"max_tokens must be a positive integer, got {mt!r}")
+    return value
+
+
+class _VariantSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = None
+    system: str | None = None
+    user: str | None = None
+    messages: list[_Message] | None = None
+    params: dict[str, Any] | None = None
+    escape_hatch: str | _EscapeHatch | None = None
+
+    _v_params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "_VariantSpec":
+        if self.messages is not None and (self.system is not None or self.user is not None):
+            raise ValueError("give either system/user templates or a messages list, not both")
+        if self.messages is None and self.user is None:
+            raise ValueError("a variant needs a user template (or a messages list)")
+        if self.messages is not None:
+            if not self.messages:
+                raise ValueError("messages is empty")
+            if self.messages[-1].role != "user":
+                raise ValueError("the last message must have role 'user' (it is what the model answers)")
+        return self
+
+
+class _PromptSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: str = Field(min_length=1)
+    description: str | None = None
+    escape_hatch: str | _EscapeHatch | None = None
+    params: dict[str, Any] | None = None
+    variants: dict[str, _VariantSpec] = Field(min_length=1)
+
+    _v_params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
+
+    @field_validator("variants")
+    @classmethod
+    def _names(cls, v: dict[str, _VariantSpec]) -> dict[str, _VariantSpec]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
+                raise ValueError(f"variant name {name!r} may only use letters, digits, '_' and '-'")
+        return v
+
+
+@dataclass(frozen=True)
+class EscapeHatch:
+    """The declared way out. ``match``: ``word`` (the text appears as a whole word, any case),
+    ``start`` (the output starts with it) or ``exact`` (the output is just that)."""
+
+    text: str
+    match: str = "word"
+
+    def detect(self, output: str | None) -> bool:
+        """True when ``output`` takes the way out."""
+        if not output:
+            return False
+        out = output.strip().strip("\"'`*.!").strip()
+        if self.match == "exact":
+            return out.casefold() == self.text.casefold()
+        if self.match == "start":
+            return out.casefold().startswith(self.text.casefold())
+        return re.search(rf"(?<!\w){re.escape(self.text)}(?!\w)", output, re.IGNORECASE) is not None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One framing of a task: message templates plus parameters, with a content-hash version."""
+
+    name: str
+    task: str
+    path: str
+    templates: tuple[tuple[str, str], ...]  # (role, template source)
+    params: dict[str, Any]
+    escape_hatch: EscapeHatch | None
+    description: str | None = None
+    version: str = field(default="")
+    variables: frozenset[str] = field(default=frozenset())
+
+    def render(self, variables: dict[str, Any], *, input_id: str | None = None) -> list[dict[str, str]]:
+        """Render the messages for one input. Errors name the file, variant and input."""
+        out = []
+        for i, (role, source) in enumerate(self.templates):
+            where = f"{self.path}: variant {self.name!r} {role} template"
+            if input_id is not None:
+                where += f" with input {input_id!r}"
+            try:
+                text = _compiled(source).render(**variables)
+            except jinja2.exceptions.SecurityError as exc:
+                raise PromptFileError(f"{where}: blocked by the template sandbox: {exc}") from None
+            except jinja2.exceptions.UndefinedError as exc:
+                raise PromptFileError(f"{where}: {exc}; add it to the input set or remove it from the template") from None
+            except Exception as exc:  # a template filter failing on the input's value
+                raise PromptFileError(f"{where}: {type(exc).__name__}: {exc}") from None
+            out.append({"role": role, "content": text})
+        return out
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    """A loaded, validated prompt file."""
+
+    path: str
+    task: str
+    description: str | None
+    variants: dict[str, Variant]
+
+    def variant(self, name: str) -> Variant:
+        try:
+            return self.variants[name]
+        except KeyError:
+            raise PromptFileError(
+                f"{self.path}: no variant {name!r}; the file defines {sorted(self.variants)}"
+            ) from None
+
+    def select(self, names: list[str] | None) -> list[Variant]:
+        """The named variants (all when ``names`` is None), in file order."""
+        if names is None:
+            return list(self.variants.values())
+        return [self.variant(n) for n in names]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {name: v.version for name, v in self.variants.items()}
+
+
+_COMPILED: dict[str, jinja2.Template] = {}
+
+
+def _compiled(source: str) -> jinja2.Template:
+    tpl = _COMPILED.get(source)
+    if tpl is None:
+        tpl = _COMPILED[source] = _ENV.from_string(source)
+    return tpl
+
+
+def _check_template(source: str, where: str) -> frozenset[str]:
+    """Parse a template; reject sandbox-escape shapes early; return the variables it needs."""
+    try:
+        ast = _ENV.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise PromptFileError(f"{where}: template syntax error on template line {exc.lineno}: {exc.message}") from None
+    for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
+        attr = node.attr if isinstance(node, jinja2.nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(attr, str) and attr.startswith("_"):
+            raise PromptFileError(
+                f"{where}: template reads {attr!r}; attributes starting with '_' are blocked by the "
+                "sandbox (templates can only use the input's variables)"
+            )
+    return frozenset(jinja2.meta.find_undeclared_variables(ast))
+
+
+def _hatch(value: str | _EscapeHatch | None) -> EscapeHatch | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return EscapeHatch(text=value)
+    return EscapeHatch(text=value.text, match=value.match)
+
+
+def version_of(templates: tuple[tuple[str, str], ...], params: dict[str, Any], hatch: EscapeHatch | None) -> str:
+    """Content hash of what the model sees and how its output is read."""
+    blob = json.dumps(
+        {"templates": templates, "params": params, "escape_hatch": hatch and [hatch.text, hatch.match]},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _format_validation(path: Path, exc: ValidationError, node: Any) -> str:
+    lines = [f"{path}: invalid prompt file"]
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        # pydantic adds union-branch names ("str", "_EscapeHatch", "function-after[...]") to loc
+        clean = tuple(p for p in loc if not (isinstance(p, str) and (p in {"str", "_EscapeHatch"} or "[" in p)))
+        field_path = ".".join(str(p) for p in clean) or "(top level)"
+        line = line_of(node, clean)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see docs/prompt-files.md)"
+        where = f"line {line}, " if line else ""
+        lines.append(f"  {where}{field_path}: {msg}")
+    return "\n".join(lines)
+
+
+def load_prompt(path: str | Path) -> PromptFile:
+    """Load and validate a prompt file. Raises :class:`PromptFileError` naming file, field and line."""
+    path = Path(path)
+    text = read_text(path, "prompt file", PromptFileError)
+    try:
+        data, node = load_with_lines(text)
+    except YamlSyntaxError as exc:
+        raise PromptFileError(f"{path} line {exc.line}: {exc}") from None
+    if not isinstance(data, dict):
+        raise PromptFileError(f"{path}: expected a mapping with 'task' and 'variants', got {type(data).__name__}")
+    try:
+        spec = _PromptSpec.model_validate(data)
+    except ValidationError as exc:
+        raise PromptFileError(_format_validation(path, exc, node)) from None
+
+    base_params = dict(spec.params or {})
+    variants: dict[str, Variant] = {}
+    for name, v in spec.variants.items():
+        if v.messages is not None:
+            templates = tuple((m.role, m.content) for m in v.messages)
+        else:
+            templates = tuple((role, src) for role, src in (("system", v.system), ("user", v.user)) if src is not None)
+        needed: set[str] = set()
+        for role, src in templates:
+            line = line_of(node, ("variants", name))
+            where = f"{path} line {line}: variants.{name}.{role}" if line else f"{path}: variants.{name}.{role}"
+            needed |= _check_template(src, where)
+        params = {**base_params, **(v.params or {})}
+        hatch = _hatch(v.escape_hatch if v.escape_hatch is not None else spec.escape_hatch)
+        variants[name] = Variant(
+            name=name,
+            task=spec.task,
+            path=str(path),
+            templates=templates,
+            params=params,
+            escape_hatch=hatch,
+            description=v.description,
+            version=version_of(templates, params, hatch),
+            variables=frozenset(needed),
+        )
+    return PromptFile(path=str(path), task=spec.task, description=spec.description, variants=variants)

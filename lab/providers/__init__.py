@@ -1,0 +1,5 @@
+"""Model providers behind one small async interface, chosen by a model string."""
+
+from .base import Completion, Provider, get_provider, register_provider, split_model
+
+__all__ = ["Completion", "Provider", "get_provider", "register_provider", "split_model"]

@@ -1,0 +1,79 @@
+"""``anthropic:<model>`` through the official anthropic SDK.
+
+The key comes from ``ANTHROPIC_API_KEY`` only; the SDK also reads ``ANTHROPIC_BASE_URL``.
+System messages are joined into the Messages API's ``system`` field. Retries (429, 529, 5xx,
+honouring ``retry-after``) and timeouts are the SDK's own.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import ModelSpecError, ProviderError
+from ._errors import to_provider_error
+from .base import Completion, Provider
+
+
+class AnthropicProvider(Provider):
+    default_concurrency = 8
+    supported_params = frozenset({"temperature", "max_tokens", "top_p", "top_k", "stop", "seed"})
+    honours_seed = False
+
+    def __init__(self, model: str, rest: str, *, base_url: str | None = None, max_retries: int = 2,
+                 timeout: float = 60.0, **_: Any):
+        super().__init__(model)
+        self.model_name = rest
+        key = os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise ModelSpecError(
+                f"model {model!r} needs ANTHROPIC_API_KEY in the environment (keys are never read from files or parameters)"
+            )
+        self._key = key
+        self.base_url = base_url
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self._client = None
+
+    def _get_client(self):
+        if self._client is None:
+            import anthropic
+
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
+            )
+        return self._client
+
+    async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        turns = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
+        kwargs: dict[str, Any] = {"max_tokens": params.get("max_tokens") or 1024}
+        for k in ("temperature", "top_p", "top_k"):
+            if params.get(k) is not None:
+                kwargs[k] = params[k]
+        if params.get("stop"):
+            stop = params["stop"]
+            kwargs["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if system:
+            kwargs["system"] = system
+        # the Messages API has no seed: it is recorded in the log but not sent
+        try:
+            resp = await self._get_client().messages.create(model=self.model_name, messages=turns, **kwargs)
+        except Exception as exc:
+            raise to_provider_error(exc, self.model) from None
+        content = getattr(resp, "content", None)
+        if content is None:
+            raise ProviderError(f"{self.model}: response had no content", kind="malformed")
+        text = "".join(getattr(block, "text", "") for block in content)
+        usage = resp.usage
+        return Completion(
+            text=text,
+            input_tokens=getattr(usage, "input_tokens", None),
+            output_tokens=getattr(usage, "output_tokens", None),
+            finish_reason=resp.stop_reason,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

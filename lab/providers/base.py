@@ -1,0 +1,84 @@
+"""The one small interface every provider implements, and the registry that picks one by model string."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import ModelSpecError, ParameterError
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a provider returns for one call."""
+
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+class Provider(abc.ABC):
+    """A model behind one async call. One instance serves one run (its clients live on that run's loop)."""
+
+    #: how many calls may be in flight at once unless the user says otherwise
+    default_concurrency: int = 4
+    #: parameters this provider understands (others are refused before any call)
+    supported_params: frozenset[str] = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed"})
+    #: whether a seed makes a call reproducible
+    honours_seed: bool = False
+
+    def __init__(self, model: str):
+        self.model = model  # the full model string, e.g. "local:smollm2"
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        """Raise :class:`ParameterError` for parameters this provider cannot honour."""
+        unsupported = sorted(set(params) - self.supported_params)
+        if unsupported:
+            raise ParameterError(
+                f"model {self.model!r} does not support parameter(s) {unsupported}; "
+                f"it supports {sorted(self.supported_params)}"
+            )
+
+    @abc.abstractmethod
+    async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
+        """Answer one conversation. Raise :class:`lab.errors.ProviderError` on failure (after retries)."""
+
+    async def aclose(self) -> None:
+        """Release clients; called once when a run ends."""
+
+
+ProviderFactory = Callable[[str, str, dict[str, Any]], Provider]
+_REGISTRY: dict[str, ProviderFactory] = {}
+
+
+def register_provider(prefix: str, factory: ProviderFactory) -> None:
+    """Make ``prefix:<rest>`` model strings resolve to ``factory(model, rest, options)``."""
+    _REGISTRY[prefix] = factory
+
+
+def split_model(model: str) -> tuple[str, str]:
+    if not isinstance(model, str) or ":" not in model:
+        raise ModelSpecError(
+            f"model {model!r} is not a model string; use one of "
+            f"{', '.join(sorted(p + ':...' for p in _REGISTRY))} (e.g. 'local:smollm2')"
+        )
+    prefix, rest = model.split(":", 1)
+    return prefix, rest
+
+
+def get_provider(model: str, **options: Any) -> Provider:
+    """A new provider for ``model`` (``local:smollm2``, ``anthropic:...``, ``openai:...``,
+    ``openai-compatible:<base_url>#<model>``). Raises :class:`ModelSpecError` before any call."""
+    from . import _builtin  # noqa: F401  registers the built-in providers
+
+    prefix, rest = split_model(model)
+    factory = _REGISTRY.get(prefix)
+    if factory is None:
+        raise ModelSpecError(
+            f"unknown provider {prefix!r} in model {model!r}; known: {sorted(_REGISTRY)}"
+        )
+    if not rest:
+        raise ModelSpecError(f"model {model!r} names no model after '{prefix}:'")
+    return factory(model, rest, options)

@@ -1,0 +1,109 @@
+"""``openai:<model>`` and ``openai-compatible:<base_url>#<model>`` through the official openai SDK.
+
+Keys come from the environment only: ``OPENAI_API_KEY`` for OpenAI (the SDK also reads
+``OPENAI_BASE_URL``), ``OPENAI_COMPATIBLE_API_KEY`` for other servers (most local servers need none).
+Retries and timeouts are the SDK's own (``max_retries``, ``timeout``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlparse
+
+from ..errors import ModelSpecError, ProviderError
+from ._errors import to_provider_error
+from .base import Completion, Provider
+
+
+class OpenAIProvider(Provider):
+    default_concurrency = 8
+    honours_seed = False  # OpenAI documents seed as best-effort
+
+    def __init__(self, model: str, rest: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 max_retries: int = 2, timeout: float = 60.0, compatible: bool = False, **_: Any):
+        super().__init__(model)
+        self.model_name = rest
+        self.base_url = base_url
+        self.compatible = compatible
+        self.max_retries = max_retries
+        self.timeout = timeout
+        key = os.environ.get(api_key_env)
+        if not key:
+            if compatible:
+                key = "not-needed"  # most self-hosted servers ignore the key; the SDK insists on one
+            else:
+                raise ModelSpecError(
+                    f"model {model!r} needs {api_key_env} in the environment (keys are never read from files or parameters)"
+                )
+        self._key = key
+        self._client = None
+        if compatible:
+            self.supported_params = frozenset(self.supported_params | {"top_k", "repeat_penalty"})
+
+    @classmethod
+    def compatible(cls, model: str, rest: str, **options: Any) -> "OpenAIProvider":
+        if "#" not in rest:
+            raise ModelSpecError(
+                f"model {model!r}: write openai-compatible:<base_url>#<model>, e.g. "
+                "'openai-compatible:http://127.0.0.1:8080/v1#smollm2'"
+            )
+        base_url, name = rest.rsplit("#", 1)
+        parsed = urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ModelSpecError(f"model {model!r}: base URL {base_url!r} is not an http(s) URL with a host")
+        if not name:
+            raise ModelSpecError(f"model {model!r}: no model name after '#'")
+        options.setdefault("api_key_env", "OPENAI_COMPATIBLE_API_KEY")
+        options.setdefault("default_concurrency", None)
+        conc = options.pop("default_concurrency")
+        p = cls(model, name, base_url=base_url, compatible=True, **options)
+        if conc:
+            p.default_concurrency = conc
+        else:
+            p.default_concurrency = 4
+        return p
+
+    def _get_client(self):
+        if self._client is None:
+            import openai
+
+            self._client = openai.AsyncOpenAI(
+                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
+            )
+        return self._client
+
+    async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
+        client = self._get_client()
+        kwargs: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for k, v in params.items():
+            if v is None:
+                continue
+            if k in ("top_k", "repeat_penalty"):
+                extra[k] = v
+            elif k == "max_tokens" and not self.compatible:
+                kwargs["max_completion_tokens"] = v
+            else:
+                kwargs[k] = v
+        if extra:
+            kwargs["extra_body"] = extra
+        try:
+            resp = await client.chat.completions.create(model=self.model_name, messages=messages, **kwargs)
+        except Exception as exc:  # the SDK has already retried what it retries
+            raise to_provider_error(exc, self.model) from None
+        if not getattr(resp, "choices", None):
+            raise ProviderError(f"{self.model}: response had no choices", kind="malformed")
+        choice = resp.choices[0]
+        usage = resp.usage
+        return Completion(
+            text=choice.message.content or "",
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
+            finish_reason=choice.finish_reason,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

@@ -1,0 +1,473 @@
+"""Turn an experiment (variants x inputs x models x repeats) into model calls, and run them.
+
+Every finished call is written to the run log at once, as it finishes. A failed call (after
+the provider's own retries) becomes a row with outcome ``error`` and the reason; it does not
+stop the batch. Everything that can be checked is checked before the first call: prompt file,
+input set, template variables, model strings and keys, parameters, budget.
+
+Repeats are real samples: each (input, repeat) gets its own seed, shared by every variant and
+model so that comparisons are paired. Identical calls are served from the log only when
+``replay=True``; ``resume=True`` skips the calls an experiment (same ``id``) already finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
+
+import pandas as pd
+
+from .errors import BudgetExceeded, ParameterError, ProviderError
+from .inputs import InputRow, InputSet, load_inputs, rows_from_records
+from .pricing import price_of
+from .progress import Progress, ProgressMode
+from .prompts import EscapeHatch, PromptFile, Variant, load_prompt
+from .providers import Provider, get_provider
+from .secrets import looks_like_secret, redact
+from .store import RunLog, RunRecord, new_id, now
+from .tables import summary
+
+DEFAULT_MODEL = "local:smollm2"
+DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0.7, "max_tokens": 256}
+
+T = TypeVar("T")
+
+
+def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from sync code, also inside Jupyter (whose loop is running)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coro())
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(make_coro())
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    t = threading.Thread(target=target, name="promptlab-run")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A per-call seed from the experiment seed and the call's place (input, repeat)."""
+    h = hashlib.sha256(":".join(map(str, (seed, *parts))).encode()).hexdigest()
+    return int(h[:8], 16) % (2**31 - 1)
+
+
+def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any], repeat: int) -> str:
+    blob = json.dumps([model, messages, params, repeat], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class Call:
+    """One model call, fully specified before it is made."""
+
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+    repeat: int = 0
+    seed: int | None = None
+    seed_chosen_by_user: bool = False
+    variant: Variant | None = None
+    row: InputRow | None = None
+    escape_hatch: EscapeHatch | None = None
+    conversation_id: str = field(default_factory=new_id)
+    turn: int = 0
+    attempt: int = 0
+    round: int = 0
+    parent_id: str | None = None
+    role: str = "answer"
+    run_id: str = field(default_factory=new_id)
+
+    @property
+    def key(self) -> str:
+        """Cache key: model, messages, parameters (with the seed only if the user chose it) and repeat."""
+        return cache_key(self.model, self.messages, self.params, self.repeat)
+
+    @property
+    def resume_key(self) -> tuple:
+        return (self.variant.name if self.variant else None, self.row.id if self.row else None, self.model,
+                self.repeat, self.turn, self.attempt, self.round, self.role)
+
+
+class _Limiter:
+    """A concurrency limit that can be changed while calls are in flight."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.in_flight = 0
+        self._cond = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+
+
+class Runner:
+    """Makes calls for one experiment on one event loop: providers, concurrency, replay, budget, logging."""
+
+    def __init__(self, log: RunLog, experiment_id: str, *, concurrency: int | None = None,
+                 budget_usd: float | None = None, replay: bool = False,
+                 provider_options: dict[str, dict[str, Any]] | None = None):
+        self.log = log
+        self.experiment_id = experiment_id
+        self.concurrency = concurrency
+        self.budget_usd = budget_usd
+        self.replay = replay
+        self.provider_options = provider_options or {}
+        self.providers: dict[str, Provider] = {}
+        self._limiters: dict[str, _Limiter] = {}
+        self.spent_usd = 0.0
+        self._reserved_usd = 0.0
+        self.stopped: str | None = None
+        self.counts = {"made": 0, "replayed": 0}
+        self.cancelled = False
+
+    def provider(self, model: str) -> Provider:
+        p = self.providers.get(model)
+        if p is None:
+            p = self.providers[model] = get_provider(model, **self.provider_options.get(model, {}))
+        return p
+
+    def limiter(self, model: str) -> _Limiter:
+        lim = self._limiters.get(model)
+        if lim is None:
+            lim = self._limiters[model] = _Limiter(self.concurrency or self.provider(model).default_concurrency)
+        return lim
+
+    def _estimate_usd(self, call: Call) -> float | None:
+        price = price_of(call.model)
+        if price is None:
+            return None
+        chars = sum(len(m["content"]) for m in call.messages)
+        est_in = chars // 2 + 8 * len(call.messages) + 16  # generous: about 2 characters a token
+        return price.cost(est_in, int(call.params.get("max_tokens") or 1024))
+
+    def _reserve(self, call: Call) -> float:
+        if self.budget_usd is None:
+            return 0.0
+        est = self._estimate_usd(call) or 0.0
+        if self.stopped or self.spent_usd + self._reserved_usd + est > self.budget_usd:
+            if not self.stopped:
+                self.stopped = "budget"
+                self.log.add_event(self.experiment_id, "stopped", reason="budget", spent_usd=self.spent_usd,
+                                   budget_usd=self.budget_usd, next_call_estimate_usd=est)
+            raise BudgetExceeded(
+                f"budget ${self.budget_usd:.4f} reached: ${self.spent_usd:.4f} spent, the next call could cost "
+                f"up to ${est:.4f}"
+            )
+        self._reserved_usd += est
+        return est
+
+    async def call(self, call: Call) -> RunRecord:
+        """Make one call (or replay it from the log) and append its row. Raises BudgetExceeded."""
+        if self.cancelled:
+            raise asyncio.CancelledError()
+        if self.replay:
+            cached = self.log.find_cached(call.key)
+            if cached is not None:
+                rec = self._record(call, output=cached["output"], error=None, started=now(),
+                                   latency_ms=cached["latency_ms"], input_tokens=cached["input_tokens"],
+                                   output_tokens=cached["output_tokens"], cost=0.0, replayed_from=cached["id"])
+                self.log.add_run(rec)
+                self.counts["replayed"] += 1
+                return rec
+        provider = self.provider(call.model)
+        async with self.limiter(call.model):
+            reserved = self._reserve(call)
+            started = now()
+            t0 = time.perf_counter()
+            try:
+                completion = await provider.complete(call.messages, call.params)
+                error = None
+            except ProviderError as exc:
+                completion, error = None, f"{exc.kind}: {exc}"
+            except asyncio.CancelledError:
+                self._reserved_usd -= reserved
+                raise
+            except Exception as exc:  # a provider bug must not lose the batch
+                completion, error = None, f"other: {type(exc).__name__}: {exc}"
+            latency_ms = (time.perf_counter() - t0) * 1000
+            self._reserved_usd -= reserved
+        self.counts["made"] += 1
+        cost = None
+        if completion is not None:
+            price = price_of(call.model)
+            cost = price.cost(completion.input_tokens, completion.output_tokens) if price else None
+            self.spent_usd += cost or 0.0
+        rec = self._record(
+            call, output=completion.text if completion else None, error=error, started=started,
+            latency_ms=latency_ms, input_tokens=completion.input_tokens if completion else None,
+            output_tokens=completion.output_tokens if completion else None, cost=cost, replayed_from=None,
+        )
+        self.log.add_run(rec)
+        return rec
+
+    def _record(self, call: Call, *, output: str | None, error: str | None, started: str, latency_ms: float | None,
+                input_tokens: int | None, output_tokens: int | None, cost: float | None,
+                replayed_from: str | None) -> RunRecord:
+        if error is not None:
+            outcome = "error"
+        elif call.escape_hatch is not None and call.escape_hatch.detect(output):
+            outcome = "escaped"
+        else:
+            outcome = "answered"
+        v, row = call.variant, call.row
+        return RunRecord(
+            id=call.run_id, experiment_id=self.experiment_id, model=call.model, messages=call.messages,
+            outcome=outcome, prompt_path=v.path if v else None, task=v.task if v else None,
+            variant=v.name if v else None, prompt_version=v.version if v else None,
+            input_id=row.id if row else None, input_tags=list(row.tags) if row else None,
+            input_vars=row.vars if row else None, expected=row.expected if row else None,
+            params=call.params, seed=call.seed, repeat=call.repeat, output=output, error=error,
+            input_tokens=input_tokens, output_tokens=output_tokens, latency_ms=latency_ms, cost_usd=cost,
+            started_at=started, cache_key=call.key, replayed_from=replayed_from,
+            conversation_id=call.conversation_id, turn=call.turn, attempt=call.attempt, round=call.round,
+            parent_id=call.parent_id, role=call.role,
+        )
+
+    async def run_all(self, calls: list[Call], progress: Progress) -> list[RunRecord]:
+        """Run independent calls concurrently; stop scheduling (not logging) when the budget is reached."""
+        records: list[RunRecord] = []
+
+        async def one(c: Call) -> None:
+            try:
+                rec = await self.call(c)
+            except BudgetExceeded:
+                return
+            records.append(rec)
+            progress.update(rec.outcome)
+
+        tasks = [asyncio.ensure_future(one(c)) for c in calls]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+        return records
+
+    async def aclose(self) -> None:
+        for p in self.providers.values():
+            await p.aclose()
+
+
+def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and (
+            math.isnan(value) or not value.is_integer())):
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ParameterError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class Experiment:
+    """A planned experiment. Nothing is called until :meth:`run`; :meth:`plan` validates everything."""
+
+    def __init__(self, prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
+                 model: str | list[str] = DEFAULT_MODEL, repeats: int = 1, variants: list[str] | None = None,
+                 params: dict[str, Any] | None = None, seed: int | None = None, concurrency: int | None = None,
+                 budget_usd: float | None = None, replay: bool = False, resume: bool = False,
+                 log: RunLog | str | Path | None = None, id: str | None = None, name: str | None = None,
+                 tags: list[str] | None = None, provider_options: dict[str, dict[str, Any]] | None = None,
+                 progress: ProgressMode = None):
+        self.prompt = prompt if isinstance(prompt, PromptFile) else load_prompt(prompt)
+        if inputs is None:
+            self.inputs = InputSet("<no inputs>", (InputRow(id="default", vars={}),), "default")
+        elif isinstance(inputs, InputSet):
+            self.inputs = inputs
+        elif isinstance(inputs, list):
+            self.inputs = rows_from_records(inputs)
+        else:
+            self.inputs = load_inputs(inputs)
+        if tags:
+            self.inputs = self.inputs.tagged(*tags)
+            if not len(self.inputs):
+                raise ParameterError(f"no input in {self.inputs.path} carries any of the tags {tags}")
+        self.models = [model] if isinstance(model, str) else list(model)
+        if not self.models:
+            raise ParameterError("model: give at least one model string")
+        self.repeats = _check_positive_int("repeats", repeats)
+        self.variants = self.prompt.select(variants)
+        self.params = dict(params or {})
+        if seed is not None:
+            seed = _check_positive_int("seed", seed, minimum=0)
+        self.seed = seed
+        self.concurrency = None if concurrency is None else _check_positive_int("concurrency", concurrency)
+        if budget_usd is not None and (not isinstance(budget_usd, (int, float)) or isinstance(budget_usd, bool)
+                                       or math.isnan(budget_usd) or budget_usd < 0):
+            raise ParameterError(f"budget_usd must be a non-negative number of US dollars, got {budget_usd!r}")
+        self.budget_usd = budget_usd
+        self.replay = replay
+        self.resume = resume
+        if resume and id is None:
+            raise ParameterError("resume=True needs the id of the experiment to resume (id=...)")
+        self.log = log if isinstance(log, RunLog) else RunLog(log)
+        self.name = name or self.prompt.task
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        self.id = id or f"{self.name}-{stamp}-{new_id()[:4]}"
+        self.provider_options = provider_options or {}
+        self.progress = progress
+        for k, v in self.params.items():
+            if looks_like_secret(k, v):
+                raise ParameterError(f"parameter {k!r} looks like a secret; keys come from the environment only")
+        self._calls: list[Call] | None = None
+
+    def __repr__(self) -> str:
+        return (f"Experiment({self.id!r}: {len(self.variants)} variant(s) x {len(self.inputs)} input(s) x "
+                f"{len(self.models)} model(s) x {self.repeats} repeat(s), log={str(self.log.path)!r})")
+
+    def plan(self) -> list[Call]:
+        """Every call this experiment will make, rendered and checked; makes no model call."""
+        if self._calls is not None:
+            return self._calls
+        self.inputs.check_variables({v.name: v.variables for v in self.variants})
+        providers = {m: get_provider(m, **self.provider_options.get(m, {})) for m in self.models}
+        if self.budget_usd is not None:
+            unknown = [m for m in self.models if price_of(m) is None]
+            if unknown:
+                raise ParameterError(
+                    f"a budget needs known prices, and {unknown} have none; declare one with lab.set_price(...)"
+                )
+        calls = []
+        for v in self.variants:
+            params = {**DEFAULT_PARAMS, **v.params, **self.params}
+            for m, provider in providers.items():
+                provider.check_params(params)
+        rng = random.SystemRandom()
+        for row in self.inputs:
+            rendered = {v.name: v.render(row.vars, input_id=row.id) for v in self.variants}
+            for repeat in range(self.repeats):
+                user_seed = self.seed is not None
+                seed = derive_seed(self.seed, row.id, repeat) if user_seed else rng.randrange(2**31 - 1)
+                for m, provider in providers.items():
+                    for v in self.variants:
+                        params = {**DEFAULT_PARAMS, **v.params, **self.params}
+                        params.pop("seed", None)
+                        sent_seed = seed if (user_seed or provider.honours_seed) else None
+                        call_params = dict(params)
+                        if user_seed:
+                            call_params["seed"] = seed
+                        call = Call(model=m, messages=rendered[v.name], params=call_params, repeat=repeat,
+                                    seed=sent_seed, seed_chosen_by_user=user_seed, variant=v, row=row,
+                                    escape_hatch=v.escape_hatch)
+                        calls.append(call)
+        self._calls = calls
+        return calls
+
+    def _params_record(self) -> dict[str, Any]:
+        return {"prompt": self.prompt.path, "inputs": self.inputs.path, "models": self.models,
+                "variants": [v.name for v in self.variants], "repeats": self.repeats, "params": self.params,
+                "seed": self.seed, "concurrency": self.concurrency, "budget_usd": self.budget_usd,
+                "replay": self.replay, "versions": {v.name: v.version for v in self.variants}}
+
+    async def arun(self) -> "Runs":
+        """Run the experiment on the current event loop (``await exp.arun()`` in async code)."""
+        calls = self.plan()
+        self.log.add_experiment(self.id, name=self.name, prompt_path=self.prompt.path,
+                                inputs_path=self.inputs.path, models=self.models,
+                                variants=[v.name for v in self.variants], repeats=self.repeats,
+                                params=self._params_record())
+        for v in self.variants:
+            self.log.add_prompt_version(v.version, prompt_path=v.path, task=v.task, variant=v.name,
+                                        templates=v.templates, params=v.params,
+                                        escape_hatch=v.escape_hatch.text if v.escape_hatch else None)
+        skipped = 0
+        if self.resume:
+            done = self.log.finished_keys(self.id)
+            todo = [c for c in calls if c.resume_key not in done]
+            skipped = len(calls) - len(todo)
+            calls = todo
+        runner = Runner(self.log, self.id, concurrency=self.concurrency, budget_usd=self.budget_usd,
+                        replay=self.replay, provider_options=self.provider_options)
+        self.log.add_event(self.id, "started", calls=len(calls), skipped=skipped)
+        progress = Progress(len(calls), self.id, self.progress)
+        t0 = time.perf_counter()
+        try:
+            records = await runner.run_all(calls, progress)
+        finally:
+            progress.close()
+            await runner.aclose()
+        wall = time.perf_counter() - t0
+        if runner.stopped:
+            skipped_by_budget = len(calls) - len(records)
+            msg = (f"stopped by budget: {len(records)} of {len(calls)} calls made, ${runner.spent_usd:.4f} spent "
+                   f"of ${self.budget_usd:.4f}; {skipped_by_budget} not made")
+            print(msg)
+        self.log.add_event(self.id, "finished", made=runner.counts["made"], replayed=runner.counts["replayed"],
+                           skipped=skipped, stopped=runner.stopped, wall_s=round(wall, 3))
+        return Runs(self.id, self.log, records, skipped=skipped, stopped=runner.stopped,
+                    spent_usd=runner.spent_usd, wall_s=wall)
+
+    def run(self) -> "Runs":
+        """Run every planned call (with a progress bar); works in scripts and in notebooks."""
+        return run_sync(self.arun)
+
+
+@dataclass
+class Runs:
+    """What a run did. ``df`` holds the experiment's rows as the log has them."""
+
+    experiment_id: str
+    log: RunLog
+    records: list[RunRecord]
+    skipped: int = 0
+    stopped: str | None = None
+    spent_usd: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return self.log.runs(experiment=self.experiment_id)
+
+    def summary(self) -> pd.DataFrame:
+        return summary(self.df)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _repr_html_(self) -> str:
+        note = f"<p>stopped: {self.stopped}</p>" if self.stopped else ""
+        return (f"<p><b>{self.experiment_id}</b>: {len(self.records)} calls in {self.wall_s:.1f}s, "
+                f"log {self.log.path}</p>{note}" + self.summary().to_html())
+
+    def __repr__(self) -> str:
+        return f"Runs({self.experiment_id!r}, {len(self.records)} calls)\n{self.summary().to_string()}"
+
+
+def experiment(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None,
+               **kwargs: Any) -> Experiment:
+    """Plan an experiment: every variant of ``prompt`` over ``inputs`` for each model and repeat.
+
+    Keyword arguments: ``model`` (a string or list, default ``local:smollm2``), ``repeats``,
+    ``variants`` (names; default all), ``params`` (override the file's: temperature,
+    max_tokens, ...), ``seed`` (makes runs reproducible and pairs variants on the same seeds),
+    ``concurrency`` (per model), ``budget_usd``, ``replay``, ``resume`` with ``id``, ``log``,
+    ``tags`` (only inputs with these tags), ``progress`` (``auto``, ``text``, ``off``).
+    Errors in any of them are raised here or by :meth:`Experiment.plan`, before any call.
+    """
+    exp = Experiment(prompt, inputs, **kwargs)
+    exp.plan()
+    return exp

@@ -1,0 +1,44 @@
+"""Keep API keys out of everything the lab writes: the log, notebooks, reports, error messages.
+
+Keys come from the environment only. Before any text is persisted or shown, ``redact`` replaces
+the value of every environment variable that looks like a secret with ``[REDACTED:NAME]``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+# Shapes of common provider keys, caught even when the key is not in this process's environment.
+_SECRET_SHAPES = re.compile(r"\b(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16})\b")
+
+
+def secret_values() -> dict[str, str]:
+    """Environment variables whose name marks them as secrets, with values long enough to matter."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if _SECRET_NAME.search(name) and len(value) >= 8
+    }
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every secret value from the environment, and key-shaped strings, masked."""
+    if not text:
+        return text
+    for name, value in secret_values().items():
+        if value in text:
+            text = text.replace(value, f"[REDACTED:{name}]")
+    return _SECRET_SHAPES.sub("[REDACTED]", text)
+
+
+def looks_like_secret(name: str, value: object) -> bool:
+    """True for a parameter that must not be recorded: a secret-like name or a key-shaped value."""
+    if _SECRET_NAME.search(name):
+        return True
+    if isinstance(value, str):
+        if _SECRET_SHAPES.search(value):
+            return True
+        return any(v == value for v in secret_values().values())
+    return False

@@ -1,0 +1,309 @@
+"""The run log: every model call is one row, written the moment the call finishes.
+
+The embedded default is one SQLite file (WAL mode, busy timeout), ``results/promptlab.db`` unless
+``PROMPTLAB_LOG`` or an explicit path says otherwise. The log is append-only: rows are never
+updated; grades and ratings are rows of their own. ``as_of`` re-reads any table exactly as it was
+at a point in the log (a ``seq`` number from :meth:`RunLog.version`, or a UTC timestamp).
+Several processes may write one log at once; a killed process loses no committed row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from . import __version__
+from .errors import StoreError
+from .migrations import migrate
+from .secrets import redact
+
+DEFAULT_LOG = Path("results") / "promptlab.db"
+
+_JSON_COLUMNS = {
+    "runs": ["input_tags", "input_vars", "expected", "params", "messages"],
+    "experiments": ["models", "variants", "params"],
+    "grades": ["detail"],
+    "events": ["detail"],
+    "prompt_versions": ["templates", "params"],
+}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def default_log_path() -> Path:
+    return Path(os.environ.get("PROMPTLAB_LOG") or DEFAULT_LOG)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+@dataclass
+class RunRecord:
+    """One finished model call, as written to the ``runs`` table."""
+
+    experiment_id: str
+    model: str
+    messages: list[dict[str, str]]
+    outcome: str
+    id: str = ""
+    prompt_path: str | None = None
+    task: str | None = None
+    variant: str | None = None
+    prompt_version: str | None = None
+    input_id: str | None = None
+    input_tags: list[str] | None = None
+    input_vars: dict[str, Any] | None = None
+    expected: Any = None
+    params: dict[str, Any] | None = None
+    seed: int | None = None
+    repeat: int = 0
+    output: str | None = None
+    error: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float | None = None
+    cost_usd: float | None = None
+    started_at: str | None = None
+    finished_at: str = ""
+    cache_key: str | None = None
+    replayed_from: str | None = None
+    conversation_id: str | None = None
+    turn: int = 0
+    attempt: int = 0
+    round: int = 0
+    parent_id: str | None = None
+    role: str = "answer"
+
+
+class RunLog:
+    """A run log on disk. Reads return pandas DataFrames; writes commit one row at a time."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_log_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 60000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")  # in WAL: durable against a killed process
+            migrate(self._db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open the run log ({exc}); is it a promptlab log?") from None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RunLog({str(self.path)!r})"
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        values = [
+            _dumps(v) if k in _JSON_COLUMNS.get(table, ()) else v for k, v in row.items()
+        ]
+        with self._lock:
+            cur = self._db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", values)
+            return int(cur.lastrowid)
+
+    def add_run(self, rec: RunRecord) -> str:
+        """Append one finished call; commits immediately. Returns the run id."""
+        row = dict(rec.__dict__)
+        row["id"] = row["id"] or new_id()
+        row["finished_at"] = row["finished_at"] or now()
+        row["output"] = redact(row["output"]) if row["output"] else row["output"]
+        row["error"] = redact(row["error"]) if row["error"] else row["error"]
+        row["lab_version"] = __version__
+        self._insert("runs", row)
+        return row["id"]
+
+    def add_experiment(self, id: str, *, name: str | None, prompt_path: str | None, inputs_path: str | None,
+                       models: list[str], variants: list[str], repeats: int, params: dict[str, Any]) -> None:
+        """Record an experiment once; a resumed experiment keeps its first record."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO experiments (id, name, created_at, prompt_path, inputs_path, models, variants,"
+                " repeats, params, lab_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (id, name, now(), prompt_path, inputs_path, _dumps(models), _dumps(variants), repeats,
+                 _dumps(params), __version__),
+            )
+
+    def add_event(self, experiment_id: str, kind: str, **detail: Any) -> None:
+        self._insert("events", {"experiment_id": experiment_id, "at": now(), "kind": kind, "detail": detail})
+
+    def add_prompt_version(self, version: str, *, prompt_path: str, task: str, variant: str,
+                           templates: Iterable[tuple[str, str]], params: dict[str, Any], escape_hatch: str | None) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO prompt_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (version, prompt_path, task, variant, _dumps([list(t) for t in templates]), _dumps(params),
+                 escape_hatch, now()),
+            )
+
+    def add_grade(self, run_id: str, grader: str, *, score: float | None = None, passed: bool | None = None,
+                  label: str | None = None, detail: dict[str, Any] | None = None,
+                  experiment_id: str | None = None) -> str:
+        """Append a grade (or a human rating) for a run. Regrading adds rows; it never rewrites."""
+        gid = new_id()
+        self._insert("grades", {
+            "id": gid, "run_id": run_id, "experiment_id": experiment_id, "grader": grader,
+            "score": score, "passed": None if passed is None else int(bool(passed)), "label": label,
+            "detail": detail, "created_at": now(), "lab_version": __version__,
+        })
+        return gid
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def version(self) -> int:
+        """The log's current point: pass it as ``as_of`` later to re-read tables exactly as now."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT max(coalesce((SELECT max(seq) FROM runs), 0), coalesce((SELECT max(seq) FROM grades), 0))"
+            ).fetchone()
+        return int(row[0] or 0)
+
+    def _as_of_clause(self, as_of: int | str | datetime | None, ts_col: str) -> tuple[str, list[Any]]:
+        if as_of is None:
+            return "", []
+        if isinstance(as_of, bool):
+            raise ValueError("as_of must be a log version (int) or a timestamp")
+        if isinstance(as_of, int):
+            return "seq <= ?", [as_of]
+        ts = pd.Timestamp(as_of)
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        return f"{ts_col} <= ?", [ts.tz_convert("UTC").isoformat(timespec="microseconds")]
+
+    def _query(self, table: str, where: list[str], args: list[Any], order: str = "seq") -> pd.DataFrame:
+        sql = f"SELECT * FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(f"({w})" for w in where)
+        sql += f" ORDER BY {order}"
+        with self._lock:
+            cur = self._db.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        df = pd.DataFrame.from_records(rows, columns=names)
+        for col in _JSON_COLUMNS.get(table, ()):
+            if col in df:
+                df[col] = [json.loads(v) if v is not None else None for v in df[col]]
+        return df
+
+    def runs(self, experiment: str | list[str] | None = None, *, variant: str | None = None,
+             model: str | None = None, prompt_version: str | None = None, tag: str | None = None,
+             outcome: str | None = None, role: str | None = None,
+             as_of: int | str | datetime | None = None) -> pd.DataFrame:
+        """Run rows (one per model call) as a DataFrame, oldest first, filtered as asked."""
+        where: list[str] = []
+        args: list[Any] = []
+        if experiment is not None:
+            ids = [experiment] if isinstance(experiment, str) else list(experiment)
+            where.append(f"experiment_id IN ({', '.join('?' for _ in ids)})")
+            args += ids
+        for col, val in (("variant", variant), ("model", model), ("prompt_version", prompt_version),
+                         ("outcome", outcome), ("role", role)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        if tag is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(runs.input_tags) WHERE value = ?)")
+            args.append(tag)
+        clause, extra = self._as_of_clause(as_of, "finished_at")
+        if clause:
+            where.append(clause)
+            args += extra
+        return self._query("runs", where, args)
+
+    def grades(self, experiment: str | None = None, *, run_id: str | None = None, grader: str | None = None,
+               as_of: int | str | datetime | None = None) -> pd.DataFrame:
+        where, args = [], []
+        for col, val in (("experiment_id", experiment), ("run_id", run_id), ("grader", grader)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        clause, extra = self._as_of_clause(as_of, "created_at")
+        if clause:
+            where.append(clause)
+            args += extra
+        return self._query("grades", where, args)
+
+    def experiments(self) -> pd.DataFrame:
+        """One row per experiment with its call counts by outcome."""
+        df = self._query("experiments", [], [])
+        with self._lock:
+            counts = self._db.execute(
+                "SELECT experiment_id, count(*), sum(outcome = 'answered'), sum(outcome = 'escaped'),"
+                " sum(outcome = 'error'), sum(cost_usd), max(finished_at) FROM runs GROUP BY experiment_id"
+            ).fetchall()
+        c = pd.DataFrame(counts, columns=["id", "calls", "answered", "escaped", "errors", "cost_usd", "last_call_at"])
+        return df.merge(c, on="id", how="left")
+
+    def events(self, experiment: str | None = None) -> pd.DataFrame:
+        where, args = ([], []) if experiment is None else (["experiment_id = ?"], [experiment])
+        return self._query("events", where, args)
+
+    def prompt_versions(self, prompt_path: str | None = None) -> pd.DataFrame:
+        where, args = ([], []) if prompt_path is None else (["prompt_path = ?"], [prompt_path])
+        return self._query("prompt_versions", where, args, order="first_seen")
+
+    def find_cached(self, cache_key: str) -> dict[str, Any] | None:
+        """The latest successful call with this cache key, for replay."""
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT id, output, outcome, input_tokens, output_tokens, latency_ms, cost_usd FROM runs "
+                "WHERE cache_key = ? AND outcome != 'error' ORDER BY seq DESC LIMIT 1",
+                (cache_key,),
+            )
+            row = cur.fetchone()
+            names = [d[0] for d in cur.description]
+        return dict(zip(names, row)) if row else None
+
+    def finished_keys(self, experiment_id: str) -> set[tuple]:
+        """(variant, input_id, model, repeat, conversation turn, attempt, round, role) of calls that
+        finished without error: what a resumed experiment skips."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT variant, input_id, model, repeat, turn, attempt, round, role FROM runs "
+                "WHERE experiment_id = ? AND outcome != 'error'",
+                (experiment_id,),
+            ).fetchall()
+        return {tuple(r) for r in rows}
+
+    def export(self, experiment: str, path: str | Path) -> Path:
+        """Write one experiment's runs and grades as Parquet files under ``path`` (a folder)."""
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        runs = self.runs(experiment)
+        if runs.empty:
+            raise StoreError(f"{self.path}: no runs for experiment {experiment!r}")
+        for col in _JSON_COLUMNS["runs"]:
+            runs[col] = [_dumps(v) for v in runs[col]]
+        runs.to_parquet(out / "runs.parquet", index=False)
+        grades = self.grades(experiment)
+        grades["detail"] = [_dumps(v) for v in grades["detail"]]
+        grades.to_parquet(out / "grades.parquet", index=False)
+        return out
+
+
+def log(path: str | Path | None = None) -> RunLog:
+    """Open the run log (``results/promptlab.db`` by default, or ``$PROMPTLAB_LOG``)."""
+    return RunLog(path)
