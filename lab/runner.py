@@ -22,17 +22,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import pandas as pd
 
-from .errors import BudgetExceeded, ParameterError, ProviderError
+from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
 from .pricing import price_of
 from .progress import Progress, ProgressMode
 from .prompts import EscapeHatch, PromptFile, Variant, load_prompt
 from .providers import Provider, get_provider
-from .secrets import looks_like_secret, redact
+from .secrets import looks_like_secret
 from .store import RunLog, RunRecord, new_id, now
 from .tables import summary
 
@@ -295,6 +295,11 @@ class Experiment:
                  progress: ProgressMode = None):
         self.prompt = prompt if isinstance(prompt, PromptFile) else load_prompt(prompt)
         if inputs is None:
+            needed = sorted(set().union(*(v.variables for v in self.prompt.variants.values())))
+            if needed:
+                raise InputSetError(
+                    f"{self.prompt.path}: the templates use {needed}; give an input set (inputs=... or --inputs)"
+                )
             self.inputs = InputSet("<no inputs>", (InputRow(id="default", vars={}),), "default")
         elif isinstance(inputs, InputSet):
             self.inputs = inputs
