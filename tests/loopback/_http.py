@@ -257,7 +257,7 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError, OSError, ValueError)):
+        if isinstance(exc, OSError):  # ConnectionError and TimeoutError included
             return  # clients that give up or reset are part of the job
         super().handle_error(request, client_address)
 
