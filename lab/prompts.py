@@ -216,8 +216,13 @@ def _check_template(source: str, where: str) -> frozenset[str]:
         ast = _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise PromptFileError(f"{where}: template syntax error on template line {exc.lineno}: {exc.message}") from None
-    for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
-        attr = node.attr if isinstance(node, jinja2.nodes.Getattr) else getattr(node.arg, "value", None)
+    for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter)):
+        if isinstance(node, jinja2.nodes.Getattr):
+            attr = node.attr
+        elif isinstance(node, jinja2.nodes.Getitem):
+            attr = getattr(node.arg, "value", None)
+        else:  # {{ x|attr('__class__') }}
+            attr = getattr(node.args[0], "value", None) if node.name == "attr" and node.args else None
         if isinstance(attr, str) and attr.startswith("_"):
             raise PromptFileError(
                 f"{where}: template reads {attr!r}; attributes starting with '_' are blocked by the "

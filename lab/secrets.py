@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import re
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+# API_KEY, ANTHROPIC_API_KEY, GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, db_password ... but not max_tokens
+_SECRET_NAME = re.compile(
+    r"(api[_-]?key|secret|passw(or)?d|credential|(^|_)token$|(^|_)key$|^auth|_auth$)", re.IGNORECASE
+)
 # Shapes of common provider keys, caught even when the key is not in this process's environment.
 _SECRET_SHAPES = re.compile(r"\b(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16})\b")
 

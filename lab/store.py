@@ -37,6 +37,10 @@ _JSON_COLUMNS = {
 }
 
 
+_VERSIONED = ("runs", "grades")
+_NEXT_SEQ = "SELECT 1 + max(coalesce((SELECT max(seq) FROM runs), 0), coalesce((SELECT max(seq) FROM grades), 0))"
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -121,20 +125,49 @@ class RunLog:
         values = [
             _dumps(v) if k in _JSON_COLUMNS.get(table, ()) else v for k, v in row.items()
         ]
+        if table in _VERSIONED:
+            # runs and grades share one sequence, so one number (the log's version) orders both
+            cols += ", seq"
+            marks += f", ({_NEXT_SEQ})"
         with self._lock:
             cur = self._db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", values)
             return int(cur.lastrowid)
 
-    def add_run(self, rec: RunRecord) -> str:
-        """Append one finished call; commits immediately. Returns the run id."""
+    @staticmethod
+    def _run_row(rec: RunRecord) -> dict[str, Any]:
         row = dict(rec.__dict__)
         row["id"] = row["id"] or new_id()
         row["finished_at"] = row["finished_at"] or now()
         row["output"] = redact(row["output"]) if row["output"] else row["output"]
         row["error"] = redact(row["error"]) if row["error"] else row["error"]
         row["lab_version"] = __version__
+        return row
+
+    def add_run(self, rec: RunRecord) -> str:
+        """Append one finished call; commits immediately. Returns the run id."""
+        row = self._run_row(rec)
         self._insert("runs", row)
         return row["id"]
+
+    def add_runs(self, recs: list[RunRecord]) -> list[str]:
+        """Append several rows in one transaction (all or none). For rows that cost nothing to
+        redo, such as replays from the log: one commit instead of one per row."""
+        rows = [self._run_row(r) for r in recs]
+        if not rows:
+            return []
+        cols = list(rows[0])
+        json_cols = set(_JSON_COLUMNS["runs"])
+        values = [[_dumps(row[c]) if c in json_cols else row[c] for c in cols] for row in rows]
+        sql = f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(sql, values)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return [row["id"] for row in rows]
 
     def add_experiment(self, id: str, *, name: str | None, prompt_path: str | None, inputs_path: str | None,
                        models: list[str], variants: list[str], repeats: int, params: dict[str, Any]) -> None:
@@ -176,10 +209,8 @@ class RunLog:
     def version(self) -> int:
         """The log's current point: pass it as ``as_of`` later to re-read tables exactly as now."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT max(coalesce((SELECT max(seq) FROM runs), 0), coalesce((SELECT max(seq) FROM grades), 0))"
-            ).fetchone()
-        return int(row[0] or 0)
+            row = self._db.execute(_NEXT_SEQ).fetchone()
+        return int(row[0]) - 1
 
     def _as_of_clause(self, as_of: int | str | datetime | None, ts_col: str) -> tuple[str, list[Any]]:
         if as_of is None:
@@ -276,6 +307,22 @@ class RunLog:
             row = cur.fetchone()
             names = [d[0] for d in cur.description]
         return dict(zip(names, row)) if row else None
+
+    def find_cached_many(self, cache_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`find_cached` for many keys in a few queries: key -> the latest successful call."""
+        keys = list(dict.fromkeys(cache_keys))
+        found: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            with self._lock:
+                cur = self._db.execute(
+                    "SELECT cache_key, id, output, outcome, input_tokens, output_tokens, latency_ms, cost_usd "
+                    f"FROM runs WHERE cache_key IN ({', '.join('?' for _ in chunk)}) AND outcome != 'error' "
+                    "ORDER BY seq", chunk)
+                names = [d[0] for d in cur.description]
+                for row in cur.fetchall():
+                    found[row[0]] = dict(zip(names, row))  # ordered by seq: the latest wins
+        return found
 
     def finished_keys(self, experiment_id: str) -> set[tuple]:
         """(variant, input_id, model, repeat, conversation turn, attempt, round, role) of calls that
