@@ -48,3 +48,12 @@ def write(tmp_path):
 def model_calls() -> list:
     """Every call the scripted provider received in this test."""
     return scripted.CALLS
+
+
+@pytest.fixture(scope="session")
+def llama_server_url():
+    """Base URL of a real ``python -m llama_cpp.server`` serving the bundled SmolLM2 (session-wide)."""
+    from tests.servers import llama_server
+
+    with llama_server() as url:
+        yield url
