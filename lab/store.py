@@ -34,6 +34,7 @@ _JSON_COLUMNS = {
     "grades": ["detail"],
     "events": ["detail"],
     "prompt_versions": ["templates", "params"],
+    "batches": ["counts"],
 }
 
 
@@ -335,21 +336,104 @@ class RunLog:
             ).fetchall()
         return {tuple(r) for r in rows}
 
-    def export(self, experiment: str, path: str | Path) -> Path:
-        """Write one experiment's runs and grades as Parquet files under ``path`` (a folder)."""
+    def export(self, experiment: str, path: str | Path, *,
+               partition_by: str | list[str] | None = None) -> Path:
+        """Write one experiment's runs and grades as Parquet files under ``path`` (a folder).
+
+        By default: ``runs.parquet`` and ``grades.parquet``. With ``partition_by`` (column names
+        of the runs table, e.g. ``["variant", "model"]``, or ``"date"`` for the UTC day a call
+        finished) the runs become a Hive-partitioned dataset in ``runs/`` (``variant=.../model=.../
+        *.parquet``) that DuckDB, Polars or Spark read as one table; the partition columns come
+        back from the folder names, so read it with ``hive_partitioning=true``.
+        """
         out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
         runs = self.runs(experiment)
         if runs.empty:
             raise StoreError(f"{self.path}: no runs for experiment {experiment!r}")
+        parts = [partition_by] if isinstance(partition_by, str) else list(partition_by or [])
+        if parts:
+            if "date" in parts and "date" not in runs:
+                runs["date"] = runs["finished_at"].str.slice(0, 10)
+            unknown = [c for c in parts if c not in runs]
+            if unknown:
+                raise StoreError(f"partition_by: {unknown} are not columns of the runs table; "
+                                 f"try variant, model, prompt_version, input_id, date")
+        out.mkdir(parents=True, exist_ok=True)
         for col in _JSON_COLUMNS["runs"]:
             runs[col] = [_dumps(v) for v in runs[col]]
-        runs.to_parquet(out / "runs.parquet", index=False)
+        if parts:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if (out / "runs").exists():
+                raise StoreError(f"{out / 'runs'} already exists; export a partitioned table into a new folder")
+            for col in parts:  # folder names: text, with missing values spelled out
+                runs[col] = runs[col].astype("string").fillna("(none)")
+            pq.write_to_dataset(pa.Table.from_pandas(runs, preserve_index=False), out / "runs",
+                                partition_cols=parts, basename_template="part-{i}.parquet")
+        else:
+            runs.to_parquet(out / "runs.parquet", index=False)
         grades = self.grades(experiment)
         grades["detail"] = [_dumps(v) for v in grades["detail"]]
         grades.to_parquet(out / "grades.parquet", index=False)
         return out
 
+    # ---- provider batches (bookkeeping for lab.batch) -------------------------------------
+
+    def add_batch(self, experiment_id: str, *, provider: str, model: str, batch_id: str, base_url: str | None,
+                  state: str, counts: dict[str, Any] | None, requests: dict[str, dict[str, Any]]) -> None:
+        """Record a submitted provider batch and its planned calls (custom id -> run row as planned),
+        in one transaction."""
+        at = now()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO batches (experiment_id, provider, model, batch_id, base_url, state, request_count,"
+                    " counts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (experiment_id, provider, model, batch_id, base_url, state, len(requests), _dumps(counts),
+                     at, at))
+                self._db.executemany(
+                    "INSERT INTO batch_requests (custom_id, batch_id, experiment_id, call) VALUES (?, ?, ?, ?)",
+                    [(cid, batch_id, experiment_id, _dumps(call)) for cid, call in requests.items()])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def update_batch(self, provider: str, batch_id: str, *, state: str, counts: dict[str, Any] | None,
+                     ingested: bool = False) -> None:
+        """Note a batch's latest state (and, once its results are all run rows, when that happened)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE batches SET state = ?, counts = ?, updated_at = ?,"
+                " ingested_at = CASE WHEN ? THEN coalesce(ingested_at, ?) ELSE ingested_at END"
+                " WHERE provider = ? AND batch_id = ?",
+                (state, _dumps(counts), now(), int(ingested), now(), provider, batch_id))
+
+    def batches(self, experiment: str | None = None) -> pd.DataFrame:
+        """The provider batches submitted (for one experiment), oldest first."""
+        where, args = ([], []) if experiment is None else (["experiment_id = ?"], [experiment])
+        return self._query("batches", where, args)
+
+    def batch_requests(self, batch_id: str) -> dict[str, dict[str, Any]]:
+        """custom id -> the run row as planned, for every call submitted in one batch."""
+        with self._lock:
+            rows = self._db.execute("SELECT custom_id, call FROM batch_requests WHERE batch_id = ?",
+                                    (batch_id,)).fetchall()
+        return {cid: json.loads(call) for cid, call in rows}
+
+    def run_ids_present(self, ids: Iterable[str]) -> set[str]:
+        """Which of these run ids already have a row in the log."""
+        ids = list(ids)
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT id FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+            found.update(r[0] for r in rows)
+        return found
 
 def log(path: str | Path | None = None) -> RunLog:
     """Open the run log (``results/promptlab.db`` by default, or ``$PROMPTLAB_LOG``)."""

@@ -1,0 +1,104 @@
+"""Shared helpers for the benchmarks: the machine, a loopback server in its own process, medians,
+and the results table (bench/results.md), where each benchmark owns one section."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.md"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load average {load}")
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+@contextlib.contextmanager
+def loopback(kind: str = "openai", latency: float = 0.1, *extra: str) -> Iterator[str]:
+    """A loopback API server in a child process (so it does not share the lab's GIL); yields its base URL."""
+    module = {"openai": "tests.loopback.openai_server", "anthropic": "tests.loopback.anthropic_server"}[kind]
+    proc = subprocess.Popen([sys.executable, "-m", module, "--port", "0", "--latency", str(latency), *extra],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise RuntimeError(f"loopback server did not start (said {url!r})")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def server_stats(base_url: str) -> dict[str, Any]:
+    root = base_url.removesuffix("/v1")
+    with urllib.request.urlopen(root + "/__loopback__/stats") as r:
+        return json.load(r)
+
+
+def prompt_file(folder: Path) -> Path:
+    """A one-variant prompt file for benchmarks."""
+    p = folder / "bench.yaml"
+    p.write_text("task: bench\nparams: {temperature: 0, max_tokens: 16}\n"
+                 "variants:\n  plain:\n    user: \"Say something about item {{ n }}: {{ text }}\"\n")
+    return p
+
+
+def records(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"i{i}", "n": i, "text": f"input number {i} " + "word " * 20} for i in range(n)]
+
+
+def tmpdir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="promptlab-bench-")
+
+
+def write_section(name: str, lines: list[str]) -> None:
+    """Replace (or add) the section ``## name`` of bench/results.md with ``lines``."""
+    text = RESULTS.read_text() if RESULTS.exists() else (
+        "# Benchmark results\n\nWritten by `python bench/run_all.py` (or one `bench/bench_*.py`); each section "
+        "says which machine and when. Medians of several runs; ratios are against a baseline measured in the "
+        "same run.\n")
+    body = f"## {name}\n\n" + "\n".join(lines).rstrip() + "\n"
+    pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + body
+    RESULTS.write_text(text)
+    print(f"wrote section {name!r} of {RESULTS.relative_to(ROOT)}")
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"

@@ -1,0 +1,107 @@
+"""Batch overhead and replay against the loopback OpenAI server.
+
+Batch: N calls at concurrency C against a server that holds every answer for L seconds. The ideal
+wall time is N*L/C; the baseline is raw ``AsyncOpenAI`` calls behind an ``asyncio.Semaphore(C)``,
+measured in the same run against the same server. Target: lab <= 1.10x ideal.
+
+Replay: the same experiment (same seed) run again with ``replay=True``, every answer served from the
+log. Target: >= 50x faster than the first run, identical outputs.
+
+    python bench/bench_batch.py                 # 400 calls, concurrency 16, 100 ms, 3 runs
+    python bench/bench_batch.py --calls 2000 --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from _common import ROOT, loopback, machine, median, prompt_file, records, tmpdir, verdict, write_section  # noqa: F401
+
+import lab
+
+
+async def raw_sdk(base_url: str, calls: int, concurrency: int) -> float:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=2, timeout=60)
+    sem = asyncio.Semaphore(concurrency)
+    rows = records(calls)
+
+    async def one(r: dict) -> str:
+        async with sem:
+            resp = await client.chat.completions.create(
+                model="gpt-loopback", temperature=0, max_tokens=16,
+                messages=[{"role": "user", "content": f"Say something about item {r['n']}: {r['text']}"}])
+            return resp.choices[0].message.content
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(r) for r in rows))
+    wall = time.perf_counter() - t0
+    await client.close()
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=400)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--latency", type=float, default=0.1)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-write", action="store_true", help="print only; leave bench/results.md alone")
+    a = ap.parse_args()
+    ideal = a.calls * a.latency / a.concurrency
+
+    raw_walls, lab_walls, replay_walls, identical = [], [], [], []
+    with loopback("openai", a.latency) as url, tmpdir() as tmp:
+        from pathlib import Path
+
+        folder = Path(tmp)
+        prompt = prompt_file(folder)
+        model = f"openai-compatible:{url}#gpt-loopback"
+        asyncio.run(raw_sdk(url, 32, a.concurrency))  # warm-up: imports, connections
+        for i in range(a.runs):
+            raw_walls.append(asyncio.run(raw_sdk(url, a.calls, a.concurrency)))
+            log = lab.log(folder / f"run{i}.db")
+            t0 = time.perf_counter()  # planning (rendering, checks) is part of the lab's time
+            first = lab.experiment(prompt, records(a.calls), model=model, seed=1, concurrency=a.concurrency,
+                                   log=log, progress="off", id=f"first-{i}").run()
+            lab_walls.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            second = lab.experiment(prompt, records(a.calls), model=model, seed=1, concurrency=a.concurrency,
+                                    log=log, progress="off", id=f"replay-{i}", replay=True).run()
+            replay_walls.append(time.perf_counter() - t0)
+            a_out = first.df.set_index("input_id")["output"].sort_index()
+            b_out = second.df.set_index("input_id")["output"].sort_index()
+            identical.append(bool(a_out.equals(b_out)) and second.df["replayed_from"].notna().all()
+                             and (first.df["outcome"] == "answered").all())
+            print(f"run {i + 1}: raw {raw_walls[-1]:.3f}s  lab {lab_walls[-1]:.3f}s  replay {replay_walls[-1]:.4f}s")
+
+    raw, lab_w, rep = median(raw_walls), median(lab_walls), median(replay_walls)
+    speedup = lab_w / rep
+    lines = [
+        f"Machine: {machine()}.",
+        "",
+        f"{a.calls} calls at concurrency {a.concurrency} against the loopback OpenAI server (own process) holding "
+        f"each answer {a.latency * 1000:.0f} ms; median of {a.runs} runs. Ideal = calls x latency / concurrency "
+        f"= {ideal:.2f} s. Lab times include planning (rendering and checks) and writing every row.",
+        "",
+        "| what | wall (s) | vs ideal | vs raw SDK | target |",
+        "| --- | ---: | ---: | ---: | --- |",
+        f"| raw `AsyncOpenAI` + semaphore | {raw:.3f} | {raw / ideal:.3f}x | 1.000x | (baseline) |",
+        f"| lab `Experiment.run()` (logs every row) | {lab_w:.3f} | {lab_w / ideal:.3f}x | {lab_w / raw:.3f}x | "
+        f"<= 1.10x ideal: {verdict(lab_w / ideal <= 1.10)} |",
+        f"| lab replay from the log (same seed, `replay=True`) | {rep:.4f} | | | {speedup:.0f}x faster than the first run, outputs "
+        f"{'identical' if all(identical) else '**differ**'}; >= 50x: {verdict(speedup >= 50 and all(identical))} |",
+        "",
+        f"Reproduce: `python bench/bench_batch.py --calls {a.calls} --concurrency {a.concurrency} "
+        f"--latency {a.latency} --runs {a.runs}`",
+    ]
+    print("\n".join(lines))
+    if not a.no_write:
+        write_section("Batch overhead and replay", lines)
+
+
+if __name__ == "__main__":
+    main()
