@@ -1,7 +1,8 @@
 """``anthropic:<model>`` through the official anthropic SDK.
 
 The key comes from ``ANTHROPIC_API_KEY`` only; the SDK also reads ``ANTHROPIC_BASE_URL``.
-System messages are joined into the Messages API's ``system`` field. Retries (429, 529, 5xx,
+System messages are joined into the Messages API's ``system`` field. ``temperature``, ``top_p``
+and ``top_k`` are sent in the request body (the 1.x+ SDK no longer has them as arguments). Retries (429, 529, 5xx,
 honouring ``retry-after``) and timeouts are the SDK's own.
 """
 
@@ -48,9 +49,11 @@ class AnthropicProvider(Provider):
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         turns = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
         kwargs: dict[str, Any] = {"max_tokens": params.get("max_tokens") or 1024}
-        for k in ("temperature", "top_p", "top_k"):
-            if params.get(k) is not None:
-                kwargs[k] = params[k]
+        # SDK 1.x dropped the sampling arguments from its signature; the API still takes them
+        # (newer models may refuse temperature), so they travel in the request body
+        sampling = {k: params[k] for k in ("temperature", "top_p", "top_k") if params.get(k) is not None}
+        if sampling:
+            kwargs["extra_body"] = sampling
         if params.get("stop"):
             stop = params["stop"]
             kwargs["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)

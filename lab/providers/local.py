@@ -9,6 +9,7 @@ thread-safe.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.metadata
 import os
 import threading
@@ -52,6 +53,14 @@ def resolve_model_path(rest: str) -> Path:
     if not path.is_file():
         raise ModelSpecError(f"model 'local:{rest}': no such file {path}")
     return path
+
+
+@atexit.register
+def _close_models() -> None:
+    # free llama.cpp models while the interpreter is intact (its __del__ fails at shutdown otherwise)
+    for llm in _MODELS.values():
+        llm.close()
+    _MODELS.clear()
 
 
 def load_llama(path: Path, n_ctx: int = 4096):
