@@ -1,0 +1,66 @@
+"""``python -m lab``: run, runs, show, export, and errors that exit cleanly with a message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import lab
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "lab", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.mark.slow
+def test_run_then_runs_show_and_export_on_the_local_model(tmp_path):
+    log = tmp_path / "cli.db"
+    out = cli("--log", str(log), "run", "prompts/sentiment.yaml", "--inputs", "prompts/sentiment_inputs.yaml",
+              "--tag", "unanswerable", "--repeats", "2", "--seed", "1", "--param", "max_tokens=8", "--id", "cli-exp",
+              "--progress", "text")
+    # the summary table: one line per variant with n, answered, escaped, errors, mean latency
+    assert "mean_latency_ms" in out.stdout and "escaped" in out.stdout
+    assert "persona" in out.stdout and "honest" in out.stdout
+    assert f"Log: {log}" in out.stdout
+    assert "8/8 calls" in out.stderr  # plain-text progress
+    df = lab.log(log).runs(experiment="cli-exp")
+    assert len(df) == 8 and set(df.variant) == {"persona", "honest"}
+
+    listed = cli("--log", str(log), "runs")
+    assert "cli-exp" in listed.stdout
+    shown = cli("--log", str(log), "show", "cli-exp", "--outputs")
+    assert "recipe" in shown.stdout and "empty" in shown.stdout
+    cli("--log", str(log), "export", "cli-exp", str(tmp_path / "exp"))
+    assert len(pd.read_parquet(tmp_path / "exp" / "runs.parquet")) == 8
+
+    # resume: nothing left to do, no call made
+    again = cli("--log", str(log), "run", "prompts/sentiment.yaml", "--inputs", "prompts/sentiment_inputs.yaml",
+                "--tag", "unanswerable", "--repeats", "2", "--seed", "1", "--param", "max_tokens=8",
+                "--id", "cli-exp", "--resume", "--progress", "off")
+    assert "8 already done" in again.stdout
+    assert len(lab.log(log).runs(experiment="cli-exp")) == 8
+
+
+def test_bad_input_exits_2_with_a_message_and_no_traceback(tmp_path, write):
+    bad = write("bad.yaml", "task: x\nvariants:\n  a:\n    user: hi\n    colour: red\n")
+    proc = cli("--log", str(tmp_path / "l.db"), "run", str(bad), check=False)
+    assert proc.returncode == 2
+    assert "variants.a.colour" in proc.stderr and "line 5" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = cli("--log", str(tmp_path / "l.db"), "run", "prompts/sentiment.yaml", "--inputs",
+               "prompts/sentiment_inputs.yaml", "--model", "nope:x", check=False)
+    assert proc.returncode == 2 and "unknown provider 'nope'" in proc.stderr
+
+
+def test_show_of_an_unknown_experiment_says_how_to_list_them(tmp_path):
+    proc = cli("--log", str(tmp_path / "l.db"), "show", "missing", check=False)
+    assert proc.returncode == 2 and "python -m lab runs" in proc.stderr
