@@ -47,8 +47,8 @@ class Progress:
         self.done += 1
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if self._bar is not None:
-            self._bar.update(1)
             self._bar.set_postfix(self.counts, refresh=False)
+            self._bar.update(1)
         elif self.mode == "text" and self.total:
             pct = 100 * self.done // self.total
             if pct >= self._next_pct or self.done == self.total:
