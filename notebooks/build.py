@@ -1,0 +1,208 @@
+"""Write the lab's notebooks from the cells below: ``python notebooks/build.py``.
+
+The notebooks are committed with outputs stripped and kernelspec ``python3``. Edit a notebook
+here (or in JupyterLab, then port the change back) and re-run this script; tests check that
+every notebook in this folder executes headless with papermill.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+SETUP = "import lab\n\nlab.project_root(chdir=True)  # paths below are relative to the project root"
+
+BATCH_PARAMETERS = '''model = "local:smollm2"
+prompt = "prompts/sentiment.yaml"
+inputs = "prompts/sentiment_inputs.yaml"
+repeats = {repeats}
+rounds = {rounds}
+concurrency = None
+budget_usd = None
+seed = 7
+max_tokens = {max_tokens}
+experiment_id = None  # set by `python -m lab run-notebook`; None makes one up'''
+
+RUN = '''exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
+                     budget_usd=budget_usd, params={{"max_tokens": max_tokens}}, id=experiment_id{extra})
+runs = exp.run()
+runs.summary()'''
+
+
+def md(text: str) -> nbformat.NotebookNode:
+    return new_markdown_cell(text.strip())
+
+
+def code(text: str, *tags: str) -> nbformat.NotebookNode:
+    cell = new_code_cell(text.strip())
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def parameters(text: str) -> nbformat.NotebookNode:
+    return code(text, "parameters")
+
+
+def notebook(cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def batch(repeats: int = 3, rounds: int = 1, max_tokens: int = 24, extra_params: str = "") -> nbformat.NotebookNode:
+    return parameters(BATCH_PARAMETERS.format(repeats=repeats, rounds=rounds, max_tokens=max_tokens) + extra_params)
+
+
+NOTEBOOKS: dict[str, list[nbformat.NotebookNode]] = {
+    "workbench.ipynb": [
+        md("""
+# Workbench
+
+Try one prompt on one input, then look harder: **Retry** draws another sample of the same call
+(all samples stay side by side with their frequencies: one sample is noise), **Reset** starts a
+clean context, the follow-up box asks again in the same thread, **Self-critique** lets the model
+review and revise its answer. Edit the template in place to make a new version (the old one stays
+in the version list). Outputs are shown as text, never as live HTML. Every call is logged.
+"""),
+        code(SETUP),
+        parameters('''model = "local:smollm2"
+prompt = "prompts/sentiment.yaml"
+inputs = "prompts/sentiment_inputs.yaml"
+max_tokens = 48'''),
+        code("wb = lab.workbench(prompt, inputs, model=model, params={\"max_tokens\": max_tokens})\nwb"),
+        md("""
+## What you have tried so far
+
+Re-run this cell after a few calls: the outcome of every call made from the workbench above,
+read back from the run log.
+"""),
+        code("lab.plots.outcome_rates(lab.log().runs(experiment=wb.experiment_id), split_by_tag=False)"),
+    ],
+    "persona_vs_honest.ipynb": [
+        md("""
+# Persona or honest context?
+
+The same task framed two ways on the same inputs, repeats and seeds: a persona ("You are a
+world-class sentiment analyst") against honest context (who is asking, why, what a good answer
+looks like, and a declared way out). We learn which framing answers correctly more often, which
+one takes the way out on inputs that are not reviews at all, and whether the difference is larger
+than the noise between samples.
+"""),
+        code(SETUP),
+        batch(),
+        code(RUN.format(extra="")),
+        md("""
+## Outcomes per framing
+
+Correct, wrong, escaped and failed calls per variant, with 95% intervals, one panel per input tag.
+An escape on an `unanswerable` input is the right call; on a `normal` one it is a missed answer.
+"""),
+        code("lab.plots.outcome_rates(runs.df)"),
+        md("""
+## Is the difference real?
+
+Calls are paired on input, repeat and seed, so the comparison is paired: each point is the mean
+difference over pairs, with its 95% interval. An interval that crosses zero is not a finding.
+"""),
+        code('lab.plots.paired_difference(runs.df, "persona", "honest")'),
+        code('lab.stats.paired_difference(runs.df, "honest", "persona", value="escaped", split_by_tag=True)'),
+        md("## What it cost"),
+        code("lab.plots.cost_latency(runs.df)"),
+    ],
+    "escape_hatch.ipynb": [
+        md("""
+# Give the model a way out, then read the outs
+
+The prompt declares a way out (`UNSURE`). Here we run it on edge cases and look at where the model
+took it: escapes on `unanswerable` inputs mean the way out works; escapes on answerable ones tell
+us where the prompt or the data is strange. The escaped outputs themselves are the report.
+"""),
+        code(SETUP),
+        batch(repeats=2, extra_params='\ntags = None  # e.g. ["edge", "unanswerable"]: only inputs with these tags'),
+        code(RUN.format(extra=", tags=tags")),
+        md("## Escape rate per variant and tag, with 95% intervals"),
+        code('lab.stats.rates(runs.df, value="escaped", split_by_tag=True)'),
+        code("lab.plots.outcome_rates(runs.df)"),
+        md("## The outs themselves: where did the model say it cannot tell?"),
+        code('runs.df.query("outcome == \'escaped\'")[["variant", "input_id", "input_tags", "output"]]'),
+    ],
+    "retry_spread.ipynb": [
+        md("""
+# One sample is noise: retry spread
+
+Each input is answered several times in fresh contexts with different seeds. When a model knows
+something, its answers agree across samples; when it guesses, they scatter. We learn which inputs
+are stable, which are coin flips, and how many distinct answers each produced.
+"""),
+        code(SETUP),
+        batch(repeats=5, extra_params="\ntemperature = 0.7"),
+        code(RUN.format(extra="").replace('{"max_tokens": max_tokens}',
+                                          '{"max_tokens": max_tokens, "temperature": temperature}')),
+        md("## Agreement across samples per input (the label is the number of distinct answers)"),
+        code("lab.plots.retry_spread(runs.df)"),
+        md("## All samples side by side"),
+        code("lab.widgets.side_by_side(runs.df)"),
+    ],
+    "self_critique.ipynb": [
+        md("""
+# Self-critique: does reviewing its own answer help?
+
+The model answers, is asked to critique its answer, then to revise it; `rounds` times. Round 0 is
+the first answer. We learn whether revisions get more answers right, or whether the model talks
+itself out of correct answers (small models often do).
+"""),
+        code(SETUP),
+        batch(repeats=1, rounds=2, max_tokens=48),
+        code('''exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
+                     budget_usd=budget_usd, params={"max_tokens": max_tokens}, id=experiment_id)
+critiqued = lab.widgets.critique_experiment(exp, rounds=rounds)
+critiqued.summary()'''),
+        md("## Score by round, per variant (95% intervals)"),
+        code("lab.plots.critique_rounds(critiqued.df)"),
+        md("## Each answer, critique and revision"),
+        code('critiqued.df[["variant", "input_id", "role", "round", "output"]]'),
+    ],
+    "compare.ipynb": [
+        md("""
+# Compare experiments from the log
+
+Everything here is drawn from the run log, so it can be re-drawn exactly as it was (`as_of`).
+Pick experiments (default: the latest), then read outcomes per variant and tag, cost, and the
+outputs side by side. The interactive view at the end does the same with widgets.
+"""),
+        code(SETUP),
+        parameters('''experiments = None  # a list of experiment ids; None: the latest one in the log
+as_of = None  # a log version (int) or a UTC timestamp: redraw the log as it was then'''),
+        code('''log = lab.log()
+chosen = experiments or list(log.experiments()["id"].tail(1))
+runs = log.runs(experiment=chosen, as_of=as_of)
+grades = log.grades(as_of=as_of)
+lab.summary(runs)'''),
+        md("## Outcomes per variant and input tag"),
+        code("lab.plots.outcome_rates(runs, grades)"),
+        md("## Score by prompt version: did the edits help?"),
+        code("lab.plots.score_by_version(runs, grades)"),
+        md("## Latency, tokens and cost"),
+        code("lab.plots.cost_latency(runs)"),
+        md("## Outputs side by side, per input"),
+        code("lab.widgets.side_by_side(runs)"),
+        md("## Interactive: choose experiments, variants and tags"),
+        code("lab.compare_view(experiments=chosen)"),
+    ],
+}
+
+
+def main() -> None:
+    for name, cells in NOTEBOOKS.items():
+        nbformat.write(notebook(cells), HERE / name)
+        print(f"wrote notebooks/{name}")
+
+
+if __name__ == "__main__":
+    main()
