@@ -39,3 +39,23 @@ __all__ = [
     "LabError", "PromptFileError", "InputSetError", "ModelSpecError", "ParameterError",
     "ProviderError", "BudgetExceeded", "StoreError",
 ]
+
+
+# The notebook side (widgets, figures, result notebooks) is imported on first use, so that
+# `import lab` in a script does not pull in ipywidgets, plotly or papermill.
+_LAZY = {
+    "workbench": ("lab.widgets", "workbench"), "compare_view": ("lab.widgets", "compare_view"),
+    "plots": ("lab.plots", None), "widgets": ("lab.widgets", None), "stats": ("lab.stats", None), "run_notebook": ("lab.report", "run_notebook"),
+    "run_grid": ("lab.report", "run_grid"), "export_html": ("lab.report", "export_html"),
+    "project_root": ("lab.report", "project_root"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        mod = importlib.import_module(module)
+        return mod if attr is None else getattr(mod, attr)
+    raise AttributeError(f"module 'lab' has no attribute {name!r}")

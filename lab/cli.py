@@ -106,6 +106,56 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notebook_value(text: str) -> Any:
+    """A -p value as papermill reads it: JSON (numbers, true/false/null, lists) or else a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+@command("run-notebook")
+def cmd_run_notebook(args: argparse.Namespace) -> int:
+    from .report import run_grid, run_notebook
+    from .tables import summary
+
+    params = {k: _notebook_value(v) for k, v in (args.parameter or [])}
+    kwargs = dict(output_dir=args.output_dir, log=args.log, html=not args.no_html, echo=args.echo,
+                  timeout_s=args.cell_timeout)
+    if args.grid:
+        grid = {g[0]: [_notebook_value(v) for v in g[1:]] for g in args.grid}
+        if args.output_dir:
+            kwargs.pop("output_dir")
+        result = run_grid(args.notebook, grid, base=params, **kwargs)
+        print(f"{len(result.runs)} of {len(result.runs) + len(result.failures)} parameter sets ran")
+        _print_df(result.summary())
+        return 0 if not result.failures else 1
+    print(f"running {args.notebook} with papermill ({', '.join(f'{k}={v!r}' for k, v in params.items()) or 'defaults'})",
+          flush=True)
+    run = run_notebook(args.notebook, params, experiment_id=args.id, **kwargs)
+    df = run.runs()
+    print()
+    if df.empty:
+        print(f"the notebook made no model calls under experiment {run.experiment_id}")
+    else:
+        _print_df(summary(df)[["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]])
+    print(f"\nexperiment {run.experiment_id}: {len(df)} calls, notebook ran in {run.wall_s:.1f}s")
+    print(f"Log:      {run.log_path}")
+    print(f"Notebook: {run.notebook}")
+    if run.html:
+        print(f"HTML:     {run.html}  (self-contained; opens offline)")
+    return 0
+
+
+@command("export-html")
+def cmd_export_html(args: argparse.Namespace) -> int:
+    from .report import export_html
+
+    out = export_html(args.notebook, args.dest)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lab", description="promptlab: prompt experiments, logged.")
     p.add_argument("--log", help="run log path (default $PROMPTLAB_LOG or results/promptlab.db)")
@@ -140,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("experiment")
     e.add_argument("dest", nargs="?", default=None, help="folder (default results/exports/<experiment>)")
     e.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    nb = sub.add_parser("run-notebook", help="execute a notebook with papermill into results/<experiment>/, plus HTML")
+    nb.add_argument("notebook", help="a notebook with a 'parameters' cell, e.g. notebooks/persona_vs_honest.ipynb")
+    nb.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                    help="set a parameter (repeatable); values are JSON or text: -p repeats 5 -p model local:smollm2")
+    nb.add_argument("-g", "--grid", nargs="+", action="append", metavar="NAME VALUE",
+                    help="run once per value, one after another (repeatable: every combination): -g repeats 2 5")
+    nb.add_argument("--id", help="experiment id (default <notebook>-<time>-<hex>)")
+    nb.add_argument("--output-dir", help="where the executed notebook and HTML go (default results/<experiment>/)")
+    nb.add_argument("--no-html", action="store_true", help="skip the HTML copy")
+    nb.add_argument("--echo", action="store_true", help="stream the cells' output here while it runs")
+    nb.add_argument("--cell-timeout", type=float, help="seconds a cell may run before the run fails")
+    nb.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    eh = sub.add_parser("export-html", help="a self-contained HTML copy of an executed notebook (plotly offline)")
+    eh.add_argument("notebook")
+    eh.add_argument("dest", nargs="?", default=None, help="HTML path (default: next to the notebook)")
+    eh.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 
