@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --progress-bar off -e '.[dev]'
+	@echo "installing promptlab and its dependencies into $(VENV) (the first time, llama-cpp-python builds from source: about 10 minutes)"
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
 	@touch $@
 
 install: $(STAMP)

@@ -70,3 +70,14 @@ def test_the_bundled_sentiment_experiment_runs_with_its_edge_cases(run_log):
     assert list(s.index) == ["persona", "honest"]
     assert (s.n == 2).all() and (s.answered + s.escaped + s.errors == s.n).all()
     assert s.errors.sum() == 0
+
+
+def test_any_gguf_file_runs_by_path(prompt, run_log):
+    model = f"local:{bundled_model_path('smollm2')}"
+    runs = lab.experiment(prompt, [{"id": "it", "country": "Italy"}], model=model, log=run_log, seed=2).run()
+    assert runs.df.model.tolist() == [model] and runs.df.outcome.tolist() == ["answered"]
+
+
+def test_a_gguf_path_that_does_not_exist_fails_before_any_call(prompt, run_log):
+    with pytest.raises(lab.ModelSpecError, match="no such file"):
+        lab.experiment(prompt, [{"id": "it", "country": "Italy"}], model="local:/nope/model.gguf", log=run_log)

@@ -189,3 +189,31 @@ def test_experiment_runs_inside_a_running_event_loop(files, run_log):
 
     runs = asyncio.run(in_notebook())
     assert len(runs) == 6
+
+
+BAD_FILES = {
+    "malformed YAML": ("task: t\nvariants:\n  a:\n    user: [oops\n", INPUTS, "YAML syntax error"),
+    "sandbox escape": ("task: t\nvariants:\n  a:\n    user: \"{{ text.__class__.__mro__ }}\"\n", INPUTS, "sandbox"),
+    "duplicate ids": (PROMPT, "- {id: r1, text: a}\n- {id: r1, text: b}\n", "duplicate input id 'r1'"),
+    "missing variable": (PROMPT, "- {id: r1, txt: a}\n", r"lacks \['text'\]"),
+    "empty input set": (PROMPT, "[]\n", "empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_files_fail_before_any_model_call_and_leave_the_log_as_it_was(write, run_log, model_calls, case):
+    lab.experiment(write("ok.yaml", PROMPT), write("ok_in.yaml", INPUTS), model="scripted:echo", log=run_log).run()
+    before = run_log.runs()
+    prompt_text, inputs_text, match = BAD_FILES[case]
+    model_calls.clear()
+    with pytest.raises(lab.LabError, match=match):
+        lab.experiment(write("p.yaml", prompt_text), write("in.yaml", inputs_text), model="scripted:echo",
+                       log=run_log).run()
+    assert model_calls == []
+    assert run_log.runs().equals(before)
+
+
+def test_a_missing_input_file_fails_before_any_model_call(write, run_log, model_calls, tmp_path):
+    with pytest.raises(lab.InputSetError, match="input set not found"):
+        lab.experiment(write("p.yaml", PROMPT), tmp_path / "nope.csv", model="scripted:echo", log=run_log)
+    assert model_calls == []
