@@ -10,6 +10,7 @@
 
 __version__ = "0.1.0"
 
+from .context import Context, context  # noqa: E402
 from .errors import (  # noqa: E402
     BudgetExceeded,
     InputSetError,
@@ -35,7 +36,7 @@ __all__ = [
     "load_prompt", "PromptFile", "Variant",
     "load_inputs", "InputSet", "InputRow",
     "get_provider", "register_provider", "set_price",
-    "summary",
+    "summary", "context", "Context",
     "LabError", "PromptFileError", "InputSetError", "ModelSpecError", "ParameterError",
     "ProviderError", "BudgetExceeded", "StoreError",
 ]

@@ -81,3 +81,10 @@ def test_any_gguf_file_runs_by_path(prompt, run_log):
 def test_a_gguf_path_that_does_not_exist_fails_before_any_call(prompt, run_log):
     with pytest.raises(lab.ModelSpecError, match="no such file"):
         lab.experiment(prompt, [{"id": "it", "country": "Italy"}], model="local:/nope/model.gguf", log=run_log)
+
+
+def test_context_shows_the_templated_text_and_token_count_for_a_variant():
+    ctx = lab.context("prompts/sentiment.yaml", "honest", {"text": "Broke after a day."})
+    assert ctx.messages[0]["role"] == "system" and "Broke after a day." in ctx.messages[-1]["content"]
+    assert "<|im_start|>system" in ctx.text and ctx.tokens > 20
+    assert "&lt;|im_start|&gt;" in ctx._repr_html_()
