@@ -222,7 +222,8 @@ def retry_spread(runs: pd.DataFrame) -> go.Figure:
                      "agreement": 100 * counts.iloc[0] / len(part),
                      "answers": ", ".join(f"{k} ×{v}" for k, v in counts.items())})
     table = pd.DataFrame(rows)
-    fig = px.bar(table, x="input_id", y="agreement", color="variant", barmode="group", text="distinct",
+    table["label"] = [f"{int(n)} distinct" for n in table["distinct"]]
+    fig = px.bar(table, x="input_id", y="agreement", color="variant", barmode="group", text="label",
                  hover_data={"samples": True, "answers": True, "distinct": True},
                  labels={"agreement": "samples agreeing with the most common answer (%)", "input_id": "input"},
                  title=title)

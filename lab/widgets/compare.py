@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
+from typing import Any
 import ipywidgets as W
 import pandas as pd
 
 from .. import plots
 from ..store import RunLog
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 FIGURES = {
     "outcome rates by tag": lambda runs, grades, a, b: plots.outcome_rates(runs, grades),
@@ -19,6 +23,13 @@ FIGURES = {
     "score by prompt version": lambda runs, grades, a, b: plots.score_by_version(runs, grades),
     "latency, tokens, cost": lambda runs, grades, a, b: plots.cost_latency(runs),
 }
+
+
+def figure_output(fig: Any) -> dict[str, Any]:
+    """A plotly figure as an Output widget's display_data entry (rendered by JupyterLab's plotly
+    extension; built here so that it works in any kernel, and outside one)."""
+    return {"output_type": "display_data", "metadata": {},
+            "data": {PLOTLY_MIME: json.loads(fig.to_json()), "text/plain": str(fig.layout.title.text or "figure")}}
 
 
 def side_by_side(runs: pd.DataFrame, *, blind: bool = False) -> pd.DataFrame:
@@ -91,14 +102,14 @@ class CompareView(W.VBox):
             grades = self.run_log.grades()
             variants = list(dict.fromkeys(runs["variant"].dropna())) if len(runs) else []
             a, b = (variants + [None, None])[:2]
-            self.plot.clear_output()
-            self.table.clear_output()
+            self.plot.outputs = ()
+            self.table.outputs = ()
             name = self.figure.value
             if name == "paired difference" and (a is None or b is None):
                 self.status.value = "paired difference needs two variants in the selection"
                 return
             fig = FIGURES[name](runs, grades, a, b)
-            self.plot.append_display_data(fig)
+            self.plot.outputs = (figure_output(fig),)
             self.table.append_display_data(side_by_side(runs, blind=self.blind.value))
             self.status.value = f"{len(runs)} calls selected"
         except Exception as exc:

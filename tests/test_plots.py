@@ -1,0 +1,113 @@
+"""Figures are drawn from log DataFrames only, say what they show, and survive empty or odd logs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import lab
+from lab import plots
+from tests import scripted
+
+
+@pytest.fixture
+def sentiment_runs(run_log):
+    exp = lab.experiment("prompts/sentiment.yaml", inputs="prompts/sentiment_inputs.yaml", model="scripted:seeded",
+                         repeats=3, seed=1, log=run_log)
+    exp.run()
+    return run_log.runs(experiment=exp.id)
+
+
+ALL = [
+    lambda df: plots.outcome_rates(df),
+    lambda df: plots.paired_difference(df, "persona", "honest"),
+    lambda df: plots.retry_spread(df),
+    lambda df: plots.critique_rounds(df),
+    lambda df: plots.score_by_version(df),
+    lambda df: plots.cost_latency(df),
+]
+
+
+def _axis_titles(fig) -> list[str]:
+    layout = fig.layout.to_plotly_json()
+    return [v.get("title", {}).get("text") or "" for k, v in layout.items() if k.startswith(("xaxis", "yaxis"))]
+
+
+@pytest.mark.parametrize("draw", ALL)
+def test_every_figure_has_a_title_and_axis_labels_with_units(sentiment_runs, draw):
+    fig = draw(sentiment_runs)
+    assert fig.layout.title.text
+    titles = " ".join(_axis_titles(fig))
+    assert any(unit in titles for unit in ("(%)", "(ms)", "(USD)", "tokens", "percentage points", "round", "UTC")), titles
+    assert len(fig.data) > 0
+
+
+@pytest.mark.parametrize("draw", ALL)
+def test_an_empty_log_gives_a_figure_that_says_so(run_log, draw):
+    fig = draw(run_log.runs())
+    assert fig.layout.title.text
+    assert "no runs" in fig.layout.annotations[0].text
+
+
+def test_outcome_rates_split_by_tag_and_count_escapes_and_correct_answers(sentiment_runs):
+    fig = plots.outcome_rates(sentiment_runs)
+    panels = {a.text for a in fig.layout.annotations}
+    assert {"tag: normal", "tag: edge", "tag: unanswerable"} <= panels
+    cats = {t.name for t in fig.data}
+    assert "escaped" in cats and ({"answered-correct", "answered-wrong"} & cats)
+    # the bars are rates with asymmetric Wilson intervals
+    bar = fig.data[0]
+    assert all(0 <= y <= 100 for y in bar.y)
+    assert bar.error_y.array is not None and bar.error_y.arrayminus is not None
+
+
+def test_correctness_comes_from_grades_before_expected(sentiment_runs, run_log):
+    row = sentiment_runs[sentiment_runs["outcome"] == "answered"].iloc[0]
+    run_log.add_grade(row["id"], "expected", passed=False)
+    run_log.add_grade(row["id"], "expected", passed=True)  # a regrade: the latest counts
+    cats = plots.outcome_categories(sentiment_runs, run_log.grades())
+    assert cats[row.name] == "answered-correct"
+    assert set(cats) <= set(plots.CATEGORY_ORDER)
+
+
+def test_paired_difference_pairs_on_input_and_repeat_and_refuses_unknown_variants(sentiment_runs):
+    fig = plots.paired_difference(sentiment_runs, "persona", "honest", metric="escaped")
+    trace = fig.data[0]
+    assert trace.y[0] == "all inputs"
+    assert trace.customdata[0] == 8 * 3  # every (input, repeat) is one pair
+    with pytest.raises(lab.ParameterError, match="no runs of variant 'nope'"):
+        plots.paired_difference(sentiment_runs, "persona", "nope")
+
+
+def test_retry_spread_counts_distinct_answers_and_agreement(run_log):
+    scripted.SCRIPTS["alternate"] = lambda m, p: ["yes", "no", "yes"][p.get("seed", 0) % 3]
+    rows = [{"id": "q1", "text": "a"}]
+    exp = lab.experiment("prompts/sentiment.yaml", inputs=rows, model="scripted:alternate", repeats=3,
+                         variants=["persona"], log=run_log, seed=3)
+    exp.run()
+    df = run_log.runs(experiment=exp.id)
+    fig = plots.retry_spread(df)
+    answers = df["output"].str.casefold().value_counts()
+    assert fig.data[0].y[0] == pytest.approx(100 * answers.iloc[0] / 3)
+    assert fig.data[0].text[0] == f"{len(answers)} distinct"
+
+
+def test_critique_rounds_and_version_figures_read_role_round_and_version(run_log):
+    base = dict(experiment_id="e", model="m", messages=[], input_id="i", input_tags=["normal"], expected="yes",
+                variant="v", prompt_version="abc", finished_at="2026-01-01T00:00:00+00:00")
+    from lab.store import RunRecord
+
+    for rnd, (role, out) in enumerate([("answer", "no"), ("revision", "yes")]):
+        run_log.add_run(RunRecord(outcome="answered", output=out, role=role, round=rnd, **base))
+    df = run_log.runs()
+    fig = plots.critique_rounds(df)
+    assert list(fig.data[0].x) == [0, 1] and list(fig.data[0].y) == [0.0, 100.0]
+    fig = plots.score_by_version(df)
+    assert list(fig.data[0].text) == ["abc"]
+
+
+def test_cost_latency_has_three_panels_with_units(sentiment_runs):
+    fig = plots.cost_latency(sentiment_runs)
+    assert {fig.layout.yaxis.title.text, fig.layout.yaxis2.title.text, fig.layout.yaxis3.title.text} == {
+        "latency (ms)", "output tokens", "cost (USD)"}
+    assert isinstance(sentiment_runs, pd.DataFrame)

@@ -1,0 +1,208 @@
+"""The workbench and the comparison view, driven from Python as a user drives them in JupyterLab:
+set ``.value``, ``.click()``, then check what the log holds and what the widgets show."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import lab
+from lab.widgets import Workbench, compare_view, side_by_side
+from tests import scripted
+
+PROMPT = "prompts/sentiment.yaml"
+INPUTS = "prompts/sentiment_inputs.yaml"
+
+
+@pytest.fixture
+def wb(run_log) -> Workbench:
+    return lab.workbench(PROMPT, INPUTS, model="scripted:seeded", log=run_log)
+
+
+def click(wb: Workbench, button) -> None:
+    button.click()
+    wb.wait(30)
+
+
+def test_run_logs_one_call_and_shows_it_as_a_sample(wb, run_log):
+    wb.variant.value = "honest"
+    wb.input.value = "recipe"
+    click(wb, wb.run_button)
+    runs = run_log.runs(experiment=wb.experiment_id)
+    assert len(runs) == 1
+    row = runs.iloc[0]
+    assert (row["variant"], row["input_id"], row["role"], row["turn"]) == ("honest", "recipe", "answer", 0)
+    assert len(wb.cards) == 1 and row["id"] == wb.cards[0].record.id
+    assert "done" in wb.status.value
+    assert "Preheat the oven" in wb.context.value  # the whole context the model saw
+
+
+def test_retry_adds_independent_samples_side_by_side_with_frequencies(wb, run_log):
+    click(wb, wb.run_button)
+    click(wb, wb.retry_button)
+    click(wb, wb.retry_button)
+    runs = run_log.runs(experiment=wb.experiment_id)
+    assert list(runs["repeat"]) == [0, 1, 2]
+    assert runs["messages"].map(str).nunique() == 1  # the same call
+    assert runs["seed"].nunique() == 3  # ... sampled afresh each time
+    assert len(wb.cards) == 3 and len(wb.samples_box.children) == 3
+    assert "/3</td>" in wb.frequencies.value
+
+
+def test_escaped_outputs_are_marked(wb):
+    wb.model.value = "scripted:unsure"
+    click(wb, wb.run_button)
+    assert wb.cards[0].record.outcome == "escaped"
+    assert "ESCAPED" in wb.cards[0].html.value and 'data-outcome="escaped"' in wb.cards[0].html.value
+
+
+def test_model_output_with_html_is_shown_as_text_never_live(wb):
+    scripted.SCRIPTS["xss"] = lambda m, p: '<script>alert(1)</script><img src=x onerror="alert(2)">'
+    wb.model.value = "scripted:xss"
+    click(wb, wb.run_button)
+    click(wb, wb.retry_button)
+    shown = wb.cards[0].html.value + wb.frequencies.value
+    assert "<script" not in shown and "<img" not in shown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in wb.cards[0].html.value
+
+
+def test_follow_up_continues_the_conversation_and_reset_starts_a_clean_one(wb, run_log):
+    click(wb, wb.run_button)
+    wb.follow_text.value = "Are you sure?"
+    click(wb, wb.follow_button)
+    runs = run_log.runs(experiment=wb.experiment_id)
+    first, second = runs.iloc[0], runs.iloc[1]
+    assert second["conversation_id"] == first["conversation_id"] and second["turn"] == 1
+    assert second["parent_id"] == first["id"]
+    assert [m["role"] for m in second["messages"]][-2:] == ["assistant", "user"]
+    assert second["messages"][-1]["content"] == "Are you sure?"
+    click(wb, wb.reset_button)
+    assert wb.cards == [] and "reset" in wb.status.value
+    click(wb, wb.run_button)
+    third = run_log.runs(experiment=wb.experiment_id).iloc[2]
+    assert third["conversation_id"] != first["conversation_id"] and third["turn"] == 0
+    assert third["messages"] == first["messages"]
+
+
+def test_self_critique_logs_each_rounds_critique_and_revision(wb, run_log):
+    click(wb, wb.run_button)
+    wb.rounds.value = 2
+    click(wb, wb.critique_button)
+    runs = run_log.runs(experiment=wb.experiment_id)
+    assert list(zip(runs["role"], runs["round"])) == [("answer", 0), ("critique", 1), ("revision", 1),
+                                                      ("critique", 2), ("revision", 2)]
+    assert runs.iloc[2]["parent_id"] == runs.iloc[1]["id"]
+    assert "round 1" in wb.critique_view.value and "round 2" in wb.critique_view.value
+
+
+def test_rating_is_stored_as_a_grade_row(wb, run_log):
+    click(wb, wb.run_button)
+    card = wb.cards[0]
+    card.rate_button.click()  # no score yet: a readable message, nothing stored
+    assert "pick a score" in card.rated.value and run_log.grades().empty
+    card.score.value = 4
+    card.note.value = "right, but terse"
+    card.rate_button.click()
+    g = run_log.grades().iloc[0]
+    assert (g["run_id"], g["grader"], g["score"]) == (card.record.id, "human:me", 4.0)
+    assert g["detail"]["note"] == "right, but terse"
+
+
+def test_blind_comparison_hides_variant_names_until_rated(wb, run_log):
+    wb.blind.value = True
+    click(wb, wb.run_button)
+    assert sorted(c.label for c in wb.cards) == ["sample A", "sample B"]
+    assert all(c.record.variant not in c.html.value for c in wb.cards)
+    assert set(run_log.runs(experiment=wb.experiment_id)["variant"]) == {"persona", "honest"}
+    click(wb, wb.retry_button)
+    assert len(wb.cards) == 4
+    card = wb.cards[0]
+    card.score.value = 2
+    card.rate_button.click()
+    assert card.record.variant in card.rated.value
+    assert "rated blind" in run_log.grades().iloc[0]["detail"]["note"]
+
+
+def test_editing_the_template_makes_a_new_logged_version_and_the_old_one_is_a_click_away(wb, run_log):
+    wb.variant.value = "persona"
+    old = wb.version.value
+    wb.user.value = "Positive or negative? {{ text }}"
+    wb.save_version.click()
+    new = wb.version.value
+    assert new != old and {old, new} <= {v for _, v in wb.version.options}
+    assert new in set(run_log.prompt_versions(PROMPT)["version"])
+    click(wb, wb.run_button)
+    assert run_log.runs(experiment=wb.experiment_id).iloc[0]["prompt_version"] == new
+    wb.version.value = old  # one click back
+    assert wb.session.variant.version == old and "Classify the sentiment" in wb.user.value
+
+
+def test_typed_input_fills_the_template_variable(wb, run_log):
+    wb.input.value = "(typed input)"
+    wb.typed.value = "Brilliant blender"
+    click(wb, wb.run_button)
+    row = run_log.runs(experiment=wb.experiment_id).iloc[0]
+    assert row["input_vars"] == {"text": "Brilliant blender"} and row["input_tags"] == ["typed"]
+
+
+def test_errors_show_as_a_readable_message_not_a_traceback(wb, run_log):
+    wb.model.value = "nope:model"
+    click(wb, wb.run_button)
+    assert "error: unknown provider 'nope'" in wb.status.value.replace("&#x27;", "'")
+    assert "Traceback" not in wb.status.value
+    assert not wb.run_button.disabled
+    wb.user.value = "{{ unclosed"
+    wb.save_version.click()
+    assert "template" in wb.status.value and "error" in wb.status.value
+
+
+def test_input_set_runs_every_input_with_progress(wb, run_log):
+    click(wb, wb.run_set_button)
+    assert len(run_log.runs(experiment=wb.experiment_id)) == 8
+    assert wb.progress.value == wb.progress.max == 8
+
+
+def test_a_slow_call_leaves_the_kernel_free_and_can_be_cancelled(wb, run_log):
+    wb.session.provider_options = {"scripted:seeded": {"delay": 5.0}}
+    wb.model.value = "scripted:seeded"
+    t0 = time.perf_counter()
+    wb.run_button.click()
+    assert time.perf_counter() - t0 < 1.0  # the click returns at once: the call is in a worker thread
+    assert wb.run_button.disabled and not wb.cancel_button.disabled
+    deadline = time.time() + 5
+    while wb.session._task is None and time.time() < deadline:
+        time.sleep(0.01)
+    wb.cancel_button.click()
+    wb.wait(5)
+    assert time.perf_counter() - t0 < 4.0
+    assert "cancelled" in wb.status.value and not wb.run_button.disabled
+    assert run_log.runs(experiment=wb.experiment_id).empty
+    assert not any(t.name.startswith("promptlab-run") and t.is_alive() for t in threading.enumerate())
+
+
+def test_compare_view_selects_experiments_variants_and_tags(run_log):
+    exp = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=2, seed=1, log=run_log)
+    exp.run()
+    view = compare_view(run_log, experiments=[exp.id])
+    assert set(view.variants.options) == {"persona", "honest"}
+    assert "unanswerable" in view.tags.options
+    assert view.status.value == "32 calls selected"
+    view.tags.value = ("unanswerable",)
+    assert view.status.value == "8 calls selected"
+    view.variants.value = ("honest",)
+    assert set(view.selected_runs()["variant"]) == {"honest"}
+    view.figure.value = "paired difference"
+    assert "two variants" in view.status.value
+    view.variants.value = ()
+    assert len(view.plot.outputs) == 1 and "application/vnd.plotly.v1+json" in view.plot.outputs[0]["data"]
+
+
+def test_side_by_side_table_puts_variants_in_columns_and_can_hide_them(run_log):
+    exp = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=2, seed=1, log=run_log)
+    exp.run()
+    runs = run_log.runs(experiment=exp.id)
+    table = side_by_side(runs)
+    assert list(table.columns) == ["honest", "persona"] and len(table) == 8
+    assert list(side_by_side(runs, blind=True).columns) == ["variant A", "variant B"]
