@@ -1,0 +1,26 @@
+"""Prompting techniques as measured, logged experiments.
+
+- :func:`retry`: N independent samples and the spread of their answers;
+- :class:`Conversation` / :func:`conversation`: turns, retries of a turn, reset; :func:`context_effect`
+  compares a question asked fresh with the same question after earlier turns;
+- :func:`escape_report`: escapes on unanswerable inputs vs over-abstention, coverage vs accuracy;
+- :func:`self_critique`: answer, critique against a rubric, revise, graded round by round;
+- :func:`compare_framings`: persona vs honest context (and persona + escape hatch), paired;
+- :func:`propose_edge_cases`: a model proposes inputs likely to break a prompt, for review.
+"""
+
+from .conversation import ContextEffect, Conversation, ConversationError, context_effect, conversation
+from .critique import Critique, self_critique
+from .edge_cases import ProposedEdgeCases, propose_edge_cases
+from .escape import escape_report
+from .framing import Comparison, compare_framings
+from .retry import Spread, answer_counts, retry, spread
+
+__all__ = [
+    "retry", "spread", "answer_counts", "Spread",
+    "conversation", "Conversation", "ConversationError", "context_effect", "ContextEffect",
+    "escape_report",
+    "self_critique", "Critique",
+    "compare_framings", "Comparison",
+    "propose_edge_cases", "ProposedEdgeCases",
+]

@@ -1,0 +1,65 @@
+"""Shared plumbing for techniques that make their own calls: experiment records, seeds, graders."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import ParameterError
+from ..grading import Grader, _check_grader_list, grader_from_spec
+from ..prompts import PromptFile, Variant, load_prompt, version_of
+from ..runner import derive_seed
+from ..store import RunLog, new_id
+
+
+def experiment_id(name: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{name}-{stamp}-{new_id()[:4]}"
+
+
+def open_log(log: RunLog | str | Path | None) -> RunLog:
+    return log if isinstance(log, RunLog) else RunLog(log)
+
+
+def as_prompt(prompt: str | Path | PromptFile) -> PromptFile:
+    return prompt if isinstance(prompt, PromptFile) else load_prompt(prompt)
+
+
+def resolve_graders(grader: Grader | list[Grader] | None, prompt: PromptFile | None) -> list[Grader]:
+    """The graders to use: those given, else the prompt file's ``grader:``, else none."""
+    given = _check_grader_list(grader)
+    if given:
+        return given
+    spec = getattr(prompt, "grader", None) if prompt is not None else None
+    if spec:
+        return [grader_from_spec(spec, f"{prompt.path}: grader")]
+    return []
+
+
+def adhoc_variant(name: str, task: str, system: str | None, params: dict[str, Any]) -> Variant:
+    """A Variant for calls that do not come from a prompt file (conversations, critiques)."""
+    templates = (("system", system),) if system else ()
+    return Variant(name=name, task=task, path=f"<{task}>", templates=templates, params=dict(params),
+                   escape_hatch=None, version=version_of(templates, dict(params), None))
+
+
+def base_seed(seed: int | None) -> int:
+    """The user's seed, or a random one (recorded in every call's params so it can be replayed)."""
+    if seed is None:
+        return random.SystemRandom().randrange(2**31 - 1)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ParameterError(f"seed must be an integer >= 0, got {seed!r}")
+    return seed
+
+
+def seeded(params: dict[str, Any], seed: int, *parts: object) -> tuple[dict[str, Any], int]:
+    s = derive_seed(seed, *parts)
+    return {**params, "seed": s}, s
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value

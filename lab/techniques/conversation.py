@@ -1,0 +1,282 @@
+"""Conversations: context carried from turn to turn, retries of a turn, reset to a clean context.
+
+Every call is one logged run with the conversation's id, its ``turn`` (0, 1, ...), its
+``attempt`` (0 for the first try of a turn at that point of the tree, 1 for the first retry,
+...) and ``parent_id`` (the answer of the previous turn it continues from). Retrying a turn
+makes the new attempt the current branch; the abandoned attempts, and any turns that followed
+them, stay in the log as branches of the tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import LabError, ParameterError
+from ..grading import Grader, _check_grader_list, grade, match, normalize
+from ..inputs import InputRow
+from ..providers import get_provider
+from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, run_sync
+from ..stats import paired_difference, rates
+from ..store import RunLog, RunRecord, new_id
+from ..tables import side_by_side, with_grades
+from ._common import adhoc_variant, base_seed, check_int, experiment_id, open_log, seeded
+
+
+class ConversationError(LabError):
+    """A conversation cannot take this step (e.g. continuing after a turn that ended in an error)."""
+
+
+class Conversation:
+    """A chat with one model whose context grows turn by turn; every call is logged.
+
+        conv = lab.conversation(system="You are terse.", seed=7)
+        conv.ask("What is the capital of Australia?")
+        conv.retry()                 # the same turn again, attempt 1; it becomes the current branch
+        conv.ask("And its population?")
+        fresh = conv.reset()         # a new conversation: system prompt only, no earlier turns
+        conv.tree()                  # every turn and attempt, abandoned branches included
+    """
+
+    def __init__(self, *, model: str = DEFAULT_MODEL, system: str | None = None, params: dict[str, Any] | None = None,
+                 seed: int | None = None, log: RunLog | str | Path | None = None, experiment: str | None = None,
+                 label: str = "conversation", name: str = "conversation"):
+        self.model = model
+        self.system = system
+        self.params = {**DEFAULT_PARAMS, **(params or {})}
+        self.params.pop("seed", None)
+        get_provider(model).check_params({**self.params, "seed": 0})  # before any call
+        self.seed = base_seed(seed)
+        self.log = open_log(log)
+        self.experiment_id = experiment or experiment_id(name)
+        self.name = name
+        self.id = new_id()
+        self.variant = adhoc_variant(label, name, system, self.params)
+        self._path: list[RunRecord] = []  # the current branch: one chosen answer per turn
+        self._all: list[RunRecord] = []
+        self._registered = False
+
+    def __repr__(self) -> str:
+        return f"Conversation({self.id[:8]}, {len(self._path)} turn(s) on {self.model}, experiment {self.experiment_id!r})"
+
+    def _register(self) -> None:
+        if not self._registered:
+            self.log.add_experiment(self.experiment_id, name=self.name, prompt_path=None, inputs_path=None,
+                                    models=[self.model], variants=[self.variant.name], repeats=1,
+                                    params={"system": self.system, "params": self.params, "seed": self.seed})
+            self._registered = True
+
+    def messages(self, upto_turn: int | None = None) -> list[dict[str, str]]:
+        """The context a new turn would be sent after: system text, then each earlier turn's
+        question and chosen answer (up to ``upto_turn``, exclusive)."""
+        path = self._path if upto_turn is None else self._path[:upto_turn]
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        for rec in path:
+            if rec.outcome == "error":
+                raise ConversationError(
+                    f"conversation {self.id[:8]}: turn {rec.turn} ended in an error ({rec.error}); retry it first"
+                )
+            out += [rec.messages[-1], {"role": "assistant", "content": rec.output or ""}]
+        return out
+
+    def _call_for(self, text: str, turn: int, *, seed_parts: tuple[object, ...] | None = None,
+                  input_id: str | None = None, expected: Any = None, repeat: int | None = None) -> Call:
+        if not isinstance(text, str):
+            raise ParameterError(f"ask: text must be a string, got {type(text).__name__}")
+        parent = self._path[turn - 1].id if turn > 0 else None
+        attempt = sum(1 for r in self._all if r.turn == turn and r.parent_id == parent)
+        messages = self.messages(turn) + [{"role": "user", "content": text}]
+        params, s = seeded(self.params, self.seed, *(seed_parts or (turn, attempt)))
+        row = InputRow(id=input_id or f"turn-{turn}", vars={"text": text}, expected=expected)
+        return Call(model=self.model, messages=messages, params=params, repeat=attempt if repeat is None else repeat,
+                    seed=s, seed_chosen_by_user=True, variant=self.variant, row=row, conversation_id=self.id,
+                    turn=turn, attempt=attempt, parent_id=parent, role="answer")
+
+    def _take(self, rec: RunRecord, turn: int) -> RunRecord:
+        self._all.append(rec)
+        del self._path[turn:]
+        self._path.append(rec)
+        return rec
+
+    async def _acall(self, call: Call, runner: Runner | None) -> RunRecord:
+        self._register()
+        if runner is not None:
+            return self._take(await runner.call(call), call.turn)
+        own = Runner(self.log, self.experiment_id)
+        try:
+            return self._take(await own.call(call), call.turn)
+        finally:
+            await own.aclose()
+
+    async def aask(self, text: str, *, runner: Runner | None = None, **kw: Any) -> RunRecord:
+        """Async :meth:`ask` (for code already on an event loop)."""
+        return await self._acall(self._call_for(text, len(self._path), **kw), runner)
+
+    def ask(self, text: str) -> RunRecord:
+        """Ask the next turn with the whole current branch as context. Returns the logged run."""
+        call = self._call_for(text, len(self._path))
+        return run_sync(lambda: self._acall(call, None))
+
+    def retry(self, turn: int | None = None) -> RunRecord:
+        """Ask turn ``turn`` (default: the last) again in the same context, as a new attempt.
+        The new answer becomes the current branch; later turns of the old branch are abandoned
+        (they stay in the log)."""
+        if not self._path:
+            raise ConversationError("retry: nothing asked yet; use ask(text) first")
+        turn = len(self._path) - 1 if turn is None else turn
+        if isinstance(turn, bool) or not isinstance(turn, int) or not 0 <= turn < len(self._path):
+            raise ParameterError(f"retry: turn must be between 0 and {len(self._path) - 1}, got {turn!r}")
+        text = self._path[turn].messages[-1]["content"]
+        call = self._call_for(text, turn)
+        return run_sync(lambda: self._acall(call, None))
+
+    def choose(self, attempt: int, turn: int | None = None) -> RunRecord:
+        """Continue from another attempt of ``turn`` (default: the last turn) with the same parent."""
+        turn = len(self._path) - 1 if turn is None else turn
+        if not 0 <= turn < len(self._path):
+            raise ParameterError(f"choose: turn must be between 0 and {len(self._path) - 1}, got {turn!r}")
+        parent = self._path[turn].parent_id
+        for rec in self._all:
+            if rec.turn == turn and rec.parent_id == parent and rec.attempt == attempt:
+                return self._take(rec, turn)
+        raise ParameterError(f"choose: turn {turn} has no attempt {attempt} on the current branch")
+
+    def reset(self) -> "Conversation":
+        """A new conversation in the same experiment: same model, system text, parameters and seed,
+        and a clean context (no earlier turns)."""
+        new = Conversation(model=self.model, system=self.system, params=self.params, seed=self.seed, log=self.log,
+                           experiment=self.experiment_id, label=self.variant.name, name=self.name)
+        new._registered = self._registered
+        return new
+
+    @property
+    def history(self) -> list[RunRecord]:
+        """The current branch: one answer per turn."""
+        return list(self._path)
+
+    def tree(self) -> pd.DataFrame:
+        """Every call of this conversation from the log, including abandoned branches; ``current``
+        marks the runs on the current branch."""
+        df = self.log.runs(experiment=self.experiment_id)
+        df = df[df["conversation_id"] == self.id].copy()
+        on_path = {r.id for r in self._path}
+        df["question"] = df["messages"].map(lambda m: m[-1]["content"] if m else None)
+        df["current"] = df["id"].isin(on_path)
+        return df[["id", "turn", "attempt", "parent_id", "question", "output", "outcome", "current", "seed",
+                   "output_tokens", "cost_usd"]].reset_index(drop=True)
+
+
+def conversation(*, model: str = DEFAULT_MODEL, system: str | None = None, params: dict[str, Any] | None = None,
+                 seed: int | None = None, log: RunLog | str | Path | None = None,
+                 experiment: str | None = None) -> Conversation:
+    """Start a logged conversation (see :class:`Conversation`). Parameters are checked now."""
+    return Conversation(model=model, system=system, params=params, seed=seed, log=log, experiment=experiment)
+
+
+@dataclass
+class ContextEffect:
+    """The same final question asked in a fresh context and after earlier turns, ``n`` times each.
+
+    Rows are paired by sample (``repeat``) and share the final call's seed, so a difference is the
+    context's doing, not the dice's.
+    """
+
+    experiment_id: str
+    log: RunLog
+    grader: str | None
+
+    @property
+    def finals(self) -> pd.DataFrame:
+        """The final answers (variant ``fresh`` or ``after_turns``), with grades when graded."""
+        df = self.log.runs(experiment=self.experiment_id)
+        return with_grades(df[df["input_id"] == "final"], self.log.grades(self.experiment_id), grader=self.grader)
+
+    def side_by_side(self) -> pd.DataFrame:
+        df = self.log.runs(experiment=self.experiment_id)
+        return side_by_side(df[df["input_id"] == "final"], self.log.grades(self.experiment_id), grader=self.grader,
+                            index=("repeat",))
+
+    @property
+    def agreement(self) -> float:
+        """Share of samples where the fresh and after-turns answers are the same (normalized text)."""
+        f = self.finals
+        wide = f.assign(a=f["output"].map(normalize)).pivot_table(index="repeat", columns="variant", values="a",
+                                                                   aggfunc="first")
+        if not {"fresh", "after_turns"} <= set(wide.columns) or wide.empty:
+            return float("nan")
+        return float((wide["fresh"] == wide["after_turns"]).mean())
+
+    def summary(self) -> pd.DataFrame:
+        """Per condition: samples, distinct answers, escape/answer counts and (when graded) the pass rate."""
+        f = self.finals
+        out = f.groupby("variant").agg(samples=("id", "size"),
+                                       distinct=("output", lambda s: s.map(normalize).nunique()))
+        if f["passed"].notna().any():
+            out = out.join(rates(f, value="passed")[["rate", "low", "high"]].add_prefix("pass_"))
+        return out
+
+    def difference(self, value: str = "passed") -> pd.DataFrame:
+        """Paired difference fresh - after_turns over the samples, with a verdict."""
+        return paired_difference(self.finals, "fresh", "after_turns", value=value, pair_on=("repeat", "model"))
+
+
+def context_effect(question: str, earlier: list[str], *, n: int = 5, model: str = DEFAULT_MODEL,
+                   system: str | None = None, params: dict[str, Any] | None = None, seed: int | None = None,
+                   expected: Any = None, grader: Grader | list[Grader] | None = None,
+                   log: RunLog | str | Path | None = None, id: str | None = None) -> ContextEffect:
+    """Ask ``question`` ``n`` times in a fresh conversation and ``n`` times after the ``earlier``
+    turns (each answered by the model in that same conversation): the "gravity" a long context
+    builds. Final answers are graded by ``grader`` (default: normalized match with ``expected``
+    anywhere in the answer, when ``expected`` is given).
+
+    In the log: variant ``fresh`` / ``after_turns``, input id ``final`` for the compared question
+    (``earlier-<k>`` for the others), ``repeat`` = sample number, conversation id, turn, parent.
+    """
+    check_int("n", n, 1)
+    if not isinstance(question, str) or not question.strip():
+        raise ParameterError("context_effect: question must be a non-empty string")
+    if not isinstance(earlier, (list, tuple)) or not earlier or not all(isinstance(t, str) for t in earlier):
+        raise ParameterError("context_effect: earlier must be a non-empty list of strings (the turns before)")
+    graders = _check_grader_list(grader) or ([match(mode="normalized", location="anywhere")] if expected is not None else [])
+    seed = base_seed(seed)
+    log = open_log(log)
+    exp = id or experiment_id("context-effect")
+    convs: list[tuple[Conversation, Conversation]] = []
+    for _ in range(n):
+        fresh = Conversation(model=model, system=system, params=params, seed=seed, log=log, experiment=exp,
+                             label="fresh", name="context-effect")
+        carried = Conversation(model=model, system=system, params=params, seed=seed, log=log, experiment=exp,
+                               label="after_turns", name="context-effect")
+        convs.append((fresh, carried))
+
+    async def go() -> None:
+        runner = Runner(log, exp)
+        try:
+            async def sample(i: int, fresh: Conversation, carried: Conversation) -> None:
+                for k, text in enumerate(earlier):
+                    await carried.aask(text, runner=runner, seed_parts=(i, "earlier", k), input_id=f"earlier-{k}",
+                                       repeat=i)
+                for conv in (fresh, carried):
+                    await conv.aask(question, runner=runner, seed_parts=(i, "final"), input_id="final",
+                                    expected=expected, repeat=i)
+
+            await asyncio.gather(*[sample(i, f, c) for i, (f, c) in enumerate(convs)])
+        finally:
+            await runner.aclose()
+
+    log.add_experiment(exp, name="context-effect", prompt_path=None, inputs_path=None, models=[model],
+                       variants=["fresh", "after_turns"], repeats=n,
+                       params={"question": question, "earlier": list(earlier), "system": system, "params": params,
+                               "seed": seed})
+    for pair in convs:
+        for conv in pair:
+            conv._registered = True
+    run_sync(go)
+    if graders:
+        finals = log.runs(experiment=exp)
+        grade(finals[finals["input_id"] == "final"], graders, log=log)
+    return ContextEffect(exp, log, graders[-1].name if graders else None)

@@ -1,0 +1,228 @@
+"""Self-critique: answer, critique the answer against a rubric, revise; up to K rounds, or until
+the critique finds nothing to fix. Every round is logged, linked and graded.
+
+In the log, for each (input, repeat) chain (one conversation id):
+  round 0: role ``answer``
+  round r: role ``critique`` (parent = the answer it critiques), then role ``revision``
+           (parent = that critique); the revision is the round's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import BudgetExceeded, ParameterError
+from ..grading import Grader, grade, judge
+from ..inputs import InputSet
+from ..progress import ProgressMode
+from ..prompts import EscapeHatch, PromptFile
+from ..providers import get_provider
+from ..runner import DEFAULT_MODEL, Call, Experiment, Runner, derive_seed, run_sync
+from ..stats import proportion_ci
+from ..store import RunLog, RunRecord
+from ..tables import critique_rounds, side_by_side
+from ._common import as_prompt, check_int, resolve_graders
+
+CRITIQUE_TEMPLATE = """I am reviewing a draft answer against a rubric before using it.
+
+The request:
+<<<
+{request}
+>>>
+
+The draft answer:
+<<<
+{answer}
+>>>
+
+Rubric:
+{rubric}
+
+List, briefly, what in the draft does not meet the rubric. If nothing needs fixing, reply with exactly: {stop}"""
+
+REVISE_TEMPLATE = """Here is a review of your answer against this rubric:
+{rubric}
+
+Review:
+{critique}
+
+Rewrite your answer so that it meets the rubric. Reply with the revised answer only."""
+
+
+@dataclass
+class _Chain:
+    call: Call
+    answer: RunRecord
+    stopped: str | None = None
+    rounds_done: int = 0
+
+
+@dataclass
+class Critique:
+    """What :func:`self_critique` did. Views read the log, so later grades show up."""
+
+    experiment_id: str
+    log: RunLog
+    grader: str | None
+    chains: pd.DataFrame
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return self.log.runs(experiment=self.experiment_id)
+
+    @property
+    def rounds(self) -> pd.DataFrame:
+        """One row per (input, repeat, round): the answer, its grade, the critique that led to it, cost."""
+        return critique_rounds(self.runs, self.log.grades(self.experiment_id), grader=self.grader)
+
+    def by_round(self) -> pd.DataFrame:
+        """Per variant and round: answers, pass rate (Wilson interval) or mean score, how many
+        revisions helped / hurt / changed nothing against the previous round's grade, and cost."""
+        r = self.rounds
+        prev = r.set_index(["variant", "input_id", "repeat", "round"])
+        rows = []
+        for (variant, rnd), g in r.groupby(["variant", "round"], sort=True):
+            graded = g["passed"].dropna()
+            low, high = proportion_ci(int((graded > 0.5).sum()), len(graded))
+            helped = hurt = same = 0
+            if rnd > 0:
+                for _, x in g.iterrows():
+                    key = (variant, x["input_id"], x["repeat"], rnd - 1)
+                    if key not in prev.index:
+                        continue
+                    before, after = prev.loc[key, "score"], x["score"]
+                    if isinstance(before, pd.Series):
+                        before = before.iloc[0]
+                    if pd.isna(before) or pd.isna(after):
+                        continue
+                    helped += after > before
+                    hurt += after < before
+                    same += after == before
+            rows.append({"variant": variant, "round": rnd, "answers": len(g), "graded": len(graded),
+                         "pass_rate": float(graded.mean()) if len(graded) else math.nan, "pass_low": low,
+                         "pass_high": high, "mean_score": float(g["score"].mean()) if g["score"].notna().any() else math.nan,
+                         "helped": helped, "hurt": hurt, "unchanged": same,
+                         "output_tokens": g["output_tokens"].sum(min_count=1), "cost_usd": g["cost_usd"].sum(min_count=1)})
+        return pd.DataFrame(rows).set_index(["variant", "round"])
+
+    def side_by_side(self) -> pd.DataFrame:
+        """Each chain's answers across rounds, next to each other (one column group per round)."""
+        return side_by_side(self.runs, self.log.grades(self.experiment_id), grader=self.grader, columns="round",
+                            index=("variant", "input_id", "repeat"))
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>{self.experiment_id}</b>: self-critique</p>" + self.by_round().to_html()
+
+
+def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
+                  rubric: str, rounds: int = 2, variants: list[str] | None = None,
+                  grader: Grader | list[Grader] | None = None, model: str = DEFAULT_MODEL,
+                  critic_model: str | None = None, params: dict[str, Any] | None = None,
+                  critique_params: dict[str, Any] | None = None, repeats: int = 1, seed: int | None = None,
+                  stop_phrase: str = "NO CHANGES", log: RunLog | str | Path | None = None,
+                  concurrency: int | None = None, budget_usd: float | None = None, progress: ProgressMode = None,
+                  id: str | None = None) -> Critique:
+    """Generate, critique against ``rubric``, revise: up to ``rounds`` rounds per (input, repeat),
+    stopping a chain early when its critique says ``stop_phrase`` (as a word, any case).
+
+    The critique is asked by ``critic_model`` (default: the same model) with ``critique_params``
+    (default: the answer's parameters); the revision is asked in the answer's own conversation
+    (its messages, the answer, then the critique). Every round's answer is graded by ``grader``
+    (default: the prompt file's ``grader:``, else ``lab.judge(rubric, repeats=1)`` on the critic
+    model). A budget stops further rounds, not the rounds already made.
+    """
+    if not isinstance(rubric, str) or not rubric.strip():
+        raise ParameterError("self_critique: rubric must be a non-empty string saying what a good answer does")
+    check_int("rounds", rounds, 0)
+    if not isinstance(stop_phrase, str) or not stop_phrase.strip():
+        raise ParameterError("self_critique: stop_phrase must be a non-empty string")
+    pf = as_prompt(prompt)
+    critic = critic_model or model
+    graders = resolve_graders(grader, pf) or [judge(rubric, model=critic, repeats=1)]
+    exp = Experiment(pf, inputs, model=model, repeats=repeats, variants=variants, params=params, seed=seed, log=log,
+                     concurrency=concurrency, budget_usd=budget_usd, progress=progress, id=id,
+                     name=f"{pf.task}-critique")
+    calls = {c.run_id: c for c in exp.plan()}
+    cparams_base = dict(critique_params) if critique_params is not None else None
+    if cparams_base is not None:
+        get_provider(critic).check_params(cparams_base)
+    stop = EscapeHatch(text=stop_phrase, match="word")
+    first = exp.run()
+    chains = [_Chain(calls[r.id], r) for r in first.records]
+    for ch in chains:
+        if ch.answer.outcome == "error":
+            ch.stopped = "error"
+    remaining = None if budget_usd is None else max(0.0, budget_usd - first.spent_usd)
+
+    async def go() -> None:
+        runner = Runner(exp.log, exp.id, concurrency=concurrency, budget_usd=remaining)
+        try:
+            for rnd in range(1, rounds + 1):
+                active = [c for c in chains if c.stopped is None]
+                if not active:
+                    break
+                await asyncio.gather(*[_round(runner, c, rnd) for c in active])
+        finally:
+            await runner.aclose()
+
+    async def _round(runner: Runner, ch: _Chain, rnd: int) -> None:
+        base = ch.call
+        request = base.messages[-1]["content"]
+        cp = dict(cparams_base if cparams_base is not None else base.params)
+        if "seed" in base.params or base.seed_chosen_by_user:
+            cp["seed"] = derive_seed(base.params.get("seed", 0), "critique", rnd)
+        text = (CRITIQUE_TEMPLATE.replace("{request}", request).replace("{answer}", ch.answer.output or "")
+                .replace("{rubric}", rubric).replace("{stop}", stop_phrase))
+        crit_call = Call(model=critic, messages=[{"role": "user", "content": text}], params=cp, repeat=base.repeat,
+                         seed=cp.get("seed"), seed_chosen_by_user=base.seed_chosen_by_user, variant=base.variant,
+                         row=base.row, conversation_id=ch.answer.conversation_id or base.conversation_id,
+                         round=rnd, parent_id=ch.answer.id, role="critique")
+        try:
+            crit = await runner.call(crit_call)
+        except BudgetExceeded:
+            ch.stopped = "budget"
+            return
+        if crit.outcome == "error":
+            ch.stopped = "error"
+            return
+        if stop.detect(crit.output):
+            ch.stopped = "nothing to fix"
+            return
+        rp = dict(base.params)
+        if "seed" in rp:
+            rp["seed"] = derive_seed(rp["seed"], "revision", rnd)
+        messages = [*base.messages, {"role": "assistant", "content": ch.answer.output or ""},
+                    {"role": "user", "content": REVISE_TEMPLATE.replace("{rubric}", rubric)
+                     .replace("{critique}", crit.output or "")}]
+        rev_call = Call(model=base.model, messages=messages, params=rp, repeat=base.repeat, seed=rp.get("seed"),
+                        seed_chosen_by_user=base.seed_chosen_by_user, variant=base.variant, row=base.row,
+                        escape_hatch=base.escape_hatch, conversation_id=crit_call.conversation_id, round=rnd,
+                        parent_id=crit.id, role="revision")
+        try:
+            rev = await runner.call(rev_call)
+        except BudgetExceeded:
+            ch.stopped = "budget"
+            return
+        ch.rounds_done = rnd
+        if rev.outcome == "error":
+            ch.stopped = "error"
+            return
+        ch.answer = rev
+
+    run_sync(go)
+    for ch in chains:
+        if ch.stopped is None:
+            ch.stopped = "max rounds"
+    exp.log.add_event(exp.id, "critique_finished", rounds=rounds,
+                      stopped={s: sum(c.stopped == s for c in chains) for s in {c.stopped for c in chains}})
+    grade(exp.log.runs(experiment=exp.id), graders, log=exp.log)
+    table = pd.DataFrame([{"conversation_id": c.answer.conversation_id, "variant": c.call.variant.name,
+                           "input_id": c.call.row.id, "repeat": c.call.repeat, "rounds_done": c.rounds_done,
+                           "stopped": c.stopped, "final_run_id": c.answer.id} for c in chains])
+    return Critique(exp.id, exp.log, graders[-1].name, table)
