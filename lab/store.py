@@ -237,7 +237,7 @@ class RunLog:
         df = pd.DataFrame.from_records(rows, columns=names)
         for col in _JSON_COLUMNS.get(table, ()):
             if col in df:
-                df[col] = [json.loads(v) if v is not None else None for v in df[col]]
+                df[col] = [json.loads(v) if isinstance(v, str) else None for v in df[col]]  # pandas 3 reads NULL as NaN
         return df
 
     def runs(self, experiment: str | list[str] | None = None, *, variant: str | None = None,
