@@ -34,6 +34,7 @@ def load_with_lines(text: str) -> tuple[Any, yaml.Node | None]:
     """Parse YAML safely; return the data and the node tree (for line numbers)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_alias_expansion(node)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -43,6 +44,45 @@ def load_with_lines(text: str) -> tuple[Any, yaml.Node | None]:
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(f"YAML error: {exc}", None) from None
     return data, node
+
+
+#: How many nodes aliases may add when expanded; a few nested aliases ("billion laughs") otherwise
+#: turn a 1 KB file into gigabytes of rendered prompt.
+MAX_ALIAS_EXPANSION = 100_000
+
+
+def _check_alias_expansion(root: yaml.Node | None) -> None:
+    """Refuse YAML whose aliases (``*name``) expand to far more nodes than the file holds."""
+    sizes: dict[int, int] = {}
+    reused: list[yaml.Node] = []
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            if sizes[key] < 0:
+                raise YamlSyntaxError("YAML error: an alias refers to the node that contains it (a cycle)",
+                                      node.start_mark.line + 1)
+            reused.append(node)
+            return sizes[key]
+        sizes[key] = -1
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        total = 1 + sum(size(c) for c in children)
+        sizes[key] = total
+        return total
+
+    if root is None:
+        return
+    expanded = size(root)
+    if expanded - len(sizes) > MAX_ALIAS_EXPANSION:
+        line = reused[0].start_mark.line + 1 if reused else None
+        raise YamlSyntaxError(
+            f"YAML aliases (&anchor / *alias) expand to {expanded:,} values, more than {MAX_ALIAS_EXPANSION:,} "
+            "beyond what the file holds; write the values out instead of nesting aliases", line)
 
 
 def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

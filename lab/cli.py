@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any, Callable
 
@@ -40,7 +41,19 @@ def _param(text: str) -> tuple[str, Any]:
         return k, v
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _as_text(value: Any) -> Any:
+    """Control characters (ANSI escapes from a model's output, say) made visible, never sent to the terminal."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return value
+
+
 def _print_df(df: pd.DataFrame) -> None:
+    df = df.map(_as_text)
+    df.index = df.index.map(_as_text)
     with pd.option_context("display.max_columns", 20, "display.width", 160, "display.max_colwidth", 60):
         print(df.to_string())
 

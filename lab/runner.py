@@ -31,7 +31,8 @@ from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
 from .pricing import price_of
 from .progress import Progress, ProgressMode
-from .prompts import EscapeHatch, PromptFile, Variant, load_prompt
+from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
+from .prompts import _check_params as _check_param_values
 from .providers import Provider, get_provider
 from .secrets import looks_like_secret
 from .store import RunLog, RunRecord, new_id, now
@@ -449,6 +450,10 @@ class Experiment:
         self.id = id or f"{self.name}-{stamp}-{new_id()[:4]}"
         self.provider_options = provider_options or {}
         self.progress = progress
+        try:  # the same value rules as a prompt file's params; providers check the names
+            _check_param_values({k: v for k, v in self.params.items() if k in KNOWN_PARAMS})
+        except ValueError as exc:
+            raise ParameterError(f"params: {exc}") from None
         for k, v in self.params.items():
             if looks_like_secret(k, v):
                 raise ParameterError(f"parameter {k!r} looks like a secret; keys come from the environment only")
