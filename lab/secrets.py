@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 # API_KEY, ANTHROPIC_API_KEY, GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, db_password ... but not max_tokens
 _SECRET_NAME = re.compile(
@@ -48,12 +49,28 @@ def redact(text: str) -> str:
     return _SECRET_SHAPES.sub("[REDACTED]", text)
 
 
+def redact_value(value: Any) -> Any:
+    """:func:`redact` applied to every string inside lists and dicts (messages, input variables)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    return value
+
+
 def looks_like_secret(name: str, value: object) -> bool:
-    """True for a parameter that must not be recorded: a secret-like name or a key-shaped value."""
+    """True for a parameter that must not be recorded: a secret-like name, or a key-shaped value or a
+    secret from the environment anywhere inside it (a ``stop`` list, say)."""
     if _SECRET_NAME.search(name):
         return True
     if isinstance(value, str):
         if _SECRET_SHAPES.search(value):
             return True
-        return any(v == value for v in secret_values().values())
+        return any(v in value for v in secret_values().values())
+    if isinstance(value, (list, tuple)):
+        return any(looks_like_secret("", v) for v in value)
+    if isinstance(value, dict):
+        return any(looks_like_secret(str(k), v) for k, v in value.items())
     return False

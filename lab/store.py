@@ -24,7 +24,7 @@ import pandas as pd
 from . import __version__
 from .errors import StoreError
 from .migrations import migrate
-from .secrets import redact
+from .secrets import redact, redact_value
 
 DEFAULT_LOG = Path("results") / "promptlab.db"
 
@@ -141,6 +141,8 @@ class RunLog:
         row["finished_at"] = row["finished_at"] or now()
         row["output"] = redact(row["output"]) if row["output"] else row["output"]
         row["error"] = redact(row["error"]) if row["error"] else row["error"]
+        for col in ("messages", "input_vars", "expected"):  # a key pasted into an input by mistake
+            row[col] = redact_value(row[col])
         row["lab_version"] = __version__
         return row
 
