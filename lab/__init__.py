@@ -28,6 +28,7 @@ from .providers import get_provider, register_provider  # noqa: E402
 from .runner import Experiment, Runs, experiment  # noqa: E402
 from .store import RunLog, log  # noqa: E402
 from .tables import summary  # noqa: E402
+from . import batch  # noqa: E402  (lab.batch.submit / poll / cancel)
 
 __all__ = [
     "__version__",

@@ -114,8 +114,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .store import RunLog
 
-    out = RunLog(args.log).export(args.experiment, args.dest)
-    print(f"wrote {out}/runs.parquet and {out}/grades.parquet")
+    parts = getattr(args, "partition_by", None)
+    out = RunLog(args.log).export(args.experiment, args.dest, partition_by=parts)
+    print(f"wrote {out}/{'runs/ (partitioned by ' + ', '.join(parts) + ')' if parts else 'runs.parquet'}"
+          f" and {out}/grades.parquet")
     return 0
 
 
@@ -169,6 +171,62 @@ def cmd_export_html(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("batch")
+def cmd_batch(args: argparse.Namespace) -> int:
+    from . import batch
+
+    if args.batch_command == "submit":
+        from .runner import experiment
+
+        exp = experiment(
+            args.prompt, inputs=args.inputs, model=args.model, repeats=args.repeats, variants=args.variant,
+            params=dict(args.param or []), seed=args.seed, budget_usd=args.budget, resume=args.resume,
+            log=args.log, id=args.id, tags=args.tag,
+        )
+        run = batch.submit(exp)
+        print(f"experiment {exp.id}: {len(exp.plan())} calls submitted in {len(run.batches)} batch(es)")
+        print(f"Poll it (from any session): python -m lab batch poll {exp.id}" + (f" --log {args.log}" if args.log else ""))
+        return 0
+    if args.batch_command == "poll":
+        run = batch.poll(args.experiment, log=args.log, wait=args.wait, interval_s=args.interval,
+                         timeout_s=args.timeout)
+    else:
+        run = batch.cancel(args.experiment, log=args.log)
+    _print_df(run.batches[["provider", "model", "batch_id", "state", "request_count", "ingested_at"]])
+    print(f"\n{run.ingested} row(s) ingested now; " + ("every batch is in the log." if run.done else
+          f"not done yet: poll again later (python -m lab batch poll {args.experiment})"))
+    if run.done:
+        print()
+        _print_df(run.summary())
+    return 0
+
+
+def _add_batch_parser(sub: Any) -> None:
+    b = sub.add_parser("batch", help="large runs through provider batch APIs (half price, results within 24h)")
+    bsub = b.add_subparsers(dest="batch_command", required=True)
+    s = bsub.add_parser("submit", help="submit an experiment as provider batches (anthropic: and openai: models)")
+    s.add_argument("prompt", help="prompt file (YAML)")
+    s.add_argument("--inputs", "-i", help="input set (YAML, CSV or JSONL)")
+    s.add_argument("--model", "-m", action="append", required=True, help="model string (repeatable)")
+    s.add_argument("--repeats", "-n", type=int, default=1)
+    s.add_argument("--variant", "-v", action="append", help="only this variant (repeatable)")
+    s.add_argument("--tag", "-t", action="append", help="only inputs with this tag (repeatable)")
+    s.add_argument("--param", "-p", action="append", type=_param, help="override a parameter: NAME=VALUE")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--budget", type=float, help="refuse if the batch could cost more (at batch prices)")
+    s.add_argument("--resume", action="store_true", help="submit only calls experiment --id has not finished")
+    s.add_argument("--id", help="experiment id")
+    p = bsub.add_parser("poll", help="check an experiment's batches; ingest the ended ones as run rows")
+    p.add_argument("experiment")
+    p.add_argument("--wait", action="store_true", help="keep polling until every batch is in the log")
+    p.add_argument("--interval", type=float, default=60.0, help="seconds between polls with --wait")
+    p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    c = bsub.add_parser("cancel", help="cancel an experiment's unfinished batches (then poll to ingest)")
+    c.add_argument("experiment")
+    for x in (s, p, c):
+        x.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lab", description="promptlab: prompt experiments, logged.")
     p.add_argument("--log", help="run log path (default $PROMPTLAB_LOG or results/promptlab.db)")
@@ -202,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="write an experiment to Parquet")
     e.add_argument("experiment")
     e.add_argument("dest", nargs="?", default=None, help="folder (default results/exports/<experiment>)")
+    e.add_argument("--partition-by", action="append", metavar="COLUMN",
+                   help="write runs/ as a Hive-partitioned dataset by this column (repeatable: variant, model, date)")
     e.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     nb = sub.add_parser("run-notebook", help="execute a notebook with papermill into results/<experiment>/, plus HTML")
     nb.add_argument("notebook", help="a notebook with a 'parameters' cell, e.g. notebooks/persona_vs_honest.ipynb")
@@ -220,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     eh.add_argument("notebook")
     eh.add_argument("dest", nargs="?", default=None, help="HTML path (default: next to the notebook)")
     eh.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    _add_batch_parser(sub)
     return p
 
 

@@ -43,3 +43,7 @@ class BudgetExceeded(LabError):
 
 class StoreError(LabError):
     """The run log cannot be opened or written."""
+
+
+class BatchError(LabError):
+    """A provider batch cannot be submitted, found, polled or canceled."""

@@ -128,7 +128,44 @@ def m004_events_and_versions(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_grades, m003_conversations, m004_events_and_versions]
+def m005_batches(db: sqlite3.Connection) -> None:
+    """Provider batches (Anthropic Message Batches, OpenAI Batch) and the calls waiting in them.
+
+    ``batches`` is bookkeeping, not a versioned table: its ``state`` follows the provider's, and
+    each change is also an event. ``batch_requests`` keeps every submitted call, fully rendered,
+    so a later session can turn results into run rows from the log alone.
+    """
+    db.execute(
+        """CREATE TABLE batches (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            experiment_id TEXT NOT NULL,
+            provider TEXT NOT NULL,     -- anthropic | openai
+            model TEXT NOT NULL,        -- the lab's model string
+            batch_id TEXT NOT NULL,     -- the provider's id
+            base_url TEXT,              -- where it was sent, when not the SDK's default
+            state TEXT NOT NULL,        -- the provider's own status string
+            request_count INTEGER NOT NULL,
+            counts TEXT,                -- JSON: the provider's per-outcome counts
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            ingested_at TEXT,           -- set once every result is a run row
+            UNIQUE (provider, batch_id)
+        )"""
+    )
+    db.execute("CREATE INDEX batches_experiment ON batches(experiment_id)")
+    db.execute(
+        """CREATE TABLE batch_requests (
+            custom_id TEXT PRIMARY KEY, -- the planned run's id, also the run row's id
+            batch_id TEXT NOT NULL,
+            experiment_id TEXT NOT NULL,
+            call TEXT NOT NULL          -- JSON: the run row as planned, before the answer
+        )"""
+    )
+    db.execute("CREATE INDEX batch_requests_batch ON batch_requests(batch_id)")
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_grades, m003_conversations, m004_events_and_versions,
+                               m005_batches]
 
 
 def applied(db: sqlite3.Connection) -> list[str]:

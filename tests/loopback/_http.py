@@ -422,6 +422,10 @@ class LoopbackServer:
     def _models(self) -> Reply:
         raise NotImplementedError
 
+    def _route(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Reply | None:
+        """Other endpoints (e.g. batches): a Reply, or None for 404. No faults or latency apply."""
+        return None
+
     # -- request handling -----------------------------------------------------------
 
     def _track(self, conn: socket.socket, *, add: bool) -> None:
@@ -492,6 +496,9 @@ class LoopbackServer:
             self._sleep(self.latency)
             return self._models(), None, None
         if path != self.completion_path:
+            routed = self._route(method, path, headers, raw)
+            if routed is not None:
+                return routed, None, None
             return self._error(404, f"no route for {method} {path}"), None, None
         if method != "POST":
             return self._error(405, f"{method} is not allowed on {path}"), None, None

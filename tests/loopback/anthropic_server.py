@@ -7,8 +7,9 @@ Run standalone: `python -m tests.loopback.anthropic_server --port 0 --latency 0.
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from tests.loopback._http import (
     LoopbackServer,
@@ -19,6 +20,9 @@ from tests.loopback._http import (
     text_of,
     truncate_words,
 )
+
+if TYPE_CHECKING:
+    from tests.loopback.anthropic_batches import AnthropicBatches
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -133,6 +137,16 @@ class AnthropicServer(LoopbackServer):
             _sse("message_stop", {"type": "message_stop"}),
         ]
         return b"".join(events)
+
+    @functools.cached_property
+    def batches(self) -> AnthropicBatches:
+        """The batch endpoints; set `.plan` (a tests.loopback._batches.BatchPlan) for timing and failures."""
+        from tests.loopback.anthropic_batches import AnthropicBatches
+
+        return AnthropicBatches(self)
+
+    def _route(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Reply | None:
+        return self.batches.route(method, path, headers, raw)
 
     def _models(self) -> Reply:
         data = [

@@ -7,9 +7,10 @@ Run standalone: `python -m tests.loopback.openai_server --port 8123 --latency 0.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from tests.loopback._http import (
     LoopbackServer,
@@ -20,6 +21,9 @@ from tests.loopback._http import (
     text_of,
     truncate_words,
 )
+
+if TYPE_CHECKING:
+    from tests.loopback.openai_batches import OpenAIBatches
 
 # status -> (error.type, error.code), as the real API answers
 _ERRORS = {
@@ -128,6 +132,16 @@ class OpenAIServer(LoopbackServer):
             out.append(chunk([], usage=usage))
         out.append(b"data: [DONE]\n\n")
         return b"".join(out)
+
+    @functools.cached_property
+    def batches(self) -> OpenAIBatches:
+        """The batch endpoints; set `.plan` (a tests.loopback._batches.BatchPlan) for timing and failures."""
+        from tests.loopback.openai_batches import OpenAIBatches
+
+        return OpenAIBatches(self)
+
+    def _route(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Reply | None:
+        return self.batches.route(method, path, headers, raw)
 
     def _models(self) -> Reply:
         data = [{"id": m, "object": "model", "created": 1735689600, "owned_by": "loopback"} for m in self.models]
