@@ -29,6 +29,39 @@ from .runner import Experiment, Runs, experiment  # noqa: E402
 from .store import RunLog, log  # noqa: E402
 from .tables import summary  # noqa: E402
 from . import batch  # noqa: E402  (lab.batch.submit / poll / cancel)
+from .grading import (  # noqa: E402
+    Grade,
+    Grader,
+    GraderError,
+    custom,
+    escape_hatch,
+    grade,
+    json_schema,
+    judge,
+    judge_agreement,
+    match,
+    rank,
+    rate,
+    regex,
+)
+from .stats import mean_ci, means, paired_difference, proportion_ci, rates, repeats_needed  # noqa: E402
+from .tables import critique_rounds, disagreements, escaped, side_by_side, with_grades  # noqa: E402
+from .techniques import (  # noqa: E402
+    Comparison,
+    ContextEffect,
+    Conversation,
+    Critique,
+    ProposedEdgeCases,
+    Spread,
+    compare_framings,
+    context_effect,
+    conversation,
+    escape_report,
+    propose_edge_cases,
+    retry,
+    self_critique,
+    spread,
+)
 
 __all__ = [
     "__version__",
@@ -40,6 +73,13 @@ __all__ = [
     "summary", "context", "Context",
     "LabError", "PromptFileError", "InputSetError", "ModelSpecError", "ParameterError",
     "ProviderError", "BudgetExceeded", "StoreError",
+    "retry", "spread", "Spread", "conversation", "Conversation", "context_effect", "ContextEffect",
+    "escape_report", "self_critique", "Critique", "compare_framings", "Comparison",
+    "propose_edge_cases", "ProposedEdgeCases",
+    "grade", "Grade", "Grader", "GraderError", "match", "regex", "json_schema", "custom", "escape_hatch",
+    "judge", "judge_agreement", "rate", "rank",
+    "rates", "means", "proportion_ci", "mean_ci", "paired_difference", "repeats_needed",
+    "with_grades", "side_by_side", "escaped", "disagreements", "critique_rounds",
 ]
 
 

@@ -106,6 +106,7 @@ class _PromptSpec(BaseModel):
     description: str | None = None
     escape_hatch: str | _EscapeHatch | None = None
     params: dict[str, Any] | None = None
+    grader: dict[str, Any] | None = None  # how outputs are graded, e.g. {kind: match, mode: numeric}; see lab.grading
     variants: dict[str, _VariantSpec] = Field(min_length=1)
 
     _v_params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
@@ -180,6 +181,7 @@ class PromptFile:
     task: str
     description: str | None
     variants: dict[str, Variant]
+    grader: dict[str, Any] | None = None  # the file's ``grader:`` spec (lab.grading.grader_from_spec)
 
     def variant(self, name: str) -> Variant:
         try:
@@ -305,4 +307,13 @@ def load_prompt(path: str | Path) -> PromptFile:
             version=version_of(templates, params, hatch),
             variables=frozenset(needed),
         )
-    return PromptFile(path=str(path), task=spec.task, description=spec.description, variants=variants)
+    if spec.grader is not None:  # checked now, so a typo fails before any model call
+        from .grading import GraderError, grader_from_spec
+
+        line = line_of(node, ("grader",))
+        try:
+            grader_from_spec(spec.grader, f"{path}" + (f" line {line}" if line else "") + ": grader")
+        except GraderError as exc:
+            raise PromptFileError(str(exc)) from None
+    return PromptFile(path=str(path), task=spec.task, description=spec.description, variants=variants,
+                      grader=spec.grader)
