@@ -1,0 +1,164 @@
+"""Graders: expected match, regex, JSON schema, custom, escape hatch, the LLM judge, human ratings."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import lab
+from lab.grading import GraderError, normalize, numbers_in, parse_judge_score
+from tests import scripted
+
+scripted.SCRIPTS["judge4"] = lambda m, p: "SCORE: 4 - clear enough"
+scripted.SCRIPTS["judge_noise"] = lambda m, p: f"SCORE: {[2, 4, 4][p.get('seed', 0) % 3]}"
+scripted.SCRIPTS["answer_is_seven"] = lambda m, p: "ANSWER: 7\nbecause 3 + 4 = 7"
+
+
+def run(output, expected=None, tags=("normal",), outcome="answered"):
+    return {"id": "r1", "output": output, "expected": expected, "input_tags": list(tags), "outcome": outcome,
+            "input_id": "i1"}
+
+
+@pytest.mark.parametrize("output,expected,mode,location,ok", [
+    ("Positive.", "positive", "normalized", "whole", True),
+    ("Positive.", "positive", "exact", "whole", False),
+    ("60%", "60", "exact", "whole", False),
+    ("60%", "60", "normalized", "whole", True),
+    ("60%", 60, "numeric", "whole", True),
+    ("9.90", "9.9", "normalized", "whole", False),
+    ("9.90", 9.9, "numeric", "whole", True),
+    ("1,000", 1000, "numeric", "whole", True),
+    ("The answer is 7 apples", 7, "numeric", "whole", False),
+    ("The answer is 7 apples", 7, "numeric", "end", True),
+    ("3 + 4 = 7", 7, "numeric", "start", False),
+    ("It is Paris, of course", "paris", "normalized", "anywhere", True),
+    ("Parisian food", "paris", "normalized", "anywhere", False),
+    ("negative", ["negative", "UNSURE"], "normalized", "whole", True),
+])
+def test_match_modes_handle_the_surprising_cases(output, expected, mode, location, ok):
+    g = lab.match(mode=mode, location=location)
+    assert g(run(output, expected)).passed is ok
+
+
+def test_match_with_marker_reads_only_what_follows_it():
+    g = lab.match(mode="numeric", marker="ANSWER:", location="start")
+    assert g(run("3 + 4 = 7, so\nANSWER: 7", 7)).passed is True
+    assert g(run("ANSWER: 12 because 3 + 4 = 7", 7)).passed is False
+    assert g(run("seven", 7)).label == "no marker"
+
+
+def test_match_writes_no_grade_for_rows_without_expected():
+    assert lab.match()(run("anything", None)) is None
+
+
+def test_numeric_match_on_text_expected_names_the_input():
+    with pytest.raises(GraderError, match="i1"):
+        lab.match(mode="numeric")(run("7", "seven"))
+
+
+def test_bad_options_are_refused_when_the_grader_is_built():
+    with pytest.raises(GraderError, match="mode"):
+        lab.match(mode="fuzzy")
+    with pytest.raises(GraderError, match="does not compile"):
+        lab.regex("([")
+    with pytest.raises(GraderError, match="schema itself is invalid"):
+        lab.json_schema({"type": "nonsense"})
+    with pytest.raises(GraderError, match="rubric"):
+        lab.judge("   ")
+    with pytest.raises(lab.ModelSpecError):
+        lab.judge("be clear", model="nosuch:model")
+
+
+def test_normalize_and_numbers():
+    assert normalize("  **Positive!** ") == "positive"
+    assert normalize("9.9") == "9.9"
+    assert numbers_in("between 9.11 and 9.9, about 1,000 or −3") == [9.11, 9.9, 1000.0, -3.0]
+
+
+def test_regex_and_json_schema_and_custom():
+    assert lab.regex(r"(positive|negative)", ignore_case=True)(run("It is Negative")).label == "Negative"
+    schema = {"type": "object", "required": ["label"], "properties": {"label": {"enum": ["pos", "neg"]}}}
+    g = lab.json_schema(schema)
+    assert g(run('Sure: {"label": "pos"} done')).passed is True
+    bad = g(run('{"label": "meh"}'))
+    assert bad.label == "invalid" and "label" in bad.detail["errors"][0]
+    assert g(run("no json here")).label == "no json"
+    assert lab.json_schema(schema, extract="whole")(run('x {"label": "pos"}')).label == "no json"
+    short = lab.custom(lambda out: len(out) < 10, name="short")
+    assert short.name == "custom:short" and short(run("tiny")).passed is True
+    assert lab.custom(lambda out, r: r["input_id"])(run("x")).label == "i1"
+
+
+def test_escape_hatch_grader_says_whether_escaping_was_right():
+    g = lab.escape_hatch("UNSURE")
+    assert g(run("UNSURE", tags=["unanswerable"])).passed is True
+    assert g(run("UNSURE")).passed is False  # over-abstention
+    assert g(run("positive", tags=["unanswerable"])).label == "answered"
+    assert lab.escape_hatch()(run("whatever", outcome="escaped")).label == "escaped"
+
+
+def test_judge_score_parsing():
+    assert parse_judge_score("SCORE: 4. Good.", "1-5") == 4
+    assert parse_judge_score("I'd give it 9", "1-5") is None
+    assert parse_judge_score("FAIL, off-topic", "pass/fail") == 0
+    assert parse_judge_score("nothing", "1-10") is None
+
+
+@pytest.fixture
+def answers(run_log):
+    exp = lab.experiment("prompts/arithmetic.yaml", inputs="prompts/arithmetic_inputs.yaml",
+                         model="scripted:answer_is_seven", seed=1, log=run_log, variants=["answer_first"])
+    return exp.run()
+
+
+def test_grades_are_rows_pointing_at_runs_and_regrading_adds_rows(answers, run_log):
+    g = lab.match(mode="numeric", marker="ANSWER:", location="start")
+    first = lab.grade(answers, g)
+    assert len(first) == 4 and set(first["run_id"]) == set(answers.df["id"])
+    assert first.set_index("run_id")["passed"].sum() == 1  # only "apples" is 7
+    before = answers.df
+    lab.grade(answers, g)
+    assert len(run_log.grades(answers.experiment_id)) == 8
+    pd.testing.assert_frame_equal(before, answers.df)  # runs are never rewritten
+    view = lab.with_grades(answers.df, run_log.grades(answers.experiment_id))
+    assert view["grader"].eq("match:numeric").all() and view["passed"].sum() == 1
+
+
+def test_judge_calls_are_logged_runs_linked_to_the_graded_run(answers, run_log):
+    g = lab.judge("Correct and shows the working.", model="scripted:judge_noise", repeats=3)
+    grades = lab.grade(answers, g)
+    assert len(grades) == 4
+    judged = run_log.runs(experiment=f"{answers.experiment_id}:judge")
+    assert len(judged) == 12 and set(judged["role"]) == {"judge"}
+    assert set(judged["parent_id"]) == set(answers.df["id"])
+    assert sorted(judged["repeat"].unique()) == [0, 1, 2]
+    assert all(p["temperature"] == 0 for p in judged["params"])
+    d = grades["detail"].iloc[0]
+    assert len(d["scores"]) == 3 and d["self_agreement"] == pytest.approx(d["scores"].count(max(set(d["scores"]), key=d["scores"].count)) / 3)
+    assert "Correct and shows the working." in judged["messages"].iloc[0][0]["content"]
+    assert len(run_log.runs(experiment=answers.experiment_id)) == 4  # the graded experiment stays one row per answer
+
+
+def test_human_ratings_rankings_and_judge_agreement(answers, run_log):
+    ids = list(answers.df["id"])
+    lab.grade(answers, lab.judge("Correct.", model="scripted:judge4", repeats=1))
+    for i, rid in enumerate(ids):
+        lab.rate(rid, rater="ana", score=[4, 2, 5, 1][i], passed=i != 1, note="checked by hand", log=run_log)
+    grades = run_log.grades(answers.experiment_id)
+    human = grades[grades["grader"] == "human:ana"]
+    assert len(human) == 4 and human["detail"].iloc[0] == {"note": "checked by hand"}
+    agree = lab.judge_agreement(grades, judge="judge:scripted:judge4", human="human:ana")
+    assert agree["runs"] == 4 and agree["judge_self_agreement"] == 1.0
+    assert agree["pass_agreement"] == pytest.approx(0.75)  # the judge passes all four; ana failed one
+    ranked = lab.rank(ids[:3], rater="ana", log=run_log)
+    assert len(ranked) == 3
+    with pytest.raises(GraderError, match="no run with id"):
+        lab.rate("nope", rater="ana", score=3, log=run_log)
+    with pytest.raises(GraderError, match="score"):
+        lab.rate(ids[0], rater="ana", score="great", log=run_log)
+
+
+def test_prompt_file_grader_typo_fails_at_load(write):
+    p = write("p.yaml", "task: t\ngrader:\n  kind: match\n  mood: numeric\nvariants:\n  a:\n    user: hi\n")
+    with pytest.raises(lab.PromptFileError, match="line 2: grader.*mood"):
+        lab.load_prompt(p)
