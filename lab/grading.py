@@ -601,9 +601,9 @@ def judge_agreement(grades: pd.DataFrame, *, judge: str, human: str) -> dict[str
     from scipy import stats as sps
 
     latest = grades.sort_values("seq").groupby(["run_id", "grader"]).tail(1)
-    j = latest[latest["grader"] == judge].set_index("run_id")
-    h = latest[latest["grader"] == human].set_index("run_id")
-    both = j.join(h, lsuffix="_judge", rsuffix="_human", how="inner")
+    j = latest[latest["grader"] == judge]
+    h = latest[latest["grader"] == human]
+    both = j.merge(h, on="run_id", suffixes=("_judge", "_human"), how="inner")
     if both.empty:
         raise GraderError(f"judge_agreement: no run has grades from both {judge!r} and {human!r}")
     scored = both.dropna(subset=["score_judge", "score_human"])
