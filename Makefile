@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the persona-vs-honest batch notebook, executed with papermill into results/<experiment>/ with an
+# offline HTML copy; prints the per-variant summary and where the log, notebook and HTML are
 demo: $(STAMP)
-	$(BIN)/python -m lab run prompts/sentiment.yaml --inputs prompts/sentiment_inputs.yaml --repeats 3 --seed 7
+	$(BIN)/python -m lab run-notebook notebooks/persona_vs_honest.ipynb -p model local:smollm2 -p repeats 3 -p seed 7
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -74,8 +74,10 @@ in the version list). Outputs are shown as text, never as live HTML. Every call 
         parameters('''model = "local:smollm2"
 prompt = "prompts/sentiment.yaml"
 inputs = "prompts/sentiment_inputs.yaml"
-max_tokens = 48'''),
-        code("wb = lab.workbench(prompt, inputs, model=model, params={\"max_tokens\": max_tokens})\nwb"),
+max_tokens = 48
+experiment_id = None  # None: workbench-<time>-<hex>'''),
+        code("wb = lab.workbench(prompt, inputs, model=model, params={\"max_tokens\": max_tokens}, "
+             "experiment_id=experiment_id)\nwb"),
         md("""
 ## What you have tried so far
 
@@ -158,7 +160,7 @@ the first answer. We learn whether revisions get more answers right, or whether 
 itself out of correct answers (small models often do).
 """),
         code(SETUP),
-        batch(repeats=1, rounds=2, max_tokens=48),
+        batch(repeats=1, rounds=2, max_tokens=32),
         code('''exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
                      budget_usd=budget_usd, params={"max_tokens": max_tokens}, id=experiment_id)
 critiqued = lab.widgets.critique_experiment(exp, rounds=rounds)

@@ -74,7 +74,7 @@ class Workbench(W.VBox):
     def __init__(self, prompt: str | Path | None = None, inputs: str | Path | None = None, *,
                  variant: str | None = None, model: str = DEFAULT_MODEL, params: dict[str, Any] | None = None,
                  log: RunLog | str | Path | None = None, prompts_dir: str | Path = "prompts",
-                 provider_options: dict[str, dict[str, Any]] | None = None):
+                 provider_options: dict[str, dict[str, Any]] | None = None, experiment_id: str | None = None):
         files = [str(p) for p in find_prompt_files(prompts_dir)] if Path(prompts_dir).is_dir() else []
         if prompt is not None and str(prompt) not in files:
             files.insert(0, str(prompt))
@@ -86,7 +86,7 @@ class Workbench(W.VBox):
         p = dict(DEFAULT_PARAMS)
         p.update(params or {})
         self.session = Session(prompt or files[0], variant, model=model, params=params, log=log,
-                               provider_options=provider_options)
+                               provider_options=provider_options, experiment_id=experiment_id)
         self._thread: threading.Thread | None = None
         self.inputs: InputSet | None = None
         self.cards: list[SampleCard] = []
@@ -420,6 +420,7 @@ def workbench(prompt: str | Path | None = None, inputs: str | Path | None = None
 
     Keyword arguments: ``variant``, ``model`` (default ``local:smollm2``), ``params``
     (temperature, max_tokens, ...), ``log``, ``prompts_dir`` (where to list prompt files and
-    input sets; default ``prompts``). Every call it makes is logged under ``.experiment_id``.
+    input sets; default ``prompts``), ``experiment_id`` (default ``workbench-<time>-<hex>``).
+    Every call it makes is logged under ``.experiment_id``.
     """
     return Workbench(prompt, inputs, **kwargs)

@@ -1,0 +1,165 @@
+"""Every notebook in notebooks/ runs headless with papermill on the local model, records its
+parameters and experiment id, and its HTML copy really draws its plotly figures in chromium with
+the network cut off. Plus the checks that refuse bad parameters before anything runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import lab
+from lab.report import NotebookError, export_html, figures_to_html, run_grid, run_notebook
+from tests.chromium import browser, rendered_figures
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+PLOTLY = "application/vnd.plotly.v1+json"
+# compare.ipynb reads the log the others wrote, so it runs last
+ORDER = ["workbench.ipynb", "persona_vs_honest.ipynb", "escape_hatch.ipynb", "retry_spread.ipynb",
+         "self_critique.ipynb", "compare.ipynb"]
+TINY_INPUTS = """
+- id: love-it
+  text: I love this kettle. It boils fast and looks great.
+  expected: positive
+- id: sarcasm
+  tags: [edge]
+  text: Oh great, another charger that dies after two days.
+  expected: negative
+- id: recipe
+  tags: [edge, unanswerable]
+  text: Preheat the oven to 200C and grease a tin.
+  expected: UNSURE
+"""
+SMALL = {"repeats": 2, "max_tokens": 16, "rounds": 1}
+# self-critique makes three calls per answer with longer contexts: one sample per input is enough here
+OVERRIDES = {"self_critique.ipynb": {"repeats": 1}}
+
+
+def test_every_notebook_is_listed_here_and_committed_clean():
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(ORDER)
+    for name in ORDER:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        assert nb.metadata.kernelspec.name == "python3"
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+        assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), name
+
+
+def test_a_parameter_that_looks_like_a_secret_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(lab.ParameterError, match="looks like a secret"):
+        run_notebook(NOTEBOOKS / "persona_vs_honest.ipynb", {"model": "sk-ant-api03-abcdefghijklmnop"},
+                     output_dir=tmp_path)
+    with pytest.raises(lab.ParameterError, match="looks like a secret"):
+        run_grid(NOTEBOOKS / "persona_vs_honest.ipynb", {"api_key": ["x", "y"]}, output_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_parameter_the_notebook_lacks_is_refused_with_the_ones_it_takes(tmp_path):
+    with pytest.raises(lab.ParameterError, match=r"no parameter\(s\) \['repeat'\]; the notebook takes"):
+        run_notebook(NOTEBOOKS / "persona_vs_honest.ipynb", {"repeat": 3}, output_dir=tmp_path)
+    with pytest.raises(NotebookError, match="no such notebook"):
+        run_notebook(tmp_path / "missing.ipynb")
+
+
+def test_html_export_embeds_plotly_once_and_turns_each_figure_into_html(tmp_path):
+    import plotly.graph_objects as go
+
+    nb = nbformat.v4.new_notebook()
+    for i in range(2):
+        fig = go.Figure(go.Bar(x=["a", "b"], y=[1, i]), layout={"title": f"figure {i}"})
+        out = nbformat.v4.new_output("display_data", data={PLOTLY: json.loads(fig.to_json()), "text/plain": "fig"})
+        nb.cells.append(nbformat.v4.new_code_cell("fig", outputs=[out]))
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    assert figures_to_html(nbformat.read(path, as_version=4)) == 2
+    html = export_html(path).read_text()
+    assert html.count("promptlab-figure-") >= 2
+    assert html.count("plotly.js v") == 1  # the library's banner: embedded once per file
+    assert '<script src="https://cdn.plot.ly' not in html
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Run every notebook once (module-wide: a kernel start and a model load per notebook)."""
+    base = tmp_path_factory.mktemp("notebooks")
+    inputs = base / "tiny.yaml"
+    inputs.write_text(TINY_INPUTS)
+    log_path = base / "log.db"
+    results = {}
+    for name in ORDER:
+        takes = lab.report.notebook_parameters(NOTEBOOKS / name)
+        wanted = {**SMALL, "inputs": str(inputs), **OVERRIDES.get(name, {})}
+        params = {k: v for k, v in wanted.items() if k in takes}
+        results[name] = run_notebook(NOTEBOOKS / name, params, output_dir=base / name.removesuffix(".ipynb"),
+                                     log=log_path, timeout_s=300)
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ORDER)
+def test_notebook_runs_headless_and_records_its_parameters_and_experiment_id(executed, name):
+    run = executed[name]
+    nb = nbformat.read(run.notebook, as_version=4)
+    meta = nb.metadata["promptlab"]
+    assert meta["experiment_id"] == run.experiment_id and meta["error"] is None
+    assert nb.metadata["papermill"]["parameters"].get("experiment_id", run.experiment_id) == run.experiment_id
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    text = json.dumps(nb)
+    assert "0%|" not in text  # no frozen progress bar in the saved notebook
+    events = lab.log(run.log_path).events(run.experiment_id)
+    assert {"notebook_started", "notebook_finished"} <= set(events["kind"])
+    started = events[events["kind"] == "notebook_started"].iloc[0]["detail"]
+    assert started["parameters"] == run.parameters
+    if name not in ("workbench.ipynb", "compare.ipynb"):
+        runs = run.runs()
+        assert len(runs) > 0 and set(runs["experiment_id"]) == {run.experiment_id}
+        assert set(runs["input_id"]) <= {"love-it", "sarcasm", "recipe"}
+        assert set(runs["params"].map(lambda p: p["max_tokens"])) == {16}
+
+
+@pytest.mark.slow
+def test_every_html_export_draws_its_figures_in_chromium_offline(executed):
+    with browser() as b:
+        for name, run in executed.items():
+            nb = nbformat.read(run.notebook, as_version=4)
+            expected = [o["data"][PLOTLY]["layout"]["title"]["text"] for c in nb.cells for o in c.get("outputs", [])
+                        if PLOTLY in o.get("data", {})]
+            assert expected, f"{name} shows no figure"
+            drawn = rendered_figures(b, run.html)
+            assert drawn == expected, name
+
+
+@pytest.mark.slow
+def test_run_notebook_cli_prints_the_summary_and_where_the_log_and_html_are(tmp_path):
+    inputs = tmp_path / "tiny.yaml"
+    inputs.write_text(TINY_INPUTS)
+    log_path = tmp_path / "cli.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", "--log", str(log_path), "run-notebook", "notebooks/persona_vs_honest.ipynb",
+         "-p", "model", "local:smollm2", "-p", "inputs", str(inputs), "-p", "repeats", "1", "-p", "max_tokens", "8",
+         "--output-dir", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for col in ("n", "answered", "escaped", "errors", "mean_latency_ms"):
+        assert col in out
+    assert "persona" in out and "honest" in out
+    assert f"Log:      {log_path}" in out
+    assert (tmp_path / "out" / "persona_vs_honest.html").is_file()
+
+
+@pytest.mark.slow
+def test_a_grid_runs_each_parameter_set_in_turn_with_one_summary(tmp_path):
+    inputs = tmp_path / "tiny.yaml"
+    inputs.write_text(TINY_INPUTS.split("- id: sarcasm")[0])
+    grid = run_grid(NOTEBOOKS / "persona_vs_honest.ipynb", {"repeats": [1, 2]},
+                    base={"inputs": str(inputs), "max_tokens": 8}, html=False, log=tmp_path / "g.db")
+    table = grid.summary()
+    assert list(table["repeats"]) == [1, 2] and list(table["status"]) == ["ok", "ok"]
+    assert list(table["calls"]) == [2, 4]
+    assert table["experiment_id"].nunique() == 2
