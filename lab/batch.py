@@ -22,7 +22,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlunparse
 
 import pandas as pd
@@ -31,12 +31,18 @@ from .errors import BatchError, BudgetExceeded
 from .pricing import Price, price_of
 from .prompts import EscapeHatch
 from .providers.batches import BatchAPI, BatchRequest, BatchResult, BatchState, batch_api
+from .providers.base import split_model
 from .runner import Call, Experiment, Runner
 from .store import RunLog, RunRecord, now
 from .tables import summary
 
+if TYPE_CHECKING:
+    from .stats import PowerEstimate
+
 #: run rows written per transaction while ingesting
 _CHUNK = 1000
+#: from about this many calls, half price is worth waiting (up to 24 hours) for
+BATCH_SUGGESTED_CALLS = 1000
 
 
 @dataclass
@@ -322,3 +328,37 @@ def status(experiment_id: str, *, log: RunLog | str | Path | None = None) -> Bat
     """What the log knows about an experiment's batches, without asking the provider."""
     log = _open(log)
     return BatchRun(experiment_id, log, log.batches(experiment_id))
+
+
+def suggest(planned: Experiment | PowerEstimate, model: str | list[str] | None = None) -> str:
+    """One line of advice on how to run a planned experiment: live, or as a provider batch.
+
+    Give an :class:`Experiment` (its planned calls and an upper cost estimate at batch prices), or
+    the :class:`lab.stats.PowerEstimate` from ``lab.repeats_needed(pilot, ...)`` together with the
+    model(s) the full run will use. From about ``BATCH_SUGGESTED_CALLS`` calls on an ``anthropic:``
+    or ``openai:`` model it suggests batch mode (half price, results within 24 hours); on other
+    models it suggests a self-hosted OpenAI-compatible server with more concurrency.
+    """
+    if isinstance(planned, Experiment):
+        calls, models = len(planned.plan()), planned.models
+        batch_cost = estimate_cost(planned)
+        live_cost = None if batch_cost is None else batch_cost * 2
+        cost_word = "up to"
+    else:
+        calls, batch_cost, live_cost = planned.calls_needed, planned.batch_cost_usd, planned.cost_usd
+        models = [model] if isinstance(model, str) else list(model or [])
+        cost_word = "about"
+    batchable = bool(models) and all(split_model(m)[0] in ("anthropic", "openai") for m in models)
+    if calls < BATCH_SUGGESTED_CALLS:
+        return (f"{calls:,} calls: run them live (exp.run()); batch mode pays off from about "
+                f"{BATCH_SUGGESTED_CALLS:,} calls, since its results can take up to 24 hours.")
+    if batchable:
+        cost = ("" if batch_cost is None else
+                f", {cost_word} ${batch_cost:,.2f} at batch prices instead of ${live_cost:,.2f} live")
+        return (f"{calls:,} calls: submit them as a provider batch (lab.batch.submit(exp), or python -m lab "
+                f"batch submit ...): half price, results within 24 hours{cost}.")
+    if not models:
+        return (f"{calls:,} calls: large enough for batch mode on anthropic: or openai: models (half price, "
+                "results within 24 hours), or a self-hosted OpenAI-compatible server with concurrency=16 or more.")
+    return (f"{calls:,} calls on {', '.join(models)}: this model has no batch API; serve it with vLLM or "
+            "llama.cpp behind openai-compatible:<url>#<model> and raise concurrency (16-64 for vLLM).")

@@ -268,3 +268,20 @@ def test_cli_submits_and_polls(files, claude_srv, run_log, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "6 row(s) ingested now; every batch is in the log." in out
     assert len(run_log.runs(experiment="cli-batch")) == 6
+
+
+def test_suggest_batch_mode_for_large_runs_with_the_cost_at_batch_prices(files, claude_srv, run_log):
+    from lab.stats import PowerEstimate
+
+    small = plan(files, claude_srv, CLAUDE, run_log)
+    assert lab.batch.suggest(small).startswith("6 calls: run them live")
+    big = plan(files, claude_srv, CLAUDE, run_log, repeats=200)  # 1,200 calls
+    advice = lab.batch.suggest(big)
+    est = lab.batch.estimate_cost(big)
+    assert advice.startswith("1,200 calls: submit them as a provider batch")
+    assert f"up to ${est:,.2f} at batch prices instead of ${2 * est:,.2f} live" in advice
+    power = PowerEstimate(difference=0.1, power=0.8, confidence=0.95, sd_of_differences=0.5, pairs_needed=2000,
+                          inputs=100, repeats_needed=20, calls_needed=4000, cost_usd=12.0, batch_cost_usd=6.0,
+                          note="")
+    assert "about $6.00 at batch prices instead of $12.00 live" in lab.batch.suggest(power, CLAUDE)
+    assert "has no batch API" in lab.batch.suggest(power, "local:smollm2")
