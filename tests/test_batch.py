@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import lab
+from lab import pricing
 from lab.errors import BatchError, BudgetExceeded, ModelSpecError
 from lab.providers.batches import AnthropicBatches
 from tests.loopback import AnthropicServer, OpenAIServer
@@ -44,8 +45,9 @@ def reply(request: dict) -> str:
 def keys(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-anthropic-key")
     monkeypatch.setenv("OPENAI_API_KEY", "test-openai-key")
-    lab.set_price("anthropic:claude-loopback", 1.0, 5.0)
-    lab.set_price("openai:gpt-loopback", 2.0, 8.0)
+    # prices for the loopback models, for this test only
+    monkeypatch.setitem(pricing._PRICES, "anthropic:claude-loopback", pricing.Price(1.0, 5.0))
+    monkeypatch.setitem(pricing._PRICES, "openai:gpt-loopback", pricing.Price(2.0, 8.0))
 
 
 @pytest.fixture
