@@ -287,3 +287,18 @@ def test_suggest_batch_mode_for_large_runs_with_the_cost_at_batch_prices(files, 
                           note="")
     assert "about $6.00 at batch prices instead of $12.00 live" in lab.batch.suggest(power, CLAUDE)
     assert "has no batch API" in lab.batch.suggest(power, "local:smollm2")
+
+
+def test_an_openai_batch_that_fails_validation_turns_every_call_into_an_error_row(files, gpt_srv, run_log,
+                                                                                   monkeypatch):
+    from lab.providers.batches import OpenAIBatches
+
+    real = OpenAIBatches.request_body
+    models = iter(["gpt-loopback", "gpt-loopback-mini"] * 3)
+    monkeypatch.setattr(OpenAIBatches, "request_body", lambda self, m, p: {**real(self, m, p), "model": next(models)})
+    exp = plan(files, gpt_srv, GPT, run_log)
+    lab.batch.submit(exp)
+    run = lab.batch.poll(exp.id, log=run_log)
+    assert run.done and run.batches.state.tolist() == ["failed"]
+    assert len(run.df) == 6 and set(run.df.error) == {
+        "failed: openai:gpt-loopback: the batch failed: mismatched_model: all requests in a batch must use one model"}

@@ -127,3 +127,14 @@ def test_export_partitions_by_date_and_keeps_the_default_layout(run_log, tmp_pat
     assert n.fetchall()[0][0] == 40
     with pytest.raises(lab.StoreError, match="not columns of the runs table"):
         run_log.export("small", tmp_path / "bad", partition_by=["colour"])
+
+
+def test_cli_exports_a_partitioned_table(run_log, tmp_path, capsys):
+    from lab.cli import main
+
+    run_log.add_runs(_fake_rows("cli-export", 8))
+    dest = tmp_path / "out"
+    assert main(["--log", str(run_log.path), "export", "cli-export", str(dest), "--partition-by", "model"]) == 0
+    assert "runs/ (partitioned by model)" in capsys.readouterr().out
+    assert sorted(p.name for p in (dest / "runs").iterdir()) == [
+        "model=anthropic%3Aclaude-haiku-4-5", "model=openai%3Agpt-4o-mini"]
