@@ -397,7 +397,7 @@ class RunLog:
                      at, at))
                 self._db.executemany(
                     "INSERT INTO batch_requests (custom_id, batch_id, experiment_id, call) VALUES (?, ?, ?, ?)",
-                    [(cid, batch_id, experiment_id, _dumps(call)) for cid, call in requests.items()])
+                    [(cid, batch_id, experiment_id, _dumps(redact_value(call))) for cid, call in requests.items()])
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

@@ -302,3 +302,14 @@ def test_an_openai_batch_that_fails_validation_turns_every_call_into_an_error_ro
     assert run.done and run.batches.state.tolist() == ["failed"]
     assert len(run.df) == 6 and set(run.df.error) == {
         "failed: openai:gpt-loopback: the batch failed: mismatched_model: all requests in a batch must use one model"}
+
+
+def test_a_key_pasted_into_an_input_never_reaches_the_log_through_a_batch(write, claude_srv, run_log, monkeypatch):
+    monkeypatch.setenv("MY_SERVICE_API_KEY", "abcd1234secretvalue")
+    prompt = write("p.yaml", PROMPT)
+    exp = lab.experiment(prompt, [{"id": "x", "text": "my key is abcd1234secretvalue"}], model=CLAUDE, log=run_log,
+                         provider_options={CLAUDE: {"base_url": claude_srv.base_url}})
+    lab.batch.submit(exp)
+    lab.batch.poll(exp.id, log=run_log)
+    run_log.close()
+    assert b"abcd1234secretvalue" not in b"".join(p.read_bytes() for p in run_log.path.parent.glob("runs.db*"))

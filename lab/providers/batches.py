@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ..errors import ModelSpecError, ProviderError
-from ._errors import to_provider_error
+from ._errors import _BY_STATUS, to_provider_error
 from .base import Completion, split_model
 
 
@@ -205,8 +205,6 @@ _OPENAI_CODES = {"batch_expired": "expired", "batch_cancelled": "canceled"}
 def _openai_error_kind(status: int | None, code: str | None) -> str:
     if code in _OPENAI_CODES:
         return _OPENAI_CODES[code]
-    from ._errors import _BY_STATUS
-
     if status is None:
         return "other"
     return _BY_STATUS.get(status, "server" if status >= 500 else "other")
