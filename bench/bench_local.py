@@ -1,0 +1,111 @@
+"""Local model throughput: the lab (``local:smollm2``) against raw llama-cpp-python on the same prompts,
+parameters and seeds, in the same process, taking turns. Tokens/s = output tokens / wall time, the model
+already loaded for both. Target: lab >= 0.95x raw.
+
+    python bench/bench_local.py                  # 4 prompts x 32 tokens, 3 runs
+    python bench/bench_local.py --prompts 32 --max-tokens 128 --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from pathlib import Path
+
+from _common import machine, median, tmpdir, verdict, write_section
+
+import lab
+from lab.providers.local import bundled_model_path
+from lab.runner import derive_seed
+
+PROMPT = ("task: local\nparams: {temperature: 0.7, max_tokens: %d}\nvariants:\n  plain:\n"
+          "    system: Answer in two or three sentences.\n    user: '{{ question }}'\n")
+QUESTIONS = ["Why is the sky blue?", "What is a prime number?", "How do bees make honey?",
+             "Why do we have seasons?", "What does a compiler do?", "How does a bicycle stay upright?",
+             "What is the difference between weather and climate?", "Why is sea water salty?"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prompts", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    from llama_cpp import Llama
+
+    inputs = [{"id": f"q{i}", "question": QUESTIONS[i % len(QUESTIONS)] + ("" if i < len(QUESTIONS) else f" ({i})")}
+              for i in range(a.prompts)]
+    # the same model file and settings as lab.providers.local, in its own instance
+    raw_llm = Llama(model_path=str(bundled_model_path("smollm2")), n_ctx=4096, n_threads=os.cpu_count() or 2,
+                    verbose=False)
+    lab_tps: list[float] = []
+    raw_tps: dict[str, list[float]] = {"main": [], "thread": []}
+    same: list[bool] = []
+    with tmpdir() as tmp:
+        folder = Path(tmp)
+        prompt = folder / "local.yaml"
+        prompt.write_text(PROMPT % a.max_tokens)
+        exp0 = lab.experiment(prompt, inputs[:1], seed=a.seed, log=folder / "warm.db", progress="off")
+        exp0.run()  # loads the lab's model
+        raw_llm.create_chat_completion(messages=exp0.plan()[0].messages, max_tokens=4)
+        for r in range(a.runs):
+            exp = lab.experiment(prompt, inputs, seed=a.seed, log=folder / f"lab{r}.db", progress="off")
+            calls = exp.plan()
+
+            def run_lab() -> None:
+                t0 = time.perf_counter()
+                runs = exp.run()
+                wall = time.perf_counter() - t0
+                out["lab"] = runs.df.set_index("input_id")
+                lab_tps.append(out["lab"]["output_tokens"].sum() / wall)
+
+            def run_raw(where: str) -> None:
+                t0 = time.perf_counter()
+                tokens = 0
+                for c in calls:
+                    resp = raw_llm.create_chat_completion(
+                        messages=c.messages, temperature=0.7, max_tokens=a.max_tokens,
+                        seed=derive_seed(a.seed, c.row.id, c.repeat))
+                    tokens += resp["usage"]["completion_tokens"]
+                    out["raw"][c.row.id] = resp["choices"][0]["message"]["content"]
+                raw_tps[where].append(tokens / (time.perf_counter() - t0))
+
+            def raw_in_thread() -> None:  # the lab calls llama.cpp from a worker thread; time raw that way too
+                t = threading.Thread(target=run_raw, args=("thread",))
+                t.start()
+                t.join()
+
+            out: dict = {"raw": {}}
+            steps = [run_lab, lambda: run_raw("main"), raw_in_thread]
+            for step in steps[r % 3:] + steps[:r % 3]:  # rotate who goes first
+                step()
+            same.append(all(out["lab"].loc[k, "output"] == v for k, v in out["raw"].items()))
+            print(f"run {r + 1}: lab {lab_tps[-1]:.1f} tok/s  raw {raw_tps['main'][-1]:.1f} tok/s (main thread), "
+                  f"{raw_tps['thread'][-1]:.1f} tok/s (worker thread)  outputs identical: {same[-1]}")
+    lab_m, main_m, thread_m = median(lab_tps), median(raw_tps["main"]), median(raw_tps["thread"])
+    raw_m = max(main_m, thread_m)  # compare against the faster way of calling raw
+    lines = [
+        f"Machine: {machine()}.", "",
+        f"SmolLM2-135M-Instruct (GGUF, llama-cpp-python, {os.cpu_count()} threads), {a.prompts} prompts x up to "
+        f"{a.max_tokens} output tokens, temperature 0.7, the same seed per prompt for both; median of {a.runs} runs "
+        "taking turns (who goes first rotates); model load excluded. Raw is timed from the main thread and "
+        "from a worker thread (as the lab calls it); the ratio is against the faster of the two.", "",
+        "| what | output tokens/s | ratio |", "| --- | ---: | ---: |",
+        f"| raw `Llama.create_chat_completion`, main thread | {main_m:.1f} | {main_m / raw_m:.2f}x |",
+        f"| raw `Llama.create_chat_completion`, worker thread | {thread_m:.1f} | {thread_m / raw_m:.2f}x |",
+        f"| lab `Experiment.run()` on `local:smollm2` (every row logged) | {lab_m:.1f} | {lab_m / raw_m:.2f}x |", "",
+        f"Outputs identical to raw with the same seeds: {'yes' if all(same) else '**no**'}. "
+        f"Target >= 0.95x: {verdict(lab_m / raw_m >= 0.95)}.", "",
+        f"Reproduce: `python bench/bench_local.py --prompts {a.prompts} --max-tokens {a.max_tokens} --runs {a.runs}`",
+    ]
+    print("\n".join(lines))
+    if not a.no_write:
+        write_section("Local model", lines)
+
+
+if __name__ == "__main__":
+    main()
