@@ -198,7 +198,7 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
     if out_nb.exists():
         nb = nbformat.read(out_nb, as_version=4)
         nb.metadata["promptlab"] = {"experiment_id": exp_id, "parameters": params, "source": str(source),
-                                    "log": str(log_path), "lab_version": __version__,
+                                    "log": _relative(log_path, root), "lab_version": __version__,
                                     "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                     "error": error}
         _redact_notebook(nb)
@@ -212,6 +212,13 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
     if error is not None:
         raise NotebookError(f"{source} failed in {error}; the partly executed notebook is {out_nb}")
     return result
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _redact_notebook(nb: Any) -> None:

@@ -14,7 +14,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-SETUP = "import lab\n\nlab.project_root(chdir=True)  # paths below are relative to the project root"
+SETUP = "import lab\n\nroot = lab.project_root(chdir=True)  # paths below are relative to the project root"
 
 BATCH_PARAMETERS = '''model = "local:smollm2"
 prompt = "prompts/sentiment.yaml"
@@ -128,8 +128,13 @@ us where the prompt or the data is strange. The escaped outputs themselves are t
         code(SETUP),
         batch(repeats=2, extra_params='\ntags = None  # e.g. ["edge", "unanswerable"]: only inputs with these tags'),
         code(RUN.format(extra=", tags=tags")),
-        md("## Escape rate per variant and tag, with 95% intervals"),
-        code('lab.stats.rates(runs.df, value="escaped", split_by_tag=True)'),
+        md("""
+## How the way out was used
+
+Escapes on `unanswerable` inputs (right) against over-abstention on answerable ones (wrong), and
+coverage, per variant, with 95% intervals.
+"""),
+        code("lab.techniques.escape_report(runs.df)"),
         code("lab.plots.outcome_rates(runs.df)"),
         md("## The outs themselves: where did the model say it cannot tell?"),
         code('runs.df.query("outcome == \'escaped\'")[["variant", "input_id", "input_tags", "output"]]'),
@@ -148,27 +153,39 @@ are stable, which are coin flips, and how many distinct answers each produced.
                                           '{"max_tokens": max_tokens, "temperature": temperature}')),
         md("## Agreement across samples per input (the label is the number of distinct answers)"),
         code("lab.plots.retry_spread(runs.df)"),
-        md("## All samples side by side"),
-        code("lab.widgets.side_by_side(runs.df)"),
+        md("## The answers per input: distinct answers, the majority, agreement"),
+        code('lab.techniques.spread(runs.df)[["samples", "distinct", "majority", "agreement", "answers"]]'),
     ],
     "self_critique.ipynb": [
         md("""
 # Self-critique: does reviewing its own answer help?
 
-The model answers, is asked to critique its answer, then to revise it; `rounds` times. Round 0 is
-the first answer. We learn whether revisions get more answers right, or whether the model talks
-itself out of correct answers (small models often do).
+The model answers a checkable word problem, critiques its answer against a rubric, then revises
+it; up to `rounds` times (a chain stops early when the critique finds nothing to fix). Every
+round's answer is graded by the prompt file's grader. Round 0 is the first answer. We learn
+whether revisions get more answers right, or whether the model talks itself out of right ones
+(small models often do).
 """),
         code(SETUP),
-        batch(repeats=1, rounds=2, max_tokens=32),
-        code('''exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
-                     budget_usd=budget_usd, params={"max_tokens": max_tokens}, id=experiment_id)
-critiqued = lab.widgets.critique_experiment(exp, rounds=rounds)
-critiqued.summary()'''),
+        parameters('''model = "local:smollm2"
+prompt = "prompts/arithmetic.yaml"
+inputs = "prompts/arithmetic_inputs.yaml"
+rubric = "The last line is 'ANSWER: <number>' and the number correctly solves the word problem."
+repeats = 1
+rounds = 2
+concurrency = None
+budget_usd = None
+seed = 7
+max_tokens = 64
+experiment_id = None  # set by `python -m lab run-notebook`; None makes one up'''),
+        code('''critique = lab.techniques.self_critique(prompt, inputs, rubric=rubric, rounds=rounds, model=model,
+                                       repeats=repeats, seed=seed, params={"max_tokens": max_tokens},
+                                       concurrency=concurrency, budget_usd=budget_usd, id=experiment_id)
+critique.by_round()'''),
         md("## Score by round, per variant (95% intervals)"),
-        code("lab.plots.critique_rounds(critiqued.df)"),
-        md("## Each answer, critique and revision"),
-        code('critiqued.df[["variant", "input_id", "role", "round", "output"]]'),
+        code("lab.plots.critique_rounds(critique.runs, lab.log().grades(critique.experiment_id))"),
+        md("## Each chain's answers across rounds"),
+        code("critique.side_by_side()"),
     ],
     "compare.ipynb": [
         md("""
@@ -193,7 +210,7 @@ lab.summary(runs)'''),
         md("## Latency, tokens and cost"),
         code("lab.plots.cost_latency(runs)"),
         md("## Outputs side by side, per input"),
-        code("lab.widgets.side_by_side(runs)"),
+        code("lab.side_by_side(runs, grades)"),
         md("## Interactive: choose experiments, variants and tags"),
         code("lab.compare_view(experiments=chosen)"),
     ],

@@ -36,8 +36,17 @@ TINY_INPUTS = """
   expected: UNSURE
 """
 SMALL = {"repeats": 2, "max_tokens": 16, "rounds": 1}
-# self-critique makes three calls per answer with longer contexts: one sample per input is enough here
-OVERRIDES = {"self_critique.ipynb": {"repeats": 1}}
+TINY_ARITHMETIC = """
+- id: apples
+  problem: Tom has 3 apples and buys 4 more. How many apples does he have now?
+  expected: 7
+- id: pencils
+  tags: [edge]
+  problem: A box holds 12 pencils. How many pencils are in 5 boxes?
+  expected: 60
+"""
+# self-critique makes up to two more calls per answer with longer contexts: one sample, one round
+OVERRIDES = {"self_critique.ipynb": {"repeats": 1, "inputs": "arithmetic.yaml"}}
 
 
 def test_every_notebook_is_listed_here_and_committed_clean():
@@ -88,11 +97,13 @@ def executed(tmp_path_factory):
     base = tmp_path_factory.mktemp("notebooks")
     inputs = base / "tiny.yaml"
     inputs.write_text(TINY_INPUTS)
+    (base / "arithmetic.yaml").write_text(TINY_ARITHMETIC)
     log_path = base / "log.db"
     results = {}
     for name in ORDER:
         takes = lab.report.notebook_parameters(NOTEBOOKS / name)
         wanted = {**SMALL, "inputs": str(inputs), **OVERRIDES.get(name, {})}
+        wanted["inputs"] = str(base / Path(wanted["inputs"]).name)
         params = {k: v for k, v in wanted.items() if k in takes}
         results[name] = run_notebook(NOTEBOOKS / name, params, output_dir=base / name.removesuffix(".ipynb"),
                                      log=log_path, timeout_s=300)
@@ -117,8 +128,8 @@ def test_notebook_runs_headless_and_records_its_parameters_and_experiment_id(exe
     if name not in ("workbench.ipynb", "compare.ipynb"):
         runs = run.runs()
         assert len(runs) > 0 and set(runs["experiment_id"]) == {run.experiment_id}
-        assert set(runs["input_id"]) <= {"love-it", "sarcasm", "recipe"}
-        assert set(runs["params"].map(lambda p: p["max_tokens"])) == {16}
+        assert set(runs["input_id"]) <= {"love-it", "sarcasm", "recipe", "apples", "pencils"}
+        assert set(runs[runs["role"] == "answer"]["params"].map(lambda p: p["max_tokens"])) == {16}
 
 
 @pytest.mark.slow

@@ -4,9 +4,9 @@ Widgets hold no logic of their own: the workbench drives :class:`lab.widgets.ses
 the comparison view draws :mod:`lab.plots` figures from log DataFrames.
 """
 
-from .compare import CompareView, compare_view, side_by_side
-from .session import CallCancelled, Session, critique_experiment
+from .compare import CompareView, compare_view
+from .session import CallCancelled, Session
 from .workbench import Workbench, escaped, workbench
 
-__all__ = ["workbench", "Workbench", "compare_view", "CompareView", "side_by_side", "Session", "CallCancelled", "critique_experiment",
+__all__ = ["workbench", "Workbench", "compare_view", "CompareView", "Session", "CallCancelled",
            "escaped"]

@@ -10,7 +10,7 @@ from typing import Any
 import ipywidgets as W
 import pandas as pd
 
-from .. import plots
+from .. import plots, tables
 from ..store import RunLog
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -32,24 +32,19 @@ def figure_output(fig: Any) -> dict[str, Any]:
             "data": {PLOTLY_MIME: json.loads(fig.to_json()), "text/plain": str(fig.layout.title.text or "figure")}}
 
 
-def side_by_side(runs: pd.DataFrame, *, blind: bool = False) -> pd.DataFrame:
-    """Outputs per input (rows) and variant (columns); several samples are joined with `` | ``.
-    ``blind`` replaces variant names with A, B, ... in a fixed shuffled order."""
-    if runs.empty:
-        return pd.DataFrame()
-    df = runs[runs["role"].fillna("answer") == "answer"].copy()
-    df["shown"] = [o if oc != "error" else f"[error] {e}" for o, oc, e in zip(df["output"], df["outcome"], df["error"])]
-    df["shown"] = [f"[{oc}] {s}" if oc == "escaped" else s for s, oc in zip(df["shown"], df["outcome"])]
-    table = df.pivot_table(index="input_id", columns="variant", values="shown",
-                           aggfunc=lambda s: " | ".join(str(x).strip() for x in s))
-    if blind:
-        import random
+def side_by_side(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, blind: bool = False) -> pd.DataFrame:
+    """:func:`lab.tables.side_by_side` (outputs per input and repeat, one column group per
+    variant); ``blind`` replaces the variant names with A, B, ... in a shuffled order."""
+    table = tables.side_by_side(runs, grades)
+    if not blind or table.empty:
+        return table
+    import random
 
-        cols = list(table.columns)
-        random.Random(len(df)).shuffle(cols)
-        table = table[cols]
-        table.columns = [f"variant {chr(65 + i)}" for i in range(len(cols))]
-    return table
+    variants = [v for v in dict.fromkeys(table.columns.get_level_values(0)) if v not in ("input", "tags")]
+    shuffled = list(variants)
+    random.Random(len(runs)).shuffle(shuffled)
+    names = {v: f"variant {chr(65 + shuffled.index(v))}" for v in variants}
+    return table.rename(columns=names, level=0)
 
 
 class CompareView(W.VBox):
@@ -110,7 +105,7 @@ class CompareView(W.VBox):
                 return
             fig = FIGURES[name](runs, grades, a, b)
             self.plot.outputs = (figure_output(fig),)
-            self.table.append_display_data(side_by_side(runs, blind=self.blind.value))
+            self.table.append_display_data(side_by_side(runs, grades, blind=self.blind.value))
             self.status.value = f"{len(runs)} calls selected"
         except Exception as exc:
             self.status.value = f"<span style='color:#d62728'>error: {html.escape(str(exc))}</span>"

@@ -25,14 +25,14 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import jinja2
 import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import LabError, ParameterError, PromptFileError
-from ..inputs import InputRow, InputSet, load_inputs
+from ..inputs import InputRow, load_inputs
 from ..prompts import PromptFile, Variant, load_prompt, version_of
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, run_sync
 from ..secrets import looks_like_secret
@@ -42,9 +42,6 @@ from ..store import RunLog, RunRecord, new_id
 CRITIQUE_REQUEST = ("Review your answer above. List any mistakes or ways it fails the request, briefly. "
                     "If it is already right, say so.")
 REVISION_REQUEST = "Now give your improved final answer only."
-
-if TYPE_CHECKING:
-    from ..runner import Experiment, Runs
 
 _PARSER = SandboxedEnvironment()
 
@@ -390,28 +387,3 @@ class Session:
 class CallCancelled(LabError):
     """The user cancelled a call before it finished."""
 
-
-def critique_experiment(exp: "Experiment", rounds: int = 1) -> "Runs":
-    """Run ``exp`` (the first answers, round 0), then ``rounds`` of critique and revision on every
-    answer that did not fail, each logged under the experiment's id (roles ``critique`` and
-    ``revision``, ``round`` 1..n). Returns the experiment's runs, all rounds included."""
-    from ..runner import Runs
-
-    first = exp.run()
-    session = Session(exp.prompt, model=exp.models[0], params=exp.params, log=exp.log, experiment_id=exp.id,
-                      provider_options=exp.provider_options)
-    session._registered = True
-    records = list(first.records)
-    for rec in first.records:
-        if rec.outcome == "error":
-            continue
-        session.model = rec.model
-        session.variant = exp.prompt.variant(rec.variant)
-        session.row = InputRow(id=rec.input_id or "default", vars=rec.input_vars or {},
-                               tags=tuple(rec.input_tags or ("normal",)), expected=rec.expected)
-        session.conversation_id = rec.conversation_id or new_id()
-        session.turns = [Turn(rec.messages, [rec])]
-        for crit, rev in session.critique(rounds):
-            records += [crit, rev]
-    return Runs(exp.id, exp.log, records, skipped=first.skipped, stopped=first.stopped, spent_usd=first.spent_usd,
-                wall_s=first.wall_s)
