@@ -88,8 +88,8 @@ __all__ = [
 _LAZY = {
     "workbench": ("lab.widgets", "workbench"), "compare_view": ("lab.widgets", "compare_view"),
     "plots": ("lab.plots", None), "widgets": ("lab.widgets", None), "stats": ("lab.stats", None),
-    "run_notebook": ("lab.report", "run_notebook"), "run_grid": ("lab.report", "run_grid"), "export_html": ("lab.report", "export_html"),
-    "project_root": ("lab.report", "project_root"),
+    "run_notebook": ("lab.report", "run_notebook"), "run_grid": ("lab.report", "run_grid"),
+    "export_html": ("lab.report", "export_html"), "project_root": ("lab.report", "project_root"),
 }
 
 
