@@ -118,7 +118,8 @@ def test_notebook_runs_headless_and_records_its_parameters_and_experiment_id(exe
     meta = nb.metadata["promptlab"]
     assert meta["experiment_id"] == run.experiment_id and meta["error"] is None
     assert nb.metadata["papermill"]["parameters"].get("experiment_id", run.experiment_id) == run.experiment_id
-    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    if run.parameters:
+        assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     text = json.dumps(nb)
     assert "0%|" not in text  # no frozen progress bar in the saved notebook
     events = lab.log(run.log_path).events(run.experiment_id)
@@ -147,7 +148,7 @@ def test_every_html_export_draws_its_figures_in_chromium_offline(executed):
 @pytest.mark.slow
 def test_run_notebook_cli_prints_the_summary_and_where_the_log_and_html_are(tmp_path):
     inputs = tmp_path / "tiny.yaml"
-    inputs.write_text(TINY_INPUTS)
+    inputs.write_text(TINY_INPUTS.split("- id: sarcasm")[0])
     log_path = tmp_path / "cli.db"
     proc = subprocess.run(
         [sys.executable, "-m", "lab", "--log", str(log_path), "run-notebook", "notebooks/persona_vs_honest.ipynb",
