@@ -131,10 +131,11 @@ def _notebook_value(text: str) -> Any:
 
 @command("run-notebook")
 def cmd_run_notebook(args: argparse.Namespace) -> int:
-    from .report import run_grid, run_notebook
+    from .report import check_parameters, run_grid, run_notebook
     from .tables import summary
 
     params = {k: _notebook_value(v) for k, v in (args.parameter or [])}
+    check_parameters(params)  # before anything echoes them
     kwargs = dict(output_dir=args.output_dir, log=args.log, html=not args.no_html, echo=args.echo,
                   timeout_s=args.cell_timeout)
     if args.grid:

@@ -175,3 +175,12 @@ def test_a_grid_runs_each_parameter_set_in_turn_with_one_summary(tmp_path):
     assert list(table["repeats"]) == [1, 2] and list(table["status"]) == ["ok", "ok"]
     assert list(table["calls"]) == [2, 4]
     assert table["experiment_id"].nunique() == 2
+
+
+def test_run_notebook_cli_refuses_a_secret_without_echoing_it():
+    key = "sk-ant-api03-" + "x" * 24
+    proc = subprocess.run([sys.executable, "-m", "lab", "run-notebook", "notebooks/persona_vs_honest.ipynb",
+                           "-p", "token", key], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "looks like a secret" in proc.stderr
+    assert key not in proc.stdout + proc.stderr
