@@ -238,6 +238,14 @@ def test_html_in_an_output_is_escaped_in_html_views(write, run_log):
     assert html.escape("<script>") in tables.side_by_side(runs.df).to_html()
 
 
+def test_html_in_an_output_is_inert_text_in_the_workbench_card(write, run_log):
+    workbench = pytest.importorskip("lab.widgets.workbench")
+    runs = run_echo(write, HOSTILE_OUTPUT, run_log)
+    card = workbench.SampleCard(runs.records[0], "sample 1", on_rate=lambda c: None)
+    assert "<script>" not in card.html.value and "<img src=x" not in card.html.value
+    assert html.escape("<script>alert('x')</script>", quote=True) in card.html.value
+
+
 def test_terminal_escapes_in_an_output_are_shown_as_text_by_the_cli(write, run_log, capsys):
     runs = run_echo(write, HOSTILE_OUTPUT, run_log)
     capsys.readouterr()
