@@ -257,7 +257,9 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):  # ConnectionError and TimeoutError included
+        # ConnectionError and TimeoutError are OSErrors; a "reset" fault closes the socket under the
+        # handler, whose final flush then raises ValueError (I/O on a closed file)
+        if isinstance(exc, (OSError, ValueError)):
             return  # clients that give up or reset are part of the job
         super().handle_error(request, client_address)
 
