@@ -157,11 +157,13 @@ def _pairs(df: pd.DataFrame, a: str, b: str, value: str, variant_col: str,
     return out.reset_index()
 
 
-Verdict = Literal["no detectable difference", "A better", "B better"]
+Verdict = Literal["no detectable difference", "A better", "B better", "A higher", "B higher"]
+# values where a higher share is better; for others (escaped, error) better depends on the inputs
+_HIGHER_IS_BETTER = {"passed", "score", "correct"}
 
 
 def _difference_row(d: np.ndarray, *, confidence: float, method: str, seed: int,
-                    higher_is_better: bool) -> dict[str, object]:
+                    higher_is_better: bool | None) -> dict[str, object]:
     n = len(d)
     mean = float(d.mean()) if n else math.nan
     if n < 2:
@@ -179,13 +181,16 @@ def _difference_row(d: np.ndarray, *, confidence: float, method: str, seed: int,
         verdict = "no detectable difference"
     else:
         a_higher = low > 0
-        verdict = "A better" if a_higher == higher_is_better else "B better"
+        if higher_is_better is None:
+            verdict = "A higher" if a_higher else "B higher"
+        else:
+            verdict = "A better" if a_higher == higher_is_better else "B better"
     return {"pairs": n, "difference": mean, "low": low, "high": high, "verdict": verdict}
 
 
 def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed", split_by_tag: bool = False,
                       method: Literal["t", "bootstrap"] = "t", confidence: float = 0.95,
-                      higher_is_better: bool = True, variant_col: str = "variant",
+                      higher_is_better: bool | None | Literal["auto"] = "auto", variant_col: str = "variant",
                       pair_on: Sequence[str] = PAIR_KEYS, seed: int = 0) -> pd.DataFrame:
     """Compare variants ``a`` and ``b`` on the same (input, repeat, model) pairs.
 
@@ -193,13 +198,17 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed"
     ``confidence`` interval (``t`` on the paired differences, or a ``bootstrap``). ``verdict`` is
     ``"A better"`` / ``"B better"`` when the interval excludes 0 (``higher_is_better`` says which
     direction is better; set it False for ``escaped`` on answerable inputs) and ``"no detectable
-    difference"`` otherwise; ``reading`` says it in a sentence with the variants' names. With
+    difference"`` otherwise. ``"auto"`` treats a higher ``passed``/``score`` as better and, for other
+    values such as ``escaped`` (right on unanswerable inputs, over-abstention on the rest), says
+    only ``"A higher"`` / ``"B higher"``; ``reading`` says it in a sentence with the variants' names. With
     ``split_by_tag`` there is one row per input tag plus ``all``.
     """
     if method not in ("t", "bootstrap"):
         raise ParameterError(f"method must be 't' or 'bootstrap', got {method!r}")
     if not 0 < confidence < 1:
         raise ParameterError(f"confidence must be between 0 and 1, got {confidence!r}")
+    if higher_is_better == "auto":
+        higher_is_better = True if value in _HIGHER_IS_BETTER else None
     pairs = _pairs(df, a, b, value, variant_col, pair_on)
     groups: list[tuple[str, pd.DataFrame]] = [("all", pairs)]
     if split_by_tag and "input_tags" in pairs:
@@ -224,6 +233,9 @@ def _reading(row: dict[str, object], value: str, confidence: float) -> str:
     ci = f"{confidence:.0%} interval {row['low']:+.3f} to {row['high']:+.3f}"
     if row["verdict"] == "no detectable difference":
         return f"no detectable difference in {value} between {a} and {b} over {n} pairs ({ci})"
+    if row["verdict"] in ("A higher", "B higher"):
+        higher, lower = (a, b) if row["verdict"] == "A higher" else (b, a)
+        return f"{value} is higher for {higher} than for {lower}: {row['difference']:+.3f} (A-B) over {n} pairs ({ci})"
     better, worse = (a, b) if row["verdict"] == "A better" else (b, a)
     return f"{better} better than {worse}: {value} differs by {row['difference']:+.3f} (A-B) over {n} pairs ({ci})"
 

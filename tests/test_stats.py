@@ -103,3 +103,9 @@ def test_aa_on_a_seeded_coin_model_is_mostly_no_difference(run_log, write):
         df = lab.with_grades(runs.df, run_log.grades(runs.experiment_id))
         verdicts.append(lab.paired_difference(df, "a", "b")["verdict"].iloc[0])
     assert verdicts.count("no detectable difference") >= 18
+
+
+def test_a_difference_in_escapes_is_reported_as_higher_not_better_unless_told_which_is_better():
+    esc = lab.paired_difference(frame([1] * 20, [0] * 20), "A", "B", value="escaped")  # B escapes every time
+    assert esc["verdict"].iloc[0] == "B higher"
+    assert esc["reading"].iloc[0].startswith("escaped is higher for B than for A")
