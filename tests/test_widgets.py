@@ -208,3 +208,14 @@ def test_blind_side_by_side_hides_variant_names(run_log):
     assert {"persona", "honest"} <= shown
     hidden = set(side_by_side(runs, blind=True).columns.get_level_values(0))
     assert {"variant A", "variant B"} <= hidden and not ({"persona", "honest"} & hidden)
+
+
+def test_self_critique_stops_when_the_review_finds_nothing_to_fix(run_log):
+    scripted.SCRIPTS["content"] = lambda m, p: "NO CHANGES" if "If nothing needs fixing" in m[-1]["content"] else "positive"
+    wb = lab.workbench(PROMPT, INPUTS, model="scripted:content", log=run_log)
+    click(wb, wb.run_button)
+    wb.rounds.value = 3
+    click(wb, wb.critique_button)
+    runs = run_log.runs(experiment=wb.experiment_id)
+    assert list(zip(runs["role"], runs["round"])) == [("answer", 0), ("critique", 1)]
+    assert "nothing to fix" in wb.critique_view.value

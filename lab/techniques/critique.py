@@ -55,6 +55,25 @@ Review:
 Rewrite your answer so that it meets the rubric. Reply with the revised answer only."""
 
 
+DEFAULT_RUBRIC = "It does what the request asks, it is correct, and it says no more than it needs to."
+STOP_PHRASE = "NO CHANGES"
+
+
+def critique_messages(request: str, answer: str, rubric: str, stop_phrase: str = STOP_PHRASE) -> list[dict[str, str]]:
+    """The critic's context: one user message asking it to review ``answer`` to ``request`` against
+    ``rubric``, replying ``stop_phrase`` when nothing needs fixing."""
+    text = (CRITIQUE_TEMPLATE.replace("{request}", request).replace("{answer}", answer)
+            .replace("{rubric}", rubric).replace("{stop}", stop_phrase))
+    return [{"role": "user", "content": text}]
+
+
+def revision_messages(messages: list[dict[str, str]], answer: str, critique: str, rubric: str) -> list[dict[str, str]]:
+    """The answer's own conversation (``messages``, then ``answer``) continued with the critique and a
+    request to revise."""
+    return [*messages, {"role": "assistant", "content": answer},
+            {"role": "user", "content": REVISE_TEMPLATE.replace("{rubric}", rubric).replace("{critique}", critique)}]
+
+
 @dataclass
 class _Chain:
     call: Call
@@ -125,7 +144,7 @@ def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet
                   grader: Grader | list[Grader] | None = None, model: str = DEFAULT_MODEL,
                   critic_model: str | None = None, params: dict[str, Any] | None = None,
                   critique_params: dict[str, Any] | None = None, repeats: int = 1, seed: int | None = None,
-                  stop_phrase: str = "NO CHANGES", log: RunLog | str | Path | None = None,
+                  stop_phrase: str = STOP_PHRASE, log: RunLog | str | Path | None = None,
                   concurrency: int | None = None, budget_usd: float | None = None, progress: ProgressMode = None,
                   id: str | None = None) -> Critique:
     """Generate, critique against ``rubric``, revise: up to ``rounds`` rounds per (input, repeat),
@@ -177,9 +196,8 @@ def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet
         cp = dict(cparams_base if cparams_base is not None else base.params)
         if "seed" in base.params or base.seed_chosen_by_user:
             cp["seed"] = derive_seed(base.params.get("seed", 0), "critique", rnd)
-        text = (CRITIQUE_TEMPLATE.replace("{request}", request).replace("{answer}", ch.answer.output or "")
-                .replace("{rubric}", rubric).replace("{stop}", stop_phrase))
-        crit_call = Call(model=critic, messages=[{"role": "user", "content": text}], params=cp, repeat=base.repeat,
+        crit_call = Call(model=critic, messages=critique_messages(request, ch.answer.output or "", rubric, stop_phrase),
+                         params=cp, repeat=base.repeat,
                          seed=cp.get("seed"), seed_chosen_by_user=base.seed_chosen_by_user, variant=base.variant,
                          row=base.row, conversation_id=ch.answer.conversation_id or base.conversation_id,
                          round=rnd, parent_id=ch.answer.id, role="critique")
@@ -197,9 +215,7 @@ def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet
         rp = dict(base.params)
         if "seed" in rp:
             rp["seed"] = derive_seed(rp["seed"], "revision", rnd)
-        messages = [*base.messages, {"role": "assistant", "content": ch.answer.output or ""},
-                    {"role": "user", "content": REVISE_TEMPLATE.replace("{rubric}", rubric)
-                     .replace("{critique}", crit.output or "")}]
+        messages = revision_messages(base.messages, ch.answer.output or "", crit.output or "", rubric)
         rev_call = Call(model=base.model, messages=messages, params=rp, repeat=base.repeat, seed=rp.get("seed"),
                         seed_chosen_by_user=base.seed_chosen_by_user, variant=base.variant, row=base.row,
                         escape_hatch=base.escape_hatch, conversation_id=crit_call.conversation_id, round=rnd,

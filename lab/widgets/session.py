@@ -33,15 +33,13 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import LabError, ParameterError, PromptFileError
 from ..inputs import InputRow, load_inputs
-from ..prompts import PromptFile, Variant, load_prompt, version_of
+from ..prompts import EscapeHatch, PromptFile, Variant, load_prompt, version_of
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, run_sync
 from ..secrets import looks_like_secret
 from ..store import RunLog, RunRecord, new_id
+from ..techniques.critique import DEFAULT_RUBRIC, STOP_PHRASE, critique_messages, revision_messages
 
 # What the model is asked in a self-critique round. Kept short: small models lose long instructions.
-CRITIQUE_REQUEST = ("Review your answer above. List any mistakes or ways it fails the request, briefly. "
-                    "If it is already right, say so.")
-REVISION_REQUEST = "Now give your improved final answer only."
 
 _PARSER = SandboxedEnvironment()
 
@@ -284,30 +282,39 @@ class Session:
         self.turns.append(Turn(messages, kind="follow-up"))
         return self._sample(self.turns[-1], turn=len(self.turns) - 1, parent=prev.id, role="answer")
 
-    def critique(self, rounds: int = 1, on_round: Callable[[RunRecord, RunRecord], None] | None = None,
-                 sample: int = -1) -> list[tuple[RunRecord, RunRecord]]:
-        """Self-critique: each round asks the model to critique its latest answer, then to revise it.
-        Returns ``(critique, revision)`` pairs; ``on_round`` is called as each round finishes."""
+    def critique(self, rounds: int = 1, on_round: Callable[[RunRecord, RunRecord | None], None] | None = None,
+                 sample: int = -1, *, rubric: str = DEFAULT_RUBRIC,
+                 stop_phrase: str = STOP_PHRASE) -> list[tuple[RunRecord, RunRecord | None]]:
+        """Self-critique, as :func:`lab.self_critique` does it: each round the model reviews its latest
+        answer against ``rubric`` in a fresh context, then revises in the answer's conversation; it
+        stops early when the review says ``stop_phrase`` (or fails). Returns ``(critique, revision)``
+        pairs, the revision ``None`` for a round that stopped; ``on_round`` is called as each round finishes."""
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ParameterError(f"rounds must be an integer >= 1, got {rounds!r}")
         if not self.samples:
             raise ParameterError("nothing to critique yet: Run first")
+        if not isinstance(rubric, str) or not rubric.strip():
+            raise ParameterError("rubric must say what a good answer does")
         answer = self.samples[sample]
         base = list(self.turns[-1].messages)
+        stop = EscapeHatch(text=stop_phrase, match="word")
         out = []
         for r in range(1, rounds + 1):
-            ask = base + [{"role": "assistant", "content": answer.output or ""},
-                          {"role": "user", "content": CRITIQUE_REQUEST}]
-            self.turns.append(Turn(ask, kind="critique"))
+            self.turns.append(Turn(critique_messages(base[-1]["content"], answer.output or "", rubric, stop_phrase),
+                                   kind="critique"))
             crit = self._sample(self.turns[-1], turn=0, parent=answer.id, role="critique", round=r)
-            revise = ask + [{"role": "assistant", "content": crit.output or ""},
-                            {"role": "user", "content": REVISION_REQUEST}]
-            self.turns.append(Turn(revise, kind="revision"))
+            if crit.outcome == "error" or stop.detect(crit.output):
+                out.append((crit, None))
+                if on_round is not None:
+                    on_round(crit, None)
+                break
+            self.turns.append(Turn(revision_messages(base, answer.output or "", crit.output or "", rubric),
+                                   kind="revision"))
             answer = self._sample(self.turns[-1], turn=0, parent=crit.id, role="revision", round=r)
             out.append((crit, answer))
             if on_round is not None:
                 on_round(crit, answer)
-            if crit.outcome == "error" or answer.outcome == "error":
+            if answer.outcome == "error":
                 break
         return out
 

@@ -265,11 +265,12 @@ class Workbench(W.VBox):
         self.progress.max = 2 * rounds
         parts: list[str] = []
 
-        def shown(crit: RunRecord, rev: RunRecord) -> None:
+        def shown(crit: RunRecord, rev: RunRecord | None) -> None:
             self.progress.value += 2
+            after = (f"revision {self._badge(rev)}{_pre(rev.output or rev.error)}" if rev is not None
+                     else "<i>stopped: the critique found nothing to fix</i>" if crit.outcome != "error" else "")
             parts.append(f"<div><b>round {crit.round}</b> critique {self._badge(crit)}"
-                         f"{_pre(crit.output or crit.error)}revision {self._badge(rev)}"
-                         f"{_pre(rev.output or rev.error)}</div>")
+                         f"{_pre(crit.output or crit.error)}{after}</div>")
             self.critique_view.value = "<h4>Self-critique</h4>" + "".join(parts)
 
         self.session.critique(rounds, on_round=shown)
