@@ -100,5 +100,12 @@ def write_section(name: str, lines: list[str]) -> None:
     print(f"wrote section {name!r} of {RESULTS.relative_to(ROOT)}")
 
 
+def report(name: str, lines: list[str], *, write: bool) -> None:
+    """Print a benchmark's figures and, unless told not to, keep them in bench/results.md."""
+    print("\n".join(lines))
+    if write:
+        write_section(name, lines)
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"

@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import time
 
-from _common import ROOT, loopback, machine, median, prompt_file, records, tmpdir, verdict, write_section  # noqa: F401
+from _common import ROOT, loopback, machine, median, prompt_file, records, tmpdir, verdict, report  # noqa: F401
 
 import lab
 
@@ -98,9 +98,7 @@ def main() -> None:
         f"Reproduce: `python bench/bench_batch.py --calls {a.calls} --concurrency {a.concurrency} "
         f"--latency {a.latency} --runs {a.runs}`",
     ]
-    print("\n".join(lines))
-    if not a.no_write:
-        write_section("Batch overhead and replay", lines)
+    report("Batch overhead and replay", lines, write=not a.no_write)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import machine, median, tmpdir, verdict, write_section
+from _common import machine, median, tmpdir, verdict, report
 
 import lab
 from lab.providers.local import bundled_model_path
@@ -107,9 +107,7 @@ def main() -> None:
         f"Target >= 0.95x: {verdict(lab_m / raw_m >= 0.95)}.", "",
         f"Reproduce: `python bench/bench_local.py --prompts {a.prompts} --max-tokens {a.max_tokens} --runs {a.runs}`",
     ]
-    print("\n".join(lines))
-    if not a.no_write:
-        write_section("Local model", lines)
+    report("Local model", lines, write=not a.no_write)
 
 
 if __name__ == "__main__":

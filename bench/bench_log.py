@@ -20,7 +20,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from _common import machine, median, tmpdir, verdict, write_section
+from _common import machine, median, tmpdir, verdict, report
 
 import lab
 from lab.store import RunRecord, _dumps, new_id, now
@@ -141,9 +141,7 @@ def main() -> None:
               f"{lo / raw_lo:.2f}x; the lab also parses the JSON columns). Target <= 1 s: {verdict(lo <= 1.0)}.",
               "", plot_line, "",
               f"Reproduce: `python bench/bench_log.py --rows {n}` (`--rows 100000` for the full run)."]
-    print("\n".join(lines))
-    if not a.no_write:
-        write_section("Run log", lines)
+    report("Run log", lines, write=not a.no_write)
 
 
 def RunLog_row(rec: RunRecord) -> list:  # noqa: N802  the values add_run writes, JSON-encoded

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, loopback, machine, prompt_file, records, tmpdir, verdict, write_section
+from _common import ROOT, loopback, machine, prompt_file, records, tmpdir, verdict, report
 
 
 def peak_mb() -> float:
@@ -100,9 +100,7 @@ def main() -> None:
         f"Lab vs raw SDK: {lab_mb / raw_mb:.2f}x. Target lab <= 300 MB: {verdict(lab_mb <= 300)}.", "",
         f"Reproduce: `python bench/bench_memory.py --calls {a.calls} --concurrency {a.concurrency}`",
     ]
-    print("\n".join(lines))
-    if not a.no_write:
-        write_section("Memory", lines)
+    report("Memory", lines, write=not a.no_write)
 
 
 if __name__ == "__main__":

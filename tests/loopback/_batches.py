@@ -118,3 +118,20 @@ class BatchBook:
         with self.lock:
             self._n += 1
             return f"{prefix or self.prefix}{self._n:024x}"
+
+
+class BatchEndpoints:
+    """Base of the fake batch endpoints: a server, a BatchBook, and ``plan`` (a BatchPlan) to set
+    timing and failures from a test."""
+
+    def __init__(self, server: Any, id_prefix: str) -> None:
+        self.server = server
+        self.book = BatchBook(id_prefix)
+
+    @property
+    def plan(self) -> "BatchPlan":
+        return self.book.plan
+
+    @plan.setter
+    def plan(self, value: "BatchPlan") -> None:
+        self.book.plan = value

@@ -13,7 +13,7 @@ import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
-from tests.loopback._batches import BatchBook, FakeBatch
+from tests.loopback._batches import BatchEndpoints, FakeBatch
 from tests.loopback._http import Reply, dumps
 
 if TYPE_CHECKING:
@@ -29,20 +29,11 @@ def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-class AnthropicBatches:
+class AnthropicBatches(BatchEndpoints):
     """The Message Batches endpoints of one AnthropicServer."""
 
     def __init__(self, server: AnthropicServer) -> None:
-        self.server = server
-        self.book = BatchBook("msgbatch_")
-
-    @property
-    def plan(self):  # noqa: ANN201
-        return self.book.plan
-
-    @plan.setter
-    def plan(self, value) -> None:  # noqa: ANN001
-        self.book.plan = value
+        super().__init__(server, "msgbatch_")
 
     def route(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Reply | None:
         m = _ROUTE.match(path)

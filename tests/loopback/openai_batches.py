@@ -16,7 +16,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, Mapping
 
-from tests.loopback._batches import BatchBook, FakeBatch
+from tests.loopback._batches import BatchEndpoints, FakeBatch
 from tests.loopback._http import Reply, dumps
 
 if TYPE_CHECKING:
@@ -29,21 +29,12 @@ _ABSENT = {"batch_expired": "This request could not be executed before the compl
            "batch_cancelled": "This request was not executed because the batch was cancelled."}
 
 
-class OpenAIBatches:
+class OpenAIBatches(BatchEndpoints):
     """The Files and Batch endpoints of one OpenAIServer."""
 
     def __init__(self, server: OpenAIServer) -> None:
-        self.server = server
-        self.book = BatchBook("batch_")
+        super().__init__(server, "batch_")
         self.files: dict[str, dict[str, Any]] = {}  # id -> FileObject fields plus "data"
-
-    @property
-    def plan(self):  # noqa: ANN201
-        return self.book.plan
-
-    @plan.setter
-    def plan(self, value) -> None:  # noqa: ANN001
-        self.book.plan = value
 
     def route(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Reply | None:
         fm, bm = _FILE.match(path), _BATCH.match(path)
