@@ -3,6 +3,7 @@ and the results table (bench/results.md), where each benchmark owns one section.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -98,6 +99,26 @@ def write_section(name: str, lines: list[str]) -> None:
         text = text.rstrip() + "\n\n" + body
     RESULTS.write_text(text)
     print(f"wrote section {name!r} of {RESULTS.relative_to(ROOT)}")
+
+
+async def raw_openai_calls(base_url: str, calls: int, concurrency: int) -> list[str]:
+    """The baseline: the same calls the lab makes, through bare AsyncOpenAI behind a semaphore."""
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=2, timeout=60)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(r: dict) -> str:
+        async with sem:
+            resp = await client.chat.completions.create(
+                model="gpt-loopback", temperature=0, max_tokens=16,
+                messages=[{"role": "user", "content": f"Say something about item {r['n']}: {r['text']}"}])
+            return resp.choices[0].message.content
+
+    try:
+        return await asyncio.gather(*(one(r) for r in records(calls)))
+    finally:
+        await client.close()
 
 
 def report(name: str, lines: list[str], *, write: bool) -> None:

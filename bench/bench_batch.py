@@ -17,30 +17,15 @@ import argparse
 import asyncio
 import time
 
-from _common import ROOT, loopback, machine, median, prompt_file, records, tmpdir, verdict, report  # noqa: F401
+from _common import ROOT, loopback, machine, median, prompt_file, raw_openai_calls, records, report, tmpdir, verdict  # noqa: F401,E501
 
 import lab
 
 
 async def raw_sdk(base_url: str, calls: int, concurrency: int) -> float:
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=2, timeout=60)
-    sem = asyncio.Semaphore(concurrency)
-    rows = records(calls)
-
-    async def one(r: dict) -> str:
-        async with sem:
-            resp = await client.chat.completions.create(
-                model="gpt-loopback", temperature=0, max_tokens=16,
-                messages=[{"role": "user", "content": f"Say something about item {r['n']}: {r['text']}"}])
-            return resp.choices[0].message.content
-
     t0 = time.perf_counter()
-    await asyncio.gather(*(one(r) for r in rows))
-    wall = time.perf_counter() - t0
-    await client.close()
-    return wall
+    await raw_openai_calls(base_url, calls, concurrency)
+    return time.perf_counter() - t0
 
 
 def main() -> None:

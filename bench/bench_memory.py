@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, loopback, machine, prompt_file, records, tmpdir, verdict, report
+from _common import ROOT, loopback, machine, prompt_file, raw_openai_calls, records, report, tmpdir, verdict
 
 
 def peak_mb() -> float:
@@ -43,21 +43,8 @@ def child(mode: str, url: str, calls: int, concurrency: int, folder: Path) -> No
 
 
 async def raw(url: str, calls: int, concurrency: int) -> None:
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=url, api_key="not-needed")
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(r: dict) -> str:
-        async with sem:
-            resp = await client.chat.completions.create(
-                model="gpt-loopback", temperature=0, max_tokens=16,
-                messages=[{"role": "user", "content": f"Say something about item {r['n']}: {r['text']}"}])
-            return resp.choices[0].message.content
-
-    outs = await asyncio.gather(*(one(r) for r in records(calls)))
+    outs = await raw_openai_calls(url, calls, concurrency)
     assert len(outs) == calls
-    await client.close()
 
 
 def measure(mode: str, url: str, calls: int, concurrency: int, folder: Path) -> dict:
