@@ -159,6 +159,7 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
     """
     import nbformat
     import papermill
+    from traitlets.config import Config
 
     source = _existing(notebook)
     params = dict(parameters or {})
@@ -188,6 +189,8 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
                 str(source), str(out_nb), parameters=params, kernel_name=kernel, progress_bar=False,
                 cwd=str(root), log_output=echo, stdout_file=sys.stdout if echo else None,
                 stderr_file=sys.stderr if echo else None, execution_timeout=timeout_s,
+                # talk to the kernel over local sockets, not TCP ports that anyone on the host could reach
+                config=Config({"KernelManager": {"transport": "ipc"}}),
             )
         except papermill.PapermillExecutionError as exc:
             error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
