@@ -39,6 +39,7 @@ from .grading import (  # noqa: E402
     json_schema,
     judge,
     judge_agreement,
+    judge_decoys,
     match,
     rank,
     rate,
@@ -77,7 +78,7 @@ __all__ = [
     "escape_report", "self_critique", "Critique", "compare_framings", "Comparison",
     "propose_edge_cases", "ProposedEdgeCases",
     "grade", "Grade", "Grader", "GraderError", "match", "regex", "json_schema", "custom", "escape_hatch",
-    "judge", "judge_agreement", "rate", "rank",
+    "judge", "judge_agreement", "judge_decoys", "rate", "rank",
     "rates", "means", "proportion_ci", "mean_ci", "paired_difference", "repeats_needed",
     "with_grades", "side_by_side", "escaped", "disagreements", "critique_rounds",
 ]

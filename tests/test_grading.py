@@ -162,3 +162,30 @@ def test_prompt_file_grader_typo_fails_at_load(write):
     p = write("p.yaml", "task: t\ngrader:\n  kind: match\n  mood: numeric\nvariants:\n  a:\n    user: hi\n")
     with pytest.raises(lab.PromptFileError, match="line 2: grader.*mood"):
         lab.load_prompt(p)
+
+
+def test_judge_decoys_are_logged_graded_and_counted_per_kind(run_log, write):
+    # a gameable "judge": scores every answer 5, decoys included
+    scripted.SCRIPTS["lenient"] = lambda m, p: "5"
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: 'Describe {{ text }}'\n")
+    runs = lab.experiment(prompt, [{"id": "r1", "text": "a cat"}, {"id": "r2", "text": "a dog"}],
+                          model="scripted:echo", log=run_log).run()
+    report = lab.judge_decoys(lab.judge("A vivid description.", model="scripted:lenient", repeats=1), runs,
+                              per_kind=2, log=run_log)
+    assert list(report.index) == ["repetition", "empty", "off-topic", "self-praise"]
+    assert (report["n"] == 2).all() and (report["pass_rate"] == 1.0).all()  # this judge is fooled by all
+    decoys = run_log.runs(experiment=f"{runs.experiment_id}:decoys")
+    assert len(decoys) == 8 and set(decoys["role"]) == {"decoy"}
+    assert set(decoys["parent_id"]) == set(runs.df["id"])
+    assert len(run_log.runs(experiment=runs.experiment_id)) == 2  # the graded experiment is untouched
+
+
+@pytest.mark.slow
+def test_a_local_judge_can_be_checked_against_decoys(run_log, write):
+    prompt = write("p.yaml", "task: t\nparams: {max_tokens: 16}\nvariants:\n  a:\n    user: 'Name a fruit that is {{ colour }}.'\n")
+    runs = lab.experiment(prompt, [{"id": "y", "colour": "yellow"}], log=run_log, seed=1).run()
+    report = lab.judge_decoys(lab.judge("Names one real fruit of that colour.", repeats=1), runs, per_kind=1,
+                              log=run_log)
+    assert (report["n"] == 1).all() and report["pass_rate"].between(0, 1).all()
+    judged = run_log.runs(experiment=f"{runs.experiment_id}:decoys:judge")
+    assert len(judged) == 4 and set(judged["role"]) == {"judge"}
