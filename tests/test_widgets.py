@@ -219,3 +219,14 @@ def test_self_critique_stops_when_the_review_finds_nothing_to_fix(run_log):
     runs = run_log.runs(experiment=wb.experiment_id)
     assert list(zip(runs["role"], runs["round"])) == [("answer", 0), ("critique", 1)]
     assert "nothing to fix" in wb.critique_view.value
+
+
+def test_retrying_a_follow_up_turn_logs_it_as_another_attempt_of_that_turn(wb, run_log):
+    click(wb, wb.run_button)
+    wb.follow_text.value = "Why?"
+    click(wb, wb.follow_button)
+    click(wb, wb.retry_button)
+    runs = run_log.runs(experiment=wb.experiment_id)
+    assert list(zip(runs["turn"], runs["attempt"])) == [(0, 0), (1, 0), (1, 1)]
+    assert runs.iloc[2]["parent_id"] == runs.iloc[1]["parent_id"] == runs.iloc[0]["id"]
+    assert runs.iloc[2]["messages"] == runs.iloc[1]["messages"]

@@ -373,7 +373,8 @@ class Session:
         call = Call(model=self.model, messages=list(t.messages), params=params, repeat=len(t.samples),
                     seed=params.get("seed"), seed_chosen_by_user=user_seed is not None, variant=self.variant,
                     row=getattr(self, "row", None), escape_hatch=self.variant.escape_hatch,
-                    conversation_id=self.conversation_id, turn=turn, round=round, parent_id=parent, role=role)
+                    conversation_id=self.conversation_id, turn=turn, attempt=len(t.samples), round=round,
+                    parent_id=parent, role=role)
         try:
             rec = run_sync(lambda: self._call(runner, call))
         except asyncio.CancelledError:
