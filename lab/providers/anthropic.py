@@ -16,6 +16,27 @@ from ._errors import to_provider_error
 from .base import Completion, Provider
 
 
+_SAMPLING = ("temperature", "top_p", "top_k")
+
+
+def request_body(model_name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+    """The Messages API request for one call, as sent live and inside a Message Batch. System
+    messages are joined into ``system``; the API has no seed (it is logged, not sent)."""
+    body: dict[str, Any] = {
+        "model": model_name,
+        "messages": [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"],
+        "max_tokens": params.get("max_tokens") or 1024,
+    }
+    body.update({k: params[k] for k in _SAMPLING if params.get(k) is not None})
+    if params.get("stop"):
+        stop = params["stop"]
+        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    if system:
+        body["system"] = system
+    return body
+
+
 class AnthropicProvider(Provider):
     default_concurrency = 8
     supported_params = frozenset({"temperature", "max_tokens", "top_p", "top_k", "stop", "seed"})
@@ -46,22 +67,14 @@ class AnthropicProvider(Provider):
         return self._client
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
-        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        turns = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
-        kwargs: dict[str, Any] = {"max_tokens": params.get("max_tokens") or 1024}
+        kwargs = request_body(self.model_name, messages, params)
         # SDK 1.x dropped the sampling arguments from its signature; the API still takes them
         # (newer models may refuse temperature), so they travel in the request body
-        sampling = {k: params[k] for k in ("temperature", "top_p", "top_k") if params.get(k) is not None}
+        sampling = {k: kwargs.pop(k) for k in _SAMPLING if k in kwargs}
         if sampling:
             kwargs["extra_body"] = sampling
-        if params.get("stop"):
-            stop = params["stop"]
-            kwargs["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-        if system:
-            kwargs["system"] = system
-        # the Messages API has no seed: it is recorded in the log but not sent
         try:
-            resp = await self._get_client().messages.create(model=self.model_name, messages=turns, **kwargs)
+            resp = await self._get_client().messages.create(**kwargs)
         except Exception as exc:
             raise to_provider_error(exc, self.model) from None
         content = getattr(resp, "content", None)

@@ -123,21 +123,9 @@ class AnthropicBatches(BatchAPI):
                                            max_retries=max_retries, timeout=timeout)
 
     def request_body(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        body: dict[str, Any] = {
-            "model": self.model_name,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"],
-            "max_tokens": params.get("max_tokens") or 1024,
-        }
-        for k in ("temperature", "top_p", "top_k"):
-            if params.get(k) is not None:
-                body[k] = params[k]
-        if params.get("stop"):
-            stop = params["stop"]
-            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-        if system:
-            body["system"] = system
-        return body  # the Messages API has no seed: it is recorded in the log but not sent
+        from .anthropic import request_body
+
+        return request_body(self.model_name, messages, params)
 
     @staticmethod
     def _state(b: Any) -> BatchState:
@@ -225,12 +213,9 @@ class OpenAIBatches(BatchAPI):
                                      max_retries=max_retries, timeout=timeout)
 
     def request_body(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model_name, "messages": messages}
-        for k, v in params.items():
-            if v is None:
-                continue
-            body["max_completion_tokens" if k == "max_tokens" else k] = v
-        return body
+        from .openai import request_body
+
+        return request_body(self.model_name, messages, params)
 
     @staticmethod
     def _state(b: Any) -> BatchState:

@@ -16,6 +16,20 @@ from ._errors import to_provider_error
 from .base import Completion, Provider
 
 
+_EXTRA = ("top_k", "repeat_penalty")  # llama.cpp-style servers take these; OpenAI does not
+
+
+def request_body(model_name: str, messages: list[dict[str, str]], params: dict[str, Any], *,
+                 compatible: bool = False) -> dict[str, Any]:
+    """The chat-completions request for one call, as sent live and inside an OpenAI Batch.
+    OpenAI itself wants ``max_completion_tokens``; compatible servers keep ``max_tokens``."""
+    body: dict[str, Any] = {"model": model_name, "messages": messages}
+    for k, v in params.items():
+        if v is not None:
+            body["max_completion_tokens" if k == "max_tokens" and not compatible else k] = v
+    return body
+
+
 class OpenAIProvider(Provider):
     default_concurrency = 8
     honours_seed = False  # OpenAI documents seed as best-effort
@@ -75,21 +89,12 @@ class OpenAIProvider(Provider):
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         client = self._get_client()
-        kwargs: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        for k, v in params.items():
-            if v is None:
-                continue
-            if k in ("top_k", "repeat_penalty"):
-                extra[k] = v
-            elif k == "max_tokens" and not self.compatible:
-                kwargs["max_completion_tokens"] = v
-            else:
-                kwargs[k] = v
+        kwargs = request_body(self.model_name, messages, params, compatible=self.compatible)
+        extra = {k: kwargs.pop(k) for k in _EXTRA if k in kwargs}  # not in the SDK's signature
         if extra:
             kwargs["extra_body"] = extra
         try:
-            resp = await client.chat.completions.create(model=self.model_name, messages=messages, **kwargs)
+            resp = await client.chat.completions.create(**kwargs)
         except Exception as exc:  # the SDK has already retried what it retries
             raise to_provider_error(exc, self.model) from None
         if not getattr(resp, "choices", None):
