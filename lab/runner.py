@@ -264,9 +264,7 @@ class Runner:
         if self.replay:
             cached = self.log.find_cached(call.key)
             if cached is not None:
-                rec = self._record(call, output=cached["output"], error=None, started=now(),
-                                   latency_ms=cached["latency_ms"], input_tokens=cached["input_tokens"],
-                                   output_tokens=cached["output_tokens"], cost=0.0, replayed_from=cached["id"])
+                rec = self._replayed(call, cached)
                 self.log.add_run(rec)
                 self.counts["replayed"] += 1
                 return rec
@@ -317,6 +315,12 @@ class Runner:
         )
         self.log.add_run(rec)
         return rec
+
+    def _replayed(self, call: Call, hit: dict[str, Any]) -> RunRecord:
+        """The row for ``call`` served from an earlier logged call (free: it costs nothing again)."""
+        return self._record(call, output=hit["output"], error=None, started=now(), latency_ms=hit["latency_ms"],
+                            input_tokens=hit["input_tokens"], output_tokens=hit["output_tokens"], cost=0.0,
+                            replayed_from=hit["id"])
 
     def _record(self, call: Call, *, output: str | None, error: str | None, started: str, latency_ms: float | None,
                 input_tokens: int | None, output_tokens: int | None, cost: float | None,
@@ -373,9 +377,7 @@ class Runner:
             if hit is None:
                 rest.append(c)
                 continue
-            hits.append(self._record(c, output=hit["output"], error=None, started=now(),
-                                     latency_ms=hit["latency_ms"], input_tokens=hit["input_tokens"],
-                                     output_tokens=hit["output_tokens"], cost=0.0, replayed_from=hit["id"]))
+            hits.append(self._replayed(c, hit))
         for i in range(0, len(hits), 1000):
             self.log.add_runs(hits[i:i + 1000])
         for rec in hits:

@@ -301,15 +301,7 @@ class RunLog:
 
     def find_cached(self, cache_key: str) -> dict[str, Any] | None:
         """The latest successful call with this cache key, for replay."""
-        with self._lock:
-            cur = self._db.execute(
-                "SELECT id, output, outcome, input_tokens, output_tokens, latency_ms, cost_usd FROM runs "
-                "WHERE cache_key = ? AND outcome != 'error' ORDER BY seq DESC LIMIT 1",
-                (cache_key,),
-            )
-            row = cur.fetchone()
-            names = [d[0] for d in cur.description]
-        return dict(zip(names, row)) if row else None
+        return self.find_cached_many([cache_key]).get(cache_key)
 
     def find_cached_many(self, cache_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """:meth:`find_cached` for many keys in a few queries: key -> the latest successful call."""
