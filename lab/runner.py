@@ -13,6 +13,7 @@ model so that comparisons are paired. Identical calls are served from the log on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import collections
 import hashlib
 import json
@@ -101,7 +102,8 @@ class Call:
     @property
     def key(self) -> str:
         """Cache key: model, messages, parameters (with the seed only if the user chose it) and repeat."""
-        return cache_key(self.model, self.messages, self.params, self.repeat)
+        params = self.params if self.seed_chosen_by_user else {k: v for k, v in self.params.items() if k != "seed"}
+        return cache_key(self.model, self.messages, params, self.repeat)
 
     @property
     def resume_key(self) -> tuple:
@@ -317,7 +319,10 @@ class Runner:
         return rec
 
     def _replayed(self, call: Call, hit: dict[str, Any]) -> RunRecord:
-        """The row for ``call`` served from an earlier logged call (free: it costs nothing again)."""
+        """The row for ``call`` served from an earlier logged call (free: it costs nothing again).
+        An unseeded call takes the seed of the call it replays, which is the seed that made its output."""
+        if not call.seed_chosen_by_user and "seed" in call.params:
+            call = dataclasses.replace(call, seed=hit["seed"], params={**call.params, "seed": hit["seed"]})
         return self._record(call, output=hit["output"], error=None, started=now(), latency_ms=hit["latency_ms"],
                             input_tokens=hit["input_tokens"], output_tokens=hit["output_tokens"], cost=0.0,
                             replayed_from=hit["id"])
@@ -477,29 +482,29 @@ class Experiment:
                 raise ParameterError(
                     f"a budget needs known prices, and {unknown} have none; declare one with lab.set_price(...)"
                 )
-        calls = []
+        params = {}
         for v in self.variants:
-            params = {**DEFAULT_PARAMS, **v.params, **self.params}
-            for m, provider in providers.items():
-                provider.check_params(params)
+            params[v.name] = {**DEFAULT_PARAMS, **v.params, **self.params}
+            for provider in providers.values():
+                provider.check_params(params[v.name])
+            params[v.name].pop("seed", None)  # each call gets its own, below
+        calls = []
         rng = random.SystemRandom()
+        user_seed = self.seed is not None
         for row in self.inputs:
             rendered = {v.name: v.render(row.vars, input_id=row.id) for v in self.variants}
             for repeat in range(self.repeats):
-                user_seed = self.seed is not None
                 seed = derive_seed(self.seed, row.id, repeat) if user_seed else rng.randrange(2**31 - 1)
                 for m, provider in providers.items():
+                    # a provider that honours seeds always gets one (recorded, so any sample can be redone)
+                    sent_seed = seed if (user_seed or provider.honours_seed) else None
                     for v in self.variants:
-                        params = {**DEFAULT_PARAMS, **v.params, **self.params}
-                        params.pop("seed", None)
-                        sent_seed = seed if (user_seed or provider.honours_seed) else None
-                        call_params = dict(params)
-                        if user_seed:
-                            call_params["seed"] = seed
-                        call = Call(model=m, messages=rendered[v.name], params=call_params, repeat=repeat,
-                                    seed=sent_seed, seed_chosen_by_user=user_seed, variant=v, row=row,
-                                    escape_hatch=v.escape_hatch)
-                        calls.append(call)
+                        call_params = dict(params[v.name])
+                        if sent_seed is not None:
+                            call_params["seed"] = sent_seed
+                        calls.append(Call(model=m, messages=rendered[v.name], params=call_params, repeat=repeat,
+                                          seed=sent_seed, seed_chosen_by_user=user_seed, variant=v, row=row,
+                                          escape_hatch=v.escape_hatch))
         self._calls = calls
         return calls
 

@@ -311,7 +311,7 @@ class RunLog:
             chunk = keys[i:i + 500]
             with self._lock:
                 cur = self._db.execute(
-                    "SELECT cache_key, id, output, outcome, input_tokens, output_tokens, latency_ms, cost_usd "
+                    "SELECT cache_key, id, output, outcome, seed, input_tokens, output_tokens, latency_ms, cost_usd "
                     f"FROM runs WHERE cache_key IN ({', '.join('?' for _ in chunk)}) AND outcome != 'error' "
                     "ORDER BY seq", chunk)
                 names = [d[0] for d in cur.description]

@@ -58,6 +58,18 @@ def test_unseeded_repeats_are_fresh_samples_with_recorded_seeds(files, run_log):
     prompt, inputs = files
     df = lab.experiment(prompt, inputs, model="scripted:seeded", repeats=5, variants=["a"], log=run_log).run().df
     assert df.seed.notna().all() and df.seed.nunique() == 15
+    # the recorded seed is the one the model got: each sample can be redone from its row
+    assert df.output.tolist() == [SCRIPTS["seeded"]([], {"seed": s}) for s in df.seed]
+
+
+def test_replay_of_an_unseeded_experiment_serves_the_same_repeat_whatever_its_seed(files, run_log, model_calls):
+    prompt, inputs = files
+    first = lab.experiment(prompt, inputs, model="scripted:seeded", repeats=2, log=run_log).run()
+    n_calls = len(model_calls)
+    again = lab.experiment(prompt, inputs, model="scripted:seeded", repeats=2, log=run_log, replay=True).run()
+    assert len(model_calls) == n_calls
+    assert again.df.output.tolist() == first.df.output.tolist()
+    assert again.df.seed.tolist() == first.df.seed.tolist()  # the seed that made each output
 
 
 def test_escape_hatch_outputs_are_counted_as_escaped(files, run_log):
@@ -75,6 +87,7 @@ def test_replay_serves_identical_calls_from_the_log_without_calling_the_model(fi
     again = lab.experiment(prompt, inputs, model="scripted:seeded", repeats=2, seed=5, log=run_log, replay=True).run()
     assert len(model_calls) == n_calls  # nothing new reached the model
     assert again.df.output.tolist() == first.df.output.tolist()
+    assert again.df.seed.tolist() == first.df.seed.tolist()  # the seed that made each output
     assert again.df.replayed_from.tolist() == first.df.id.tolist()
 
 
