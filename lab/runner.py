@@ -439,6 +439,10 @@ class Experiment:
         self.repeats = _check_positive_int("repeats", repeats)
         self.variants = self.prompt.select(variants)
         self.params = dict(params or {})
+        if "seed" in self.params:  # params={"seed": 3} / --param seed=3 mean seed=3
+            if seed is not None and seed != self.params["seed"]:
+                raise ParameterError(f"two seeds given: seed={seed!r} and params['seed']={self.params['seed']!r}")
+            seed = self.params.pop("seed")
         if seed is not None:
             seed = _check_positive_int("seed", seed, minimum=0)
         self.seed = seed

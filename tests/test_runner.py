@@ -230,3 +230,12 @@ def test_a_missing_input_file_fails_before_any_model_call(write, run_log, model_
     with pytest.raises(lab.InputSetError, match="input set not found"):
         lab.experiment(write("p.yaml", PROMPT), tmp_path / "nope.csv", model="scripted:echo", log=run_log)
     assert model_calls == []
+
+
+def test_a_seed_given_as_a_parameter_is_the_experiments_seed(files, run_log):
+    prompt, inputs = files
+    a = lab.experiment(prompt, inputs, model="scripted:seeded", repeats=2, params={"seed": 9}, log=run_log).run().df
+    b = lab.experiment(prompt, inputs, model="scripted:seeded", repeats=2, seed=9, log=run_log).run().df
+    assert a.seed.tolist() == b.seed.tolist() and a.output.tolist() == b.output.tolist()
+    with pytest.raises(lab.ParameterError, match="two seeds"):
+        lab.experiment(prompt, inputs, model="scripted:seeded", seed=1, params={"seed": 2}, log=run_log)
