@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,73 @@ class YamlSyntaxError(Exception):
         self.line = line
 
 
-def read_text(path: Path, what: str, error: type[Exception]) -> str:
-    """Read a UTF-8 text file or raise ``error`` naming the file and the problem."""
-    if not path.exists():
-        raise error(f"{path}: {what} not found (looked for {path.resolve()})")
-    if path.is_dir():
+#: Largest prompt file or input set read, in bytes (default 50 MB); set PROMPTLAB_MAX_FILE_BYTES to change it.
+DEFAULT_MAX_FILE_BYTES = 50_000_000
+
+
+def max_file_bytes() -> int:
+    value = os.environ.get("PROMPTLAB_MAX_FILE_BYTES")
+    if value is None:
+        return DEFAULT_MAX_FILE_BYTES
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = -1
+    if limit < 1:
+        raise ValueError(f"PROMPTLAB_MAX_FILE_BYTES must be a positive number of bytes, got {value!r}")
+    return limit
+
+
+def read_bytes(path: Path, what: str, error: type[Exception], limit: int | None = None) -> bytes:
+    """Read a regular file of at most ``limit`` bytes (default :func:`max_file_bytes`), or raise ``error``.
+
+    FIFOs, devices and sockets, and links to them, are refused before any byte is read (a FIFO would
+    block forever, ``/dev/zero`` would fill memory). The file is opened without blocking and checked
+    again on the open handle, so swapping the file between check and read does not get past it.
+    """
+    try:
+        limit = limit if limit is not None else max_file_bytes()
+    except ValueError as exc:
+        raise error(f"{path}: {exc}") from None
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found (looked for {path.resolve()})") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise error(f"{path}: is a directory, expected a {what}")
-    data = path.read_bytes()
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{path}: is not a regular file ({_kind(st.st_mode)}); a {what} must be a plain file")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path}: is not a regular file ({_kind(st.st_mode)}); a {what} must be a plain file")
+        if st.st_size > limit:
+            raise error(f"{path}: the {what} is {st.st_size:,} bytes, over the limit of {limit:,}; "
+                        "split it, or raise PROMPTLAB_MAX_FILE_BYTES")
+        data = f.read(limit + 1)  # the file may grow after fstat
+    if len(data) > limit:
+        raise error(f"{path}: the {what} is over the limit of {limit:,} bytes; split it, or raise "
+                    "PROMPTLAB_MAX_FILE_BYTES")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def read_text(path: Path, what: str, error: type[Exception]) -> str:
+    """Read a UTF-8 text file (see :func:`read_bytes` for what is refused) or raise ``error``."""
+    data = read_bytes(path, what, error)
     if b"\x00" in data[:8192]:
         raise error(f"{path}: looks like a binary file, expected a {what} in UTF-8 text")
     try:

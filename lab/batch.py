@@ -27,6 +27,7 @@ from urllib.parse import urlparse, urlunparse
 
 import pandas as pd
 
+from .names import html_text
 from .errors import BatchError, BudgetExceeded
 from .pricing import Price, price_of
 from .prompts import EscapeHatch
@@ -77,7 +78,7 @@ class BatchRun:
     def _repr_html_(self) -> str:
         cols = ["provider", "model", "batch_id", "state", "request_count", "created_at", "ingested_at"]
         status = "done" if self.done else "pending: poll again later"
-        return (f"<p><b>{self.experiment_id}</b>: {status}; {self.ingested} row(s) ingested by this call</p>"
+        return (f"<p><b>{html_text(self.experiment_id)}</b>: {status}; {self.ingested} row(s) ingested by this call</p>"
                 + self.batches[cols].to_html(index=False))
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
 import sys
 from typing import Any, Callable
 
 import pandas as pd
 
 from .errors import LabError
+from .names import path_under, terminal_text
 from .secrets import redact
 
 Command = Callable[[argparse.Namespace], int]
@@ -41,14 +42,14 @@ def _param(text: str) -> tuple[str, Any]:
         return k, v
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters (ANSI escapes from a model's output or a name from a file) are made visible,
+# never sent to the terminal: every line this module prints goes through _as_text.
+_as_text = terminal_text
 
 
-def _as_text(value: Any) -> Any:
-    """Control characters (ANSI escapes from a model's output, say) made visible, never sent to the terminal."""
-    if isinstance(value, str):
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
-    return value
+def _say(*values: Any, **kwargs: Any) -> None:
+    """print(), with control characters in text made visible."""
+    print(*(_as_text(v) if isinstance(v, str) else v for v in values), **kwargs)
 
 
 def _print_df(df: pd.DataFrame) -> None:
@@ -68,15 +69,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         replay=args.replay, resume=args.resume, log=args.log, id=args.id, tags=args.tag,
         progress=args.progress,
     )
-    print(f"experiment {exp.id}: {len(exp.plan())} calls "
-          f"({len(exp.variants)} variants x {len(exp.inputs)} inputs x {len(exp.models)} models x {exp.repeats} repeats)",
-          flush=True)
+    _say(f"experiment {exp.id}: {len(exp.plan())} calls "
+         f"({len(exp.variants)} variants x {len(exp.inputs)} inputs x {len(exp.models)} models x {exp.repeats} repeats)",
+         flush=True)
     runs = exp.run()
     print()
     _print_df(runs.summary())
     extra = f", {runs.skipped} already done (resumed)" if runs.skipped else ""
-    print(f"\n{len(runs)} calls in {runs.wall_s:.1f}s{extra}. Log: {exp.log.path}  (experiment {exp.id})")
-    print(f"Read it back: python -m lab show {exp.id}" + (f" --log {args.log}" if args.log else ""))
+    _say(f"\n{len(runs)} calls in {runs.wall_s:.1f}s{extra}. Log: {exp.log.path}  (experiment {exp.id})")
+    _say(f"Read it back: python -m lab show {exp.id}" + (f" --log {args.log}" if args.log else ""))
     return 0
 
 
@@ -100,13 +101,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     log = RunLog(args.log)
     runs = log.runs(experiment=args.experiment)
     if runs.empty:
-        print(f"no runs for experiment {args.experiment!r} in {log.path}; `python -m lab runs` lists them",
-              file=sys.stderr)
+        _say(f"no runs for experiment {args.experiment!r} in {log.path}; `python -m lab runs` lists them",
+             file=sys.stderr)
         return 2
     _print_df(summary(runs))
     if args.outputs:
         print()
-        _print_df(runs[["variant", "input_id", "repeat", "outcome", "output"]])
+        _print_df(runs[["variant", "input_id", "repeat", "outcome", "output", "error"]])
     return 0
 
 
@@ -116,8 +117,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     parts = getattr(args, "partition_by", None)
     out = RunLog(args.log).export(args.experiment, args.dest, partition_by=parts)
-    print(f"wrote {out}/{'runs/ (partitioned by ' + ', '.join(parts) + ')' if parts else 'runs.parquet'}"
-          f" and {out}/grades.parquet")
+    _say(f"wrote {out}/{'runs/ (partitioned by ' + ', '.join(parts) + ')' if parts else 'runs.parquet'}"
+         f" and {out}/grades.parquet")
+    return 0
     return 0
 
 
@@ -146,20 +148,20 @@ def cmd_run_notebook(args: argparse.Namespace) -> int:
         print(f"{len(result.runs)} of {len(result.runs) + len(result.failures)} parameter sets ran")
         _print_df(result.summary())
         return 0 if not result.failures else 1
-    print(f"running {args.notebook} with papermill ({', '.join(f'{k}={v!r}' for k, v in params.items()) or 'defaults'})",
+    _say(f"running {args.notebook} with papermill ({', '.join(f'{k}={v!r}' for k, v in params.items()) or 'defaults'})",
           flush=True)
     run = run_notebook(args.notebook, params, experiment_id=args.id, **kwargs)
     df = run.runs()
     print()
     if df.empty:
-        print(f"the notebook made no model calls under experiment {run.experiment_id}")
+        _say(f"the notebook made no model calls under experiment {run.experiment_id}")
     else:
         _print_df(summary(df)[["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]])
-    print(f"\nexperiment {run.experiment_id}: {len(df)} calls, notebook ran in {run.wall_s:.1f}s")
-    print(f"Log:      {run.log_path}")
-    print(f"Notebook: {run.notebook}")
+    _say(f"\nexperiment {run.experiment_id}: {len(df)} calls, notebook ran in {run.wall_s:.1f}s")
+    _say(f"Log:      {run.log_path}")
+    _say(f"Notebook: {run.notebook}")
     if run.html:
-        print(f"HTML:     {run.html}  (self-contained; opens offline)")
+        _say(f"HTML:     {run.html}  (self-contained; opens offline)")
     return 0
 
 
@@ -168,7 +170,7 @@ def cmd_export_html(args: argparse.Namespace) -> int:
     from .report import export_html
 
     out = export_html(args.notebook, args.dest)
-    print(f"wrote {out}")
+    _say(f"wrote {out}")
     return 0
 
 
@@ -185,8 +187,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
             log=args.log, id=args.id, tags=args.tag,
         )
         run = batch.submit(exp)
-        print(f"experiment {exp.id}: {len(exp.plan())} calls submitted in {len(run.batches)} batch(es)")
-        print(f"Poll it (from any session): python -m lab batch poll {exp.id}" + (f" --log {args.log}" if args.log else ""))
+        _say(f"experiment {exp.id}: {len(exp.plan())} calls submitted in {len(run.batches)} batch(es)")
+        _say(f"Poll it (from any session): python -m lab batch poll {exp.id}" + (f" --log {args.log}" if args.log else ""))
         return 0
     if args.batch_command == "poll":
         run = batch.poll(args.experiment, log=args.log, wait=args.wait, interval_s=args.interval,
@@ -194,7 +196,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     else:
         run = batch.cancel(args.experiment, log=args.log)
     _print_df(run.batches[["provider", "model", "batch_id", "state", "request_count", "ingested_at"]])
-    print(f"\n{run.ingested} row(s) ingested now; " + ("every batch is in the log." if run.done else
+    _say(f"\n{run.ingested} row(s) ingested now; " + ("every batch is in the log." if run.done else
           f"not done yet: poll again later (python -m lab batch poll {args.experiment})"))
     if run.done:
         print()
@@ -285,19 +287,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe again."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (pytest's capture)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "model", "unset") is None:
         args.model = "local:smollm2"
     elif isinstance(getattr(args, "model", None), list) and len(args.model) == 1:
         args.model = args.model[0]
-    if args.command == "export" and args.dest is None:
-        args.dest = f"results/exports/{args.experiment}"
     try:
+        if args.command == "export" and args.dest is None:
+            args.dest = str(path_under("results/exports", args.experiment, what="experiment id", error=LabError))
         return _COMMANDS[args.command](args)
     except LabError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        _say(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python -m lab show ... | head`: the reader has all it wants
+        _silence_stdout()
+        return 0
     except KeyboardInterrupt:
         print("interrupted; every finished call is in the log (resume with --resume --id ...)", file=sys.stderr)
         return 130

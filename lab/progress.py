@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Literal
 
+from .names import terminal_text
+
 ProgressMode = Literal["auto", "text", "off"] | bool | None
 
 
@@ -32,7 +34,7 @@ class Progress:
     def __init__(self, total: int, desc: str, progress: ProgressMode = None):
         self.total = total
         self.done = 0
-        self.desc = desc
+        self.desc = desc = terminal_text(desc)  # a name from a file never drives the terminal
         self.mode = _mode(progress)
         self._bar = None
         self._next_pct = 10

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,10 +39,58 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ._yaml import YamlSyntaxError, line_of, load_with_lines, read_text
 from .errors import PromptFileError
+from .names import name_problem, terminal_text
 
 Role = Literal["system", "user", "assistant"]
 
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+#: Filters a template may use; every other filter (attr, map, format, pprint, ...) is refused when
+#: the file loads. Each takes text or a list and gives text or a list back, never a Python object.
+ALLOWED_FILTERS = frozenset({
+    "capitalize", "center", "count", "d", "default", "first", "float", "indent", "int", "join", "last",
+    "length", "list", "lower", "replace", "reverse", "round", "sort", "string", "striptags", "title",
+    "tojson", "trim", "truncate", "unique", "upper", "wordcount", "wordwrap",
+})
+
+#: Names Jinja offers every template (plus ``self``, the template itself). The sandbox offers none of
+#: them: a template sees the input's variables and nothing else.
+JINJA_GLOBALS = frozenset({"self", "range", "dict", "lipsum", "cycler", "joiner", "namespace"})
+
+
+def _finalize(value: Any) -> Any:
+    if callable(value):  # a function or method would render as "<function ... at 0x...>"
+        raise jinja2.exceptions.SecurityError(f"{type(value).__name__} values never render")
+    return value
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, narrowed: no globals, no calls, and ``a.b`` / ``a[b]`` only look up keys of the
+    input's own mappings and items of its lists or text, never a Python attribute."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        if isinstance(obj, jinja2.runtime.LoopContext) and attribute in {"index", "index0", "first", "last",
+                                                                         "length", "revindex", "revindex0"}:
+            return getattr(obj, attribute)
+        return self.undefined(obj=obj, name=attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, dict) and isinstance(argument, (str, int)) and argument in obj:
+            return obj[argument]
+        if isinstance(obj, (list, tuple, str)) and isinstance(argument, (int, slice)):
+            try:
+                return obj[argument]
+            except (IndexError, TypeError, ValueError):
+                pass
+        return self.undefined(obj=obj, name=argument)
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        raise jinja2.exceptions.SecurityError("templates cannot call functions or methods")
+
+
+_ENV = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
+                finalize=_finalize)
+_ENV.globals.clear()
 
 # Parameters a prompt file may set; providers map them onto their own APIs.
 KNOWN_PARAMS = {"temperature", "max_tokens", "top_p", "top_k", "stop", "seed", "repeat_penalty"}
@@ -83,6 +132,7 @@ class _VariantSpec(BaseModel):
     messages: list[_Message] | None = None
     params: dict[str, Any] | None = None
     escape_hatch: str | _EscapeHatch | None = None
+    allow_empty: bool = False  # a message that renders to nothing is an error unless this is true
 
     _v_params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
 
@@ -111,19 +161,42 @@ class _PromptSpec(BaseModel):
 
     _v_params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
 
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        problem = name_problem(v)  # it names experiments, and so folders under results/
+        if problem:
+            raise ValueError(f"task {problem}")
+        return v
+
     @field_validator("variants")
     @classmethod
     def _names(cls, v: dict[str, _VariantSpec]) -> dict[str, _VariantSpec]:
         for name in v:
-            if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
-                raise ValueError(f"variant name {name!r} may only use letters, digits, '_' and '-'")
+            problem = name_problem(name if isinstance(name, str) else str(name))
+            if problem:
+                raise ValueError(f"variant name {problem}")
         return v
+
+
+_ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_MARKUP = re.compile(r"<[^<>]{0,200}>|[*_`~]")
+
+
+def normalize_for_matching(text: str) -> str:
+    """The text an escape hatch is matched against: terminal escapes (ANSI colours, titles) and
+    markup (HTML tags, markdown ``*``, ``_``, `````` ` ``````, ``~``) removed, then Unicode NFKC (full-width
+    and other compatibility forms become plain letters) and case folding."""
+    text = _MARKUP.sub("", _ANSI.sub("", text))
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 @dataclass(frozen=True)
 class EscapeHatch:
-    """The declared way out. ``match``: ``word`` (the text appears as a whole word, any case),
-    ``start`` (the output starts with it) or ``exact`` (the output is just that)."""
+    """The declared way out. ``match``: ``word`` (the text appears as a whole word), ``start`` (the
+    output starts with it) or ``exact`` (the output is just that). Both sides are compared after
+    :func:`normalize_for_matching`, so ``Unsure.``, ``**UNSURE**``, full-width ``ＵＮＳＵＲＥ`` and an
+    ANSI-coloured ``UNSURE`` all count; surrounding quotes and ``.!`` are ignored for ``start``/``exact``."""
 
     text: str
     match: str = "word"
@@ -132,12 +205,16 @@ class EscapeHatch:
         """True when ``output`` takes the way out."""
         if not output:
             return False
-        out = output.strip().strip("\"'`*.!").strip()
+        norm = normalize_for_matching(output)
+        hatch = normalize_for_matching(self.text).strip()
+        if not hatch:
+            return False
+        out = norm.strip().strip("\"'.!").strip()
         if self.match == "exact":
-            return out.casefold() == self.text.casefold()
+            return out == hatch
         if self.match == "start":
-            return out.casefold().startswith(self.text.casefold())
-        return re.search(rf"(?<!\w){re.escape(self.text)}(?!\w)", output, re.IGNORECASE) is not None
+            return out.startswith(hatch)
+        return re.search(rf"(?<!\w){re.escape(hatch)}(?!\w)", norm) is not None
 
 
 @dataclass(frozen=True)
@@ -153,6 +230,7 @@ class Variant:
     description: str | None = None
     version: str = field(default="")
     variables: frozenset[str] = field(default=frozenset())
+    allow_empty: bool = False
 
     def render(self, variables: dict[str, Any], *, input_id: str | None = None) -> list[dict[str, str]]:
         """Render the messages for one input. Errors name the file, variant and input."""
@@ -169,6 +247,9 @@ class Variant:
                 raise PromptFileError(f"{where}: {exc}; add it to the input set or remove it from the template") from None
             except Exception as exc:  # a template filter failing on the input's value
                 raise PromptFileError(f"{where}: {type(exc).__name__}: {exc}") from None
+            if not text.strip() and not self.allow_empty:
+                raise PromptFileError(f"{where}: renders to an empty message; check the input's values, or set "
+                                      "allow_empty: true on the variant to send it anyway")
             out.append({"role": role, "content": text})
         return out
 
@@ -218,7 +299,19 @@ def _check_template(source: str, where: str) -> frozenset[str]:
         ast = _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise PromptFileError(f"{where}: template syntax error on template line {exc.lineno}: {exc.message}") from None
-    for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter)):
+    for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter, jinja2.nodes.Call,
+                              jinja2.nodes.Name, jinja2.nodes.Macro, jinja2.nodes.CallBlock)):
+        if isinstance(node, (jinja2.nodes.Call, jinja2.nodes.Macro, jinja2.nodes.CallBlock)):
+            raise PromptFileError(f"{where}: template calls a function or method (line {node.lineno} of the "
+                                  "template); the sandbox allows none: use a filter such as {{ text|upper }}")
+        if isinstance(node, jinja2.nodes.Name):
+            if node.ctx == "load" and node.name in JINJA_GLOBALS:
+                raise PromptFileError(f"{where}: template uses {node.name!r}, a Jinja global the sandbox does not "
+                                      "offer; templates can only use the input's variables")
+            continue
+        if isinstance(node, jinja2.nodes.Filter) and node.name not in ALLOWED_FILTERS:
+            raise PromptFileError(f"{where}: template uses the filter {node.name!r}, which the sandbox does not "
+                                  f"allow; allowed: {', '.join(sorted(ALLOWED_FILTERS))}")
         if isinstance(node, jinja2.nodes.Getattr):
             attr = node.attr
         elif isinstance(node, jinja2.nodes.Getitem):
@@ -306,6 +399,7 @@ def load_prompt(path: str | Path) -> PromptFile:
             description=v.description,
             version=version_of(templates, params, hatch),
             variables=frozenset(needed),
+            allow_empty=v.allow_empty,
         )
     if spec.grader is not None:  # checked now, so a typo fails before any model call
         from .grading import GraderError, grader_from_spec

@@ -34,6 +34,7 @@ import pandas as pd
 from . import __version__
 from .errors import LabError, ParameterError
 from .secrets import looks_like_secret, redact
+from .names import check_id, path_under
 from .store import RunLog, new_id
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -171,10 +172,13 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
     if unknown:
         raise ParameterError(f"{source}: no parameter(s) {unknown}; the notebook takes {sorted(known)}")
     exp_id = experiment_id or f"{source.stem}-{_stamp()}-{new_id()[:4]}"
+    check_id(exp_id, "experiment id" if experiment_id else f"notebook name {source.stem!r} makes an id that",
+             ParameterError)
     if "experiment_id" in known:
         params["experiment_id"] = exp_id
     root = Path(cwd) if cwd is not None else project_root(source.parent)
-    out_dir = Path(output_dir) if output_dir is not None else root / RESULTS / exp_id
+    out_dir = (Path(output_dir) if output_dir is not None
+               else path_under(root / RESULTS, exp_id, what="experiment id", error=ParameterError))
     out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / source.name
     run_log = RunLog(log)
@@ -261,12 +265,25 @@ def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+# nbconvert's lab template with every block that loads a script from a CDN left out: require.js,
+# MathJax, mermaid and the widget renderer. The figures need none of them (plotly.js is embedded
+# by figures_to_html), so the report makes no network request at all.
+_OFFLINE_TEMPLATE = "promptlab-offline.html.j2"
+_OFFLINE_TEMPLATE_SOURCE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
 def export_html(notebook: str | Path, html_path: str | Path | None = None) -> Path:
     """Write a self-contained HTML copy of an executed notebook (plotly figures render offline).
 
     Default destination: next to the notebook, with ``.html``. Secrets from the environment are
     masked. Returns the HTML path.
     """
+    import jinja2
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -275,7 +292,8 @@ def export_html(notebook: str | Path, html_path: str | Path | None = None) -> Pa
     figures_to_html(nb)
     for cell in nb.cells:  # papermill's own bookkeeping is noise in a shared report
         cell.get("metadata", {}).pop("papermill", None)
-    exporter = HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(template_name="lab", template_file=_OFFLINE_TEMPLATE,
+                            extra_loaders=[jinja2.DictLoader({_OFFLINE_TEMPLATE: _OFFLINE_TEMPLATE_SOURCE})])
     try:
         body, _ = exporter.from_notebook_node(nb)
     except Exception as exc:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
+from .names import check_id, html_text
 from .pricing import price_of
 from .progress import Progress, ProgressMode
 from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
@@ -459,6 +460,8 @@ class Experiment:
         self.name = name or self.prompt.task
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.id = id or f"{self.name}-{stamp}-{new_id()[:4]}"
+        # the id names folders (results/<id>/, exports), so it keeps to the name rule; see lab.names
+        check_id(self.id, "experiment id" if id else f"experiment name {self.name!r} makes an id that", ParameterError)
         self.provider_options = provider_options or {}
         self.progress = progress
         try:  # the same value rules as a prompt file's params; providers check the names
@@ -584,9 +587,9 @@ class Runs:
         return len(self.records)
 
     def _repr_html_(self) -> str:
-        note = f"<p>stopped: {self.stopped}</p>" if self.stopped else ""
-        return (f"<p><b>{self.experiment_id}</b>: {len(self.records)} calls in {self.wall_s:.1f}s, "
-                f"log {self.log.path}</p>{note}" + self.summary().to_html())
+        note = f"<p>stopped: {html_text(self.stopped)}</p>" if self.stopped else ""
+        return (f"<p><b>{html_text(self.experiment_id)}</b>: {len(self.records)} calls in {self.wall_s:.1f}s, "
+                f"log {html_text(self.log.path)}</p>{note}" + self.summary().to_html())
 
     def __repr__(self) -> str:
         # Cheap on purpose: asyncio.run() formats the finished task (and so this) when it restores

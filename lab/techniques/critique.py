@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..names import html_text
 from ..errors import BudgetExceeded, ParameterError
 from ..grading import Grader, grade, judge
 from ..inputs import InputSet
@@ -136,7 +137,7 @@ class Critique:
                             index=("variant", "input_id", "repeat"))
 
     def _repr_html_(self) -> str:
-        return f"<p><b>{self.experiment_id}</b>: self-critique</p>" + self.by_round().to_html()
+        return f"<p><b>{html_text(self.experiment_id)}</b>: self-critique</p>" + self.by_round().to_html()
 
 
 def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ..names import html_text
 from ..errors import InputSetError, ParameterError
 from ..inputs import InputRow, InputSet, load_inputs, rows_from_records
 from ..prompts import PromptFile
@@ -94,7 +95,7 @@ class ProposedEdgeCases:
         return p
 
     def _repr_html_(self) -> str:
-        return f"<p>{len(self.df)} proposed edge case(s) from <b>{self.experiment_id}</b> (not added to any set)</p>" \
+        return f"<p>{len(self.df)} proposed edge case(s) from <b>{html_text(self.experiment_id)}</b> (not added to any set)</p>" \
             + self.df.to_html()
 
 

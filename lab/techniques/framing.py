@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from ..names import html_text
 from ..errors import ParameterError
 from ..grading import Grader, grade
 from ..inputs import InputSet
@@ -76,7 +77,8 @@ class Comparison:
                              grader=self.grader, on=on)
 
     def _repr_html_(self) -> str:
-        parts = [f"<p><b>{self.experiment_id}</b>: {', '.join(self.variants)}; grader {self.grader}</p>",
+        parts = [f"<p><b>{html_text(self.experiment_id)}</b>: {html_text(', '.join(self.variants))}; "
+                 f"grader {html_text(self.grader)}</p>",
                  self.rates("escaped").to_html()]
         if self.grader:
             parts.append(self.rates().to_html())

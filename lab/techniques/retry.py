@@ -13,6 +13,7 @@ from typing import Any, Callable, Literal
 
 import pandas as pd
 
+from ..names import html_text
 from ..grading import Grader, grade, normalize, numbers_in
 from ..inputs import InputSet
 from ..progress import ProgressMode
@@ -113,7 +114,7 @@ class Spread:
                             grader=self.grader)
 
     def _repr_html_(self) -> str:
-        return f"<p><b>{self.experiment_id}</b>: retry spread</p>" + self.spread.to_html()
+        return f"<p><b>{html_text(self.experiment_id)}</b>: retry spread</p>" + self.spread.to_html()
 
     def __repr__(self) -> str:
         return f"Spread({self.experiment_id!r})\n{self.spread.drop(columns=['answers']).to_string()}"
