@@ -57,7 +57,7 @@ JINJA_GLOBALS = frozenset({"self", "range", "dict", "lipsum", "cycler", "joiner"
 
 
 def _finalize(value: Any) -> Any:
-    if callable(value):  # a function or method would render as "<function ... at 0x...>"
+    if callable(value) and not isinstance(value, jinja2.Undefined):  # a function or method would render as "<function ... at 0x...>"
         raise jinja2.exceptions.SecurityError(f"{type(value).__name__} values never render")
     return value
 
@@ -299,19 +299,7 @@ def _check_template(source: str, where: str) -> frozenset[str]:
         ast = _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise PromptFileError(f"{where}: template syntax error on template line {exc.lineno}: {exc.message}") from None
-    for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter, jinja2.nodes.Call,
-                              jinja2.nodes.Name, jinja2.nodes.Macro, jinja2.nodes.CallBlock)):
-        if isinstance(node, (jinja2.nodes.Call, jinja2.nodes.Macro, jinja2.nodes.CallBlock)):
-            raise PromptFileError(f"{where}: template calls a function or method (line {node.lineno} of the "
-                                  "template); the sandbox allows none: use a filter such as {{ text|upper }}")
-        if isinstance(node, jinja2.nodes.Name):
-            if node.ctx == "load" and node.name in JINJA_GLOBALS:
-                raise PromptFileError(f"{where}: template uses {node.name!r}, a Jinja global the sandbox does not "
-                                      "offer; templates can only use the input's variables")
-            continue
-        if isinstance(node, jinja2.nodes.Filter) and node.name not in ALLOWED_FILTERS:
-            raise PromptFileError(f"{where}: template uses the filter {node.name!r}, which the sandbox does not "
-                                  f"allow; allowed: {', '.join(sorted(ALLOWED_FILTERS))}")
+    for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter)):
         if isinstance(node, jinja2.nodes.Getattr):
             attr = node.attr
         elif isinstance(node, jinja2.nodes.Getitem):
@@ -323,6 +311,18 @@ def _check_template(source: str, where: str) -> frozenset[str]:
                 f"{where}: template reads {attr!r}; attributes starting with '_' are blocked by the "
                 "sandbox (templates can only use the input's variables)"
             )
+    for node in ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Call, jinja2.nodes.Name, jinja2.nodes.Macro,
+                              jinja2.nodes.CallBlock)):
+        if isinstance(node, (jinja2.nodes.Call, jinja2.nodes.Macro, jinja2.nodes.CallBlock)):
+            raise PromptFileError(f"{where}: template calls a function or method (line {node.lineno} of the "
+                                  "template); the sandbox allows none: use a filter such as {{ text|upper }}")
+        if isinstance(node, jinja2.nodes.Name):
+            if node.ctx == "load" and node.name in JINJA_GLOBALS:
+                raise PromptFileError(f"{where}: template uses {node.name!r}, a Jinja global the sandbox does not "
+                                      "offer; templates can only use the input's variables")
+        elif node.name not in ALLOWED_FILTERS:
+            raise PromptFileError(f"{where}: template uses the filter {node.name!r}, which the sandbox does not "
+                                  f"allow; allowed: {', '.join(sorted(ALLOWED_FILTERS))}")
     return frozenset(jinja2.meta.find_undeclared_variables(ast))
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 from . import __version__
 from .errors import StoreError
 from .migrations import migrate
+from .names import folder_value
 from .secrets import redact, redact_value
 
 DEFAULT_LOG = Path("results") / "promptlab.db"
@@ -338,7 +339,8 @@ class RunLog:
         of the runs table, e.g. ``["variant", "model"]``, or ``"date"`` for the UTC day a call
         finished) the runs become a Hive-partitioned dataset in ``runs/`` (``variant=.../model=.../
         *.parquet``) that DuckDB, Polars or Spark read as one table; the partition columns come
-        back from the folder names, so read it with ``hive_partitioning=true``.
+        back from the folder names, so read it with ``hive_partitioning=true``. A value too long for a
+        folder name is shortened to its start plus ``~`` and a hash (:func:`lab.names.folder_value`).
         """
         out = Path(path)
         runs = self.runs(experiment)
@@ -361,8 +363,8 @@ class RunLog:
 
             if (out / "runs").exists():
                 raise StoreError(f"{out / 'runs'} already exists; export a partitioned table into a new folder")
-            for col in parts:  # folder names: text, with missing values spelled out
-                runs[col] = runs[col].astype("string").fillna("(none)")
+            for col in parts:  # folder names: text, missing values spelled out, long ones shortened (lab.names)
+                runs[col] = runs[col].astype("string").fillna("(none)").map(folder_value)
             pq.write_to_dataset(pa.Table.from_pandas(runs, preserve_index=False), out / "runs",
                                 partition_cols=parts, basename_template="part-{i}.parquet")
         else:

@@ -73,6 +73,15 @@ SANDBOX_ESCAPES = {
     "getitem dunder": "{{ text['__class__'] }}",
     "for loop over subclasses": "{% for c in ().__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
     "joiner init": "{{ joiner.__init__.__globals__.os.popen('id').read() }}",
+    "attr name from the input": "{{ text|attr(name) }}",
+    "format string reaching a dunder": "{{ '{0.__class__}'.format(text) }}",
+    "huge range": "{% for i in range(10**9) %}{% endfor %}",
+    "template reference": "{{ self }}",
+    "lipsum global": "{{ lipsum }}",
+    "a method call": "{{ text.upper() }}",
+    "pprint filter": "{{ text|pprint }}",
+    "namespace global": "{% set ns = namespace(x=1) %}{{ ns }}",
+    "a macro": "{% macro m() %}x{% endmacro %}{{ m }}",
 }
 
 
@@ -84,10 +93,10 @@ def test_sandbox_escape_in_a_template_is_refused_before_any_call(case, write, mo
 
 
 RENDER_TIME_ESCAPES = {
-    "attr name from the input": ("{{ text|attr(name) }}", {"name": "__class__"}),
-    "format string reaching a dunder": ("{{ '{0.__class__}'.format(text) }}", {}),
-    "huge range": ("{% for i in range(10**9) %}{% endfor %}", {}),
     "mro via a variable key": ("{{ text[name] }}", {"name": "__class__"}),
+    "a method as a value": ("{{ text.format }}", {}),
+    "a dict method as a value": ("{{ data.keys }}", {"data": {"a": 1}}),
+    "a list method as a value": ("{{ items.append }}", {"items": [1, 2]}),
 }
 
 
