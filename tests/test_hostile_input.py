@@ -8,7 +8,9 @@ scripted provider saw no call at all.
 from __future__ import annotations
 
 import html
+import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -310,3 +312,215 @@ def test_a_small_yaml_alias_is_still_fine(write, run_log):
     prompt = write("p.yaml", GOOD_PROMPT)
     runs = lab.experiment(prompt, inputs, model="scripted:echo", log=run_log).run()
     assert list(runs.df["output"]) == ["Say the same review"] * 2
+
+
+# ---- round two: names that become HTML and paths, files that are not files, offline reports --------------
+
+HOSTILE_NAMES = {
+    "live HTML": "<img src=x onerror=alert(document.domain)>",
+    "a path out of results": "../../../../tmp/x",
+    "terminal escapes": "t\x1b]0;pwned\x07\x1b[2J",
+    "too long for a folder": "t" * 300,
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_NAMES))
+def test_a_hostile_task_name_is_refused_naming_the_file_and_field(case, write, model_calls):
+    task = HOSTILE_NAMES[case].replace("\\", "\\\\").replace("\x1b", "\\e").replace("\x07", "\\a")
+    prompt = write("p.yaml", f'task: "{task}"\nvariants:\n  a: {{user: "{{{{ text }}}}"}}\n')
+    msg = refused(lab.PromptFileError, r"p\.yaml: invalid prompt file\n  line 1, task: .*task ", model_calls,
+                  prompt=prompt, inputs=write("in.yaml", GOOD_INPUTS))
+    assert "\x1b" not in msg and "\x07" not in msg
+
+
+@pytest.mark.parametrize("case", ["a path out of results", "live HTML", "terminal escapes"])
+def test_a_hostile_experiment_id_is_refused_before_any_call(case, write, model_calls):
+    refused(lab.ParameterError, r"experiment id .*may only use letters", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=write("in.yaml", GOOD_INPUTS), id=HOSTILE_NAMES[case])
+
+
+def test_run_notebook_refuses_an_id_that_leaves_results_before_running(tmp_path):
+    from lab.report import run_notebook
+
+    with pytest.raises(lab.ParameterError, match=r"experiment id '\.\./\.\./x' may only use"):
+        run_notebook("notebooks/persona_vs_honest.ipynb", {}, experiment_id="../../x", cwd=tmp_path)
+    assert not (tmp_path.parent / "x").exists() and not (tmp_path / "results").exists()
+
+
+def test_cli_export_refuses_an_experiment_id_that_leaves_results(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["export", "../../../../tmp/promptlab-x"]) == 2
+    err = capsys.readouterr().err
+    assert "would be written outside results/exports" in err and "Traceback" not in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_names_are_escaped_in_every_notebook_html_view(write, run_log):
+    from lab.names import html_text
+
+    runs = run_echo(write, "hi", run_log)
+    runs.stopped = HOSTILE_NAMES["live HTML"]
+    page = runs._repr_html_()
+    assert "<img" not in page and html_text(HOSTILE_NAMES["live HTML"]) in page
+
+
+def fifo(tmp_path, name):
+    path = tmp_path / name
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_as_input_set_is_refused_without_blocking(write, tmp_path, model_calls):
+    refused(lab.InputSetError, r"in\.yaml: is not a regular file \(a FIFO\)", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=fifo(tmp_path, "in.yaml"))
+
+
+@pytest.mark.timeout(20)
+def test_a_symlink_to_dev_zero_as_prompt_file_is_refused_before_reading(tmp_path, write, model_calls):
+    link = tmp_path / "p.yaml"
+    link.symlink_to("/dev/zero")
+    refused(lab.PromptFileError, r"p\.yaml: is not a regular file \(a character device\)", model_calls,
+            prompt=link, inputs=write("in.yaml", GOOD_INPUTS))
+
+
+def test_an_input_set_over_the_size_limit_names_the_file_and_the_limit(write, model_calls, monkeypatch):
+    monkeypatch.setenv("PROMPTLAB_MAX_FILE_BYTES", "1000")
+    refused(lab.InputSetError, r"in\.yaml: the input set is 2,\d{3} bytes, over the limit of 1,000", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=write("in.yaml", GOOD_INPUTS * 60))
+
+
+@pytest.mark.timeout(20)
+def test_the_workbench_prompt_scan_skips_a_fifo_named_yaml(tmp_path, write):
+    session = pytest.importorskip("lab.widgets.session")
+    good = write("prompts/good.yaml", GOOD_PROMPT)
+    fifo(tmp_path / "prompts", "stuck.yaml")
+    assert session.find_prompt_files(tmp_path / "prompts") == [good]
+    assert session.find_input_sets(tmp_path / "prompts") == []
+
+
+def test_a_template_that_renders_to_an_empty_message_is_refused_before_the_call(write, model_calls):
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: '{{ text }}'\n")
+    refused(lab.PromptFileError, r"variant 'a' user template with input 'r1': renders to an empty message", model_calls,
+            prompt=prompt, inputs=[{"id": "r1", "text": "  "}])
+
+
+def test_an_empty_message_goes_through_when_the_variant_allows_it(write, run_log, model_calls):
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: '{{ text }}'\n    allow_empty: true\n")
+    lab.experiment(prompt, [{"id": "r1", "text": ""}], model="scripted:echo", log=run_log).run()
+    assert model_calls[0]["messages"][-1]["content"] == ""
+
+
+def test_the_template_sandbox_renders_the_inputs_variables_and_allowed_filters(write, run_log, model_calls):
+    template = "{% for x in items %}{{ loop.index }}={{ x|upper }} {% endfor %}{{ data.name|title }} {{ text[0] }}"
+    prompt = write("p.yaml", f"task: t\nvariants:\n  a:\n    user: '{template}'\n")
+    lab.experiment(prompt, [{"id": "r1", "text": "hey", "items": ["a", "b"], "data": {"name": "ann"}}],
+                   model="scripted:echo", log=run_log).run()
+    assert model_calls[0]["messages"][-1]["content"] == "1=A 2=B Ann h"
+
+
+@pytest.mark.parametrize("output,escaped", [
+    ("Unsure.", True), ("ＵＮＳＵＲＥ", True), ("\x1b[31mUNSURE\x1b[0m", True), ("**UNSURE**", True),
+    ("<b>unsure</b>", True), ("I am unsurely confident: positive", False), ("positive", False),
+])
+def test_escape_hatch_look_alikes_count_as_escaped(output, escaped):
+    from lab.prompts import EscapeHatch
+
+    assert EscapeHatch("UNSURE").detect(output) is escaped
+    assert EscapeHatch("UNSURE", match="exact").detect(output) is (escaped and "confident" not in output)
+
+
+def test_show_outputs_prints_each_rows_error_and_a_closed_pipe_is_quiet(write, run_log, tmp_path):
+    import subprocess
+    import sys
+
+    from lab.errors import ProviderError
+    from tests import scripted
+
+    def overflow(messages, params):
+        raise ProviderError("Requested tokens (250033) exceed context window of 4096", kind="bad_request")
+
+    scripted.SCRIPTS["overflow"] = overflow
+    prompt = write("p.yaml", GOOD_PROMPT)
+    runs = lab.experiment(prompt, write("in.yaml", GOOD_INPUTS),
+                          model="scripted:overflow", log=run_log).run()
+    out = subprocess.run([sys.executable, "-m", "lab", "--log", str(run_log.path), "show", runs.experiment_id,
+                          "--outputs"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0 and "exceed context window" in out.stdout
+    piped = subprocess.run(f"{sys.executable} -m lab --log {run_log.path} show {runs.experiment_id} --outputs | head -1",
+                           shell=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert piped.stderr == "" and len(piped.stdout.splitlines()) == 1
+
+
+def test_a_long_partition_value_gets_a_hashed_folder_name_that_fits(write, run_log, tmp_path):
+    long_id = "x" * 300
+    prompt = write("p.yaml", GOOD_PROMPT)
+    runs = lab.experiment(prompt, [{"id": long_id, "text": "a"}, {"id": long_id + "y", "text": "b"}],
+                          model="scripted:echo", log=run_log).run()
+    out = run_log.export(runs.experiment_id, tmp_path / "export", partition_by="input_id")
+    folders = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(folders) == 2 and all(len(f.encode()) < 255 and "~" in f for f in folders)
+
+
+def exported_report(tmp_path) -> Path:
+    """An executed-looking notebook with a plotly figure, math, widget state and a hostile name, exported."""
+    import json
+
+    import nbformat
+    import plotly.express as px
+
+    from lab.report import export_html
+
+    nb = nbformat.v4.new_notebook()
+    fig = px.bar(x=["a", "b"], y=[1, 2], title="rates")
+    cell = nbformat.v4.new_code_cell("runs")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        "application/vnd.plotly.v1+json": json.loads(fig.to_json()), "text/plain": "fig"})]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Rates $p = 0.5$"), cell]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
+                                                                            "version_minor": 0}}
+    nbformat.write(nb, tmp_path / "report.ipynb")
+    return export_html(tmp_path / "report.ipynb")
+
+
+def external_links(page: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            for name, value in attrs:
+                if name in ("src", "href") and value and not value.startswith(("#", "data:")):
+                    found.append(f"<{tag} {name}={value}>")
+
+    Links().feed(page)
+    return found
+
+
+def test_exported_html_has_no_external_src_or_href(tmp_path):
+    page = exported_report(tmp_path).read_text(encoding="utf-8")
+    assert external_links(page) == []
+    assert page.count("plotly.js v") <= 2  # plotly.js embedded once (its banner names the version)
+
+
+@pytest.mark.browser
+def test_exported_html_makes_no_network_request_and_its_figures_render(tmp_path):
+    from tests.chromium import browser
+
+    html_path = exported_report(tmp_path)
+    with browser() as b:
+        page = b.new_page()
+        requests: list[str] = []
+
+        def route(r):
+            if r.request.url.startswith("file:"):
+                return r.continue_()
+            requests.append(r.request.url)
+            return r.abort()
+
+        page.route("**/*", route)
+        page.goto(html_path.resolve().as_uri())
+        page.wait_for_function("() => document.querySelector('.js-plotly-plot .main-svg') !== null", timeout=30000)
+        page.wait_for_timeout(500)
+        assert requests == []
