@@ -114,11 +114,18 @@ def numbers_in(text: Any) -> list[float]:
     return found
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas' NA: a DataFrame row without an expected answer carries one of these."""
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _alternatives(expected: Any) -> list[Any]:
-    if expected is None:
+    if _missing(expected):
         return []
     if isinstance(expected, (list, tuple)):
-        return [e for e in expected if e is not None]
+        return [e for e in expected if not _missing(e)]
     return [expected]
 
 
@@ -216,6 +223,27 @@ def match(*, mode: MatchMode = "normalized", location: MatchLocation = "whole", 
 
     return Grader(name=f"match:{mode}", fn=fn, options={"mode": mode, "location": location, "marker": marker,
                                                          "tolerance": tolerance})
+
+
+DEFAULT_GRADER = "match:default"
+DEFAULT_GRADER_NOTE = "graded by normalized match against `expected` (at the start of the output; no grader named)"
+
+
+def default_grader() -> Grader:
+    """The grader used when inputs have ``expected`` answers and no grader is named: normalized
+    match of ``expected`` at the start of the output (``"Positive, clearly."`` passes for
+    ``positive``). Named ``match:default`` so every reading can say how it was graded."""
+    g = match(mode="normalized", location="start")
+    return Grader(name=DEFAULT_GRADER, fn=g.fn, options={**g.options, "default": True})
+
+
+def graders_or_default(graders: Sequence[Grader], runs: pd.DataFrame) -> list[Grader]:
+    """``graders``, or the default grader when there are none and some run has an ``expected`` answer."""
+    if graders:
+        return list(graders)
+    if "expected" in runs and any(_alternatives(e) for e in runs["expected"]):
+        return [default_grader()]
+    return []
 
 
 RegexMode = Literal["search", "match", "fullmatch"]

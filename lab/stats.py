@@ -364,8 +364,10 @@ def _difference_row(p: pd.DataFrame, *, cluster: str | None, confidence: float, 
                               min_inputs=min_inputs)
     low, high = float(res["low"][0]), float(res["high"][0])
     direction = int(res["direction"][0])
-    if method == "bootstrap" and len(sums) >= 2:  # resample inputs (clusters), not calls
-        per_input = sums / sizes
+    per_input = sums / sizes
+    # resample inputs (clusters), not calls; with no spread between inputs a bootstrap has nothing to
+    # resample and would give a point, so the Wilson-type interval stands
+    if method == "bootstrap" and len(sums) >= 2 and not np.all(per_input == per_input[0]):
         low, high = mean_ci(per_input, confidence=confidence, seed=seed)
         if bounded:
             low, high = max(low, -1.0), min(high, 1.0)

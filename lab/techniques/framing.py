@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ..errors import ParameterError
-from ..grading import Grader, grade
+from ..grading import Grader, grade, graders_or_default
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile
@@ -113,6 +113,7 @@ def compare_framings(prompt: str | Path | PromptFile, inputs: str | Path | Input
                      progress=progress, id=id, name=f"{pf.task}-framings")
     exp.plan()
     runs = exp.run()
+    graders = graders_or_default(graders, runs.df)
     if graders:
         grade(runs, graders)
     return Comparison(exp.id, exp.log, [v.name for v in chosen], graders[-1].name if graders else None,

@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal
 
 import pandas as pd
 
-from ..grading import Grader, grade, normalize, numbers_in
+from ..grading import Grader, grade, graders_or_default, normalize, numbers_in
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile
@@ -144,6 +144,7 @@ def retry(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[
                      progress=progress, id=id, name=f"{pf.task}-retry")
     exp.plan()
     runs = exp.run()
+    graders = graders_or_default(graders, runs.df)
     if graders:
         grade(runs, graders)
     return Spread(exp.id, exp.log, graders[-1].name if graders else None, key)
