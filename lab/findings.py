@@ -22,11 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from .grading import DEFAULT_GRADER, DEFAULT_GRADER_NOTE
+from .grading import DEFAULT_GRADER, DEFAULT_GRADER_NOTE, UNPARSED_WARN_SHARE, unparsed_share
 from .stats import MIN_INPUTS, TOO_FEW, Population, paired_difference, rates
 from .tables import with_grades
 
-UNPARSED_WARN_SHARE = 0.2  # above this share of unparsed judge grades, a caveat says the judge is unreliable
 
 MEASURES = {  # column -> (words, rows it is over)
     "appropriate": "appropriate behaviour",
@@ -214,13 +213,10 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
     if grader == DEFAULT_GRADER:
         caveats.append(DEFAULT_GRADER_NOTE)
     if grades is not None and len(grades) and "grader" in grades:
-        judged = grades[grades["grader"].astype(str).str.startswith("judge:") & grades["run_id"].isin(set(df["id"]))]
-        if len(judged):
-            latest = judged.sort_values("seq").groupby(["run_id", "grader"]).tail(1)
-            share = float((latest["label"] == "unparsed").mean())
-            msg = f"{share:.0%} of judge grades are unparsed ({int((latest['label'] == 'unparsed').sum())} of {len(latest)})"
-            caveats.append(msg + ("; the judge's replies cannot be read: do not trust its grades"
-                                  if share > UNPARSED_WARN_SHARE else ""))
+        share = unparsed_share(grades[grades["run_id"].isin(set(df["id"]))])
+        if share == share:
+            caveats.append(f"{share:.0%} of judge grades are unparsed" + (
+                ": the judge's replies cannot be read, do not trust its grades" if share > UNPARSED_WARN_SHARE else ""))
     errors = int((df["outcome"] == "error").sum())
     if errors:
         caveats.append(f"{errors} calls ended in an error and are left out of every rate")
