@@ -88,7 +88,7 @@ class Findings:
                 return f"No verdict between {self.a} and {self.b}: no graded pairs (grade the runs, or give the inputs expected answers)."
             return "One framing only: nothing to compare."
         v = self.verdict
-        what = MEASURES.get(self.verdict_value or "", self.verdict_value)
+        what = {**MEASURES, "passed": "pass rate"}.get(self.verdict_value or "", self.verdict_value)
         ci = f"{self.confidence:.0%} interval {v['low']:+.2f} to {v['high']:+.2f}"
         n = f"{v['inputs']} inputs, {v['pairs']} pairs"
         if v["verdict"] == TOO_FEW:
@@ -114,7 +114,7 @@ class Findings:
         for name, r in self.per_framing.iterrows():
             parts = [f"{MEASURES[m]} {_fmt_rate(pd.Series({'rate': r[m], 'low': r[m + '_low'], 'high': r[m + '_high'], 'n': r[m + '_n']}))}"
                      for m in MEASURES if r[m + "_n"] > 0]
-            out.append(f"  {name} (n = {r['inputs']} x {r['repeats']:g}): " + "; ".join(parts))
+            out.append(f"  {name} (n = {int(r['inputs'])} x {r['repeats']:g}): " + "; ".join(parts))
         if self.drivers:
             out.append("Driven by: " + "; ".join(self.drivers))
         if self.caveats:
@@ -134,7 +134,7 @@ class Findings:
         table = pd.DataFrame({
             MEASURES[m]: [_fmt_rate(pd.Series({"rate": r[m], "low": r[m + "_low"], "high": r[m + "_high"], "n": r[m + "_n"]}))
                           for _, r in self.per_framing.iterrows()] for m in MEASURES})
-        table.insert(0, "n (inputs x repeats)", [f"{r['inputs']} x {r['repeats']:g}" for _, r in self.per_framing.iterrows()])
+        table.insert(0, "n (inputs x repeats)", [f"{int(r['inputs'])} x {r['repeats']:g}" for _, r in self.per_framing.iterrows()])
         table.index = [str(i) for i in self.per_framing.index]
         rows = "".join(f"<tr><th>{e(str(i))}</th>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>"
                        for i, row in table.iterrows())
@@ -192,12 +192,16 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
             if verdict["pairs"] == 0:
                 verdict = None
             by_tag = res.drop(index="all")
-            for tag, row in by_tag.iterrows():
+            for tag, row in (by_tag.iterrows() if len(by_tag) > 1 else ()):
                 if row["verdict"] in ("A better", "B better"):
                     drivers.append(f"tag {tag}: {a} - {b} = {row['difference']:+.2f} "
                                    f"({row['low']:+.2f} to {row['high']:+.2f}, {row['inputs']} inputs)")
             if verdict and verdict["verdict"] in ("A better", "B better") and not drivers and len(by_tag) > 1:
-                drivers.append("no single tag shows a difference on its own")
+                sign = 1 if verdict["difference"] > 0 else -1
+                top = by_tag.assign(_d=sign * by_tag["difference"]).sort_values("_d", ascending=False).iloc[0]
+                drivers.append(f"mostly tag {top.name}: {a} - {b} = {top['difference']:+.2f} "
+                               f"({top['low']:+.2f} to {top['high']:+.2f}, {top['inputs']} inputs; no tag is a "
+                               "verdict on its own)")
         esc = paired_difference(df, a, b, value="escaped", confidence=confidence, population=population)
         escapes = esc.iloc[0].to_dict()
         n_inputs = int(df[df["variant"].isin([a, b])]["input_id"].nunique())

@@ -3,6 +3,7 @@ indices and seeds, graded the same way and compared pair by pair."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -10,6 +11,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ..errors import ParameterError
+from ..findings import Findings, findings
 from ..grading import Grader, grade, graders_or_default
 from ..inputs import InputSet
 from ..progress import ProgressMode
@@ -75,8 +77,16 @@ class Comparison:
         return disagreements(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
                              grader=self.grader, on=on)
 
+    def findings(self, a: str | None = None, b: str | None = None, **kwargs: Any) -> Findings:
+        """The findings block: per framing rates by what escapes mean, the verdict a - b in words, caveats."""
+        return findings(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
+                        a=a or self.variants[0], b=b or (self.variants[1] if len(self.variants) > 1 else None),
+                        grader=self.grader, experiment_id=self.experiment_id, **kwargs)
+
     def _repr_html_(self) -> str:
-        parts = [f"<p><b>{self.experiment_id}</b>: {', '.join(self.variants)}; grader {self.grader}</p>",
+        esc = html.escape
+        parts = [self.findings()._repr_html_(),
+                 f"<p><b>{esc(self.experiment_id)}</b>: {esc(', '.join(self.variants))}; grader {esc(str(self.grader))}</p>",
                  self.rates("escaped").to_html()]
         if self.grader:
             parts.append(self.rates().to_html())
@@ -84,6 +94,9 @@ class Comparison:
 
     def __repr__(self) -> str:
         return f"Comparison({self.experiment_id!r}, variants={self.variants}, grader={self.grader!r})"
+
+    def __str__(self) -> str:
+        return str(self.findings())
 
 
 def compare_framings(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,

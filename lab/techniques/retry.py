@@ -6,6 +6,7 @@ fabrication shows as scatter. "Re-roll until it looks right" is what this makes 
 
 from __future__ import annotations
 
+import html
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, Callable, Literal
 
 import pandas as pd
 
+from ..findings import Findings, findings
 from ..grading import Grader, grade, graders_or_default, normalize, numbers_in
 from ..inputs import InputSet
 from ..progress import ProgressMode
@@ -112,8 +114,14 @@ class Spread:
         return side_by_side(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
                             grader=self.grader)
 
+    def findings(self, **kwargs: Any) -> Findings:
+        """The findings block (rates by what escapes mean, per variant, with intervals over inputs)."""
+        return findings(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
+                        grader=self.grader, experiment_id=self.experiment_id, **kwargs)
+
     def _repr_html_(self) -> str:
-        return f"<p><b>{self.experiment_id}</b>: retry spread</p>" + self.spread.to_html()
+        return (self.findings()._repr_html_() + f"<p><b>{html.escape(self.experiment_id)}</b>: retry spread</p>"
+                + self.spread.to_html())
 
     def __repr__(self) -> str:
         return f"Spread({self.experiment_id!r})\n{self.spread.drop(columns=['answers']).to_string()}"
