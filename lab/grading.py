@@ -84,6 +84,15 @@ JudgeCall = Callable[..., Awaitable[Any]]
 
 # ---- text helpers ------------------------------------------------------------------------
 
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+def fill(template: str, **values: str) -> str:
+    """Fill ``{name}`` slots of a built-in prompt in one pass: text put into one slot is never read
+    for another, so a request that itself contains ``{answer}`` stays as written. Unknown slots stay."""
+    return _SLOT.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template)
+
+
 _NUMBER = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|(?<![\w.])[-+]?\.\d+(?![\w])")
 
 
@@ -448,14 +457,15 @@ def judge(rubric: str, *, model: str = "local:smollm2", repeats: int = 3, scale:
     params = {"temperature": 0, "max_tokens": max_tokens}
     provider.check_params({**params, "seed": 0})
     threshold = pass_at if pass_at is not None else {"1-5": 4.0, "1-10": 7.0, "pass/fail": 1.0}[scale]
-    template = JUDGE_TEMPLATE.replace("{rubric}", rubric).replace("{instruction}", _SCALE_INSTRUCTION[scale])
+    template = fill(JUDGE_TEMPLATE, rubric=rubric, instruction=_SCALE_INSTRUCTION[scale])  # names the version
     variant = Variant(name="judge", task="judge", path="<judge>", templates=(("user", template),), params=params,
                       escape_hatch=None, version=version_of((("user", template),), params, None))
 
     async def afn(run: RunRow, call: JudgeCall) -> Grade:
         messages = run.get("messages") or []
         request = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        content = template.replace("{request}", request).replace("{answer}", run.get("output") or "")
+        content = fill(JUDGE_TEMPLATE, request=request, answer=run.get("output") or "", rubric=rubric,
+                       instruction=_SCALE_INSTRUCTION[scale])
         sent = [{"role": "user", "content": content}]
         from .runner import derive_seed
 

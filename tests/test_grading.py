@@ -224,3 +224,23 @@ def test_a_local_judge_can_be_checked_against_decoys(run_log, write):
     assert (report["n"] == 1).all() and report["pass_rate"].between(0, 1).all()
     judged = run_log.runs(experiment=f"{runs.experiment_id}:decoys:judge")
     assert len(judged) == 4 and set(judged["role"]) == {"judge"}
+
+
+def test_built_in_prompts_are_filled_in_one_pass():
+    from lab.grading import JUDGE_TEMPLATE, fill
+
+    text = fill(JUDGE_TEMPLATE, request="Explain what {answer} means in a template", answer="MODEL SAID THIS",
+                rubric="r", instruction="i")
+    assert "Explain what {answer} means in a template" in text and text.count("MODEL SAID THIS") == 1
+
+
+def test_prompt_versions_of_a_path_include_a_version_first_seen_under_another_path(run_log, tmp_path):
+    body = open("prompts/sentiment.yaml").read()
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(body)
+    second.write_text(body)
+    for path in (first, second):
+        lab.experiment(str(path), inputs=[{"id": "x", "text": "ok"}], model="scripted:echo", variants=["persona"],
+                       log=run_log).run()
+    got = run_log.prompt_versions(str(second))
+    assert len(got) >= 1 and set(got["version"]) == set(run_log.prompt_versions(str(first))["version"])
