@@ -87,7 +87,7 @@ JudgeCall = Callable[..., Awaitable[Any]]
 _SLOT = re.compile(r"\{(\w+)\}")
 
 
-def fill(template: str, **values: str) -> str:
+def fill(template: str, /, **values: str) -> str:
     """Fill ``{name}`` slots of a built-in prompt in one pass: text put into one slot is never read
     for another, so a request that itself contains ``{answer}`` stays as written. Unknown slots stay."""
     return _SLOT.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template)
