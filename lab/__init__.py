@@ -88,7 +88,7 @@ __all__ = [
 # `import lab` in a script does not pull in ipywidgets, plotly or papermill.
 _LAZY = {
     "workbench": ("lab.widgets", "workbench"), "compare_view": ("lab.widgets", "compare_view"),
-    "plots": ("lab.plots", None), "widgets": ("lab.widgets", None),
+    "plots": ("lab.plots", None), "widgets": ("lab.widgets", None), "findings": ("lab.findings", None),
     "run_notebook": ("lab.report", "run_notebook"), "run_grid": ("lab.report", "run_grid"),
     "export_html": ("lab.report", "export_html"), "project_root": ("lab.report", "project_root"),
 }

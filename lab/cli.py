@@ -75,10 +75,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     runs = exp.run()
     print()
     _print_df(runs.summary())
+    _grade_and_print_findings(exp, runs)
     extra = f", {runs.skipped} already done (resumed)" if runs.skipped else ""
     _say(f"\n{len(runs)} calls in {runs.wall_s:.1f}s{extra}. Log: {exp.log.path}  (experiment {exp.id})")
     _say(f"Read it back: python -m lab show {exp.id}" + (f" --log {args.log}" if args.log else ""))
     return 0
+
+
+def _grade_and_print_findings(exp: Any, runs: Any) -> None:
+    """Grade with the prompt file's grader (or the default one when inputs have expected answers),
+    then print the findings block."""
+    from .findings import from_log
+    from .grading import grade, graders_or_default
+    from .techniques._common import resolve_graders
+
+    graders = graders_or_default(resolve_graders(None, exp.prompt), runs.df)
+    if graders:
+        grade(runs, graders)
+    print()
+    print(from_log(exp.log, exp.id))
 
 
 @command("runs")
@@ -105,6 +120,10 @@ def cmd_show(args: argparse.Namespace) -> int:
              file=sys.stderr)
         return 2
     _print_df(summary(runs))
+    from .findings import findings
+
+    print()
+    print(findings(runs, log.grades(args.experiment), experiment_id=args.experiment))
     if args.outputs:
         print()
         _print_df(runs[["variant", "input_id", "repeat", "outcome", "output", "error"]])

@@ -4,16 +4,14 @@ Every function takes the DataFrames as the log returns them, so a figure can be 
 from any version of the log (``as_of=...``). Titles say what the figure shows; axes carry units.
 Empty input gives an empty figure that says so, never an exception, so a notebook runs end to end.
 
-"Correct" comes from grade rows when there are any (the latest grade with a pass/fail or a score
-for each run); otherwise from the input's ``expected`` answer, matched against the first word of
-the output (case and punctuation ignored). Escaped and error rows are never "correct" or "wrong":
-they are outcomes of their own.
+"Correct" comes only from grade rows (a grader's ``passed``; the latest grade of the grader that
+``lab.tables.with_grades`` picks), the same source ``lab.stats`` reads; every interval drawn here is
+computed by ``lab.stats`` (clustered by input), so a figure and a table never disagree. Differences
+are A - B as named in the call. Escaped and error rows are outcomes of their own.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Literal
 
 import numpy as np
@@ -35,7 +33,7 @@ CATEGORY_COLORS = {"answered-correct": "#2ca02c", "answered-wrong": "#d62728", "
 Metric = Literal["correct", "escaped", "answered", "error", "score"]
 
 
-# ---- small computations (used only to draw; lab.stats owns the reported statistics) -------------
+# ---- reading grades (lab.stats owns every reported statistic) -----------------------------------
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a proportion (:func:`lab.stats.proportion_ci`); nan when ``n`` is 0."""
@@ -44,52 +42,29 @@ def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float,
     return proportion_ci(successes, n, confidence=level)
 
 
-def _norm_answer(text: object) -> str:
-    if not isinstance(text, str):
-        return ""
-    words = re.findall(r"\w+", text.casefold())
-    return words[0] if words else ""
+def run_scores(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, grader: str | None = None) -> pd.Series:
+    """A score in [0, 1] per run (indexed like ``runs``), NaN where no grader graded it.
 
+    From ``grader``'s latest grade (default: the grader :func:`lab.tables.with_grades` picks):
+    ``passed`` when it has one, else its score (human ratings on a 1-5 scale are mapped onto
+    [0, 1]). Escaped and error rows are NaN: they are outcomes of their own."""
+    from .tables import with_grades
 
-def _expected_match(output: object, expected: object) -> float:
-    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
-        return float("nan")
-    if isinstance(expected, (list, tuple)):
-        return float(any(_expected_match(output, e) == 1.0 for e in expected))
-    return float(_norm_answer(output) == _norm_answer(str(expected)) != "")
-
-
-def run_scores(runs: pd.DataFrame, grades: pd.DataFrame | None = None) -> pd.Series:
-    """A score in [0, 1] per run (indexed like ``runs``), NaN where there is nothing to score by.
-
-    From the latest grade row of each run that has a score or a pass/fail (human ratings on a
-    1-5 scale are mapped onto [0, 1]); otherwise from ``expected``. Escaped and error rows are NaN.
-    """
-    scores = pd.Series(np.nan, index=runs.index, dtype=float)
     if runs.empty:
-        return scores
-    if grades is not None and not grades.empty:
-        g = grades[grades["run_id"].isin(runs["id"])].copy()
-        g["value"] = g["passed"].astype(float)
-        has_score = g["score"].notna()
-        s = g.loc[has_score, "score"].astype(float)
-        human = g.loc[has_score, "grader"].astype(str).str.startswith("human")
-        g.loc[has_score, "value"] = np.where(human & (s > 1), (s - 1) / 4, s)
-        g = g[g["value"].notna()].sort_values("seq").groupby("run_id").tail(1)
-        by_run = dict(zip(g["run_id"], g["value"]))
-        scores = runs["id"].map(by_run).astype(float)
-    missing = scores.isna()
-    if missing.any() and "expected" in runs:
-        fallback = [_expected_match(o, e) for o, e in zip(runs.loc[missing, "output"], runs.loc[missing, "expected"])]
-        scores.loc[missing] = fallback
-    scores[runs["outcome"] != "answered"] = np.nan
-    return scores
+        return pd.Series(np.nan, index=runs.index, dtype=float)
+    g = with_grades(runs, grades, grader=grader)
+    score = g["score"]
+    human = g["grader"].astype(str).str.startswith("human")
+    score = score.where(~(human & (score > 1)), (score - 1) / 4)
+    out = g["passed"].where(g["passed"].notna(), score).astype(float)
+    out[runs["outcome"] != "answered"] = np.nan
+    return out
 
 
-def outcome_categories(runs: pd.DataFrame, grades: pd.DataFrame | None = None) -> pd.Series:
-    """Per run: ``answered-correct``, ``answered-wrong``, ``answered`` (nothing to check it by),
-    ``escaped`` or ``error``."""
-    scores = run_scores(runs, grades)
+def outcome_categories(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *,
+                       grader: str | None = None) -> pd.Series:
+    """Per run: ``answered-correct``, ``answered-wrong``, ``answered`` (no grade), ``escaped`` or ``error``."""
+    scores = run_scores(runs, grades, grader=grader)
     cat = runs["outcome"].astype(str).copy()
     answered = cat == "answered"
     cat[answered & (scores >= 0.5)] = "answered-correct"
@@ -118,102 +93,100 @@ def _label(df: pd.DataFrame, col: str = "variant") -> pd.Series:
 # ---- figures ---------------------------------------------------------------------------------
 
 def outcome_rates(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, by: str = "variant",
-                  split_by_tag: bool = True, level: float = 0.95) -> go.Figure:
+                  split_by_tag: bool = True, level: float = 0.95, grader: str | None = None) -> go.Figure:
     """Share of calls per outcome (answered-correct / answered-wrong / escaped / error) per variant,
-    with Wilson intervals, one panel per input tag (a row with two tags counts in both panels)."""
-    title = f"Outcome rates per {by} with {level:.0%} Wilson intervals" + (", by input tag" if split_by_tag else "")
+    with intervals over inputs from :func:`lab.stats.rates`, one panel per input tag (a row with
+    two tags counts in both panels)."""
+    from .stats import rates
+
+    title = f"Outcome rates per {by} with {level:.0%} intervals over inputs" + (", by input tag" if split_by_tag else "")
     if runs.empty:
         return _empty(title)
     df = runs.copy()
-    df["category"] = outcome_categories(df, grades)
+    df["category"] = outcome_categories(df, grades, grader=grader)
     df[by] = _label(df, by)
-    df = _explode_tags(df) if split_by_tag else df.assign(tag="all inputs")
-    rows = []
-    for (tag, group), part in df.groupby(["tag", by], sort=False):
-        n = len(part)
-        for cat in CATEGORY_ORDER:
-            k = int((part["category"] == cat).sum())
-            if k == 0 and cat == "answered":
-                continue
-            lo, hi = wilson_interval(k, n, level)
-            rows.append({"tag": tag, by: group, "category": cat, "rate": 100 * k / n, "k": k, "n": n,
-                         "plus": 100 * (hi - k / n), "minus": 100 * (k / n - lo)})
-    table = pd.DataFrame(rows)
+    if not split_by_tag:
+        df["input_tags"] = [["all inputs"]] * len(df)
+    parts = []
+    for cat in CATEGORY_ORDER:
+        if cat == "answered" and not (df["category"] == cat).any():
+            continue
+        r = rates(df.assign(_is=(df["category"] == cat).astype(float)), value="_is", by=by, split_by_tag=True,
+                  confidence=level).reset_index()
+        parts.append(r.assign(category=cat))
+    table = pd.concat(parts, ignore_index=True)
+    table = table[table["tag"] != "all"] if split_by_tag else table[table["tag"] == "all inputs"]
+    table = table.assign(rate=100 * table["rate"], plus=100 * (table["high"] - table["rate"]),
+                         minus=100 * (table["rate"] - table["low"]))
     cats = [c for c in CATEGORY_ORDER if c in set(table["category"])]
     fig = px.bar(table, x=by, y="rate", color="category", barmode="group", facet_col="tag", facet_col_wrap=4,
                  error_y="plus", error_y_minus="minus", category_orders={"category": cats},
-                 color_discrete_map=CATEGORY_COLORS, hover_data={"k": True, "n": True, "plus": False, "minus": False},
+                 color_discrete_map=CATEGORY_COLORS,
+                 hover_data={"k": True, "n": True, "inputs": True, "plus": False, "minus": False},
                  labels={"rate": "share of calls (%)", by: by, "category": "outcome"}, title=title)
     fig.for_each_annotation(lambda a: a.update(text=a.text.replace("tag=", "tag: ")))
     fig.update_yaxes(range=[0, 105])
     return fig
 
 
-def _pair_values(runs: pd.DataFrame, grades: pd.DataFrame | None, metric: Metric) -> pd.Series:
-    if metric in ("correct", "score"):
-        return run_scores(runs, grades).where(runs["outcome"] == "answered", 0.0)
-    return (runs["outcome"] == metric).astype(float)
+_METRIC_VALUE = {"correct": "passed", "score": "score", "escaped": "escaped", "answered": "answered", "error": "error"}
 
 
 def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame | None = None, *,
-                      metric: Metric = "correct", level: float = 0.95) -> go.Figure:
-    """Mean difference ``b - a`` in ``metric`` over calls paired on input, repeat and model, with a
-    t interval, for all inputs and per input tag. A whole interval right of zero favours ``b``."""
-    what = {"correct": "correct-answer rate", "score": "mean score", "escaped": "escape rate",
+                      metric: Metric = "correct", level: float = 0.95, grader: str | None = None) -> go.Figure:
+    """Paired difference ``a - b`` in ``metric`` (as :func:`lab.stats.paired_difference` computes it:
+    pairs on input, repeat and model, interval over inputs), for all inputs and per input tag. A
+    whole interval right of zero means ``a`` is higher. The hover text gives the verdict."""
+    from .stats import paired_difference as stats_difference
+    from .tables import with_grades
+
+    what = {"correct": "pass rate", "score": "mean score", "escaped": "escape rate",
             "answered": "answer rate", "error": "error rate"}[metric]
-    title = f"Paired difference in {what}: {b} minus {a} ({level:.0%} interval)"
+    title = f"Paired difference in {what}: {a} minus {b} ({level:.0%} interval over inputs)"
     if runs.empty:
         return _empty(title)
     have = set(runs["variant"].dropna())
     for name in (a, b):
         if name not in have:
             raise ParameterError(f"paired_difference: no runs of variant {name!r}; the runs have {sorted(have)}")
-    df = runs[runs["variant"].isin([a, b]) & (runs["role"].fillna("answer") == "answer")].copy()
-    df["value"] = _pair_values(df, grades, metric)
-    keys = ["input_id", "repeat", "model"]
-    wide = df.pivot_table(index=keys, columns="variant", values="value", aggfunc="mean").dropna(subset=[a, b])
-    if wide.empty:
-        return _empty(title, f"no inputs where both {a} and {b} have a scorable call")
-    tags = df.drop_duplicates("input_id").set_index("input_id")["input_tags"]
-    diffs = (wide[b] - wide[a]).rename("d").reset_index()
-    diffs["tags"] = diffs["input_id"].map(tags)
-    groups = [("all inputs", diffs)]
-    for tag in sorted({t for ts in diffs["tags"] if isinstance(ts, list) for t in ts}):
-        groups.append((f"tag: {tag}", diffs[[isinstance(ts, list) and tag in ts for ts in diffs["tags"]]]))
-    from scipy.stats import t as student_t
-
-    rows = []
-    for name, part in groups:
-        d = part["d"].to_numpy(float)
-        n = len(d)
-        mean = float(d.mean()) if n else float("nan")
-        if n > 1:
-            se = float(d.std(ddof=1)) / math.sqrt(n)
-            half = float(student_t.ppf(1 - (1 - level) / 2, n - 1)) * se
-        else:
-            half = float("nan")
-        rows.append({"group": name, "mean": 100 * mean, "half": 100 * half if half == half else 0.0, "pairs": n})
-    table = pd.DataFrame(rows)
+    df = runs[runs["variant"].isin([a, b]) & (runs["role"].fillna("answer") == "answer")]
+    df = with_grades(df, grades, grader=grader)
+    value = _METRIC_VALUE[metric]
+    if value in ("passed", "score") and df[value].isna().all():
+        return _empty(title, f"no grades to compare {a} and {b} by (grade the runs, or give inputs an expected answer)")
+    table = stats_difference(df, a, b, value=value, split_by_tag=True, confidence=level).reset_index()
+    table = table[table["pairs"] > 0]
+    if table.empty:
+        return _empty(title, f"no inputs where both {a} and {b} have a {value} value")
+    table["group"] = ["all inputs" if t == "all" else f"tag: {t}" for t in table["tag"]]
+    mean, low, high = 100 * table["difference"], 100 * table["low"], 100 * table["high"]
     fig = go.Figure(go.Scatter(
-        x=table["mean"], y=table["group"], mode="markers", marker={"size": 11},
-        error_x={"type": "data", "array": table["half"]}, customdata=table["pairs"],
-        hovertemplate="%{y}: %{x:.1f} points (%{customdata} pairs)<extra></extra>",
+        x=mean, y=table["group"], mode="markers", marker={"size": 11},
+        error_x={"type": "data", "symmetric": False, "array": (high - mean).fillna(0),
+                 "arrayminus": (mean - low).fillna(0)},
+        customdata=np.stack([table["pairs"], table["inputs"], table["verdict"]], axis=-1),
+        hovertemplate="%{y}: %{x:.1f} points (%{customdata[1]} inputs, %{customdata[0]} pairs): "
+                      "%{customdata[2]}<extra></extra>",
     ))
     fig.add_vline(x=0, line_dash="dash", line_color="gray")
-    fig.update_layout(title=title, xaxis_title=f"{what}, {b} − {a} (percentage points)",
+    fig.update_layout(title=title, xaxis_title=f"{what}, {a} − {b} (percentage points)",
                       yaxis_title="inputs", yaxis={"autorange": "reversed"})
+    if value != "score":
+        fig.update_xaxes(range=[-105, 105])
     return fig
 
 
 def retry_spread(runs: pd.DataFrame) -> go.Figure:
     """For each input (and variant): agreement across retries, the share of samples giving the most
-    common answer (first word, case ignored). Consistent answers suggest the model "knows";
+    common answer (the whole output, normalized as ``lab.grading.normalize`` does). Consistent answers suggest the model "knows";
     scatter suggests guessing. The label on each bar is the number of distinct answers."""
     title = "Retry spread per input: agreement across samples (label: distinct answers)"
     df = runs[(runs["outcome"] != "error") & (runs["role"].fillna("answer") == "answer")].copy() if len(runs) else runs
     if df.empty:
         return _empty(title)
-    df["answer"] = [_norm_answer(o) or "(empty)" for o in df["output"]]
+    from .grading import normalize
+
+    df["answer"] = [normalize(o) or "(empty)" for o in df["output"]]
     df["variant"] = _label(df)
     rows = []
     for (inp, var), part in df.groupby(["input_id", "variant"], sort=False):
@@ -242,27 +215,22 @@ def critique_rounds(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, l
     df["variant"] = _label(df)
     df = df[df["score"].notna()]
     if df.empty:
-        return _empty(title, "no scorable answers (grade them, or give the inputs an expected answer)")
+        return _empty(title, "no graded answers (grade them, or give the inputs an expected answer)")
+    from .stats import means
+
     fig = go.Figure()
     for var, part in df.groupby("variant", sort=False):
-        agg = part.groupby("round")["score"].agg(["mean", "count", "std"]).reset_index()
-        half = [_mean_half(m, s, n, level) for m, s, n in zip(agg["mean"], agg["std"], agg["count"])]
+        agg = means(part, value="score", by="round", confidence=level, bounds=(0.0, 1.0)).reset_index()
         fig.add_trace(go.Scatter(x=agg["round"], y=100 * agg["mean"], mode="lines+markers", name=var,
-                                 error_y={"type": "data", "array": [100 * h for h in half]},
-                                 customdata=agg["count"],
+                                 error_y={"type": "data", "symmetric": False,
+                                          "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
+                                          "arrayminus": (100 * (agg["mean"] - agg["low"])).fillna(0)},
+                                 customdata=agg["n"],
                                  hovertemplate="round %{x}: %{y:.1f}% (n=%{customdata})<extra>" + var + "</extra>"))
     fig.update_layout(title=title, xaxis_title="critique round (number of revisions)",
                       yaxis_title="mean score (%)", xaxis={"dtick": 1}, legend_title="variant")
     fig.update_yaxes(range=[-5, 105])
     return fig
-
-
-def _mean_half(mean: float, std: float, n: int, level: float) -> float:
-    if n < 2 or std != std:
-        return 0.0
-    from scipy.stats import t as student_t
-
-    return float(student_t.ppf(1 - (1 - level) / 2, n - 1)) * std / math.sqrt(n)
 
 
 def score_by_version(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, level: float = 0.95) -> go.Figure:
@@ -276,15 +244,19 @@ def score_by_version(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, 
     df["variant"] = _label(df)
     df = df[df["score"].notna() & df["prompt_version"].notna()]
     if df.empty:
-        return _empty(title, "no scorable answers (grade them, or give the inputs an expected answer)")
+        return _empty(title, "no graded answers (grade them, or give the inputs an expected answer)")
     df["when"] = pd.to_datetime(df["finished_at"], utc=True, format="ISO8601")
+    from .stats import means
+
     fig = go.Figure()
     for var, part in df.groupby("variant", sort=False):
-        agg = part.groupby("prompt_version").agg(when=("when", "min"), mean=("score", "mean"),
-                                                 n=("score", "count"), std=("score", "std")).sort_values("when")
-        half = [_mean_half(m, s, n, level) for m, s, n in zip(agg["mean"], agg["std"], agg["n"])]
+        agg = means(part, value="score", by="prompt_version", confidence=level, bounds=(0.0, 1.0))
+        agg["when"] = part.groupby("prompt_version")["when"].min()
+        agg = agg.sort_values("when")
         fig.add_trace(go.Scatter(x=agg["when"], y=100 * agg["mean"], mode="lines+markers", name=var,
-                                 error_y={"type": "data", "array": [100 * h for h in half]},
+                                 error_y={"type": "data", "symmetric": False,
+                                          "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
+                                          "arrayminus": (100 * (agg["mean"] - agg["low"])).fillna(0)},
                                  text=list(agg.index), customdata=agg["n"],
                                  hovertemplate="version %{text}: %{y:.1f}% (n=%{customdata})<extra>" + var
                                                + "</extra>"))

@@ -297,7 +297,11 @@ class RunLog:
         return self._query("events", where, args)
 
     def prompt_versions(self, prompt_path: str | None = None) -> pd.DataFrame:
-        where, args = ([], []) if prompt_path is None else (["prompt_path = ?"], [prompt_path])
+        """Prompt versions, oldest first; with ``prompt_path``, every version run from that path, also
+        one first seen under another path of the same file (a version row records only its first path)."""
+        where, args = ([], []) if prompt_path is None else (
+            ["prompt_path = ? OR version IN (SELECT DISTINCT prompt_version FROM runs WHERE prompt_path = ?)"],
+            [prompt_path, prompt_path])
         return self._query("prompt_versions", where, args, order="first_seen")
 
     def find_cached(self, cache_key: str) -> dict[str, Any] | None:

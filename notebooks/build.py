@@ -100,20 +100,32 @@ than the noise between samples.
         batch(),
         code(RUN.format(extra="")),
         md("""
+## Findings
+
+Every answer is graded against the input's `expected` answer (no grader is named, so the default:
+normalized match at the start of the output). Reviews are answerable; the recipe and the empty
+text are `unanswerable`, where the way out is the right answer. The block below says which framing
+behaves appropriately more often (the right label where there is one, the way out where there is
+none), with 95% intervals over inputs and n = inputs x repeats, or that there is no winner.
+"""),
+        code("""lab.grade(runs, lab.grading.default_grader())
+findings = lab.findings.from_log(exp.log, exp.id, a="honest", b="persona")
+findings"""),
+        md("""
 ## Outcomes per framing
 
-Correct, wrong, escaped and failed calls per variant, with 95% intervals, one panel per input tag.
-An escape on an `unanswerable` input is the right call; on a `normal` one it is a missed answer.
+Correct, wrong, escaped and failed calls per variant, with 95% intervals over inputs, one panel per
+input tag. An escape on an `unanswerable` input is the right call; on a `normal` one it is a missed answer.
 """),
-        code("lab.plots.outcome_rates(runs.df)"),
+        code("grades = exp.log.grades(exp.id)\nlab.plots.outcome_rates(runs.df, grades)"),
         md("""
 ## Is the difference real?
 
-Calls are paired on input, repeat and seed, so the comparison is paired: each point is the mean
-difference over pairs, with its 95% interval. An interval that crosses zero is not a finding.
+Calls are paired on input, repeat and seed; the interval is over inputs (repeats of one input are
+not independent evidence). Each point is honest - persona; an interval that crosses zero is not a finding.
 """),
-        code('lab.plots.paired_difference(runs.df, "persona", "honest")'),
-        code('lab.stats.paired_difference(runs.df, "honest", "persona", value="escaped", split_by_tag=True)'),
+        code('lab.plots.paired_difference(runs.df, "honest", "persona", grades)'),
+        code('lab.stats.paired_difference(lab.with_grades(runs.df, grades), "honest", "persona", split_by_tag=True)'),
         md("## What it cost"),
         code("lab.plots.cost_latency(runs.df)"),
     ],

@@ -14,17 +14,17 @@ from tests import scripted
 def sentiment_runs(run_log):
     exp = lab.experiment("prompts/sentiment.yaml", inputs="prompts/sentiment_inputs.yaml", model="scripted:seeded",
                          repeats=3, seed=1, log=run_log)
-    exp.run()
+    lab.grade(exp.run(), lab.grading.default_grader(), log=run_log)
     return run_log.runs(experiment=exp.id)
 
 
 ALL = [
-    lambda df: plots.outcome_rates(df),
-    lambda df: plots.paired_difference(df, "persona", "honest"),
-    lambda df: plots.retry_spread(df),
-    lambda df: plots.critique_rounds(df),
-    lambda df: plots.score_by_version(df),
-    lambda df: plots.cost_latency(df),
+    lambda df, g: plots.outcome_rates(df, g),
+    lambda df, g: plots.paired_difference(df, "persona", "honest", g),
+    lambda df, g: plots.retry_spread(df),
+    lambda df, g: plots.critique_rounds(df, g),
+    lambda df, g: plots.score_by_version(df, g),
+    lambda df, g: plots.cost_latency(df),
 ]
 
 
@@ -34,8 +34,8 @@ def _axis_titles(fig) -> list[str]:
 
 
 @pytest.mark.parametrize("draw", ALL)
-def test_every_figure_has_a_title_and_axis_labels_with_units(sentiment_runs, draw):
-    fig = draw(sentiment_runs)
+def test_every_figure_has_a_title_and_axis_labels_with_units(sentiment_runs, run_log, draw):
+    fig = draw(sentiment_runs, run_log.grades())
     assert fig.layout.title.text
     titles = " ".join(_axis_titles(fig))
     assert any(unit in titles for unit in ("(%)", "(ms)", "(USD)", "tokens", "percentage points", "round", "UTC")), titles
@@ -44,39 +44,59 @@ def test_every_figure_has_a_title_and_axis_labels_with_units(sentiment_runs, dra
 
 @pytest.mark.parametrize("draw", ALL)
 def test_an_empty_log_gives_a_figure_that_says_so(run_log, draw):
-    fig = draw(run_log.runs())
+    fig = draw(run_log.runs(), run_log.grades())
     assert fig.layout.title.text
     assert "no runs" in fig.layout.annotations[0].text
 
 
-def test_outcome_rates_split_by_tag_and_count_escapes_and_correct_answers(sentiment_runs):
-    fig = plots.outcome_rates(sentiment_runs)
+def test_outcome_rates_split_by_tag_and_count_escapes_and_correct_answers(sentiment_runs, run_log):
+    fig = plots.outcome_rates(sentiment_runs, run_log.grades())
     panels = {a.text for a in fig.layout.annotations}
     assert {"tag: normal", "tag: edge", "tag: unanswerable"} <= panels
     cats = {t.name for t in fig.data}
     assert "escaped" in cats and ({"answered-correct", "answered-wrong"} & cats)
-    # the bars are rates with asymmetric Wilson intervals
+    # the bars are rates with asymmetric intervals (over inputs, from lab.stats.rates)
     bar = fig.data[0]
     assert all(0 <= y <= 100 for y in bar.y)
     assert bar.error_y.array is not None and bar.error_y.arrayminus is not None
 
 
-def test_correctness_comes_from_grades_before_expected(sentiment_runs, run_log):
+def test_correctness_comes_only_from_grades(sentiment_runs, run_log):
     row = sentiment_runs[sentiment_runs["outcome"] == "answered"].iloc[0]
-    run_log.add_grade(row["id"], "expected", passed=False)
-    run_log.add_grade(row["id"], "expected", passed=True)  # a regrade: the latest counts
-    cats = plots.outcome_categories(sentiment_runs, run_log.grades())
+    run_log.add_grade(row["id"], "person", passed=False)
+    run_log.add_grade(row["id"], "person", passed=True)  # a regrade: the latest counts
+    cats = plots.outcome_categories(sentiment_runs, run_log.grades(), grader="person")
     assert cats[row.name] == "answered-correct"
     assert set(cats) <= set(plots.CATEGORY_ORDER)
+    # without grades nothing is "correct", whatever the expected answer and the output's first word
+    ungraded = plots.outcome_categories(sentiment_runs, None)
+    assert not ungraded.isin(["answered-correct", "answered-wrong"]).any()
 
 
-def test_paired_difference_pairs_on_input_and_repeat_and_refuses_unknown_variants(sentiment_runs):
-    fig = plots.paired_difference(sentiment_runs, "persona", "honest", metric="escaped")
-    trace = fig.data[0]
-    assert trace.y[0] == "all inputs"
-    assert trace.customdata[0] == 8 * 3  # every (input, repeat) is one pair
-    with pytest.raises(lab.ParameterError, match="no runs of variant 'nope'"):
-        plots.paired_difference(sentiment_runs, "persona", "nope")
+def test_paired_difference_figure_draws_the_numbers_lab_stats_computes(sentiment_runs, run_log):
+    grades = run_log.grades()
+    for metric, value in (("correct", "passed"), ("escaped", "escaped")):
+        fig = plots.paired_difference(sentiment_runs, "persona", "honest", grades, metric=metric)
+        table = lab.paired_difference(lab.with_grades(sentiment_runs, grades), "persona", "honest", value=value,
+                                      split_by_tag=True)
+        table = table[table["pairs"] > 0]
+        trace = fig.data[0]
+        assert list(trace.y) == ["all inputs" if t == "all" else f"tag: {t}" for t in table.index]
+        assert list(trace.x) == pytest.approx(list(100 * table["difference"]))  # persona - honest, as named
+        has = table["high"].notna().to_numpy()  # one input: no interval over inputs, drawn as a bare dot
+        assert has.any()
+        assert [x + e for x, e, h in zip(trace.x, trace.error_x.array, has) if h] == pytest.approx(list(100 * table["high"][has]))
+        assert [x - e for x, e, h in zip(trace.x, trace.error_x.arrayminus, has) if h] == pytest.approx(list(100 * table["low"][has]))
+        assert ((table["low"][has] >= -1) & (table["high"][has] <= 1)).all()
+
+
+def test_outcome_rates_figure_draws_lab_stats_rates(sentiment_runs, run_log):
+    grades = run_log.grades()
+    fig = plots.outcome_rates(sentiment_runs, grades, split_by_tag=False)
+    esc = lab.rates(sentiment_runs, value="escaped")
+    bars = next(t for t in fig.data if t.name == "escaped")
+    assert list(bars.y) == pytest.approx(list(100 * esc.loc[list(bars.x), "rate"]))
+    assert [y + e for y, e in zip(bars.y, bars.error_y.array)] == pytest.approx(list(100 * esc.loc[list(bars.x), "high"]))
 
 
 def test_retry_spread_counts_distinct_answers_and_agreement(run_log):
@@ -100,9 +120,10 @@ def test_critique_rounds_and_version_figures_read_role_round_and_version(run_log
     for rnd, (role, out) in enumerate([("answer", "no"), ("revision", "yes")]):
         run_log.add_run(RunRecord(outcome="answered", output=out, role=role, round=rnd, **base))
     df = run_log.runs()
-    fig = plots.critique_rounds(df)
+    lab.grade(df, lab.match(), log=run_log)
+    fig = plots.critique_rounds(df, run_log.grades())
     assert list(fig.data[0].x) == [0, 1] and list(fig.data[0].y) == [0.0, 100.0]
-    fig = plots.score_by_version(df)
+    fig = plots.score_by_version(df, run_log.grades())
     assert list(fig.data[0].text) == ["abc"]
 
 

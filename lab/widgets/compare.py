@@ -11,6 +11,7 @@ import ipywidgets as W
 import pandas as pd
 
 from .. import plots, tables
+from ..findings import findings
 from ..store import RunLog
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -62,13 +63,15 @@ class CompareView(W.VBox):
         self.blind = W.Checkbox(value=False, description="hide variant names", indent=False)
         self.refresh = W.Button(description="Refresh", icon="refresh")
         self.status = W.HTML("")
+        self.findings = W.HTML("")  # lab.findings over the selection: the verdict in words, above the figure
         self.plot = W.Output()
         self.table = W.Output()
         for w in (self.experiments, self.variants, self.tags, self.figure, self.blind):
             w.observe(lambda _c, w=w: self._update(choices=w is self.experiments), names="value")
         self.refresh.on_click(lambda _: self._update(choices=True))
         super().__init__([W.HBox([self.experiments, self.variants, self.tags]),
-                          W.HBox([self.figure, self.blind, self.refresh]), self.status, self.plot, self.table])
+                          W.HBox([self.figure, self.blind, self.refresh]), self.status, self.findings, self.plot,
+                          self.table])
         self._update(choices=True)
 
     def selected_runs(self) -> pd.DataFrame:
@@ -97,6 +100,8 @@ class CompareView(W.VBox):
             grades = self.run_log.grades()
             variants = list(dict.fromkeys(runs["variant"].dropna())) if len(runs) else []
             a, b = (variants + [None, None])[:2]
+            # hidden in blind mode: the findings name the variants
+            self.findings.value = "" if runs.empty or self.blind.value else findings(runs, grades)._repr_html_()
             self.plot.outputs = ()
             self.table.outputs = ()
             name = self.figure.value

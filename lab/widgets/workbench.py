@@ -19,6 +19,7 @@ from typing import Any, Callable
 import ipywidgets as W
 
 from ..errors import LabError
+from ..grading import normalize
 from ..inputs import InputSet, load_inputs
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
@@ -378,7 +379,10 @@ class Workbench(W.VBox):
         rows = []
         for group in dict.fromkeys(key(r) for r in samples):
             these = [r for r in samples if key(r) == group]
-            counts = Counter(" ".join((r.output or f"[{r.outcome}]").split()).casefold() for r in these)
+            # "the same answer" as lab.retry and lab.plots.retry_spread count it (lab.grading.normalize);
+            # correctness is never judged here: only graders say what is correct
+            counts = Counter((normalize(r.output) or f"[{r.outcome}]") if r.outcome != "error" else "[error]"
+                             for r in these)
             for text, n in counts.most_common():
                 rows.append(f"<tr><td>{escaped(group)}</td><td>{n}/{len(these)}</td><td>{_pre(text)}</td></tr>")
         return ("<b>answers across samples</b><table class='promptlab-frequencies'><tr><th>variant</th>"
