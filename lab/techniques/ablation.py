@@ -273,6 +273,9 @@ def plan_text(exp: Experiment, removed: dict[str, str], added: dict[str, str]) -
         if price is None:
             costs.append(f"{m}: price unknown (lab.set_price to declare one)")
             continue
+        if price.input_per_mtok == 0 and price.output_per_mtok == 0:
+            costs.append(f"{m}: $0 (runs on your own machine)")
+            continue
         mine = [c for c in calls if c.model == m]
         est_in = sum(sum(len(x["content"]) for x in c.messages) // 4 + 8 for c in mine)
         est_out = sum(int(c.params.get("max_tokens") or 256) for c in mine)
