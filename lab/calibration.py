@@ -19,6 +19,7 @@ by :func:`availability`: "no confidence available", never a zero.
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal, Sequence
 
 import numpy as np
@@ -244,12 +245,14 @@ def probability_scores(runs: pd.DataFrame, *, by: str | Sequence[str] | None = "
     ``p_correct`` is the probability the model gave, at the first answer position, to tokens that
     start an accepted answer (the escape string on unanswerable inputs). For single-token answers
     this scores every call by its expected correctness instead of one draw: the same mean, less
-    variance (see README)."""
+    variance (see README). Only calls whose output is one word count (``n``): when the model
+    starts with "The answer is ...", its first position says nothing about the answer."""
     df = _answers(runs)
     if "passed" not in df:
         raise ParameterError("probability_scores needs grades: lab.with_grades(runs, grades) adds passed")
     records = df["confidence"] if "confidence" in df else pd.Series([None] * len(df), index=df.index)
-    p = [probability_of(rec, exp) for rec, exp in zip(records, df["expected"])]
+    one_word = df["output"].map(lambda o: isinstance(o, str) and len(re.findall(r"\w+", o)) == 1)
+    p = [probability_of(rec, exp) if ok else None for rec, exp, ok in zip(records, df["expected"], one_word)]
     df = df.assign(p_correct=pd.to_numeric(pd.Series(p, index=df.index, dtype=object), errors="coerce"))
     df = df[df["p_correct"].notna()]
     r = rates(df, value="passed", by=by, split_by_tag=split_by_tag)

@@ -260,3 +260,12 @@ def test_anthropic_run_says_no_confidence_available(prompt, run_log, monkeypatch
     assert report.availability()["status"].tolist() == ["no confidence available"]
     assert "no confidence available" in report._repr_html_()
     assert report.calibration().empty and (report.runs["outcome"] != "error").all()
+
+
+def test_probability_of_being_right_counts_only_one_word_answers():
+    rec = {"first": [["The", math.log(0.6)], ["Paris", math.log(0.3)]]}
+    df = pd.DataFrame({"variant": "v", "model": "m", "role": "answer", "outcome": "answered", "input_id": ["a", "b"],
+                       "input_tags": [["normal"], ["normal"]], "expected": ["Paris", "Paris"],
+                       "output": ["The capital is Paris.", "Paris."], "confidence": [rec, rec], "passed": [1.0, 1.0]})
+    scores = cal.probability_scores(df).loc["v"]
+    assert scores["n"] == 1 and scores["p_correct"] == pytest.approx(0.3) and scores["sampled_pass_rate"] == 1
