@@ -82,6 +82,8 @@ __all__ = [
     "rates", "means", "proportion_ci", "mean_ci", "paired_difference", "repeats_needed",
     "with_grades", "side_by_side", "escaped", "disagreements", "critique_rounds",
 ]
+from .techniques import Ablation, ConfidenceReport, ablate, confidence  # noqa: E402,F401  (issue 14)
+__all__ += ["ablate", "Ablation", "confidence", "ConfidenceReport"]
 
 
 # The notebook side (widgets, figures, result notebooks) is imported on first use, so that

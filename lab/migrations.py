@@ -164,8 +164,14 @@ def m005_batches(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX batch_requests_batch ON batch_requests(batch_id)")
 
 
+def m006_confidence(db: sqlite3.Connection) -> None:
+    """Per run, the small confidence record from token log-probabilities (JSON; see lab.logprobs);
+    NULL when the experiment did not ask for it or the provider returns none."""
+    db.execute("ALTER TABLE runs ADD COLUMN confidence TEXT")
+
+
 MIGRATIONS: list[Migration] = [m001_initial, m002_grades, m003_conversations, m004_events_and_versions,
-                               m005_batches]
+                               m005_batches, m006_confidence]
 
 
 def applied(db: sqlite3.Connection) -> list[str]:

@@ -24,7 +24,7 @@ from .errors import ParameterError
 
 __all__ = [
     "outcome_rates", "paired_difference", "retry_spread", "critique_rounds", "score_by_version",
-    "cost_latency", "outcome_categories", "wilson_interval",
+    "cost_latency", "outcome_categories", "wilson_interval", "ablation_effects", "reliability", "selective_answering",
 ]
 
 CATEGORY_ORDER = ["answered-correct", "answered-wrong", "answered", "escaped", "error"]
@@ -294,4 +294,92 @@ def cost_latency(runs: pd.DataFrame, *, by: str = "variant") -> go.Figure:
     fig.update_yaxes(title_text="output tokens", row=1, col=2)
     fig.update_yaxes(title_text="cost (USD)", row=1, col=3)
     fig.update_layout(title=title, legend_title=by)
+    return fig
+
+
+# ---- ablation -----------------------------------------------------------------------------------
+
+def ablation_effects(effects: pd.DataFrame, *, measure: str = "correct", tag: str = "all", variant: str = "",
+                     confidence: float = 0.95) -> go.Figure:
+    """One row per part: the paired change in ``measure`` when that part is removed from ``variant``,
+    with its interval, drawn from :meth:`lab.techniques.ablation.Ablation.effects` (which took them
+    from :func:`lab.stats.paired_difference`). A row whose interval crosses the dashed zero line
+    shows no effect beyond the noise."""
+    what = measure.replace("_", " ")
+    title = f"Effect on {what} of removing each part of {variant or 'the variant'} ({confidence:.0%} intervals)"
+    if tag != "all":
+        title += f", inputs tagged {tag}"
+    if effects is None or effects.empty:
+        return _empty(title, "no effects to show yet")
+    rows = effects[(effects["measure"] == measure) & (effects["tag"] == tag)]
+    if rows.empty:
+        return _empty(title, f"no {what} effects for tag {tag!r}")
+    change = 100 * rows["change"].astype(float)
+    plus = (100 * rows["high"].astype(float) - change).fillna(0.0)
+    minus = (change - 100 * rows["low"].astype(float)).fillna(0.0)
+    colors = ["#d62728" if b else "#7f7f7f" for b in rows["beyond_noise"]]
+    fig = go.Figure(go.Scatter(
+        x=change, y=rows["part"].astype(str), mode="markers", marker={"size": 11, "color": colors},
+        error_x={"type": "data", "array": plus, "arrayminus": minus, "symmetric": False},
+        customdata=rows[["pairs"]].to_numpy(),
+        hovertemplate="without %{y}: %{x:+.1f} points (%{customdata[0]} pairs)<extra></extra>",
+    ))
+    fig.add_vline(x=0, line_dash="dash", line_color="gray")
+    fig.update_layout(title=title, xaxis_title=f"change in {what} when the part is removed (percentage points)",
+                      yaxis_title="part removed", yaxis={"autorange": "reversed"})
+    return fig
+
+
+# ---- confidence ---------------------------------------------------------------------------------
+
+def reliability(table: pd.DataFrame, *, by: str = "variant") -> go.Figure:
+    """Reliability diagram from :func:`lab.calibration.reliability`: per confidence bin, the share
+    of answers graded correct (with its Wilson interval) against the mean stated confidence, one
+    line per ``by`` value, the count of answers per bin on hover and as marker text. Points on the
+    dashed diagonal are calibrated; below it the model is over-confident."""
+    title = "Reliability: stated confidence vs observed correctness (answers per bin shown)"
+    if table is None or table.empty:
+        return _empty(title, "no answers with a confidence record (confidence=True, a provider with log-probabilities)")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "gray"},
+                             name="calibrated", hoverinfo="skip"))
+    groups = table.groupby(by, sort=False) if by in table else [("all", table)]
+    for name, g in groups:
+        fig.add_trace(go.Scatter(
+            x=g["mean_confidence"], y=g["accuracy"], mode="lines+markers+text", name=str(name),
+            text=[str(int(n)) for n in g["n"]], textposition="top center",
+            error_y={"type": "data", "array": (g["high"] - g["accuracy"]).fillna(0),
+                     "arrayminus": (g["accuracy"] - g["low"]).fillna(0), "symmetric": False},
+            customdata=g[["n", "bin_low", "bin_high"]].to_numpy(),
+            hovertemplate="confidence %{customdata[1]:.1f}-%{customdata[2]:.1f}: %{customdata[0]} answers, "
+                          "%{y:.0%} correct<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title=title, xaxis_title="mean confidence in the bin (probability of the answer)",
+                      yaxis_title="share of answers graded correct", xaxis={"range": [0, 1.02]},
+                      yaxis={"range": [-0.02, 1.08]})
+    return fig
+
+
+def selective_answering(curve: pd.DataFrame, *, by: str = "variant") -> go.Figure:
+    """Coverage vs accuracy from :func:`lab.calibration.selective`: a line per ``by`` value for
+    abstaining below a confidence threshold, and the declared escape hatch as a diamond on the
+    same axes. A hatch point above a curve abstains on better inputs than a threshold would."""
+    title = "Selective answering: accuracy vs coverage, threshold on confidence and the escape hatch"
+    if curve is None or curve.empty:
+        return _empty(title, "no graded answers to draw")
+    fig = go.Figure()
+    groups = curve.groupby(by, sort=False) if by in curve else [("all", curve)]
+    for name, g in groups:
+        t = g[g["kind"] == "threshold"].sort_values("coverage")
+        if not t.empty:
+            fig.add_trace(go.Scatter(x=t["coverage"], y=t["accuracy"], mode="lines+markers", name=f"{name}: threshold",
+                                     customdata=t[["threshold"]].to_numpy(),
+                                     hovertemplate="abstain below %{customdata[0]:.2f}: coverage %{x:.0%}, "
+                                                   "accuracy %{y:.0%}<extra></extra>"))
+        h = g[g["kind"] == "hatch"]
+        fig.add_trace(go.Scatter(x=h["coverage"], y=h["accuracy"], mode="markers", name=f"{name}: escape hatch",
+                                 marker={"symbol": "diamond", "size": 13},
+                                 hovertemplate="escape hatch: coverage %{x:.0%}, accuracy %{y:.0%}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="coverage (share of calls answered)",
+                      yaxis_title="accuracy on the answered calls", xaxis={"range": [0, 1.02]},
+                      yaxis={"range": [-0.02, 1.05]})
     return fig

@@ -31,6 +31,7 @@ import pandas as pd
 from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
 from .names import check_id, html_text
+from .logprobs import TOP_LOGPROBS, summarize
 from .pricing import price_of
 from .progress import Progress, ProgressMode
 from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
@@ -315,6 +316,8 @@ class Runner:
             call, output=completion.text if completion else None, error=error, started=started,
             latency_ms=latency_ms, input_tokens=completion.input_tokens if completion else None,
             output_tokens=completion.output_tokens if completion else None, cost=cost, replayed_from=None,
+            confidence=summarize(completion.logprobs, call.escape_hatch and call.escape_hatch.text)
+            if completion is not None and completion.logprobs else None,
         )
         self.log.add_run(rec)
         return rec
@@ -324,13 +327,14 @@ class Runner:
         An unseeded call takes the seed of the call it replays, which is the seed that made its output."""
         if not call.seed_chosen_by_user and "seed" in call.params:
             call = dataclasses.replace(call, seed=hit["seed"], params={**call.params, "seed": hit["seed"]})
+        conf = hit.get("confidence")
         return self._record(call, output=hit["output"], error=None, started=now(), latency_ms=hit["latency_ms"],
                             input_tokens=hit["input_tokens"], output_tokens=hit["output_tokens"], cost=0.0,
-                            replayed_from=hit["id"])
+                            replayed_from=hit["id"], confidence=json.loads(conf) if isinstance(conf, str) else conf)
 
     def _record(self, call: Call, *, output: str | None, error: str | None, started: str, latency_ms: float | None,
                 input_tokens: int | None, output_tokens: int | None, cost: float | None,
-                replayed_from: str | None) -> RunRecord:
+                replayed_from: str | None, confidence: dict[str, Any] | None = None) -> RunRecord:
         if error is not None:
             outcome = "error"
         elif call.escape_hatch is not None and call.escape_hatch.detect(output):
@@ -348,7 +352,7 @@ class Runner:
             input_tokens=input_tokens, output_tokens=output_tokens, latency_ms=latency_ms, cost_usd=cost,
             started_at=started, cache_key=call.key, replayed_from=replayed_from,
             conversation_id=call.conversation_id, turn=call.turn, attempt=call.attempt, round=call.round,
-            parent_id=call.parent_id, role=call.role,
+            parent_id=call.parent_id, role=call.role, confidence=confidence,
         )
 
     async def run_all(self, calls: list[Call], progress: Progress) -> list[RunRecord]:
@@ -415,7 +419,7 @@ class Experiment:
                  budget_usd: float | None = None, replay: bool = False, resume: bool = False,
                  log: RunLog | str | Path | None = None, id: str | None = None, name: str | None = None,
                  tags: list[str] | None = None, provider_options: dict[str, dict[str, Any]] | None = None,
-                 progress: ProgressMode = None):
+                 progress: ProgressMode = None, confidence: bool = False):
         self.prompt = prompt if isinstance(prompt, PromptFile) else load_prompt(prompt)
         if inputs is None:
             needed = sorted(set().union(*(v.variables for v in self.prompt.variants.values())))
@@ -464,6 +468,10 @@ class Experiment:
         check_id(self.id, "experiment id" if id else f"experiment name {self.name!r} makes an id that", ParameterError)
         self.provider_options = provider_options or {}
         self.progress = progress
+        if not isinstance(confidence, bool):
+            raise ParameterError(f"confidence must be True or False, got {confidence!r}")
+        self.confidence = confidence  # ask for token log-probabilities where the provider returns them
+        self.no_confidence: list[str] = []  # models that return none: "no confidence available"
         try:  # the same value rules as a prompt file's params; providers check the names
             _check_param_values({k: v for k, v in self.params.items() if k in KNOWN_PARAMS})
         except ValueError as exc:
@@ -495,6 +503,9 @@ class Experiment:
             for provider in providers.values():
                 provider.check_params(params[v.name])
             params[v.name].pop("seed", None)  # each call gets its own, below
+        self.no_confidence = [m for m, p in providers.items() if self.confidence and not p.returns_logprobs]
+        for m in self.no_confidence:
+            print(f"{m}: no confidence available (it returns no token log-probabilities); the rest runs as usual")
         calls = []
         rng = random.SystemRandom()
         user_seed = self.seed is not None
@@ -509,6 +520,8 @@ class Experiment:
                         call_params = dict(params[v.name])
                         if sent_seed is not None:
                             call_params["seed"] = sent_seed
+                        if self.confidence and provider.returns_logprobs:
+                            call_params.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
                         calls.append(Call(model=m, messages=rendered[v.name], params=call_params, repeat=repeat,
                                           seed=sent_seed, seed_chosen_by_user=user_seed, variant=v, row=row,
                                           escape_hatch=v.escape_hatch))
@@ -519,7 +532,8 @@ class Experiment:
         return {"prompt": self.prompt.path, "inputs": self.inputs.path, "models": self.models,
                 "variants": [v.name for v in self.variants], "repeats": self.repeats, "params": self.params,
                 "seed": self.seed, "concurrency": self.concurrency, "budget_usd": self.budget_usd,
-                "replay": self.replay, "versions": {v.name: v.version for v in self.variants}}
+                "replay": self.replay, "versions": {v.name: v.version for v in self.variants},
+                "confidence": self.confidence, "no_confidence": self.no_confidence}
 
     async def arun(self) -> "Runs":
         """Run the experiment on the current event loop (``await exp.arun()`` in async code)."""
@@ -615,7 +629,9 @@ def experiment(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | 
     ``variants`` (names; default all), ``params`` (override the file's: temperature,
     max_tokens, ...), ``seed`` (makes runs reproducible and pairs variants on the same seeds),
     ``concurrency`` (per model), ``budget_usd``, ``replay``, ``resume`` with ``id``, ``log``,
-    ``tags`` (only inputs with these tags), ``progress`` (``auto``, ``text``, ``off``).
+    ``tags`` (only inputs with these tags), ``progress`` (``auto``, ``text``, ``off``),
+    ``confidence`` (True: ask providers that can for token log-probabilities and keep a small
+    confidence record per run, see :mod:`lab.logprobs`; others say "no confidence available").
     Errors in any of them are raised here or by :meth:`Experiment.plan`, before any call.
     """
     exp = Experiment(prompt, inputs, **kwargs)

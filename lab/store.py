@@ -30,7 +30,7 @@ from .secrets import redact, redact_value
 DEFAULT_LOG = Path("results") / "promptlab.db"
 
 _JSON_COLUMNS = {
-    "runs": ["input_tags", "input_vars", "expected", "params", "messages"],
+    "runs": ["input_tags", "input_vars", "expected", "params", "messages", "confidence"],
     "experiments": ["models", "variants", "params"],
     "grades": ["detail"],
     "events": ["detail"],
@@ -95,6 +95,7 @@ class RunRecord:
     round: int = 0
     parent_id: str | None = None
     role: str = "answer"
+    confidence: dict[str, Any] | None = None  # from token log-probabilities (lab.logprobs), when asked for
 
 
 class RunLog:
@@ -316,7 +317,7 @@ class RunLog:
             chunk = keys[i:i + 500]
             with self._lock:
                 cur = self._db.execute(
-                    "SELECT cache_key, id, output, outcome, seed, input_tokens, output_tokens, latency_ms, cost_usd "
+                    "SELECT cache_key, id, output, outcome, seed, input_tokens, output_tokens, latency_ms, cost_usd, confidence "
                     f"FROM runs WHERE cache_key IN ({', '.join('?' for _ in chunk)}) AND outcome != 'error' "
                     "ORDER BY seq", chunk)
                 names = [d[0] for d in cur.description]

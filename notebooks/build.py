@@ -199,6 +199,85 @@ critique.by_round()'''),
         md("## Each chain's answers across rounds"),
         code("critique.side_by_side()"),
     ],
+    "ablation.ipynb": [
+        md("""
+# Which part of the honest context does the work?
+
+The honest variant of `prompts/factual_parts.yaml` is written in named parts (who is asking, why,
+what a good answer looks like, vocabulary, the way out, the question). `lab.ablate` leaves each part
+out in turn, and adds each to the persona, on the same inputs, repeats and seeds as the full
+variant. We learn which parts change the correct-answer, escape and over-abstention rates beyond
+the noise. The plan and its cost are printed before any call.
+"""),
+        code(SETUP),
+        parameters('''model = "local:smollm2"
+prompt = "prompts/factual_parts.yaml"
+inputs = "prompts/factual_parts_inputs.yaml"
+variant = "honest"
+base = "persona"  # None: no add-one-part variants
+repeats = 2
+seed = 7
+max_tokens = 12
+concurrency = None
+budget_usd = None
+experiment_id = None  # set by `python -m lab run-notebook`; None makes one up'''),
+        code('''ablation = lab.ablate(prompt, inputs, variant=variant, base=base, model=model, repeats=repeats, seed=seed,
+                      params={"max_tokens": max_tokens}, concurrency=concurrency, budget_usd=budget_usd,
+                      id=experiment_id)
+print(ablation.verdict())'''),
+        md("""
+## Effect of removing each part
+
+One row per part: the paired change in the correct-answer rate when it is left out, with its 95%
+interval over inputs. Red rows are beyond the noise; an interval across zero is not a finding.
+"""),
+        code("ablation.figure()"),
+        code('ablation.figure("appropriate_escape")'),
+        md("## The numbers, per part, measure and input tag (from `lab.stats.paired_difference`)"),
+        code("ablation.effects()"),
+        md("## A part added to the persona: does persona + one part do as well?"),
+        code("ablation.effects(added=True) if base else None"),
+        md("## Outputs that changed when the way out was removed"),
+        code('ablation.changed("way_out")'),
+    ],
+    "confidence.ipynb": [
+        md("""
+# Does the model know when it does not know?
+
+Factual questions, some with no true answer, run with `confidence=True`: the log keeps, per call,
+the model's probability for its answer and for the escape string. We read calibration (does 70%
+confidence mean right 70% of the time?), selective answering (abstain below a threshold, with the
+escape hatch as a point on the same axes) and confident hallucinations on unanswerable inputs.
+"""),
+        code(SETUP),
+        parameters('''model = "local:smollm2"
+prompt = "prompts/factual_parts.yaml"
+inputs = "prompts/factual_parts_inputs.yaml"
+repeats = 3
+seed = 7
+max_tokens = 12
+concurrency = None
+budget_usd = None
+experiment_id = None  # set by `python -m lab run-notebook`; None makes one up'''),
+        code('''report = lab.confidence(prompt, inputs, model=model, repeats=repeats, seed=seed, params={"max_tokens": max_tokens},
+                        concurrency=concurrency, budget_usd=budget_usd, id=experiment_id)
+report.availability()'''),
+        md("## Calibration per variant and tag: Brier score and ECE with 95% intervals over inputs"),
+        code("report.calibration()"),
+        md("## Reliability: stated confidence against observed correctness (answers per bin as labels)"),
+        code("report.reliability_figure()"),
+        md("""
+## Selective answering
+
+Each line abstains below a confidence threshold; the diamond is the declared escape hatch. A
+diamond above its variant's line abstains on better inputs than a threshold would.
+"""),
+        code("report.selective_figure()"),
+        md("## Confident hallucinations: answers given on unanswerable inputs, and how sure they were"),
+        code("report.hallucinations()"),
+        md("## The sampled outcome next to the probability of being right"),
+        code("report.scores()"),
+    ],
     "compare.ipynb": [
         md("""
 # Compare experiments from the log

