@@ -139,14 +139,39 @@ def outcome_rates(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, by:
             rows.append({"tag": tag, by: group, "category": cat, "rate": 100 * k / n, "k": k, "n": n,
                          "plus": 100 * (hi - k / n), "minus": 100 * (k / n - lo)})
     table = pd.DataFrame(rows)
+    table["label"] = [f"{k}/{n}" for k, n in zip(table["k"], table["n"])]
     cats = [c for c in CATEGORY_ORDER if c in set(table["category"])]
-    fig = px.bar(table, x=by, y="rate", color="category", barmode="group", facet_col="tag", facet_col_wrap=4,
-                 error_y="plus", error_y_minus="minus", category_orders={"category": cats},
-                 color_discrete_map=CATEGORY_COLORS, hover_data={"k": True, "n": True, "plus": False, "minus": False},
+    panels = table["tag"].nunique()
+    cols = min(panels, FACET_COLUMNS)
+    grid_rows = math.ceil(panels / cols)
+    fig = px.bar(table, x=by, y="rate", color="category", barmode="group", facet_col="tag", facet_col_wrap=cols,
+                 facet_row_spacing=0.3 / grid_rows if grid_rows > 1 else 0.0, facet_col_spacing=0.04,
+                 error_y="plus", error_y_minus="minus", category_orders={"category": cats}, text="label",
+                 color_discrete_map=CATEGORY_COLORS,
+                 hover_data={"k": True, "n": True, "plus": False, "minus": False, "label": False},
                  labels={"rate": "share of calls (%)", by: by, "category": "outcome"}, title=title)
     fig.for_each_annotation(lambda a: a.update(text=a.text.replace("tag=", "tag: ")))
-    fig.update_yaxes(range=[0, 105])
+    _facet_layout(fig, grid_rows, "share of calls (%)")
+    fig.update_traces(textposition="outside", cliponaxis=False, textfont_size=10)
+    fig.update_yaxes(range=[0, 118])
     return fig
+
+
+FACET_COLUMNS = 4  # panels per row: up to 8 tags make two rows that do not overlap
+
+
+def _facet_layout(fig: go.Figure, grid_rows: int, y_title: str) -> None:
+    """Room for every panel of a wrapped facet grid: height grows with the rows, the y title is
+    written once (a title per row sits on the panel to its left), the legend goes above the plot."""
+    fig.for_each_yaxis(lambda a: a.update(title_text=""))
+    fig.update_layout(height=140 + 300 * grid_rows, margin={"l": 70, "r": 20, "t": 110, "b": 60},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0 + 0.12 / grid_rows, "x": 0,
+                              "title": {"text": ""}})
+    if grid_rows == 1:
+        fig.update_layout(yaxis_title_text=y_title)
+    else:
+        fig.add_annotation(text=y_title, textangle=-90, showarrow=False, xref="paper", yref="paper", x=-0.06,
+                           y=0.5, xanchor="center", yanchor="middle", font={"size": 14})
 
 
 def _pair_values(runs: pd.DataFrame, grades: pd.DataFrame | None, metric: Metric) -> pd.Series:
@@ -195,13 +220,16 @@ def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame |
         rows.append({"group": name, "mean": 100 * mean, "half": 100 * half if half == half else 0.0, "pairs": n})
     table = pd.DataFrame(rows)
     fig = go.Figure(go.Scatter(
-        x=table["mean"], y=table["group"], mode="markers", marker={"size": 11},
+        x=table["mean"], y=table["group"], mode="markers+text", marker={"size": 11},
+        text=[f"n={n}" for n in table["pairs"]], textposition="top center",
         error_x={"type": "data", "array": table["half"]}, customdata=table["pairs"],
         hovertemplate="%{y}: %{x:.1f} points (%{customdata} pairs)<extra></extra>",
     ))
     fig.add_vline(x=0, line_dash="dash", line_color="gray")
+    # a difference of two rates lives in -100..100 points: a fixed axis keeps figures comparable
     fig.update_layout(title=title, xaxis_title=f"{what}, {b} − {a} (percentage points)",
-                      yaxis_title="inputs", yaxis={"autorange": "reversed"})
+                      xaxis={"range": [-105, 105], "dtick": 25, "zeroline": False},
+                      yaxis_title="inputs", yaxis={"autorange": "reversed"}, height=160 + 45 * len(table))
     return fig
 
 
@@ -209,7 +237,7 @@ def retry_spread(runs: pd.DataFrame) -> go.Figure:
     """For each input (and variant): agreement across retries, the share of samples giving the most
     common answer (first word, case ignored). Consistent answers suggest the model "knows";
     scatter suggests guessing. The label on each bar is the number of distinct answers."""
-    title = "Retry spread per input: agreement across samples (label: distinct answers)"
+    title = "Retry spread per input: agreement across samples (label: distinct answers, n samples)"
     df = runs[(runs["outcome"] != "error") & (runs["role"].fillna("answer") == "answer")].copy() if len(runs) else runs
     if df.empty:
         return _empty(title)
@@ -222,7 +250,7 @@ def retry_spread(runs: pd.DataFrame) -> go.Figure:
                      "agreement": 100 * counts.iloc[0] / len(part),
                      "answers": ", ".join(f"{k} ×{v}" for k, v in counts.items())})
     table = pd.DataFrame(rows)
-    table["label"] = [f"{int(n)} distinct" for n in table["distinct"]]
+    table["label"] = [f"{int(d)} distinct · n={int(n)}" for d, n in zip(table["distinct"], table["samples"])]
     fig = px.bar(table, x="input_id", y="agreement", color="variant", barmode="group", text="label",
                  hover_data={"samples": True, "answers": True, "distinct": True},
                  labels={"agreement": "samples agreeing with the most common answer (%)", "input_id": "input"},
@@ -247,8 +275,9 @@ def critique_rounds(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, l
     for var, part in df.groupby("variant", sort=False):
         agg = part.groupby("round")["score"].agg(["mean", "count", "std"]).reset_index()
         half = [_mean_half(m, s, n, level) for m, s, n in zip(agg["mean"], agg["std"], agg["count"])]
-        fig.add_trace(go.Scatter(x=agg["round"], y=100 * agg["mean"], mode="lines+markers", name=var,
+        fig.add_trace(go.Scatter(x=agg["round"], y=100 * agg["mean"], mode="lines+markers+text", name=var,
                                  error_y={"type": "data", "array": [100 * h for h in half]},
+                                 text=[f"n={n}" for n in agg["count"]], textposition="top right",
                                  customdata=agg["count"],
                                  hovertemplate="round %{x}: %{y:.1f}% (n=%{customdata})<extra>" + var + "</extra>"))
     fig.update_layout(title=title, xaxis_title="critique round (number of revisions)",
@@ -278,18 +307,24 @@ def score_by_version(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, 
     if df.empty:
         return _empty(title, "no scorable answers (grade them, or give the inputs an expected answer)")
     df["when"] = pd.to_datetime(df["finished_at"], utc=True, format="ISO8601")
+    # versions are placed in the order they were first run, one tick each, labelled with the minute
+    # (a time axis over a few seconds of work ticks at sub-millisecond spacing)
+    firsts = df.groupby("prompt_version")["when"].min().sort_values()
+    ticks = {v: f"{v[:8]}<br>{t:%Y-%m-%d %H:%M}" for v, t in firsts.items()}
     fig = go.Figure()
     for var, part in df.groupby("variant", sort=False):
         agg = part.groupby("prompt_version").agg(when=("when", "min"), mean=("score", "mean"),
                                                  n=("score", "count"), std=("score", "std")).sort_values("when")
         half = [_mean_half(m, s, n, level) for m, s, n in zip(agg["mean"], agg["std"], agg["n"])]
-        fig.add_trace(go.Scatter(x=agg["when"], y=100 * agg["mean"], mode="lines+markers", name=var,
-                                 error_y={"type": "data", "array": [100 * h for h in half]},
-                                 text=list(agg.index), customdata=agg["n"],
-                                 hovertemplate="version %{text}: %{y:.1f}% (n=%{customdata})<extra>" + var
-                                               + "</extra>"))
-    fig.update_layout(title=title, xaxis_title="first run of the version (UTC)", yaxis_title="mean score (%)",
-                      legend_title="variant")
+        fig.add_trace(go.Scatter(x=[ticks[v] for v in agg.index], y=100 * agg["mean"], mode="lines+markers+text",
+                                 name=var, error_y={"type": "data", "array": [100 * h for h in half]},
+                                 text=[f"n={n}" for n in agg["n"]], textposition="top right",
+                                 customdata=list(zip(agg.index, agg["n"])),
+                                 hovertemplate="version %{customdata[0]}: %{y:.1f}% (n=%{customdata[1]})<extra>"
+                                               + var + "</extra>"))
+    fig.update_layout(title=title, xaxis_title="prompt version, by its first run (UTC)",
+                      yaxis_title="mean score (%)", legend_title="variant",
+                      xaxis={"type": "category", "categoryorder": "array", "categoryarray": list(ticks.values())})
     fig.update_yaxes(range=[-5, 105])
     return fig
 
@@ -303,23 +338,34 @@ def cost_latency(runs: pd.DataFrame, *, by: str = "variant") -> go.Figure:
     df = runs.copy()
     df[by] = _label(df, by)
     fig = make_subplots(rows=1, cols=3, subplot_titles=("latency per call", "output tokens per call",
-                                                        "total cost"))
+                                                        "total cost"), horizontal_spacing=0.09)
     groups = list(dict.fromkeys(df[by]))
     palette = px.colors.qualitative.Plotly
     for i, g in enumerate(groups):
         part = df[df[by] == g]
         color = palette[i % len(palette)]
-        fig.add_trace(go.Box(y=part["latency_ms"], name=g, marker_color=color, legendgroup=g, showlegend=True),
-                      row=1, col=1)
-        fig.add_trace(go.Box(y=part["output_tokens"], name=g, marker_color=color, legendgroup=g, showlegend=False),
-                      row=1, col=2)
+        tick = f"{g}<br>n={len(part)}"
+        fig.add_trace(go.Box(x=[tick] * len(part), y=part["latency_ms"], name=g, marker_color=color, legendgroup=g,
+                             showlegend=True), row=1, col=1)
+        fig.add_trace(go.Box(x=[tick] * len(part), y=part["output_tokens"], name=g, marker_color=color,
+                             legendgroup=g, showlegend=False), row=1, col=2)
         cost = part["cost_usd"].dropna()
-        fig.add_trace(go.Bar(x=[g], y=[float(cost.sum()) if len(cost) else 0.0], marker_color=color,
-                             legendgroup=g, showlegend=False,
-                             hovertemplate="%{x}: $%{y:.6f} over " + f"{len(cost)} priced calls<extra></extra>"),
-                      row=1, col=3)
+        if len(cost):
+            fig.add_trace(go.Bar(x=[f"{g}<br>n={len(cost)} priced"], y=[float(cost.sum())], marker_color=color,
+                                 legendgroup=g, showlegend=False,
+                                 hovertemplate="%{x}: $%{y:.6f}<extra></extra>"), row=1, col=3)
+    unpriced = sorted(df.loc[df["cost_usd"].isna(), "model"].dropna().astype(str).unique())
+    if unpriced:  # say so, rather than draw an empty -1..1 axis or a $0 bar that reads as free
+        fig.add_annotation(text="<br>".join(f"cost unknown for {m}" for m in unpriced), showarrow=False,
+                           xref="x3 domain", yref="y3 domain", x=0.5, y=0.5 if df["cost_usd"].isna().all() else 0.95,
+                           font={"size": 13, "color": "#555"})
+        if df["cost_usd"].isna().all():
+            fig.update_xaxes(visible=False, row=1, col=3)
+            fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=3)
+    for col in (1, 2, 3):
+        fig.update_xaxes(title_text=by, row=1, col=col)
     fig.update_yaxes(title_text="latency (ms)", row=1, col=1)
     fig.update_yaxes(title_text="output tokens", row=1, col=2)
     fig.update_yaxes(title_text="cost (USD)", row=1, col=3)
-    fig.update_layout(title=title, legend_title=by)
+    fig.update_layout(title=title, legend_title=by, boxmode="group")
     return fig
