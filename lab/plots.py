@@ -356,9 +356,10 @@ def cost_latency(runs: pd.DataFrame, *, by: str = "variant") -> go.Figure:
                                  hovertemplate="%{x}: $%{y:.6f}<extra></extra>"), row=1, col=3)
     unpriced = sorted(df.loc[df["cost_usd"].isna(), "model"].dropna().astype(str).unique())
     if unpriced:  # say so, rather than draw an empty -1..1 axis or a $0 bar that reads as free
+        lo, hi = fig.layout.xaxis3.domain
         fig.add_annotation(text="<br>".join(f"cost unknown for {m}" for m in unpriced), showarrow=False,
-                           xref="x3 domain", yref="y3 domain", x=0.5, y=0.5 if df["cost_usd"].isna().all() else 0.95,
-                           font={"size": 13, "color": "#555"})
+                           xref="paper", yref="paper", x=(lo + hi) / 2, xanchor="center",
+                           y=0.5 if df["cost_usd"].isna().all() else 0.95, font={"size": 13, "color": "#555"})
         if df["cost_usd"].isna().all():
             fig.update_xaxes(visible=False, row=1, col=3)
             fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=3)

@@ -46,7 +46,7 @@ def plural(n: int, word: str) -> str:
 
 # a described control shows its whole description (the default width cuts "temperature" to "temperat...")
 WIDE = {"description_width": "initial"}
-CARD_WIDTH = "292px"  # three cards a row in a notebook at 1280 px, five or six at 1920 px
+CARD_WIDTH = "262px"  # three cards a row at 1280 px with the file browser open, five at 1920 px
 UNRATED = ""  # the rating control's placeholder value
 
 
@@ -67,10 +67,10 @@ class SampleCard(W.VBox):
             f'{_pre(body)}</div>'
         )
         self.score = W.Dropdown(options=[("score 1-5", UNRATED), ("1", 1), ("2", 2), ("3", 3), ("4", 4), ("5", 5)],
-                                value=UNRATED, description="rating", style=WIDE, layout=W.Layout(width="136px"),
+                                value=UNRATED, description="rating", style=WIDE, layout=W.Layout(width="130px"),
                                 tooltip="your score for this output, 1 (bad) to 5 (good)")
-        self.note = W.Text(placeholder="note", layout=W.Layout(width="86px"))
-        self.rate_button = W.Button(description="Rate", layout=W.Layout(width="52px"))
+        self.note = W.Text(placeholder="note", layout=W.Layout(width="64px"))
+        self.rate_button = W.Button(description="Rate", layout=W.Layout(width="50px"))
         self.rated = W.HTML("")
         self.blind = False  # a card of a blind comparison: rating it reveals its variant
         self.rate_button.on_click(lambda _: on_rate(self))
@@ -490,11 +490,12 @@ class Workbench(W.VBox):
             for forms in sorted(shown.values(), key=lambda c: -sum(c.values())):
                 rows.append(f"<tr><td>{escaped(group)}</td><td>{sum(forms.values())}/{len(these)}</td>"
                             f"<td>{_pre(forms.most_common(1)[0][0])}</td></tr>")
-        head = "" if blind else "<th>variant</th>"
+        th = "<th style='text-align:left;padding-right:12px'>"
+        head = "" if blind else f"{th}variant</th>"
         if blind:
             rows = [r.replace("<tr><td></td>", "<tr>", 1) for r in rows]
         return ("<b>answers across samples</b><table class='promptlab-frequencies'><tr>" + head +
-                "<th>samples</th><th>answer</th></tr>" + "".join(rows) + "</table>")
+                f"{th}samples</th>{th}answer</th></tr>" + "".join(rows) + "</table>")
 
     def _context(self) -> str:
         turns = self.session.turns
