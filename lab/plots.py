@@ -164,14 +164,14 @@ def _facet_layout(fig: go.Figure, grid_rows: int, y_title: str) -> None:
     """Room for every panel of a wrapped facet grid: height grows with the rows, the y title is
     written once (a title per row sits on the panel to its left), the legend goes above the plot."""
     fig.for_each_yaxis(lambda a: a.update(title_text=""))
-    fig.update_layout(height=140 + 300 * grid_rows, margin={"l": 70, "r": 20, "t": 110, "b": 60},
+    fig.update_layout(height=140 + 300 * grid_rows, margin={"l": 80, "r": 20, "t": 110, "b": 60},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.0 + 0.12 / grid_rows, "x": 0,
                               "title": {"text": ""}})
     if grid_rows == 1:
         fig.update_layout(yaxis_title_text=y_title)
     else:
-        fig.add_annotation(text=y_title, textangle=-90, showarrow=False, xref="paper", yref="paper", x=-0.06,
-                           y=0.5, xanchor="center", yanchor="middle", font={"size": 14})
+        fig.add_annotation(text=y_title, textangle=-90, showarrow=False, xref="paper", yref="paper", x=0, xshift=-42,
+                           y=0.5, xanchor="right", yanchor="middle", font={"size": 14})
 
 
 def _pair_values(runs: pd.DataFrame, grades: pd.DataFrame | None, metric: Metric) -> pd.Series:
@@ -250,11 +250,12 @@ def retry_spread(runs: pd.DataFrame) -> go.Figure:
                      "agreement": 100 * counts.iloc[0] / len(part),
                      "answers": ", ".join(f"{k} ×{v}" for k, v in counts.items())})
     table = pd.DataFrame(rows)
-    table["label"] = [f"{int(d)} distinct · n={int(n)}" for d, n in zip(table["distinct"], table["samples"])]
+    table["label"] = [f"{int(d)} distinct<br>n={int(n)}" for d, n in zip(table["distinct"], table["samples"])]
     fig = px.bar(table, x="input_id", y="agreement", color="variant", barmode="group", text="label",
                  hover_data={"samples": True, "answers": True, "distinct": True},
                  labels={"agreement": "samples agreeing with the most common answer (%)", "input_id": "input"},
                  title=title)
+    fig.update_traces(textangle=0, textposition="inside", insidetextanchor="end")
     fig.update_yaxes(range=[0, 105])
     return fig
 

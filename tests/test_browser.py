@@ -138,9 +138,11 @@ def _open_workbench(page, base: str, token: str):
 
 
 def _idle(page) -> None:
-    """Wait until the workbench's call in flight has finished (Run is enabled again)."""
-    page.wait_for_function("() => { const b = [...document.querySelectorAll('.promptlab-workbench button')]"
-                           ".find(x => x.textContent.trim() === 'Run'); return b && !b.disabled; }")
+    """Wait until the workbench's call in flight has finished (Run enabled, Cancel disabled again)."""
+    page.wait_for_function("() => { const bs = [...document.querySelectorAll('.promptlab-workbench button')];"
+                           " const run = bs.find(x => x.textContent.trim() === 'Run');"
+                           " const cancel = bs.find(x => x.textContent.trim() === 'Cancel');"
+                           " return run && !run.disabled && cancel && cancel.disabled; }")
 
 
 def _button(bench, text: str):

@@ -91,7 +91,7 @@ def test_retry_spread_counts_distinct_answers_and_agreement(run_log):
     fig = plots.retry_spread(df)
     answers = df["output"].str.casefold().value_counts()
     assert fig.data[0].y[0] == pytest.approx(100 * answers.iloc[0] / 3)
-    assert fig.data[0].text[0] == f"{len(answers)} distinct · n=3"
+    assert fig.data[0].text[0] == f"{len(answers)} distinct<br>n=3"
 
 
 def test_critique_rounds_and_version_figures_read_role_round_and_version(run_log):
