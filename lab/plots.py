@@ -152,7 +152,8 @@ def outcome_rates(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, by:
                  labels={"rate": "share of calls (%)", by: by, "category": "outcome"}, title=title)
     fig.for_each_annotation(lambda a: a.update(text=a.text.replace("tag=", "tag: ")))
     _facet_layout(fig, grid_rows, "share of calls (%)")
-    fig.update_traces(textposition="outside", cliponaxis=False, textfont_size=10)
+    fig.update_traces(textposition="outside", cliponaxis=False, textfont_size=9, textangle=0)
+    fig.update_layout(bargroupgap=0.04)
     fig.update_yaxes(range=[0, 118])
     return fig
 

@@ -241,3 +241,45 @@ def test_the_report_opens_with_the_findings_above_the_first_figure_and_no_stderr
                               " document.querySelector('.js-plotly-plot').getBoundingClientRect().top]")
         assert order[0] < order[1], f"findings at {order[0]} px, first figure at {order[1]} px"
         assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+
+
+def test_compare_view_hides_variant_names_in_the_figure_and_cuts_no_label(jupyterlab, tmp_path):
+    import lab
+    import nbformat
+    from tests import scripted  # noqa: F401  (registers the scripted provider for this process)
+
+    base, token = jupyterlab
+    lab.experiment(str(ROOT / "prompts" / "sentiment.yaml"), inputs=str(ROOT / "prompts" / "sentiment_inputs.yaml"),
+                   model="scripted:seeded", repeats=2, seed=1, log=tmp_path / "log.db", progress="off").run()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import lab\nlab.compare_view()")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "notebooks" / "view.ipynb")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with browser() as b:
+        page = b.new_page(viewport={"width": 1280, "height": 1100})
+        page.set_default_timeout(120_000)
+        page.goto(f"{base}/lab/tree/notebooks/view.ipynb?token={token}")
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel")
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        view = page.locator(".promptlab-compare")
+        view.wait_for()
+        view.locator(".js-plotly-plot .main-svg").first.wait_for()
+        listed = view.locator("select").first.inner_text().replace("\xa0", " ")
+        assert listed.startswith("sentiment · ") and "32 calls" in listed  # task, time and size, not raw ids
+        view.locator(".widget-checkbox input").first.check()
+        page.wait_for_function("() => !document.querySelector('.promptlab-compare').innerText.includes('persona')"
+                               " && document.querySelector('.promptlab-compare .js-plotly-plot .main-svg')")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "compare-view-blind.png"), full_page=True)
+        svg = view.locator(".js-plotly-plot").first.evaluate("d => d.textContent")
+        assert "variant A" in svg and "persona" not in svg and "honest" not in svg
+        assert "persona" not in view.inner_text() and "honest" not in view.inner_text()
+        cut = page.evaluate(CUT, ".promptlab-compare .widget-label, .promptlab-compare button")
+        assert cut == [], f"cut labels: {cut}"
+        top = page.evaluate("() => [document.querySelector('.promptlab-compare .promptlab-findings')"
+                            ".getBoundingClientRect().top, document.querySelector('.promptlab-compare"
+                            " .js-plotly-plot').getBoundingClientRect().top]")
+        assert top[0] < top[1]

@@ -348,6 +348,10 @@ def test_blind_compare_view_hides_variant_names_in_findings_figure_and_table(run
         shown = str(view.plot.outputs) + view.findings.value + str(view.table.outputs)
         assert "persona" not in shown and "honest" not in shown, name
     assert "variant A" in view.findings.value
+    assert {label for label, _ in view.variants.options} == {"variant A", "variant B"}  # the picker too
+    view.variants.value = ("persona",)  # choosing one keeps its letter in the figure
+    letter = dict((v, label) for label, v in view.variants.options)["persona"]
+    assert letter in str(view.plot.outputs) and "persona" not in str(view.plot.outputs)
 
 
 FIGURE_NAMES = ["outcome rates by tag", "paired difference", "retry spread", "score by prompt version",

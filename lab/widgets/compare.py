@@ -38,22 +38,23 @@ def figure_output(fig: Any) -> dict[str, Any]:
 
 
 def blind_names(runs: pd.DataFrame) -> dict[str, str]:
-    """Variant name -> "variant A", "variant B", ... in an order shuffled by the selection (the
-    same selection gets the same letters, so the figure and the table agree)."""
+    """Variant name -> "variant A", "variant B", ... in an order shuffled by the experiments (the
+    same experiments get the same letters, so the picker, the figure and the table agree)."""
     import random
 
     variants = sorted(runs["variant"].dropna().astype(str).unique()) if len(runs) else []
     shuffled = list(variants)
-    random.Random(len(runs)).shuffle(shuffled)
+    exps = sorted(runs["experiment_id"].dropna().astype(str).unique()) if len(runs) else []
+    random.Random("|".join(exps)).shuffle(shuffled)
     return {v: f"variant {chr(65 + shuffled.index(v))}" for v in variants}
 
 
-def blinded(runs: pd.DataFrame) -> pd.DataFrame:
+def blinded(runs: pd.DataFrame, names: dict[str, str] | None = None) -> pd.DataFrame:
     """``runs`` with every variant name (and the prompt version, which would tell them apart)
     replaced, for figures and tables that must not say which variant is which."""
     if runs.empty:
         return runs
-    names = blind_names(runs)
+    names = names if names is not None else blind_names(runs)
     out = runs.copy()
     out["variant"] = out["variant"].map(lambda v: names.get(str(v), v) if v is not None else v)
     if "prompt_version" in out:
@@ -169,8 +170,9 @@ class CompareView(W.VBox):
         self.findings.add_class("promptlab-findings-area")
         self.plot = W.Output()
         self.table = W.Output()
+        self._names: dict[str, str] = {}
         for w in (self.experiments, self.variants, self.tags, self.figure, self.blind):
-            w.observe(lambda _c, w=w: self._update(choices=w is self.experiments), names="value")
+            w.observe(lambda _c, w=w: self._update(choices=w in (self.experiments, self.blind)), names="value")
         self.refresh.on_click(lambda _: self._refresh())
         super().__init__([W.HBox([self.experiments, self.variants, self.tags], layout=W.Layout(flex_flow="row wrap")),
                           W.HBox([self.figure, self.blind, self.refresh]), self.status, self.findings, self.plot,
@@ -213,10 +215,16 @@ class CompareView(W.VBox):
                 all_runs = self.run_log.runs(experiment=list(self.experiments.value)) if self.experiments.value else None
                 variants = sorted(all_runs["variant"].dropna().unique()) if all_runs is not None else []
                 tags = sorted({t for ts in all_runs["input_tags"] for t in (ts or [])}) if all_runs is not None else []
-                self.variants.options, self.tags.options = variants, tags
+                self._names = blind_names(all_runs) if all_runs is not None else {}
+                keep = self.variants.value
+                # blind: the picker names the variants as the figure does
+                self.variants.options = (sorted((self._names.get(v, v), v) for v in variants) if self.blind.value
+                                         else variants)
+                self.variants.value = tuple(v for v in keep if v in variants)
+                self.tags.options = tags
             runs = self.selected_runs()
             if self.blind.value:
-                runs = blinded(runs)
+                runs = blinded(runs, self._names)
             grades = self.run_log.grades()
             variants = list(dict.fromkeys(runs["variant"].dropna())) if len(runs) else []
             a, b = (variants + [None, None])[:2]
