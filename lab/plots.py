@@ -222,7 +222,7 @@ def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame |
     table = pd.DataFrame(rows)
     fig = go.Figure(go.Scatter(
         x=table["mean"], y=table["group"], mode="markers+text", marker={"size": 11},
-        text=[f"n={n}" for n in table["pairs"]], textposition="top center",
+        text=[f"  n={n}" for n in table["pairs"]], textposition="middle right",
         error_x={"type": "data", "array": table["half"]}, customdata=table["pairs"],
         hovertemplate="%{y}: %{x:.1f} points (%{customdata} pairs)<extra></extra>",
     ))
@@ -365,6 +365,14 @@ def cost_latency(runs: pd.DataFrame, *, by: str = "variant") -> go.Figure:
         if df["cost_usd"].isna().all():
             fig.update_xaxes(visible=False, row=1, col=3)
             fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=3)
+    priced = df["cost_usd"].dropna()
+    if len(priced) and float(priced.sum()) == 0.0:  # a $0 bar on an empty -1..1 axis reads as "nothing here"
+        free = sorted(df.loc[df["cost_usd"].notna(), "model"].dropna().astype(str).unique())
+        lo, hi = fig.layout.xaxis3.domain
+        fig.add_annotation(text="<br>".join(f"$0: no per-call price for {m}" for m in free), showarrow=False,
+                           xref="paper", yref="paper", x=(lo + hi) / 2, xanchor="center", y=0.6,
+                           font={"size": 13, "color": "#555"})
+        fig.update_yaxes(range=[0, 1], row=1, col=3)
     for col in (1, 2, 3):
         fig.update_xaxes(title_text=by, row=1, col=col)
     fig.update_yaxes(title_text="latency (ms)", row=1, col=1)

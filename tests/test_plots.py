@@ -120,7 +120,7 @@ def test_every_rate_bar_and_point_carries_its_n(sentiment_runs):
     for trace in bars.data:
         assert all(re.fullmatch(r"\d+/\d+", t) for t in trace.text)
     diff = plots.paired_difference(sentiment_runs, "persona", "honest")
-    assert list(diff.data[0].text)[0] == "n=24"
+    assert list(diff.data[0].text)[0].strip() == "n=24"
     cost = plots.cost_latency(sentiment_runs)
     assert all("n=24" in str(x) for t in cost.data for x in t.x)
 
@@ -164,3 +164,10 @@ def test_cost_panel_says_cost_unknown_for_the_model_instead_of_an_empty_axis(sen
     assert any("cost unknown for scripted:seeded" in a.text for a in fig.layout.annotations)
     assert not any(t.type == "bar" for t in fig.data)  # no $0 bar that reads as "free"
     assert all(fig.layout[f"xaxis{i}"].title.text == "variant" for i in ("", "2", "3"))
+
+
+def test_a_free_model_says_so_on_the_cost_panel(sentiment_runs):
+    runs = sentiment_runs.assign(cost_usd=0.0)
+    fig = plots.cost_latency(runs)
+    assert any("$0: no per-call price for scripted:seeded" in a.text for a in fig.layout.annotations)
+    assert tuple(fig.layout.yaxis3.range) == (0, 1)
