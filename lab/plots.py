@@ -12,6 +12,7 @@ are A - B as named in the call. Escaped and error rows are outcomes of their own
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -118,15 +119,40 @@ def outcome_rates(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, by:
     table = table[table["tag"] != "all"] if split_by_tag else table[table["tag"] == "all inputs"]
     table = table.assign(rate=100 * table["rate"], plus=100 * (table["high"] - table["rate"]),
                          minus=100 * (table["rate"] - table["low"]))
+    table["label"] = [f"{int(k)}/{int(n)}" for k, n in zip(table["k"], table["n"])]
     cats = [c for c in CATEGORY_ORDER if c in set(table["category"])]
-    fig = px.bar(table, x=by, y="rate", color="category", barmode="group", facet_col="tag", facet_col_wrap=4,
-                 error_y="plus", error_y_minus="minus", category_orders={"category": cats},
+    panels = table["tag"].nunique()
+    cols = min(panels, FACET_COLUMNS)
+    grid_rows = math.ceil(panels / cols)
+    fig = px.bar(table, x=by, y="rate", color="category", barmode="group", facet_col="tag", facet_col_wrap=cols,
+                 facet_row_spacing=0.3 / grid_rows if grid_rows > 1 else 0.0, facet_col_spacing=0.04,
+                 error_y="plus", error_y_minus="minus", category_orders={"category": cats}, text="label",
                  color_discrete_map=CATEGORY_COLORS,
-                 hover_data={"k": True, "n": True, "inputs": True, "plus": False, "minus": False},
+                 hover_data={"k": True, "n": True, "inputs": True, "plus": False, "minus": False, "label": False},
                  labels={"rate": "share of calls (%)", by: by, "category": "outcome"}, title=title)
     fig.for_each_annotation(lambda a: a.update(text=a.text.replace("tag=", "tag: ")))
-    fig.update_yaxes(range=[0, 105])
+    _facet_layout(fig, grid_rows, "share of calls (%)")
+    fig.update_traces(textposition="outside", cliponaxis=False, textfont_size=9, textangle=0)
+    fig.update_layout(bargroupgap=0.04)
+    fig.update_yaxes(range=[0, 118])
     return fig
+
+
+FACET_COLUMNS = 4  # panels per row: up to 8 tags make two rows that do not overlap
+
+
+def _facet_layout(fig: go.Figure, grid_rows: int, y_title: str) -> None:
+    """Room for every panel of a wrapped facet grid: height grows with the rows, the y title is
+    written once (a title per row sits on the panel to its left), the legend goes above the plot."""
+    fig.for_each_yaxis(lambda a: a.update(title_text=""))
+    fig.update_layout(height=140 + 300 * grid_rows, margin={"l": 80, "r": 20, "t": 110, "b": 60},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0 + 0.12 / grid_rows, "x": 0,
+                              "title": {"text": ""}})
+    if grid_rows == 1:
+        fig.update_layout(yaxis_title_text=y_title)
+    else:
+        fig.add_annotation(text=y_title, textangle=-90, showarrow=False, xref="paper", yref="paper", x=0, xshift=-42,
+                           y=0.5, xanchor="right", yanchor="middle", font={"size": 14})
 
 
 _METRIC_VALUE = {"correct": "passed", "score": "score", "escaped": "escaped", "answered": "answered", "error": "error"}
@@ -161,7 +187,9 @@ def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame |
     table["group"] = ["all inputs" if t == "all" else f"tag: {t}" for t in table["tag"]]
     mean, low, high = 100 * table["difference"], 100 * table["low"], 100 * table["high"]
     fig = go.Figure(go.Scatter(
-        x=mean, y=table["group"], mode="markers", marker={"size": 11},
+        x=mean, y=table["group"], mode="markers+text", marker={"size": 11},
+        text=[f"  n={i} inputs, {p} pairs" for i, p in zip(table["inputs"], table["pairs"])],
+        textposition="middle right",
         error_x={"type": "data", "symmetric": False, "array": (high - mean).fillna(0),
                  "arrayminus": (mean - low).fillna(0)},
         customdata=np.stack([table["pairs"], table["inputs"], table["verdict"]], axis=-1),
@@ -170,9 +198,9 @@ def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame |
     ))
     fig.add_vline(x=0, line_dash="dash", line_color="gray")
     fig.update_layout(title=title, xaxis_title=f"{what}, {a} − {b} (percentage points)",
-                      yaxis_title="inputs", yaxis={"autorange": "reversed"})
-    if value != "score":
-        fig.update_xaxes(range=[-105, 105])
+                      yaxis_title="inputs", yaxis={"autorange": "reversed"}, height=160 + 45 * len(table))
+    if value != "score":  # a difference of two rates lives in -100..100 points: a fixed axis keeps figures comparable
+        fig.update_xaxes(range=[-105, 105], dtick=25, zeroline=False)
     return fig
 
 
@@ -180,7 +208,7 @@ def retry_spread(runs: pd.DataFrame) -> go.Figure:
     """For each input (and variant): agreement across retries, the share of samples giving the most
     common answer (the whole output, normalized as ``lab.grading.normalize`` does). Consistent answers suggest the model "knows";
     scatter suggests guessing. The label on each bar is the number of distinct answers."""
-    title = "Retry spread per input: agreement across samples (label: distinct answers)"
+    title = "Retry spread per input: agreement across samples (label: distinct answers, n samples)"
     df = runs[(runs["outcome"] != "error") & (runs["role"].fillna("answer") == "answer")].copy() if len(runs) else runs
     if df.empty:
         return _empty(title)
@@ -195,11 +223,12 @@ def retry_spread(runs: pd.DataFrame) -> go.Figure:
                      "agreement": 100 * counts.iloc[0] / len(part),
                      "answers": ", ".join(f"{k} ×{v}" for k, v in counts.items())})
     table = pd.DataFrame(rows)
-    table["label"] = [f"{int(n)} distinct" for n in table["distinct"]]
+    table["label"] = [f"{int(d)} distinct<br>n={int(n)}" for d, n in zip(table["distinct"], table["samples"])]
     fig = px.bar(table, x="input_id", y="agreement", color="variant", barmode="group", text="label",
                  hover_data={"samples": True, "answers": True, "distinct": True},
                  labels={"agreement": "samples agreeing with the most common answer (%)", "input_id": "input"},
                  title=title)
+    fig.update_traces(textangle=0, textposition="inside", insidetextanchor="end")
     fig.update_yaxes(range=[0, 105])
     return fig
 
@@ -221,7 +250,8 @@ def critique_rounds(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, l
     fig = go.Figure()
     for var, part in df.groupby("variant", sort=False):
         agg = means(part, value="score", by="round", confidence=level, bounds=(0.0, 1.0)).reset_index()
-        fig.add_trace(go.Scatter(x=agg["round"], y=100 * agg["mean"], mode="lines+markers", name=var,
+        fig.add_trace(go.Scatter(x=agg["round"], y=100 * agg["mean"], mode="lines+markers+text", name=var,
+                                 text=[f"n={n}" for n in agg["n"]], textposition="top right",
                                  error_y={"type": "data", "symmetric": False,
                                           "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
                                           "arrayminus": (100 * (agg["mean"] - agg["low"])).fillna(0)},
@@ -248,20 +278,26 @@ def score_by_version(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, 
     df["when"] = pd.to_datetime(df["finished_at"], utc=True, format="ISO8601")
     from .stats import means
 
+    # versions are placed in the order they were first run, one tick each, labelled with the minute
+    # (a time axis over a few seconds of work ticks at sub-millisecond spacing)
+    firsts = df.groupby("prompt_version")["when"].min().sort_values()
+    ticks = {v: f"{v[:8]}<br>{t:%Y-%m-%d %H:%M}" for v, t in firsts.items()}
     fig = go.Figure()
     for var, part in df.groupby("variant", sort=False):
         agg = means(part, value="score", by="prompt_version", confidence=level, bounds=(0.0, 1.0))
         agg["when"] = part.groupby("prompt_version")["when"].min()
         agg = agg.sort_values("when")
-        fig.add_trace(go.Scatter(x=agg["when"], y=100 * agg["mean"], mode="lines+markers", name=var,
-                                 error_y={"type": "data", "symmetric": False,
-                                          "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
-                                          "arrayminus": (100 * (agg["mean"] - agg["low"])).fillna(0)},
-                                 text=list(agg.index), customdata=agg["n"],
-                                 hovertemplate="version %{text}: %{y:.1f}% (n=%{customdata})<extra>" + var
-                                               + "</extra>"))
-    fig.update_layout(title=title, xaxis_title="first run of the version (UTC)", yaxis_title="mean score (%)",
-                      legend_title="variant")
+        fig.add_trace(go.Scatter(x=[ticks[v] for v in agg.index], y=100 * agg["mean"], mode="lines+markers+text",
+                                 name=var, error_y={"type": "data", "symmetric": False,
+                                                    "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
+                                                    "arrayminus": (100 * (agg["mean"] - agg["low"])).fillna(0)},
+                                 text=[f"n={n}" for n in agg["n"]], textposition="top right",
+                                 customdata=list(zip(agg.index, agg["n"])),
+                                 hovertemplate="version %{customdata[0]}: %{y:.1f}% (n=%{customdata[1]})<extra>"
+                                               + var + "</extra>"))
+    fig.update_layout(title=title, xaxis_title="prompt version, by its first run (UTC)",
+                      yaxis_title="mean score (%)", legend_title="variant",
+                      xaxis={"type": "category", "categoryorder": "array", "categoryarray": list(ticks.values())})
     fig.update_yaxes(range=[-5, 105])
     return fig
 
@@ -275,29 +311,46 @@ def cost_latency(runs: pd.DataFrame, *, by: str = "variant") -> go.Figure:
     df = runs.copy()
     df[by] = _label(df, by)
     fig = make_subplots(rows=1, cols=3, subplot_titles=("latency per call", "output tokens per call",
-                                                        "total cost"))
+                                                        "total cost"), horizontal_spacing=0.09)
     groups = list(dict.fromkeys(df[by]))
     palette = px.colors.qualitative.Plotly
     for i, g in enumerate(groups):
         part = df[df[by] == g]
         color = palette[i % len(palette)]
-        fig.add_trace(go.Box(y=part["latency_ms"], name=g, marker_color=color, legendgroup=g, showlegend=True),
-                      row=1, col=1)
-        fig.add_trace(go.Box(y=part["output_tokens"], name=g, marker_color=color, legendgroup=g, showlegend=False),
-                      row=1, col=2)
+        tick = f"{g}<br>n={len(part)}"
+        fig.add_trace(go.Box(x=[tick] * len(part), y=part["latency_ms"], name=g, marker_color=color, legendgroup=g,
+                             showlegend=True), row=1, col=1)
+        fig.add_trace(go.Box(x=[tick] * len(part), y=part["output_tokens"], name=g, marker_color=color,
+                             legendgroup=g, showlegend=False), row=1, col=2)
         cost = part["cost_usd"].dropna()
-        fig.add_trace(go.Bar(x=[g], y=[float(cost.sum()) if len(cost) else 0.0], marker_color=color,
-                             legendgroup=g, showlegend=False,
-                             hovertemplate="%{x}: $%{y:.6f} over " + f"{len(cost)} priced calls<extra></extra>"),
-                      row=1, col=3)
+        if len(cost):
+            fig.add_trace(go.Bar(x=[f"{g}<br>n={len(cost)} priced"], y=[float(cost.sum())], marker_color=color,
+                                 legendgroup=g, showlegend=False,
+                                 hovertemplate="%{x}: $%{y:.6f}<extra></extra>"), row=1, col=3)
+    unpriced = sorted(df.loc[df["cost_usd"].isna(), "model"].dropna().astype(str).unique())
+    if unpriced:  # say so, rather than draw an empty -1..1 axis or a $0 bar that reads as free
+        lo, hi = fig.layout.xaxis3.domain
+        fig.add_annotation(text="<br>".join(f"cost unknown for {m}" for m in unpriced), showarrow=False,
+                           xref="paper", yref="paper", x=(lo + hi) / 2, xanchor="center",
+                           y=0.5 if df["cost_usd"].isna().all() else 0.95, font={"size": 13, "color": "#555"})
+        if df["cost_usd"].isna().all():
+            fig.update_xaxes(visible=False, row=1, col=3)
+            fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=3)
+    priced = df["cost_usd"].dropna()
+    if len(priced) and float(priced.sum()) == 0.0:  # a $0 bar on an empty -1..1 axis reads as "nothing here"
+        free = sorted(df.loc[df["cost_usd"].notna(), "model"].dropna().astype(str).unique())
+        lo, hi = fig.layout.xaxis3.domain
+        fig.add_annotation(text="<br>".join(f"$0: no per-call price for {m}" for m in free), showarrow=False,
+                           xref="paper", yref="paper", x=(lo + hi) / 2, xanchor="center", y=0.6,
+                           font={"size": 13, "color": "#555"})
+        fig.update_yaxes(range=[0, 1], row=1, col=3)
+    for col in (1, 2, 3):
+        fig.update_xaxes(title_text=by, row=1, col=col)
     fig.update_yaxes(title_text="latency (ms)", row=1, col=1)
     fig.update_yaxes(title_text="output tokens", row=1, col=2)
     fig.update_yaxes(title_text="cost (USD)", row=1, col=3)
-    fig.update_layout(title=title, legend_title=by)
+    fig.update_layout(title=title, legend_title=by, boxmode="group")
     return fig
-
-
-# ---- ablation -----------------------------------------------------------------------------------
 
 def ablation_effects(effects: pd.DataFrame, *, measure: str = "correct", tag: str = "all", variant: str = "",
                      confidence: float = 0.95) -> go.Figure:

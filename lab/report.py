@@ -9,8 +9,8 @@ runs it) into ``results/<experiment-id>/``, with its parameters injected after t
 ``parameters`` cell. The experiment id is injected as the ``experiment_id`` parameter, so every
 model call the notebook makes is logged under it; the parameters and the id are recorded in the
 output notebook's metadata (``metadata.promptlab``) and in the log (events ``notebook_started``
-and ``notebook_finished``). The kernel runs with ``PROMPTLAB_PROGRESS=text`` (a live bar would be
-frozen at 0% in the saved notebook) and with the project root as its working folder.
+and ``notebook_finished``). The kernel runs with ``PROMPTLAB_PROGRESS=quiet`` (a live bar would be
+frozen at 0% in the saved notebook, and stderr lines read as errors in the report: one stdout line per batch) and with the project root as its working folder.
 
 The HTML copy opens with no network: nbconvert drops plotly's own output type, so each figure is
 turned into HTML first, with plotly.js embedded once per file (about 5 MB).
@@ -187,7 +187,7 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
                       lab_version=__version__)
     error: str | None = None
     t0 = time.perf_counter()
-    with _environ(PROMPTLAB_PROGRESS="text", PROMPTLAB_LOG=str(log_path), PYDEVD_DISABLE_FILE_VALIDATION="1"):
+    with _environ(PROMPTLAB_PROGRESS="quiet", PROMPTLAB_LOG=str(log_path), PYDEVD_DISABLE_FILE_VALIDATION="1"):
         try:
             papermill.execute_notebook(
                 str(source), str(out_nb), parameters=params, kernel_name=kernel, progress_bar=False,

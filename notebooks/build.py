@@ -82,9 +82,10 @@ experiment_id = None  # None: workbench-<time>-<hex>'''),
 ## What you have tried so far
 
 Re-run this cell after a few calls: the outcome of every call made from the workbench above,
-read back from the run log.
+read back from the run log, with the number of calls on each bar (two calls are not a rate).
+While a blind comparison has unrated samples, the variant names are hidden here too.
 """),
-        code("lab.plots.outcome_rates(lab.log().runs(experiment=wb.experiment_id), split_by_tag=False)"),
+        code("wb.tried_so_far()"),
     ],
     "persona_vs_honest.ipynb": [
         md("""
@@ -293,7 +294,9 @@ as_of = None  # a log version (int) or a UTC timestamp: redraw the log as it was
 chosen = experiments or list(log.experiments()["id"].tail(1))
 runs = log.runs(experiment=chosen, as_of=as_of)
 grades = log.grades(as_of=as_of)
-lab.summary(runs)'''),
+lab.widgets.findings_block(runs, grades)'''),
+        md("## Per variant: calls, outcomes, latency and cost"),
+        code("lab.summary(runs)"),
         md("## Outcomes per variant and input tag"),
         code("lab.plots.outcome_rates(runs, grades)"),
         md("## Score by prompt version: did the edits help?"),

@@ -134,6 +134,8 @@ def test_notebook_runs_headless_and_records_its_parameters_and_experiment_id(exe
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     text = json.dumps(nb)
     assert "0%|" not in text  # no frozen progress bar in the saved notebook
+    # progress is one plain stdout line: stderr is drawn as a pink box that reads like an error
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
     events = lab.log(run.log_path).events(run.experiment_id)
     assert {"notebook_started", "notebook_finished"} <= set(events["kind"])
     started = events[events["kind"] == "notebook_started"].iloc[0]["detail"]

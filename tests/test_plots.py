@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -109,7 +111,7 @@ def test_retry_spread_counts_distinct_answers_and_agreement(run_log):
     fig = plots.retry_spread(df)
     answers = df["output"].str.casefold().value_counts()
     assert fig.data[0].y[0] == pytest.approx(100 * answers.iloc[0] / 3)
-    assert fig.data[0].text[0] == f"{len(answers)} distinct"
+    assert fig.data[0].text[0] == f"{len(answers)} distinct<br>n=3"
 
 
 def test_critique_rounds_and_version_figures_read_role_round_and_version(run_log):
@@ -124,7 +126,7 @@ def test_critique_rounds_and_version_figures_read_role_round_and_version(run_log
     fig = plots.critique_rounds(df, run_log.grades())
     assert list(fig.data[0].x) == [0, 1] and list(fig.data[0].y) == [0.0, 100.0]
     fig = plots.score_by_version(df, run_log.grades())
-    assert list(fig.data[0].text) == ["abc"]
+    assert [c[0] for c in fig.data[0].customdata] == ["abc"] and list(fig.data[0].text) == ["n=1"]  # the answer; revisions are not versions
 
 
 def test_cost_latency_has_three_panels_with_units(sentiment_runs):
@@ -132,3 +134,62 @@ def test_cost_latency_has_three_panels_with_units(sentiment_runs):
     assert {fig.layout.yaxis.title.text, fig.layout.yaxis2.title.text, fig.layout.yaxis3.title.text} == {
         "latency (ms)", "output tokens", "cost (USD)"}
     assert isinstance(sentiment_runs, pd.DataFrame)
+
+
+def test_every_rate_bar_and_point_carries_its_n(sentiment_runs, run_log):
+    bars = plots.outcome_rates(sentiment_runs)
+    for trace in bars.data:
+        assert all(re.fullmatch(r"\d+/\d+", t) for t in trace.text)
+    diff = plots.paired_difference(sentiment_runs, "persona", "honest", run_log.grades())
+    assert list(diff.data[0].text)[0].strip() == "n=8 inputs, 24 pairs"
+    cost = plots.cost_latency(sentiment_runs)
+    assert all("n=24" in str(x) for t in cost.data for x in t.x)
+
+
+def test_a_difference_of_rates_is_drawn_on_a_fixed_minus_100_to_100_point_axis(sentiment_runs, run_log):
+    fig = plots.paired_difference(sentiment_runs, "persona", "honest", run_log.grades())
+    lo, hi = fig.layout.xaxis.range
+    assert lo <= -100 and hi >= 100 and (lo, hi) == tuple(plots.paired_difference(
+        sentiment_runs, "persona", "honest", metric="escaped").layout.xaxis.range)
+
+
+def test_facets_for_eight_tags_wrap_into_rows_that_do_not_overlap(run_log):
+    rows = [{"id": f"i{k}", "text": "x", "tags": [f"tag{k}"], "expected": "positive"} for k in range(8)]
+    exp = lab.experiment("prompts/sentiment.yaml", inputs=rows, model="scripted:seeded", repeats=1, seed=1,
+                         log=run_log)
+    exp.run()
+    fig = plots.outcome_rates(run_log.runs(experiment=exp.id))
+    layout = fig.layout.to_plotly_json()
+    domains = [tuple(v["domain"]) for k, v in layout.items() if k.startswith("yaxis")]
+    rows_ = sorted(set(domains))
+    assert len(rows_) == 2 and rows_[0][1] + 0.05 < rows_[1][0]  # a clear gap for the tick labels
+    assert fig.layout.height >= 600
+    assert not any(v.get("title", {}).get("text") for k, v in layout.items() if k.startswith("yaxis"))
+    assert any(a.text == "share of calls (%)" for a in fig.layout.annotations)  # one y title, outside the panels
+
+
+def test_versions_are_ticks_in_time_order_not_sub_millisecond_times(run_log):
+    from lab.store import RunRecord
+
+    for i, (version, when) in enumerate([("v1aaaaaaaa", "2026-01-01T10:00:00.123456+00:00"),
+                                         ("v2bbbbbbbb", "2026-01-01T10:00:00.923456+00:00")]):
+        run_log.add_run(RunRecord(experiment_id="e", model="m", messages=[], outcome="answered", output="yes",
+                                  expected="yes", variant="v", prompt_version=version, finished_at=when))
+    lab.grade(run_log.runs(), lab.match(), log=run_log)
+    fig = plots.score_by_version(run_log.runs(), run_log.grades())
+    assert fig.layout.xaxis.type == "category"
+    assert list(fig.data[0].x) == ["v1aaaaaa<br>2026-01-01 10:00", "v2bbbbbb<br>2026-01-01 10:00"]
+
+
+def test_cost_panel_says_cost_unknown_for_the_model_instead_of_an_empty_axis(sentiment_runs):
+    fig = plots.cost_latency(sentiment_runs)
+    assert any("cost unknown for scripted:seeded" in a.text for a in fig.layout.annotations)
+    assert not any(t.type == "bar" for t in fig.data)  # no $0 bar that reads as "free"
+    assert all(fig.layout[f"xaxis{i}"].title.text == "variant" for i in ("", "2", "3"))
+
+
+def test_a_free_model_says_so_on_the_cost_panel(sentiment_runs):
+    runs = sentiment_runs.assign(cost_usd=0.0)
+    fig = plots.cost_latency(runs)
+    assert any("$0: no per-call price for scripted:seeded" in a.text for a in fig.layout.annotations)
+    assert tuple(fig.layout.yaxis3.range) == (0, 1)
