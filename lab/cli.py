@@ -12,12 +12,13 @@ import argparse
 import json
 import re
 import sys
-from typing import Any, Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import LabError
 from .secrets import redact
+
+if TYPE_CHECKING:  # pandas is imported by the commands that print tables (`--help` stays fast)
+    import pandas as pd
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Command] = {}
@@ -51,7 +52,9 @@ def _as_text(value: Any) -> Any:
     return value
 
 
-def _print_df(df: pd.DataFrame) -> None:
+def _print_df(df: "pd.DataFrame") -> None:
+    import pandas as pd
+
     df = df.map(_as_text)
     df.index = df.index.map(_as_text)
     with pd.option_context("display.max_columns", 20, "display.width", 160, "display.max_colwidth", 60):
@@ -66,11 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.prompt, inputs=args.inputs, model=args.model, repeats=args.repeats, variants=args.variant,
         params=dict(args.param or []), seed=args.seed, concurrency=args.concurrency, budget_usd=args.budget,
         replay=args.replay, resume=args.resume, log=args.log, id=args.id, tags=args.tag,
-        progress=args.progress,
+        progress=args.progress, max_calls=args.max_calls,
     )
-    print(f"experiment {exp.id}: {len(exp.plan())} calls "
-          f"({len(exp.variants)} variants x {len(exp.inputs)} inputs x {len(exp.models)} models x {exp.repeats} repeats)",
-          flush=True)
+    print(f"experiment {exp.id}: {exp.describe()}", flush=True)
     runs = exp.run()
     print()
     _print_df(runs.summary())
@@ -95,18 +96,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
 @command("show")
 def cmd_show(args: argparse.Namespace) -> int:
     from .store import RunLog
-    from .tables import summary
 
     log = RunLog(args.log)
-    runs = log.runs(experiment=args.experiment)
-    if runs.empty:
+    table = log.summary(args.experiment)  # computed by SQLite: no row is fetched into Python
+    if table.empty:
         print(f"no runs for experiment {args.experiment!r} in {log.path}; `python -m lab runs` lists them",
               file=sys.stderr)
         return 2
-    _print_df(summary(runs))
+    _print_df(table)
     if args.outputs:
         print()
-        _print_df(runs[["variant", "input_id", "repeat", "outcome", "output"]])
+        _print_df(log.runs(experiment=args.experiment, columns=["variant", "input_id", "repeat", "outcome", "output"]))
     return 0
 
 
@@ -248,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="skip calls experiment --id already finished")
     r.add_argument("--id", help="experiment id (needed for --resume)")
     r.add_argument("--progress", choices=["auto", "text", "off"])
+    r.add_argument("--max-calls", type=int, metavar="N",
+                   help="run a plan of up to N calls (default $PROMPTLAB_MAX_CALLS or 1,000,000; larger plans are refused)")
     r.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     s = sub.add_parser("runs", help="list the experiments in the log")
