@@ -329,7 +329,7 @@ class Runner:
             latency_ms=latency_ms, input_tokens=completion.input_tokens if completion else None,
             output_tokens=completion.output_tokens if completion else None, cost=cost, replayed_from=None,
         )
-        self.log.add_run(rec)
+        await self.log.append_run(rec)  # committed (or kept in the recovery file) before the call counts as done
         return rec
 
     def _replayed(self, call: Call, hit: dict[str, Any]) -> RunRecord:
