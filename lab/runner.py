@@ -26,9 +26,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 
 from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
@@ -39,7 +37,9 @@ from .prompts import _check_params as _check_param_values
 from .providers import Provider, get_provider
 from .secrets import looks_like_secret
 from .store import RunLog, RunRecord, new_id, now
-from .tables import summary
+
+if TYPE_CHECKING:  # pandas is imported when a table is read, not to run calls: it is 100 MB of RSS
+    import pandas as pd
 
 DEFAULT_MODEL = "local:smollm2"
 DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0.7, "max_tokens": 256}
@@ -676,10 +676,10 @@ class Runs:
     wall_s: float = 0.0
 
     @property
-    def df(self) -> pd.DataFrame:
+    def df(self) -> "pd.DataFrame":
         return self.log.runs(experiment=self.experiment_id)
 
-    def summary(self) -> pd.DataFrame:
+    def summary(self) -> "pd.DataFrame":
         """Per variant (and model): calls, outcomes, latency, tokens, cost; computed by the log."""
         return self.log.summary(self.experiment_id)
 

@@ -204,13 +204,13 @@ class _Writer:
         with self._wlock:
             return not self._commit(items)
 
-    def submit(self, ticket: _Ticket) -> None:
+    def submit(self, tickets: list[_Ticket]) -> None:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="promptlab-log-writer", daemon=True)
                     self._thread.start()
-        self._q.put(ticket)
+        self._q.put(tickets)
 
     def stop(self) -> None:
         with self._start_lock:
@@ -225,20 +225,20 @@ class _Writer:
 
     def _run(self) -> None:
         while True:
-            t = self._q.get()
-            if t is None:
+            ts = self._q.get()
+            if ts is None:
                 return
-            pending = [t]
+            pending = list(ts)
             stop = False
             while True:  # everything queued meanwhile joins this group
                 try:
-                    t = self._q.get_nowait()
+                    ts = self._q.get_nowait()
                 except queue.Empty:
                     break
-                if t is None:
+                if ts is None:
                     stop = True
                     break
-                pending.append(t)
+                pending.extend(ts)
             try:
                 with self._wlock:
                     recovered = self._commit([it for t in pending for it in t.items])
@@ -347,6 +347,7 @@ class RunLog:
             raise StoreError(f"{self.path}: cannot open the run log ({exc})") from None
         self._lock = threading.Lock()
         self._writer = _Writer(self.path, self.recovery_path, self.busy_timeout_s, self.lock_wait_s)
+        self._outbox: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> tickets to hand off
         weakref.finalize(self, self._writer.stop)
         if self.recovery_path.exists():
             self.ingest_recovery()
@@ -369,8 +370,17 @@ class RunLog:
 
         loop = asyncio.get_running_loop()
         ticket = _Ticket(items, loop, loop.create_future())
-        self._writer.submit(ticket)
+        # rows finished in the same turn of the event loop go to the writer in one hand-off (waking
+        # the writer thread costs a GIL switch each time)
+        batch = self._outbox.get(loop)
+        if batch is None:
+            batch = self._outbox[loop] = []
+            loop.call_soon(self._hand_off, loop)
+        batch.append(ticket)
         await ticket.future
+
+    def _hand_off(self, loop: Any) -> None:
+        self._writer.submit(self._outbox.pop(loop))
 
     def _item(self, table: str, row: dict[str, Any], *, ignore: bool = False) -> Item:
         json_cols = _JSON_COLUMNS.get(table, ())
