@@ -61,6 +61,26 @@ def _print_df(df: "pd.DataFrame") -> None:
         print(df.to_string())
 
 
+def _print_rows(index: list[str], columns: list[str], rows: list[tuple]) -> None:
+    """A small table as pandas would print it (index columns left, values right-aligned), without
+    importing pandas: `show` is done before pandas would have finished importing."""
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and v != v):
+            return "NaN"
+        if isinstance(v, float):
+            return f"{v:g}" if abs(v) >= 1e-4 or v == 0 else f"{v:.6g}"
+        return str(_as_text(v))
+
+    body = [[cell(v) for v in row] for row in rows]
+    k = len(index)
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(index + columns)]
+    head = [" " * widths[i] for i in range(k)] + [h.rjust(widths[k + i]) for i, h in enumerate(columns)]
+    print("  ".join(head).rstrip())
+    print("  ".join(h.ljust(widths[i]) for i, h in enumerate(index)).rstrip())
+    for r in body:
+        print("  ".join([r[i].ljust(widths[i]) for i in range(k)] + [r[i].rjust(widths[i]) for i in range(k, len(r))]))
+
+
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import experiment
@@ -98,12 +118,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .store import RunLog
 
     log = RunLog(args.log)
-    table = log.summary(args.experiment)  # computed by SQLite: no row is fetched into Python
-    if table.empty:
+    by, cols, rows = log.summary_rows(args.experiment)  # computed by SQLite; no pandas needed to print it
+    if not rows:
         print(f"no runs for experiment {args.experiment!r} in {log.path}; `python -m lab runs` lists them",
               file=sys.stderr)
         return 2
-    _print_df(table)
+    _print_rows(by, cols, rows)
     if args.outputs:
         print()
         _print_df(log.runs(experiment=args.experiment, columns=["variant", "input_id", "repeat", "outcome", "output"]))

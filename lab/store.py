@@ -589,12 +589,10 @@ class RunLog:
                                        tag=tag, outcome=outcome, role=role, as_of=as_of)
         return self._query("runs", where, args, columns=None if columns is None else list(columns))
 
-    def summary(self, experiment: str | list[str] | None = None, **filters: Any) -> "pd.DataFrame":
-        """Per variant (and model, when there are several) the same table as ``lab.summary(runs)``,
-        computed by SQLite: n, answered, escaped, errors, mean latency, output tokens and cost
-        (NaN when any call's price is unknown). Filters as :meth:`runs`."""
-        import pandas as pd
-
+    def summary_rows(self, experiment: str | list[str] | None = None,
+                     **filters: Any) -> tuple[list[str], list[str], list[tuple]]:
+        """:meth:`summary` without pandas (for the CLI): the group columns, the value columns and
+        one tuple per group, in order of first appearance."""
         where, args = self._runs_where(experiment, **filters)
         clause = (" WHERE " + " AND ".join(f"({w})" for w in where)) if where else ""
         with self._sql("summarize the runs table"):
@@ -602,14 +600,23 @@ class RunLog:
             by = ["variant"] + (["model"] if models > 1 else [])
             rows = self._db.execute(
                 f"SELECT {', '.join(by)}, count(*), sum(outcome = 'answered'), sum(outcome = 'escaped'),"
-                " sum(outcome = 'error'), avg(latency_ms), sum(output_tokens),"
+                " sum(outcome = 'error'), round(avg(latency_ms), 1), sum(output_tokens),"
                 " CASE WHEN count(cost_usd) = count(*) THEN total(cost_usd) END"
                 f" FROM runs{clause} GROUP BY {', '.join(by)} ORDER BY min(seq)", args).fetchall()
         cols = ["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]
+        return by, cols, rows
+
+    def summary(self, experiment: str | list[str] | None = None, **filters: Any) -> "pd.DataFrame":
+        """Per variant (and model, when there are several) the same table as ``lab.summary(runs)``,
+        computed by SQLite (an index holds what it reads): n, answered, escaped, errors, mean latency,
+        output tokens and cost (NaN when any call's price is unknown). Filters as :meth:`runs`."""
+        import pandas as pd
+
+        by, cols, rows = self.summary_rows(experiment, **filters)
         df = pd.DataFrame.from_records(rows, columns=by + cols)
         for col in cols[1:]:  # a group of NULLs comes back as None: NaN, as pandas would say
             df[col] = pd.to_numeric(df[col])
-        df["mean_latency_ms"] = df["mean_latency_ms"].astype(float).round(1)
+        df["mean_latency_ms"] = df["mean_latency_ms"].astype(float)
         df["cost_usd"] = df["cost_usd"].astype(float)
         return df.set_index(by if len(by) > 1 else by[0])
 

@@ -202,3 +202,21 @@ def test_import_lab_and_cli_help_do_not_import_pandas():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False True Context True"
+
+
+def test_show_prints_the_summary_from_sql_without_pandas(tmp_path):
+    log = lab.log(tmp_path / "s.db")
+    log.add_runs(_rows("shown", 60))
+    code = ("import sys, lab.cli\n"
+            f"code = lab.cli.main(['--log', {str(log.path)!r}, 'show', 'shown'])\n"
+            "print('pandas' in sys.modules, code)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "False 0"
+    assert lines[0].split() == ["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]
+    assert lines[1].split() == ["variant", "model"]
+    expected = log.summary("shown").reset_index()
+    first = lines[2].split()
+    assert first[:2] == [expected.variant[0], expected.model[0]] and int(first[2]) == expected.n[0]
+    assert len(lines) == 2 + len(expected) + 1
