@@ -96,6 +96,7 @@ class LocalWorker:
         self.n_ctx = n_ctx
         self.python = python or sys.executable
         self.starts = 0  # how many worker processes this model has had
+        self.answered = 0  # replies received (any worker process)
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()  # one request at a time
         self._state = threading.Lock()  # guards the bookkeeping below
@@ -187,6 +188,7 @@ class LocalWorker:
         finally:
             with self._state:
                 self._waiting.discard(token)
+        self.answered += 1
         msg = json.loads(line)
         if "error" not in msg:
             return msg["ok"]
