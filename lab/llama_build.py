@@ -101,12 +101,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"building llama-cpp-python {version} portable ({args or 'defaults'}) into {house}; "
               "about 10 minutes on 2 cores, once per machine")
         env = {**os.environ, "CMAKE_ARGS": args, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
-        house.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=house) as tmp:
-            _run([a.python, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--no-binary", "llama-cpp-python",
-                  "-w", tmp, f"llama-cpp-python=={version}"], env=env, dry=a.dry_run)
-            for built in Path(tmp).glob("llama_cpp_python-*.whl"):
-                shutil.move(str(built), house / built.name)  # whole file or nothing: never a half-built wheel
+        build = [a.python, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--no-binary", "llama-cpp-python",
+                 "-w", "<tmp>", f"llama-cpp-python=={version}"]
+        if a.dry_run:
+            _run(build, env=env, dry=True)
+        else:
+            house.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=house) as tmp:
+                build[build.index("<tmp>")] = tmp
+                _run(build, env=env)
+                for built in Path(tmp).glob("llama_cpp_python-*.whl"):
+                    shutil.move(str(built), house / built.name)  # whole or nothing: never a half-built wheel
         wheels = sorted(house.glob(f"llama_cpp_python-{version}-*.whl"))
         if not wheels and not a.dry_run:
             sys.exit(f"pip wheel left no llama_cpp_python-{version}-*.whl in {house}")
