@@ -242,15 +242,18 @@ def _failed_cell(nb: Any) -> str | None:
     Papermill marks a cell that raised "failed"; when the kernel dies, the cell that was running is
     the last one papermill started (the rest stay "pending")."""
     code = [c for c in nb.cells if c.cell_type == "code"]
-    started = [c for c in code if c.get("metadata", {}).get("papermill", {}).get("status", "pending") != "pending"]
+    started = [c for c in code if c.get("metadata", {}).get("papermill", {}).get("start_time")]
     failed = [c for c in started if c.metadata["papermill"].get("status") == "failed"]
     cell = (failed or started or [None])[-1]
     if cell is None:
         return None
     count = cell.get("execution_count")
-    label = f"In [{count}]" if count else f"code cell {code.index(cell) + 1}"
+    before = [c.get("execution_count") for c in code[:code.index(cell)] if c.get("execution_count")]
+    # a cell whose kernel died never got its number: name it by the one before, as the reader sees it
+    label = (f"cell In [{count}]" if count else f"the cell after In [{before[-1]}]" if before
+             else f"code cell {code.index(cell) + 1}")
     line = next((ln.strip() for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
-    return f"cell {label}" + (f" (`{line[:80]}`)" if line else "")
+    return label + (f" (`{line[:80]}`)" if line else "")
 
 
 def _add_failure_banner(nb: Any, where: str | None, why: str) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 RAISES = "rows = [1, 2, 3]\nrows[0] / (len(rows) - 3)"
 DIES = "import os\nos.kill(os.getpid(), 9)"
+# the kernel may die before or after it numbers the cell; the report names it as the reader sees it
+DIED_IN = r"(cell In \[4\]|the cell after In \[3\])"
 
 
 def notebook(folder: Path, failing_cell: str) -> Path:
@@ -70,18 +73,18 @@ def test_a_cell_that_raises_is_named_with_its_exception_and_the_notebook_keeps_a
 
 def test_a_dead_kernel_is_named_as_such_with_the_cell_it_died_in(tmp_path):
     err, html = run_failing(tmp_path, DIES)
-    assert "failed: cell In [4] (`import os`): the kernel died" in str(err)
+    assert re.search(rf"failed: {DIED_IN} \(`import os`\): the kernel died", str(err))
     assert html.is_file()
 
 
 def test_run_notebook_cli_prints_why_in_one_line_without_a_traceback(tmp_path):
     path = notebook(tmp_path, DIES)
-    proc = subprocess.run([sys.executable, "-m", "lab", "--log", str(tmp_path / "log.db"), "run-notebook", str(path),
+    proc = subprocess.run([sys.executable, "-m", "lab", "--log", str(tmp_path / "log.db"), "run-notebook", str(path), "-p", "repeats", "2",
                            "--output-dir", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 1
+    assert proc.returncode != 0
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert "batch.ipynb failed: cell In [4] (`import os`): the kernel died" in line
+    assert re.search(rf"batch.ipynb failed: {DIED_IN} \(`import os`\): the kernel died", line)
     assert "Traceback" not in proc.stderr
 
 
