@@ -9,7 +9,9 @@ llama.cpp ends this process only; the parent turns that into an error row and st
 Requests: ``{"op": "chat", "messages": [...], "params": {...}}`` (params go to
 ``create_chat_completion`` unchanged), ``{"op": "chat_prompt", "messages": [...]}``,
 ``{"op": "ping", "payload": ...}``. Replies: ``{"ok": ...}`` or ``{"error": "...", "kind": "..."}``.
-The first line written is ``{"ready": true}`` once the model is loaded (or an error).
+The first line written is ``{"ready": true}`` once the model is loaded (or an error); each request
+is acknowledged (``{"ack": true}``) as soon as it is read, so the parent knows whether a worker
+that died had taken it (an error for that call) or died idle (resend to a fresh worker).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main(argv: list[str]) -> int:
     reply({"ready": True, "pid": os.getpid()})
     for line in sys.stdin:  # EOF: the parent is gone or closed us
         req = json.loads(line)
+        reply({"ack": True})  # taken: a crash from here on is this request's
         op = req.get("op")
         try:
             if op == "chat":

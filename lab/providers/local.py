@@ -171,23 +171,14 @@ class LocalWorker:
                         raise WorkerDied("local model call cancelled before it started", None)
                     self._current = token
                 try:
-                    proc = self._proc
-                    if proc is None or proc.poll() is not None:
-                        proc = self._start()
-                    try:
-                        proc.stdin.write(json.dumps(req) + "\n")
-                        proc.stdin.flush()
-                        line = proc.stdout.readline()
-                    except (BrokenPipeError, OSError, ValueError):
-                        line = ""
-                    if not line:
-                        raise self._died(proc)
+                    line = self._exchange(json.dumps(req) + "\n")
                 finally:
                     with self._state:
                         self._current = None
         finally:
             with self._state:
                 self._waiting.discard(token)
+                self._cancelled.discard(token)
         self.answered += 1
         msg = json.loads(line)
         if "error" not in msg:
@@ -196,10 +187,37 @@ class LocalWorker:
             raise ProviderError(f"local model refused the call: {msg['error']}", kind="bad_request")
         raise ProviderError(f"local model call failed: {msg['error']}", kind="other")
 
+    def _exchange(self, text: str) -> str:
+        """Send one request line and return its reply line (starting a worker when there is none)."""
+        for attempt in (1, 2):
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                proc = self._start()
+            try:
+                proc.stdin.write(text)
+                proc.stdin.flush()
+                ack = proc.stdout.readline()
+            except (BrokenPipeError, OSError, ValueError):
+                ack = ""
+            if not ack:  # it died before taking the request (killed while idle): a fresh one takes it
+                died = self._died(proc, "before the call reached it")
+                if attempt == 2 or self._current in self._cancelled:
+                    raise died
+                continue
+            try:
+                line = proc.stdout.readline()
+            except (OSError, ValueError):
+                line = ""
+            if not line:
+                raise self._died(proc)
+            return line
+        raise AssertionError("unreachable")
+
     def cancel(self, token: object) -> None:
         """Stop the request ``token``: kill the worker if it is running it, or drop it from the queue."""
         with self._state:
             if self._current is token:
+                self._cancelled.add(token)  # never resent to a fresh worker
                 self.kill()
             elif token in self._waiting:
                 self._cancelled.add(token)
