@@ -122,7 +122,7 @@ class LocalWorker:
             [self.python, str(WORKER_SCRIPT), str(self.path), str(self.n_ctx)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             encoding="utf-8", bufsize=1,
-            start_new_session=True,  # a Ctrl-C meant for the notebook or CLI is not the worker's
+            process_group=0,  # a Ctrl-C meant for the notebook or CLI is not the worker's (same session: same CPU share)
         )
         self._proc = proc
         self.starts += 1
