@@ -100,9 +100,10 @@ def main() -> None:
         f"Machine: {machine()}.", "",
         f"SmolLM2-135M-Instruct (GGUF, llama-cpp-python, {os.cpu_count()} threads), {a.prompts} prompts x up to "
         f"{a.max_tokens} output tokens, temperature 0.7, the same seed per prompt for both; median of {a.runs} runs "
-        "taking turns (who goes first rotates); model load excluded. Raw is timed from a worker thread, as the "
-        "lab calls it (with `--main-thread` also from the main thread, which was slower on this machine: "
-        "0.4-0.8x); the ratio is against the fastest raw.", "",
+        "taking turns (who goes first rotates); model load excluded. The lab runs llama.cpp in its worker "
+        "process; raw runs in this process, from a worker thread (with `--main-thread` also from the main "
+        "thread); the ratio is against the fastest raw. On a shared machine other jobs' load swings the "
+        "figures run to run: read the per-run lines, and the load average above.", "",
         "| what | output tokens/s | ratio |", "| --- | ---: | ---: |",
         *([f"| raw `Llama.create_chat_completion`, main thread | {main_m:.1f} | {main_m / raw_m:.2f}x |"]
           if main_m is not None else []),
