@@ -196,14 +196,19 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
                 # talk to the kernel over local sockets, not TCP ports that anyone on the host could reach
                 config=Config({"KernelManager": {"transport": "ipc"}}),
             )
-        except papermill.PapermillExecutionError as exc:
-            error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-        except Exception as exc:  # kernel died, timeout, ...
-            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a cell raised, the kernel died, a timeout, ...
+            failure: Exception | None = exc
+            error = _why_failed(exc)
+        else:
+            failure = None
     wall = time.perf_counter() - t0
     html_path = None
     if out_nb.exists():
         nb = nbformat.read(out_nb, as_version=4)
+        if failure is not None:
+            where = _failed_cell(nb)
+            error = f"{where}: {error}" if where else error
+            _add_failure_banner(nb, where, _why_failed(failure))
         nb.metadata["promptlab"] = {"experiment_id": exp_id, "parameters": params, "source": str(source),
                                     "log": _relative(log_path, root), "lab_version": __version__,
                                     "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -217,8 +222,60 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
     result = NotebookRun(source=source, experiment_id=exp_id, parameters=params, notebook=out_nb, html=html_path,
                          log_path=log_path, wall_s=wall, error=error)
     if error is not None:
-        raise NotebookError(f"{source} failed in {error}; the partly executed notebook is {out_nb}")
+        html_txt = f", its HTML (with the failure at the top) {html_path}" if html_path else ""
+        raise NotebookError(f"{source} failed: {error}; the partly executed notebook is {out_nb}{html_txt}")
     return result
+
+
+def _why_failed(exc: Exception) -> str:
+    """One line: the cell's exception, or "the kernel died", or what else stopped the run."""
+    import papermill
+
+    if isinstance(exc, papermill.PapermillExecutionError):
+        text = f"{exc.ename}: {exc.evalue}"
+    elif type(exc).__name__ == "DeadKernelError":
+        text = "the kernel died (a crash, an out-of-memory kill or os._exit inside the notebook's process)"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    return redact(first[:500])
+
+
+def _failed_cell(nb: Any) -> str | None:
+    """Which cell stopped the run, as a reader of the notebook finds it: ``cell In [4] (`boom()`)``.
+    Papermill marks a cell that raised "failed"; when the kernel dies, the cell that was running is
+    the last one papermill started (the rest stay "pending")."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    started = [c for c in code if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    failed = [c for c in started if c.metadata["papermill"].get("status") == "failed"]
+    cell = (failed or started or [None])[-1]
+    if cell is None:
+        return None
+    count = cell.get("execution_count")
+    before = [c.get("execution_count") for c in code[:code.index(cell)] if c.get("execution_count")]
+    # a cell whose kernel died never got its number: name it by the one before, as the reader sees it
+    label = (f"cell In [{count}]" if count else f"the cell after In [{before[-1]}]" if before
+             else f"code cell {code.index(cell) + 1}")
+    line = next((ln.strip() for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    return label + (f" (`{line[:80]}`)" if line else "")
+
+
+def _add_failure_banner(nb: Any, where: str | None, why: str) -> None:
+    """Put a banner at the very top of ``nb`` (and so of its HTML) saying the run failed, where and why,
+    so that a shared report of a failed run never reads as a run that produced nothing."""
+    import html as _html
+
+    import nbformat
+
+    # papermill's own error cells say less (a bare link); ours replaces them
+    nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+    text = (f"<b>This run failed</b>{' at ' + _html.escape(where) if where else ''}: {_html.escape(why)}. "
+            "Cells after it did not run; what follows is partial.")
+    banner = nbformat.v4.new_markdown_cell(
+        f'<div class="promptlab-failure" role="alert" style="border:3px solid #d62728;background:#fdecea;'
+        f'color:#611a15;padding:12px 16px;font-size:1.15em">{text}</div>',
+        metadata={"tags": ["promptlab-failure"]})
+    nb.cells.insert(0, banner)
 
 
 def _relative(path: Path, root: Path) -> str:

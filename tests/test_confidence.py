@@ -223,16 +223,18 @@ def test_confidence_report_end_to_end_on_a_scripted_model(prompt, run_log):
 
 @pytest.mark.slow
 def test_local_model_confidence_matches_llama_cpp_own_logprobs_for_the_same_call(prompt, run_log):
-    from lab.providers.local import bundled_model_path, load_llama
+    from llama_cpp import Llama
+
+    from lab.providers.local import bundled_model_path
 
     df = lab.experiment(prompt, INPUTS[:2], model="local:smollm2", variants=["honest"], seed=4, log=run_log,
                         confidence=True).run().df
-    llm, lock = load_llama(bundled_model_path("smollm2"), 4096, logits_all=True)
+    # llama.cpp itself, in this process (the lab's calls ran in its worker process)
+    llm = Llama(model_path=str(bundled_model_path("smollm2")), n_ctx=4096, verbose=False, logits_all=True)
     for row in df.to_dict("records"):
         rec = row["confidence"]
         assert isinstance(rec, dict) and 0 < rec["p_answer"] <= 1
-        with lock:
-            own = llm.create_chat_completion(messages=row["messages"], **row["params"])
+        own = llm.create_chat_completion(messages=row["messages"], **row["params"])
         content = own["choices"][0]["logprobs"]["content"]
         assert own["choices"][0]["message"]["content"] == row["output"]
         assert rec["logprob_sum"] == pytest.approx(sum(t["logprob"] for t in content), abs=1e-4)

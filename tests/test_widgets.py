@@ -159,6 +159,29 @@ def test_errors_show_as_a_readable_message_not_a_traceback(wb, run_log):
     assert "template" in wb.status.value and "error" in wb.status.value
 
 
+def test_a_failed_call_shows_its_reason_and_keeps_the_earlier_samples(wb, run_log):
+    calls = []
+
+    def dies_on_the_second_call(messages, params):
+        calls.append(1)
+        if len(calls) == 2:
+            raise lab.ProviderError("local model worker died: signal 11 (SIGSEGV)", kind="crash")
+        return "positive"
+
+    scripted.SCRIPTS["dies-second"] = dies_on_the_second_call
+    wb.model.value = "scripted:dies-second"
+    click(wb, wb.run_button)
+    click(wb, wb.retry_button)
+    assert "error" in wb.status.value and "worker died: signal 11 (SIGSEGV)" in wb.status.value
+    assert wb.progress.bar_style == "danger" and not wb.retry_button.disabled
+    assert [c.record.outcome for c in wb.cards] == ["answered", "error"]
+    assert "positive" in wb.cards[0].html.value and "SIGSEGV" in wb.cards[1].html.value
+    click(wb, wb.retry_button)  # the next call works, and the earlier samples stay
+    assert [c.record.outcome for c in wb.cards] == ["answered", "error", "answered"]
+    assert "done" in wb.status.value
+    assert list(run_log.runs(experiment=wb.experiment_id).outcome) == ["answered", "error", "answered"]
+
+
 def test_input_set_runs_every_input_through_the_runner_with_progress(wb, run_log):
     click(wb, wb.run_set_button)
     assert len(run_log.runs(experiment=wb.experiment_id)) == 8

@@ -366,9 +366,15 @@ class Workbench(W.VBox):
 
     def _work(self, what: str, fn: Callable[[], None]) -> None:
         t0 = time.perf_counter()
+        before = {r.id for r in self.session.samples}
         try:
             fn()
             self.progress.value = self.progress.max
+            failed = [r for r in self.session.samples if r.id not in before and r.outcome == "error"]
+            if failed:  # the call was made and logged, but the model answered with an error
+                self.progress.bar_style = "danger"
+                self._error(f"{what}: the call failed: {failed[-1].error}")
+                return
             self.progress.bar_style = "success"
             self.status.value = f"{escaped(what)} done in {time.perf_counter() - t0:.1f}s"
         except LabError as exc:
@@ -532,7 +538,7 @@ class Workbench(W.VBox):
     def _say(self, text: str) -> None:
         self.status.value = escaped(text)
 
-    def _error(self, exc: BaseException, unexpected: bool = False) -> None:
+    def _error(self, exc: BaseException | str, unexpected: bool = False) -> None:
         kind = f"{type(exc).__name__}: " if unexpected else ""
         self.status.value = (f"<span class='promptlab-error' style='color:#d62728'>error: "
                              f"{escaped(redact(kind + str(exc)))}</span>")
