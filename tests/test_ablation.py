@@ -131,8 +131,8 @@ def test_the_plan_and_its_cost_are_printed_before_any_call(parts_prompt, capsys,
     result = lab.ablate(parts_prompt, INPUTS, variant="honest", model="scripted:planted", repeats=2, log=run_log,
                         dry_run=True)
     out = capsys.readouterr().out
-    assert "5 variants x 10 inputs x 2 repeats = 100 calls" in out
-    assert "without-format" in out and "price unknown" in out
+    assert "100 calls (5 variants x 10 inputs x 1 models x 2 repeats)" in out
+    assert "without-format" in out and "cost unknown" in out
     assert model_calls == [] and result.runs.empty
 
 
@@ -194,7 +194,7 @@ def test_no_part_beyond_the_noise_is_said_plainly_with_the_inputs_needed(parts_p
                         repeats=1, seed=1, log=run_log)
     text = result.verdict()
     assert text.startswith("No part's removal changes any outcome rate beyond the noise over 6 inputs")
-    assert "paired calls" in text
+    assert "inputs x" in text and "repeats (" in text
 
 
 def test_the_figure_has_one_row_per_part_with_its_interval(planted):

@@ -26,11 +26,10 @@ import pandas as pd
 from ..errors import ParameterError, PromptFileError
 from ..grading import Grader, grade, normalize
 from ..inputs import InputSet
-from ..pricing import price_of
 from ..progress import ProgressMode
 from ..prompts import PromptFile, Variant, join_parts, version_of
 from ..runner import DEFAULT_MODEL, Experiment
-from ..stats import paired_difference, repeats_needed
+from ..stats import Plan, paired_difference, plan
 from ..store import RunLog
 from ..tables import with_grades
 from ._common import as_prompt, check_int, resolve_graders
@@ -106,10 +105,9 @@ def ablation_variants(prompt: PromptFile, variant: str, *, parts: list[str] | No
     return out, removed, added
 
 
-def _plan_inputs(pilot: pd.DataFrame, a: str, b: str, difference: float, value: str) -> Any:
-    """How many inputs and repeats it would take to see ``difference``: the lab's planning helper,
-    called in this one place (so a successor such as ``lab.stats.plan`` is a one-line switch)."""
-    return repeats_needed(pilot, a, b, difference=difference, value=value)
+def _plan_inputs(pilot: pd.DataFrame, a: str, b: str, difference: float, value: str) -> Plan:
+    """How many inputs at how many repeats it would take to see ``difference`` (:func:`lab.stats.plan`)."""
+    return plan(pilot, a, b, difference=difference, value=value)
 
 
 @dataclass
@@ -224,10 +222,10 @@ class Ablation:
         value, which = MEASURES[measure["measure"]]
         sub = self._rows_for(self.runs, which)
         try:
-            plan = _plan_inputs(sub, self.removed[measure["part"]], self.variant, 0.1, value)
+            needed = _plan_inputs(sub, self.removed[measure["part"]], self.variant, 0.1, value).recommended
             need = (f" To tell a change of 0.10 in {measure['measure'].replace('_', ' ')} from the noise: "
-                    f"{plan.pairs_needed} paired calls, e.g. {plan.repeats_needed} repeats of {plan.inputs} inputs "
-                    "(more inputs beat more repeats when inputs differ).")
+                    f"about {needed.inputs} inputs x {needed.repeats} repeats ({needed.calls} calls per variant; "
+                    "lab.stats.plan says when more repeats cannot help).")
         except ParameterError:
             need = ""
         return (f"No part's removal changes any outcome rate beyond the noise over {n_inputs} inputs "
@@ -260,27 +258,10 @@ class Ablation:
 
 
 def plan_text(exp: Experiment, removed: dict[str, str], added: dict[str, str]) -> str:
-    """What an ablation will run and what it costs, said before any call."""
-    calls = exp.plan()
-    n_var, n_in, n_mod = len(exp.variants), len(exp.inputs), len(exp.models)
-    lines = [f"Ablation plan {exp.id}: {n_var} variants x {n_in} inputs x {exp.repeats} repeats"
-             + (f" x {n_mod} models" if n_mod > 1 else "") + f" = {len(calls)} calls"]
+    """What an ablation will run and what it costs, said before any call (the plan is not built)."""
+    lines = [f"Ablation plan {exp.id}: {exp.describe()}"]
     for v in exp.variants:
         lines.append(f"  {v.name:<28} version {v.version}")
-    costs = []
-    for m in exp.models:
-        price = price_of(m)
-        if price is None:
-            costs.append(f"{m}: price unknown (lab.set_price to declare one)")
-            continue
-        if price.input_per_mtok == 0 and price.output_per_mtok == 0:
-            costs.append(f"{m}: $0 (runs on your own machine)")
-            continue
-        mine = [c for c in calls if c.model == m]
-        est_in = sum(sum(len(x["content"]) for x in c.messages) // 4 + 8 for c in mine)
-        est_out = sum(int(c.params.get("max_tokens") or 256) for c in mine)
-        costs.append(f"{m}: at most about ${price.cost(est_in, est_out):.4f}")
-    lines.append("  cost: " + "; ".join(costs))
     lines.append(f"  cost grows with parts x inputs x repeats: {len(removed)} part(s) left out"
                  + (f", {len(added)} added to the base" if added else ""))
     return "\n".join(lines)
