@@ -77,6 +77,11 @@ def __getattr__(name: str):
         if module == "lab.context":  # importing the submodule bound lab.context to it: the function wins
             globals()["context"] = mod.context
         return value
+    if not name.startswith("_"):  # a namespace such as lab.techniques, lab.stats or lab.graders
+        import importlib.util
+
+        if importlib.util.find_spec(f"lab.{name}") is not None:
+            return importlib.import_module(f"lab.{name}")
     raise AttributeError(f"module 'lab' has no attribute {name!r}")
 
 

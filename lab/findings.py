@@ -185,7 +185,8 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
     drivers: list[str] = []
     if a and b:
         value = "appropriate" if has_unans else "passed"
-        if df[value].notna().any():
+        # ungraded runs have no verdict: "appropriate" alone would judge only the unanswerable inputs
+        if grader is not None and df[value].notna().any():
             res = paired_difference(df, a, b, value=value, split_by_tag=True, confidence=confidence,
                                     population=population, higher_is_better=True)
             verdict = res.loc["all"].to_dict()

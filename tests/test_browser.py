@@ -236,7 +236,8 @@ def test_the_report_opens_with_the_findings_above_the_first_figure_and_no_stderr
         page.wait_for_function("() => document.querySelector('.js-plotly-plot .main-svg')")
         page.screenshot(path=str(ARTIFACTS / f"report-compare-{width}.png"), full_page=True)
         findings = page.locator(".promptlab-findings").first
-        assert "persona" in findings.inner_text() and "n=" in findings.inner_text()
+        text = findings.inner_text()
+        assert "persona" in text and "honest" in text and "n (inputs x repeats)" in text and "8 x 2" in text
         order = page.evaluate("() => [document.querySelector('.promptlab-findings').getBoundingClientRect().top,"
                               " document.querySelector('.js-plotly-plot').getBoundingClientRect().top]")
         assert order[0] < order[1], f"findings at {order[0]} px, first figure at {order[1]} px"

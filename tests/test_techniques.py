@@ -196,7 +196,8 @@ def test_local_persona_vs_honest_with_escape_report_and_a_planted_difference(run
         sub = rep[[f"{col}_low", f"{col}_high"]].dropna()
         assert ((0 <= sub.iloc[:, 0]) & (sub.iloc[:, 0] <= sub.iloc[:, 1]) & (sub.iloc[:, 1] <= 1)).all()
     diff = cmp.difference("honest", "persona")
-    assert set(diff["verdict"]) <= {"no detectable difference", "A better", "B better"}
+    # 6 inputs: enough for an overall verdict, too few within a tag
+    assert set(diff["verdict"]) <= {"no detectable difference", "A better", "B better", "too few inputs to tell"}
     assert cmp.side_by_side().shape[0] == 12
 
     # planted difference: the same inputs answered by a model that always takes the way out
@@ -205,8 +206,9 @@ def test_local_persona_vs_honest_with_escape_report_and_a_planted_difference(run
     both = pd.concat([runs.assign(variant=runs["variant"].where(runs["variant"] != "honest", "local")),
                       forced.runs.assign(variant="forced_escape")])
     answerable = both[~both["input_tags"].map(lambda t: "unanswerable" in t)]
+    # 4 answerable inputs are too few for a verdict about inputs in general: this one is about them
     planted = lab.paired_difference(answerable, "local", "forced_escape", value="escaped", higher_is_better=False,
-                                    pair_on=("input_id", "repeat"))
+                                    pair_on=("input_id", "repeat"), population="these")
     assert planted["verdict"].iloc[0] == "A better", planted["reading"].iloc[0]
     print(f"framings: {time.perf_counter() - t0:.1f}s")
 
@@ -226,7 +228,9 @@ def test_local_aa_check_reports_no_difference_in_most_seeded_runs(run_log, write
         arm_a = runs[runs["repeat"].isin([2 * j])].assign(variant="a", repeat=0)
         arm_b = runs[runs["repeat"].isin([2 * j + 1])].assign(variant="b", repeat=0)
         for value in ("passed", "escaped"):
-            verdicts.append(lab.paired_difference(pd.concat([arm_a, arm_b]), "a", "b", value=value)["verdict"].iloc[0])
+            # about these 4 inputs (below the 6 a verdict about inputs in general needs): only sampling is noise
+            verdicts.append(lab.paired_difference(pd.concat([arm_a, arm_b]), "a", "b", value=value,
+                                                  population="these")["verdict"].iloc[0])
     assert verdicts.count("no detectable difference") >= 10, verdicts
     sp = pool.spread
     assert (sp["samples"] == 12).all() and ((sp["agreement"] > 0) & (sp["agreement"] <= 1)).all()
