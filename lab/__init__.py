@@ -8,7 +8,7 @@
     lab.log().runs(experiment=exp.id)
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .context import Context, context  # noqa: E402
 from .errors import (  # noqa: E402

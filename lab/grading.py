@@ -31,17 +31,13 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, Mapping, Se
 
 import pandas as pd
 
-from .errors import LabError, ParameterError
+from .errors import GraderError, LabError, ParameterError
 from .inputs import InputRow
 from .prompts import EscapeHatch, Variant, version_of
 from .store import RunLog, new_id
 
 if TYPE_CHECKING:  # the runner imports this module's users, not the other way round at import time
     from .runner import Runner, Runs
-
-
-class GraderError(LabError):
-    """A grader is misconfigured (bad option, bad pattern or schema), or grading input is wrong."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Literal
 
+from .errors import ParameterError
 from .names import terminal_text
 
 ProgressMode = Literal["auto", "text", "off"] | bool | None
@@ -26,7 +27,7 @@ def _mode(progress: ProgressMode) -> str:
     if progress is False:
         return "off"
     if progress not in ("auto", "text", "off"):
-        raise ValueError(f"progress must be 'auto', 'text' or 'off', got {progress!r}")
+        raise ParameterError(f"progress must be 'auto', 'text' or 'off', got {progress!r}")
     return str(progress)
 
 

@@ -31,18 +31,14 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
-from . import __version__
-from .errors import LabError, ParameterError
+from .version import __version__
+from .errors import LabError, NotebookError, ParameterError
 from .secrets import looks_like_secret, redact
 from .names import check_id, path_under
 from .store import RunLog, new_id
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 RESULTS = Path("results")
-
-
-class NotebookError(LabError):
-    """A notebook cannot be found, parameterized, executed or exported."""
 
 
 def project_root(start: str | Path | None = None, *, chdir: bool = False) -> Path:

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from . import __version__
+from .version import __version__
 from .errors import StoreError
 from .migrations import migrate
 from .names import folder_value

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .errors import ParameterError
+
 SUMMARY_COLUMNS = ["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]
 
 
@@ -129,7 +131,7 @@ def disagreements(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, gra
     if on == "auto":
         on = "passed" if df["passed"].notna().any() else "answer"
     if on not in ("passed", "outcome", "answer"):
-        raise ValueError(f"disagreements: on must be 'auto', 'passed', 'outcome' or 'answer', got {on!r}")
+        raise ParameterError(f"disagreements: on must be 'auto', 'passed', 'outcome' or 'answer', got {on!r}")
     key = df["output"].map(normalize) if on == "answer" else df[on]
     df = df.assign(_key=key.astype(str))
     differs = df.groupby(list(index))["_key"].nunique() > 1

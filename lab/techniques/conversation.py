@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import LabError, ParameterError
+from ..errors import ConversationError, LabError, ParameterError
 from ..grading import Grader, _check_grader_list, grade, match, normalize
 from ..inputs import InputRow
 from ..providers import get_provider
@@ -25,10 +25,6 @@ from ..stats import paired_difference, rates
 from ..store import RunLog, RunRecord, new_id
 from ..tables import side_by_side, with_grades
 from ._common import adhoc_variant, base_seed, check_int, experiment_id, open_log, seeded
-
-
-class ConversationError(LabError):
-    """A conversation cannot take this step (e.g. continuing after a turn that ended in an error)."""
 
 
 class Conversation:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Literal
 
 import pandas as pd
 
+from ..errors import ParameterError
 from ..names import html_text
 from ..grading import Grader, grade, normalize, numbers_in
 from ..inputs import InputSet
@@ -38,7 +39,7 @@ def _keyer(key: AnswerKey | Callable[[str], str]) -> Callable[[Any], str]:
         return lambda s: normalize((s or "").strip().split("\n", 1)[0])
     if key == "number":
         return lambda s: (lambda n: f"{n[-1]:g}" if n else "(no number)")(numbers_in(s))
-    raise ValueError(f"key must be 'normalized', 'exact', 'number', 'first_line' or a function, got {key!r}")
+    raise ParameterError(f"key must be 'normalized', 'exact', 'number', 'first_line' or a function, got {key!r}")
 
 
 def spread(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, grader: str | None = None,

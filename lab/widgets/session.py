@@ -31,7 +31,7 @@ import jinja2
 import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from ..errors import LabError, ParameterError, PromptFileError
+from ..errors import CallCancelled, LabError, ParameterError, PromptFileError
 from ..inputs import InputRow, load_inputs
 from ..prompts import EscapeHatch, PromptFile, Variant, load_prompt, version_of
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, run_sync
@@ -390,8 +390,4 @@ class Session:
         finally:
             self._task = None
             await runner.aclose()
-
-
-class CallCancelled(LabError):
-    """The user cancelled a call before it finished."""
 
