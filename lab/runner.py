@@ -621,3 +621,9 @@ def experiment(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | 
     exp = Experiment(prompt, inputs, **kwargs)
     exp.plan()
     return exp
+
+
+def record_prompt_version(log: RunLog, v: Variant) -> None:
+    """Keep ``v``'s templates in the log under its version, so any earlier version can be read back."""
+    log.add_prompt_version(v.version, prompt_path=v.path, task=v.task, variant=v.name, templates=v.templates,
+                           params=v.params, escape_hatch=v.escape_hatch.text if v.escape_hatch else None)

@@ -1,10 +1,14 @@
 """Conversations: context carried from turn to turn, retries of a turn, reset to a clean context.
 
 Every call is one logged run with the conversation's id, its ``turn`` (0, 1, ...), its
-``attempt`` (0 for the first try of a turn at that point of the tree, 1 for the first retry,
-...) and ``parent_id`` (the answer of the previous turn it continues from). Retrying a turn
+``attempt`` (0 for the first try of a turn at that point of the tree, 1 for the first reroll,
+...) and ``parent_id`` (the answer of the previous turn it continues from). Rerolling a turn
 makes the new attempt the current branch; the abandoned attempts, and any turns that followed
 them, stay in the log as branches of the tree.
+
+This is the one model of a conversation in the lab: :class:`lab.session.Session` (what the
+workbench shows) keeps its turns in a :class:`Conversation`, so numbering, seeds, context and
+logging are the same whichever way a conversation is driven.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import ConversationError, LabError, ParameterError
+from ..errors import CallCancelled, ConversationError, LabError, ParameterError
 from ..grading import Grader, _check_grader_list, grade, match, normalize
 from ..inputs import InputRow
 from ..providers import get_provider
-from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, run_sync
+from ..prompts import Variant
+from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, record_prompt_version, run_sync
 from ..stats import paired_difference, rates
 from ..store import RunLog, RunRecord, new_id
 from ..tables import side_by_side, with_grades
@@ -40,57 +45,71 @@ class Conversation:
 
     def __init__(self, *, model: str = DEFAULT_MODEL, system: str | None = None, params: dict[str, Any] | None = None,
                  seed: int | None = None, log: RunLog | str | Path | None = None, experiment: str | None = None,
-                 label: str = "conversation", name: str = "conversation"):
+                 label: str = "conversation", name: str = "conversation", variant: Variant | None = None,
+                 provider_options: dict[str, dict[str, Any]] | None = None):
         self.model = model
         self.system = system
         self.params = {**DEFAULT_PARAMS, **(params or {})}
         self.params.pop("seed", None)
-        get_provider(model).check_params({**self.params, "seed": 0})  # before any call
+        self.provider_options = provider_options or {}
+        get_provider(model, **self.provider_options.get(model, {})).check_params({**self.params, "seed": 0})
         self.seed = base_seed(seed)
         self.log = open_log(log)
         self.experiment_id = experiment or experiment_id(name)
         self.name = name
         self.id = new_id()
-        self.variant = adhoc_variant(label, name, system, self.params)
+        # a prompt file's variant when the first turn is rendered from one (the workbench), else ad hoc
+        self.variant = variant if variant is not None else adhoc_variant(label, name, system, self.params)
         self._path: list[RunRecord] = []  # the current branch: one chosen answer per turn
         self._all: list[RunRecord] = []
+        self._calls: dict[str, Call] = {}  # run id -> the call that made it
         self._registered = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
 
     def __repr__(self) -> str:
         return f"Conversation({self.id[:8]}, {len(self._path)} turn(s) on {self.model}, experiment {self.experiment_id!r})"
 
     def _register(self) -> None:
         if not self._registered:
-            self.log.add_experiment(self.experiment_id, name=self.name, prompt_path=None, inputs_path=None,
-                                    models=[self.model], variants=[self.variant.name], repeats=1,
+            from_file = not self.variant.path.startswith("<")
+            self.log.add_experiment(self.experiment_id, name=self.name, prompt_path=self.variant.path if from_file else None,
+                                    inputs_path=None, models=[self.model], variants=[self.variant.name], repeats=1,
                                     params={"system": self.system, "params": self.params, "seed": self.seed})
+            if from_file:
+                record_prompt_version(self.log, self.variant)
             self._registered = True
 
     def messages(self, upto_turn: int | None = None) -> list[dict[str, str]]:
-        """The context a new turn would be sent after: system text, then each earlier turn's
-        question and chosen answer (up to ``upto_turn``, exclusive)."""
+        """The context a new turn would be sent after: the messages of the latest turn on the
+        branch (up to ``upto_turn``, exclusive) and its chosen answer; before any turn, the system text."""
         path = self._path if upto_turn is None else self._path[:upto_turn]
-        out = [{"role": "system", "content": self.system}] if self.system else []
         for rec in path:
             if rec.outcome == "error":
                 raise ConversationError(
-                    f"conversation {self.id[:8]}: turn {rec.turn} ended in an error ({rec.error}); retry it first"
+                    f"conversation {self.id[:8]}: turn {rec.turn} ended in an error ({rec.error}); reroll it first"
                 )
-            out += [rec.messages[-1], {"role": "assistant", "content": rec.output or ""}]
-        return out
+        if not path:
+            return [{"role": "system", "content": self.system}] if self.system else []
+        return [*path[-1].messages, {"role": "assistant", "content": path[-1].output or ""}]
+
+    def _call(self, messages: list[dict[str, str]], turn: int, row: InputRow, *,
+              seed_parts: tuple[object, ...] | None = None, repeat: int | None = None) -> Call:
+        parent = self._path[turn - 1].id if turn > 0 else None
+        attempt = sum(1 for r in self._all if r.turn == turn and r.parent_id == parent)
+        params, s = seeded(self.params, self.seed, *(seed_parts or (turn, attempt)))
+        return Call(model=self.model, messages=messages, params=params, repeat=attempt if repeat is None else repeat,
+                    seed=s, seed_chosen_by_user=True, variant=self.variant, row=row,
+                    escape_hatch=self.variant.escape_hatch, conversation_id=self.id, turn=turn, attempt=attempt,
+                    parent_id=parent, role="answer")
 
     def _call_for(self, text: str, turn: int, *, seed_parts: tuple[object, ...] | None = None,
                   input_id: str | None = None, expected: Any = None, repeat: int | None = None) -> Call:
         if not isinstance(text, str):
             raise ParameterError(f"ask: text must be a string, got {type(text).__name__}")
-        parent = self._path[turn - 1].id if turn > 0 else None
-        attempt = sum(1 for r in self._all if r.turn == turn and r.parent_id == parent)
         messages = self.messages(turn) + [{"role": "user", "content": text}]
-        params, s = seeded(self.params, self.seed, *(seed_parts or (turn, attempt)))
         row = InputRow(id=input_id or f"turn-{turn}", vars={"text": text}, expected=expected)
-        return Call(model=self.model, messages=messages, params=params, repeat=attempt if repeat is None else repeat,
-                    seed=s, seed_chosen_by_user=True, variant=self.variant, row=row, conversation_id=self.id,
-                    turn=turn, attempt=attempt, parent_id=parent, role="answer")
+        return self._call(messages, turn, row, seed_parts=seed_parts, repeat=repeat)
 
     def _take(self, rec: RunRecord, turn: int) -> RunRecord:
         self._all.append(rec)
@@ -100,13 +119,43 @@ class Conversation:
 
     async def _acall(self, call: Call, runner: Runner | None) -> RunRecord:
         self._register()
-        if runner is not None:
-            return self._take(await runner.call(call), call.turn)
-        own = Runner(self.log, self.experiment_id)
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        own = runner is None
+        if own:
+            runner = Runner(self.log, self.experiment_id, provider_options=self.provider_options)
         try:
-            return self._take(await own.call(call), call.turn)
+            rec = await runner.call(call)
         finally:
-            await own.aclose()
+            self._task = None
+            if own:
+                await runner.aclose()
+        self._calls[rec.id] = call
+        return self._take(rec, call.turn)
+
+    def _sync(self, call: Call) -> RunRecord:
+        try:
+            return run_sync(lambda: self._acall(call, None))
+        except asyncio.CancelledError:
+            raise CallCancelled("cancelled: the call was stopped before it finished; nothing was logged") from None
+
+    def cancel(self) -> bool:
+        """Stop the call in flight (from another thread); it is not logged. True if there was one."""
+        loop, task = self._loop, self._task
+        if loop is None or task is None or task.done():
+            return False
+        loop.call_soon_threadsafe(task.cancel)
+        return True
+
+    def call_of(self, rec: RunRecord) -> Call:
+        """The call that made ``rec`` (one of this conversation's runs): its messages, parameters and seed."""
+        return self._calls[rec.id]
+
+    def start(self, messages: list[dict[str, str]], row: InputRow) -> RunRecord:
+        """Ask the first turn with ``messages`` as they are (a prompt file's variant rendered for
+        ``row``: system text, examples, the user's message). Later turns continue with :meth:`ask`."""
+        if self._path:
+            raise ConversationError(f"start: conversation {self.id[:8]} has begun; reset() for a new one")
+        return self._sync(self._call(list(messages), 0, row))
 
     async def aask(self, text: str, *, runner: Runner | None = None, **kw: Any) -> RunRecord:
         """Async :meth:`ask` (for code already on an event loop)."""
@@ -114,8 +163,7 @@ class Conversation:
 
     def ask(self, text: str) -> RunRecord:
         """Ask the next turn with the whole current branch as context. Returns the logged run."""
-        call = self._call_for(text, len(self._path))
-        return run_sync(lambda: self._acall(call, None))
+        return self._sync(self._call_for(text, len(self._path)))
 
     def retry(self, turn: int | None = None) -> RunRecord:
         """Ask turn ``turn`` (default: the last) again in the same context, as a new attempt.
@@ -126,9 +174,10 @@ class Conversation:
         turn = len(self._path) - 1 if turn is None else turn
         if isinstance(turn, bool) or not isinstance(turn, int) or not 0 <= turn < len(self._path):
             raise ParameterError(f"retry: turn must be between 0 and {len(self._path) - 1}, got {turn!r}")
-        text = self._path[turn].messages[-1]["content"]
-        call = self._call_for(text, turn)
-        return run_sync(lambda: self._acall(call, None))
+        asked = self._calls.get(self._path[turn].id)
+        row = asked.row if asked is not None and asked.row is not None else InputRow(
+            id=f"turn-{turn}", vars={"text": self._path[turn].messages[-1]["content"]})
+        return self._sync(self._call(list(self._path[turn].messages), turn, row))
 
     def choose(self, attempt: int, turn: int | None = None) -> RunRecord:
         """Continue from another attempt of ``turn`` (default: the last turn) with the same parent."""
@@ -145,7 +194,8 @@ class Conversation:
         """A new conversation in the same experiment: same model, system text, parameters and seed,
         and a clean context (no earlier turns)."""
         new = Conversation(model=self.model, system=self.system, params=self.params, seed=self.seed, log=self.log,
-                           experiment=self.experiment_id, label=self.variant.name, name=self.name)
+                           experiment=self.experiment_id, label=self.variant.name, name=self.name,
+                           variant=self.variant, provider_options=self.provider_options)
         new._registered = self._registered
         return new
 
