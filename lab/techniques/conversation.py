@@ -14,9 +14,10 @@ logging are the same whichever way a conversation is driven.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import pandas as pd
 
@@ -30,6 +31,8 @@ from ..stats import paired_difference, rates
 from ..store import RunLog, RunRecord, new_id
 from ..tables import side_by_side, with_grades
 from ._common import adhoc_variant, base_seed, check_int, experiment_id, open_log, seeded
+
+T = TypeVar("T")
 
 
 class Conversation:
@@ -117,26 +120,59 @@ class Conversation:
         self._path.append(rec)
         return rec
 
-    async def _acall(self, call: Call, runner: Runner | None) -> RunRecord:
+    async def _acall(self, call: Call, runner: Runner | None, *, take: bool = True) -> RunRecord:
+        if runner is not None:
+            self._register()
+            rec = await runner.call(call)
+        else:
+            rec = await self._astep(lambda own: own.call(call))
+        self._calls[rec.id] = call
+        return self._take(rec, call.turn) if take else rec
+
+    async def _astep(self, step: Callable[[Runner], Awaitable[T]]) -> T:
         self._register()
         self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
-        own = runner is None
-        if own:
-            runner = Runner(self.log, self.experiment_id, provider_options=self.provider_options)
+        runner = Runner(self.log, self.experiment_id, provider_options=self.provider_options)
         try:
-            rec = await runner.call(call)
+            return await step(runner)
         finally:
             self._task = None
-            if own:
-                await runner.aclose()
-        self._calls[rec.id] = call
-        return self._take(rec, call.turn)
+            await runner.aclose()
 
-    def _sync(self, call: Call) -> RunRecord:
+    def _sync(self, call: Call, *, take: bool = True) -> RunRecord:
+        return self.step(lambda runner: self._acall(call, runner, take=take))
+
+    def step(self, step: Callable[[Runner], Awaitable[T]]) -> T:
+        """Run ``step(runner)``, whose calls go through ``runner``, as part of this conversation:
+        logged in its experiment, with its provider options, cancellable by :meth:`cancel`."""
         try:
-            return run_sync(lambda: self._acall(call, None))
+            return run_sync(lambda: self._astep(step))
         except asyncio.CancelledError:
             raise CallCancelled("cancelled: the call was stopped before it finished; nothing was logged") from None
+
+    def remember(self, call: Call, rec: RunRecord) -> None:
+        """Note that ``call`` made ``rec`` (a call made through :meth:`step`), so it can be sampled :meth:`again`."""
+        self._calls[rec.id] = call
+
+    def again(self, rec: RunRecord) -> RunRecord:
+        """Another sample of the call that made ``rec`` (same messages, parent, role and round): the
+        next attempt at that place, with its own seed. An answer on the branch is :meth:`reroll`-ed instead."""
+        if rec.id in {r.id for r in self._path}:
+            return self.reroll(self._path.index(next(r for r in self._path if r.id == rec.id)))
+        call = self._calls[rec.id]
+        place = (call.turn, call.parent_id, call.role, call.round)
+        attempt = 1 + max(c.attempt for c in self._calls.values() if (c.turn, c.parent_id, c.role, c.round) == place)
+        params, s = seeded({k: v for k, v in call.params.items() if k != "seed"}, self.seed, call.role, call.round,
+                           call.turn, attempt)
+        new = dataclasses.replace(call, params=params, seed=s, seed_chosen_by_user=True, attempt=attempt,
+                                  repeat=attempt, run_id=new_id())
+        return self._sync(new, take=False)
+
+    def adopt(self, rec: RunRecord, turn: int | None = None) -> RunRecord:
+        """Continue from ``rec``, a sample of this conversation off the branch (a revision after a
+        critique): it becomes the answer of ``turn`` (default: the last), and the next turn follows it."""
+        turn = max(len(self._path) - 1, 0) if turn is None else turn
+        return self._take(rec, turn)
 
     def cancel(self) -> bool:
         """Stop the call in flight (from another thread); it is not logged. True if there was one."""

@@ -83,6 +83,8 @@ class Round:
     critique: RunRecord | None
     revision: RunRecord | None
     stopped: str | None
+    critique_call: Call | None = None
+    revision_call: Call | None = None
 
 
 async def critique_round(runner: Runner, asked: Call, answer: RunRecord, rnd: int, *, rubric: str,
@@ -109,9 +111,9 @@ async def critique_round(runner: Runner, asked: Call, answer: RunRecord, rnd: in
     except BudgetExceeded:
         return Round(None, None, "budget")
     if crit.outcome == "error":
-        return Round(crit, None, "error")
+        return Round(crit, None, "error", crit_call)
     if EscapeHatch(text=stop_phrase, match="word").detect(crit.output):
-        return Round(crit, None, "nothing to fix")
+        return Round(crit, None, "nothing to fix", crit_call)
     rp = dict(asked.params)
     if "seed" in rp:
         rp["seed"] = derive_seed(rp["seed"], "revision", rnd)
@@ -123,8 +125,8 @@ async def critique_round(runner: Runner, asked: Call, answer: RunRecord, rnd: in
     try:
         rev = await runner.call(rev_call)
     except BudgetExceeded:
-        return Round(crit, None, "budget")
-    return Round(crit, rev, "error" if rev.outcome == "error" else None)
+        return Round(crit, None, "budget", crit_call)
+    return Round(crit, rev, "error" if rev.outcome == "error" else None, crit_call, rev_call)
 
 
 @dataclass
