@@ -1,7 +1,8 @@
 # promptlab: `make demo` runs an experiment on the local model, `make test` runs every test.
-# Both set everything up on a fresh machine: the venv in .venv (llama-cpp-python is built from
-# source once, about 10 minutes on 2 cores; pip's wheel cache serves it after that) and, for the
-# browser tests, Debian's chromium.
+# Both set everything up on a fresh machine: the venv in .venv and, for the browser tests, Debian's
+# chromium. llama-cpp-python is built once per machine with portable CPU flags (about 10 minutes on
+# 2 cores) into ~/.cache/promptlab/wheels/<key>/ and installed from there before anything else (see
+# lab/llama_build.py); then a smoke test loads the bundled model in a subprocess and generates.
 
 PY ?= python3
 VENV := .venv
@@ -9,16 +10,27 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lab chromium clean-results
+.PHONY: install install-llama smoke demo test test-fast lab chromium clean-results
 
-$(STAMP): pyproject.toml
+# the stamp is written only after the smoke test passed: a venv that crashes is never "installed"
+$(STAMP): pyproject.toml lab/llama_build.py
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo "installing promptlab and its dependencies into $(VENV) (the first time, llama-cpp-python builds from source: about 10 minutes)"
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	$(BIN)/python lab/llama_build.py --python $(BIN)/python
+	@echo "installing promptlab and its dependencies into $(VENV)"
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	$(BIN)/python -m lab.smoke
 	@touch $@
 
 install: $(STAMP)
+
+# (re)install the portable llama-cpp-python alone; REBUILD=1 builds the wheel again
+install-llama:
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python lab/llama_build.py --python $(BIN)/python $(if $(REBUILD),--rebuild)
+
+smoke:
+	$(BIN)/python -m lab.smoke
 
 # the persona-vs-honest batch notebook, executed with papermill into results/<experiment>/ with an
 # offline HTML copy; prints the per-variant summary and where the log, notebook and HTML are

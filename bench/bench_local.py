@@ -1,6 +1,8 @@
-"""Local model throughput: the lab (``local:smollm2``) against raw llama-cpp-python on the same prompts,
-parameters and seeds, in the same process, taking turns. Tokens/s = output tokens / wall time, the model
-already loaded for both. Target: lab >= 0.95x raw.
+"""Local model throughput: the lab (``local:smollm2``, llama.cpp in the lab's worker process) against raw
+llama-cpp-python in this process, on the same prompts, parameters and seeds, taking turns. Tokens/s =
+output tokens / wall time, the model already loaded for both. Target: lab >= 0.95x raw. Also: the
+per-call cost of the process boundary (a round trip to the worker carrying a call's messages and a
+response-sized reply, no generation).
 
     python bench/bench_local.py                  # 4 prompts x 32 tokens, 3 runs
     python bench/bench_local.py --prompts 32 --max-tokens 128 --runs 5
@@ -17,7 +19,7 @@ from pathlib import Path
 from _common import machine, median, tmpdir, verdict, report
 
 import lab
-from lab.providers.local import bundled_model_path
+from lab.providers.local import bundled_model_path, worker_for
 from lab.runner import derive_seed
 
 PROMPT = ("task: local\nparams: {temperature: 0.7, max_tokens: %d}\nvariants:\n  plain:\n"
@@ -44,6 +46,7 @@ def main() -> None:
     raw_llm = Llama(model_path=str(bundled_model_path("smollm2")), n_ctx=4096, n_threads=os.cpu_count() or 2,
                     verbose=False)
     lab_tps: list[float] = []
+    lab_ms: list[float] = []
     raw_tps: dict[str, list[float]] = {"main": [], "thread": []}
     same: list[bool] = []
     with tmpdir() as tmp:
@@ -63,6 +66,7 @@ def main() -> None:
                 wall = time.perf_counter() - t0
                 out["lab"] = runs.df.set_index("input_id")
                 lab_tps.append(out["lab"]["output_tokens"].sum() / wall)
+                lab_ms.append(wall * 1000 / len(runs.df))
 
             def run_raw(where: str) -> None:
                 t0 = time.perf_counter()
@@ -88,6 +92,7 @@ def main() -> None:
             main_txt = f", {raw_tps['main'][-1]:.1f} tok/s (main thread)" if a.main_thread else ""
             print(f"run {r + 1}: lab {lab_tps[-1]:.1f} tok/s  raw {raw_tps['thread'][-1]:.1f} tok/s (worker thread)"
                   f"{main_txt}  outputs identical: {same[-1]}")
+        boundary_us, call_ms = _boundary(exp0.plan()[0].messages, a.max_tokens), median(lab_ms)
     lab_m, thread_m = median(lab_tps), median(raw_tps["thread"])
     main_m = median(raw_tps["main"]) if a.main_thread else None
     raw_m = max(thread_m, main_m or 0)  # compare against the faster way of calling raw
@@ -95,19 +100,38 @@ def main() -> None:
         f"Machine: {machine()}.", "",
         f"SmolLM2-135M-Instruct (GGUF, llama-cpp-python, {os.cpu_count()} threads), {a.prompts} prompts x up to "
         f"{a.max_tokens} output tokens, temperature 0.7, the same seed per prompt for both; median of {a.runs} runs "
-        "taking turns (who goes first rotates); model load excluded. Raw is timed from a worker thread, as the "
-        "lab calls it (with `--main-thread` also from the main thread, which was slower on this machine: "
-        "0.4-0.8x); the ratio is against the fastest raw.", "",
+        "taking turns (who goes first rotates); model load excluded. The lab runs llama.cpp in its worker "
+        "process; raw runs in this process, from a worker thread (with `--main-thread` also from the main "
+        "thread); the ratio is against the fastest raw. On a shared machine other jobs' load swings the "
+        "figures run to run: read the per-run lines, and the load average above.", "",
         "| what | output tokens/s | ratio |", "| --- | ---: | ---: |",
         *([f"| raw `Llama.create_chat_completion`, main thread | {main_m:.1f} | {main_m / raw_m:.2f}x |"]
           if main_m is not None else []),
         f"| raw `Llama.create_chat_completion`, worker thread | {thread_m:.1f} | {thread_m / raw_m:.2f}x |",
         f"| lab `Experiment.run()` on `local:smollm2` (every row logged) | {lab_m:.1f} | {lab_m / raw_m:.2f}x |", "",
+        f"Process boundary: {boundary_us:.0f} µs per call (median round trip to the worker with the call's "
+        f"messages and a {a.max_tokens}-token-sized reply, no generation), {boundary_us / 10 / call_ms:.3f}% of "
+        f"the lab's mean call ({call_ms:.0f} ms).", "",
         f"Outputs identical to raw with the same seeds: {'yes' if all(same) else '**no**'}. "
         f"Target >= 0.95x: {verdict(lab_m / raw_m >= 0.95)}.", "",
         f"Reproduce: `python bench/bench_local.py --prompts {a.prompts} --max-tokens {a.max_tokens} --runs {a.runs}`",
     ]
     report("Local model", lines, write=not a.no_write)
+
+
+def _boundary(messages: list[dict], max_tokens: int, n: int = 300) -> float:
+    """Median µs of a round trip to the worker carrying a call's messages and a response-sized reply."""
+    worker = worker_for(bundled_model_path("smollm2"))
+    reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "word " * max_tokens},
+                          "finish_reason": "length"}],
+             "usage": {"prompt_tokens": 40, "completion_tokens": max_tokens, "total_tokens": 40 + max_tokens}}
+    req = {"op": "ping", "payload": {"messages": messages, "reply": reply}}
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        worker.request(req)
+        times.append((time.perf_counter() - t0) * 1e6)
+    return median(times)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ shape (same pragmas), measured in the same run. Target <= 0.5 ms/row.
 Load: ``log.runs(experiment=...)`` of a 10k-row experiment (two variants x 5k inputs) out of the whole log;
 baseline ``pandas.read_sql`` of the same rows. Target <= 1 s.
 Plots: ``lab.plots`` comparison figures from that DataFrame. Target <= 2 s.
+Reading at scale: ``python -m lab show`` of a 100k-row experiment (a fresh process, as a user runs it;
+target <= 0.5 s), ``log.runs(columns=[...])`` against ``pandas.read_sql`` of the same columns,
+``import lab`` and ``python -m lab --help`` (fresh processes; target < 0.2 s).
 
     python bench/bench_log.py                 # 20k rows (reports 10k and 20k)
     python bench/bench_log.py --rows 100000   # the full 100k
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import random
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -93,6 +98,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20_000, help="rows appended (>= 10000)")
     ap.add_argument("--window", type=int, default=1000, help="rows per timing window")
     ap.add_argument("--runs", type=int, default=3, help="repeats of the load and plot timings")
+    ap.add_argument("--show-rows", type=int, default=100_000, help="rows of the experiment `show` summarizes")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     n = max(a.rows, 10_000)
@@ -140,8 +146,61 @@ def main() -> None:
               f"median of {a.runs}: **{lo:.3f} s** (bare `pandas.read_sql` of the same rows: {raw_lo:.3f} s, "
               f"{lo / raw_lo:.2f}x; the lab also parses the JSON columns). Target <= 1 s: {verdict(lo <= 1.0)}.",
               "", plot_line, "",
+              *reading_at_scale(a.runs, a.show_rows),
               f"Reproduce: `python bench/bench_log.py --rows {n}` (`--rows 100000` for the full run)."]
     report("Run log", lines, write=not a.no_write)
+
+
+def _fresh(args: list[str]) -> float:
+    """Wall time of a fresh ``python`` process running ``args`` (interpreter start included)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, *args], check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+    return time.perf_counter() - t0
+
+
+def reading_at_scale(runs: int, rows: int) -> list[str]:
+    """`show` of a big experiment, `runs(columns=...)` against read_sql, and start-up times."""
+    import pandas as pd
+
+    with tmpdir() as tmp:
+        path = Path(tmp) / "big.db"
+        log = lab.log(path)
+        rng = random.Random(2)
+        for i in range(0, rows, 10_000):
+            log.add_runs([record(j, "big", ("persona", "honest")[j % 2], j // 2, rng)
+                          for j in range(i, min(rows, i + 10_000))])
+        show = median([_fresh(["-m", "lab", "--log", str(path), "show", "big"]) for _ in range(runs)])
+        summ = median([timed(lambda: log.summary("big"))[0] for _ in range(runs)])
+        cols = ["input_id", "variant", "outcome", "output", "input_vars"]
+        lab_s = median([timed(lambda: log.runs(experiment="big", columns=cols))[0] for _ in range(runs)])
+        con = sqlite3.connect(path)
+        raw_s = median([timed(lambda: pd.read_sql(f"SELECT {', '.join(cols)} FROM runs WHERE experiment_id = ? "
+                                                  "ORDER BY seq", con, params=["big"]))[0] for _ in range(runs)])
+        full_s = median([timed(lambda: log.runs(experiment="big"))[0] for _ in range(runs)])
+        raw_full = median([timed(lambda: pd.read_sql("SELECT * FROM runs WHERE experiment_id = ? ORDER BY seq", con,
+                                                      params=["big"]))[0] for _ in range(runs)])
+        con.close()
+        log.close()
+    bare = median([_fresh(["-c", "pass"]) for _ in range(runs)])
+    imp = median([_fresh(["-c", "import lab"]) for _ in range(runs)])
+    helps = median([_fresh(["-m", "lab", "--help"]) for _ in range(runs)])
+    return [
+        f"Reading at scale ({rows:,}-row experiment, median of {runs}): `python -m lab show` in a fresh process "
+        f"**{show:.3f} s** (target <= 0.5 s: {verdict(show <= 0.5)}; the SQL summary itself, `log.summary()`, "
+        f"{summ * 1000:.0f} ms). `log.runs(columns=[5 columns, one JSON])` {lab_s:.3f} s against `pandas.read_sql` of "
+        f"the same columns {raw_s:.3f} s ({lab_s / raw_s:.2f}x); every column: {full_s:.3f} s against "
+        f"{raw_full:.3f} s ({full_s / raw_full:.2f}x, five JSON columns parsed).",
+        "",
+        f"Start-up, fresh processes (median of {runs}): `python -c pass` {bare:.3f} s, `import lab` {imp:.3f} s, "
+        f"`python -m lab --help` **{helps:.3f} s** (target < 0.2 s: {verdict(helps < 0.2)}).",
+        "",
+    ]
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
 
 
 def RunLog_row(rec: RunRecord) -> list:  # noqa: N802  the values add_run writes, JSON-encoded

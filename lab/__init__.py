@@ -10,60 +10,6 @@
 
 from .version import __version__
 
-from .context import Context, context  # noqa: E402
-from .errors import (  # noqa: E402
-    BudgetExceeded,
-    InputSetError,
-    LabError,
-    ModelSpecError,
-    ParameterError,
-    PromptFileError,
-    ProviderError,
-    StoreError,
-)
-from .inputs import InputRow, InputSet, load_inputs  # noqa: E402
-from .pricing import set_price  # noqa: E402
-from .prompts import PromptFile, Variant, load_prompt  # noqa: E402
-from .providers import get_provider, register_provider  # noqa: E402
-from .runner import Experiment, Runs, experiment  # noqa: E402
-from .store import RunLog, log  # noqa: E402
-from .tables import summary  # noqa: E402
-from . import batch  # noqa: E402  (lab.batch.submit / poll / cancel)
-from .grading import (  # noqa: E402
-    Grade,
-    Grader,
-    GraderError,
-    custom,
-    escape_hatch,
-    grade,
-    json_schema,
-    judge,
-    judge_agreement,
-    judge_decoys,
-    match,
-    rank,
-    rate,
-    regex,
-)
-from .stats import mean_ci, means, paired_difference, proportion_ci, rates, repeats_needed  # noqa: E402
-from .tables import critique_rounds, disagreements, escaped, side_by_side, with_grades  # noqa: E402
-from .techniques import (  # noqa: E402
-    Comparison,
-    ContextEffect,
-    Conversation,
-    Critique,
-    ProposedEdgeCases,
-    Spread,
-    compare_framings,
-    context_effect,
-    conversation,
-    escape_report,
-    propose_edge_cases,
-    retry,
-    self_critique,
-    spread,
-)
-
 __all__ = [
     "__version__",
     "experiment", "Experiment", "Runs",
@@ -82,13 +28,39 @@ __all__ = [
     "rates", "means", "proportion_ci", "mean_ci", "paired_difference", "repeats_needed",
     "with_grades", "side_by_side", "escaped", "disagreements", "critique_rounds",
 ]
+__all__ += ["ablate", "Ablation", "confidence", "ConfidenceReport"]
 
 
-# The notebook side (widgets, figures, result notebooks) is imported on first use, so that
-# `import lab` in a script does not pull in ipywidgets, plotly or papermill.
+# Every name is imported on first use, so that `import lab` (and `python -m lab --help`) does not
+# pull in pandas, the provider SDKs, ipywidgets, plotly or papermill before they are needed.
 _LAZY = {
+    **{name: ("lab.errors", name) for name in (
+        "LabError", "PromptFileError", "InputSetError", "ModelSpecError", "ParameterError", "ProviderError",
+        "BudgetExceeded", "StoreError")},
+    "Context": ("lab.context", "Context"), "context": ("lab.context", "context"),
+    "InputRow": ("lab.inputs", "InputRow"), "InputSet": ("lab.inputs", "InputSet"),
+    "load_inputs": ("lab.inputs", "load_inputs"),
+    "set_price": ("lab.pricing", "set_price"),
+    "PromptFile": ("lab.prompts", "PromptFile"), "Variant": ("lab.prompts", "Variant"),
+    "load_prompt": ("lab.prompts", "load_prompt"),
+    "get_provider": ("lab.providers", "get_provider"), "register_provider": ("lab.providers", "register_provider"),
+    "Experiment": ("lab.runner", "Experiment"), "Runs": ("lab.runner", "Runs"),
+    "experiment": ("lab.runner", "experiment"),
+    "RunLog": ("lab.store", "RunLog"), "log": ("lab.store", "log"),
+    "batch": ("lab.batch", None),
+    **{name: ("lab.grading", name) for name in (
+        "Grade", "Grader", "GraderError", "custom", "escape_hatch", "grade", "json_schema", "judge",
+        "judge_agreement", "judge_decoys", "match", "rank", "rate", "regex")},
+    **{name: ("lab.stats", name) for name in (
+        "mean_ci", "means", "paired_difference", "proportion_ci", "rates", "repeats_needed")},
+    **{name: ("lab.tables", name) for name in (
+        "summary", "critique_rounds", "disagreements", "escaped", "side_by_side", "with_grades")},
+    **{name: ("lab.techniques", name) for name in (
+        "Comparison", "ContextEffect", "Conversation", "Critique", "ProposedEdgeCases", "Spread",
+        "compare_framings", "context_effect", "conversation", "escape_report", "propose_edge_cases", "retry",
+        "self_critique", "spread", "ablate", "Ablation", "confidence", "ConfidenceReport")},
     "workbench": ("lab.widgets", "workbench"), "compare_view": ("lab.widgets", "compare_view"),
-    "plots": ("lab.plots", None), "widgets": ("lab.widgets", None),
+    "plots": ("lab.plots", None), "widgets": ("lab.widgets", None), "findings": ("lab.findings", None),
     "run_notebook": ("lab.report", "run_notebook"), "run_grid": ("lab.report", "run_grid"),
     "export_html": ("lab.report", "export_html"), "project_root": ("lab.report", "project_root"),
 }
@@ -100,5 +72,13 @@ def __getattr__(name: str):
 
         module, attr = _LAZY[name]
         mod = importlib.import_module(module)
-        return mod if attr is None else getattr(mod, attr)
+        value = mod if attr is None else getattr(mod, attr)
+        globals()[name] = value  # the next lookup is a plain attribute
+        if module == "lab.context":  # importing the submodule bound lab.context to it: the function wins
+            globals()["context"] = mod.context
+        return value
     raise AttributeError(f"module 'lab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

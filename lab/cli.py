@@ -12,13 +12,14 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import LabError
 from .names import path_under, terminal_text
 from .secrets import redact
+
+if TYPE_CHECKING:  # pandas is imported by the commands that print tables (`--help` stays fast)
+    import pandas as pd
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Command] = {}
@@ -52,11 +53,33 @@ def _say(*values: Any, **kwargs: Any) -> None:
     print(*(_as_text(v) if isinstance(v, str) else v for v in values), **kwargs)
 
 
-def _print_df(df: pd.DataFrame) -> None:
+def _print_df(df: "pd.DataFrame") -> None:
+    import pandas as pd
+
     df = df.map(_as_text)
     df.index = df.index.map(_as_text)
     with pd.option_context("display.max_columns", 20, "display.width", 160, "display.max_colwidth", 60):
         print(df.to_string())
+
+
+def _print_rows(index: list[str], columns: list[str], rows: list[tuple]) -> None:
+    """A small table as pandas would print it (index columns left, values right-aligned), without
+    importing pandas: `show` is done before pandas would have finished importing."""
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and v != v):
+            return "NaN"
+        if isinstance(v, float):
+            return f"{v:g}" if abs(v) >= 1e-4 or v == 0 else f"{v:.6g}"
+        return str(_as_text(v))
+
+    body = [[cell(v) for v in row] for row in rows]
+    k = len(index)
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(index + columns)]
+    head = [" " * widths[i] for i in range(k)] + [h.rjust(widths[k + i]) for i, h in enumerate(columns)]
+    print("  ".join(head).rstrip())
+    print("  ".join(h.ljust(widths[i]) for i, h in enumerate(index)).rstrip())
+    for r in body:
+        print("  ".join([r[i].ljust(widths[i]) for i in range(k)] + [r[i].rjust(widths[i]) for i in range(k, len(r))]))
 
 
 @command("run")
@@ -67,18 +90,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.prompt, inputs=args.inputs, model=args.model, repeats=args.repeats, variants=args.variant,
         params=dict(args.param or []), seed=args.seed, concurrency=args.concurrency, budget_usd=args.budget,
         replay=args.replay, resume=args.resume, log=args.log, id=args.id, tags=args.tag,
-        progress=args.progress,
+        progress=args.progress, max_calls=args.max_calls,
     )
-    _say(f"experiment {exp.id}: {len(exp.plan())} calls "
-         f"({len(exp.variants)} variants x {len(exp.inputs)} inputs x {len(exp.models)} models x {exp.repeats} repeats)",
-         flush=True)
+    _say(f"experiment {exp.id}: {exp.describe()}", flush=True)
     runs = exp.run()
     print()
     _print_df(runs.summary())
+    _grade_and_print_findings(exp, runs)
     extra = f", {runs.skipped} already done (resumed)" if runs.skipped else ""
     _say(f"\n{len(runs)} calls in {runs.wall_s:.1f}s{extra}. Log: {exp.log.path}  (experiment {exp.id})")
     _say(f"Read it back: python -m lab show {exp.id}" + (f" --log {args.log}" if args.log else ""))
     return 0
+
+
+def _grade_and_print_findings(exp: Any, runs: Any) -> None:
+    """Grade with the prompt file's grader (or the default one when inputs have expected answers),
+    then print the findings block."""
+    from .findings import from_log
+    from .grading import grade, graders_or_default
+    from .techniques._common import resolve_graders
+
+    graders = graders_or_default(resolve_graders(None, exp.prompt), runs.df)
+    if graders:
+        grade(runs, graders)
+    print()
+    print(from_log(exp.log, exp.id))
 
 
 @command("runs")
@@ -93,21 +129,34 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what the findings block reads from the runs table (the rest is neither fetched nor parsed)
+FINDINGS_COLUMNS = ["id", "experiment_id", "variant", "prompt_version", "input_id", "input_tags", "expected", "model",
+                    "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id", "cost_usd"]
+
+
 @command("show")
 def cmd_show(args: argparse.Namespace) -> int:
     from .store import RunLog
-    from .tables import summary
 
     log = RunLog(args.log)
-    runs = log.runs(experiment=args.experiment)
-    if runs.empty:
+    by, cols, rows = log.summary_rows(args.experiment)  # computed by SQLite; printed before anything slower
+    if not rows:
         _say(f"no runs for experiment {args.experiment!r} in {log.path}; `python -m lab runs` lists them",
              file=sys.stderr)
         return 2
-    _print_df(summary(runs))
+    _print_rows(by, cols, rows)
+    if args.summary_only:
+        return 0
+    sys.stdout.flush()
+    from .findings import findings
+
+    print()
+    print(findings(log.runs(experiment=args.experiment, columns=FINDINGS_COLUMNS), log.grades(args.experiment),
+                   experiment_id=args.experiment))
     if args.outputs:
         print()
-        _print_df(runs[["variant", "input_id", "repeat", "outcome", "output", "error"]])
+        _print_df(log.runs(experiment=args.experiment,
+                           columns=["variant", "input_id", "repeat", "outcome", "output", "error"]))
     return 0
 
 
@@ -250,14 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="skip calls experiment --id already finished")
     r.add_argument("--id", help="experiment id (needed for --resume)")
     r.add_argument("--progress", choices=["auto", "text", "off"])
+    r.add_argument("--max-calls", type=int, metavar="N",
+                   help="run a plan of up to N calls (default $PROMPTLAB_MAX_CALLS or 1,000,000; larger plans are refused)")
     r.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     s = sub.add_parser("runs", help="list the experiments in the log")
     s.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    sh = sub.add_parser("show", help="one experiment's summary")
+    sh = sub.add_parser("show", help="one experiment's summary and findings")
     sh.add_argument("experiment")
     sh.add_argument("--outputs", action="store_true", help="also list every output")
+    sh.add_argument("--summary-only", action="store_true",
+                    help="only the summary table (computed in SQL; fast on a huge experiment), no findings")
     sh.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     e = sub.add_parser("export", help="write an experiment to Parquet")

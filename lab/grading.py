@@ -24,6 +24,7 @@ import math
 import re
 import statistics
 import unicodedata
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,15 @@ JudgeCall = Callable[..., Awaitable[Any]]
 
 # ---- text helpers ------------------------------------------------------------------------
 
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+def fill(template: str, /, **values: str) -> str:
+    """Fill ``{name}`` slots of a built-in prompt in one pass: text put into one slot is never read
+    for another, so a request that itself contains ``{answer}`` stays as written. Unknown slots stay."""
+    return _SLOT.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template)
+
+
 _NUMBER = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|(?<![\w.])[-+]?\.\d+(?![\w])")
 
 
@@ -110,11 +120,18 @@ def numbers_in(text: Any) -> list[float]:
     return found
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas' NA: a DataFrame row without an expected answer carries one of these."""
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _alternatives(expected: Any) -> list[Any]:
-    if expected is None:
+    if _missing(expected):
         return []
     if isinstance(expected, (list, tuple)):
-        return [e for e in expected if e is not None]
+        return [e for e in expected if not _missing(e)]
     return [expected]
 
 
@@ -212,6 +229,27 @@ def match(*, mode: MatchMode = "normalized", location: MatchLocation = "whole", 
 
     return Grader(name=f"match:{mode}", fn=fn, options={"mode": mode, "location": location, "marker": marker,
                                                          "tolerance": tolerance})
+
+
+DEFAULT_GRADER = "match:default"
+DEFAULT_GRADER_NOTE = "graded by normalized match against `expected` (at the start of the output; no grader named)"
+
+
+def default_grader() -> Grader:
+    """The grader used when inputs have ``expected`` answers and no grader is named: normalized
+    match of ``expected`` at the start of the output (``"Positive, clearly."`` passes for
+    ``positive``). Named ``match:default`` so every reading can say how it was graded."""
+    g = match(mode="normalized", location="start")
+    return Grader(name=DEFAULT_GRADER, fn=g.fn, options={**g.options, "default": True})
+
+
+def graders_or_default(graders: Sequence[Grader], runs: pd.DataFrame) -> list[Grader]:
+    """``graders``, or the default grader when there are none and some run has an ``expected`` answer."""
+    if graders:
+        return list(graders)
+    if "expected" in runs and any(_alternatives(e) for e in runs["expected"]):
+        return [default_grader()]
+    return []
 
 
 RegexMode = Literal["search", "match", "fullmatch"]
@@ -415,14 +453,15 @@ def judge(rubric: str, *, model: str = "local:smollm2", repeats: int = 3, scale:
     params = {"temperature": 0, "max_tokens": max_tokens}
     provider.check_params({**params, "seed": 0})
     threshold = pass_at if pass_at is not None else {"1-5": 4.0, "1-10": 7.0, "pass/fail": 1.0}[scale]
-    template = JUDGE_TEMPLATE.replace("{rubric}", rubric).replace("{instruction}", _SCALE_INSTRUCTION[scale])
+    template = fill(JUDGE_TEMPLATE, rubric=rubric, instruction=_SCALE_INSTRUCTION[scale])  # names the version
     variant = Variant(name="judge", task="judge", path="<judge>", templates=(("user", template),), params=params,
                       escape_hatch=None, version=version_of((("user", template),), params, None))
 
     async def afn(run: RunRow, call: JudgeCall) -> Grade:
         messages = run.get("messages") or []
         request = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        content = template.replace("{request}", request).replace("{answer}", run.get("output") or "")
+        content = fill(JUDGE_TEMPLATE, request=request, answer=run.get("output") or "", rubric=rubric,
+                       instruction=_SCALE_INSTRUCTION[scale])
         sent = [{"role": "user", "content": content}]
         from .runner import derive_seed
 
@@ -489,11 +528,26 @@ def grade(runs: "pd.DataFrame | Runs | str", graders: Grader | Sequence[Grader],
                     new_ids.append(_write(log, run, g.name, gr))
     judges = [g for g in graders if g.afn is not None]
     if judges and rows:
-        new_ids += run_sync(lambda: _agrade(log, rows, judges, concurrency))
+        judged = run_sync(lambda: _agrade(log, rows, judges, concurrency))
+        new_ids += judged
+        _warn_unparsed(log, rows, judged)
     if not new_ids:
         return log.grades(run_id="__none__")
     out = pd.concat([log.grades(experiment=e) for e in {r["experiment_id"] for r in rows}], ignore_index=True)
     return out[out["id"].isin(set(new_ids))].reset_index(drop=True)
+
+
+def _warn_unparsed(log: RunLog, rows: list[dict[str, Any]], grade_ids: list[str]) -> None:
+    if not grade_ids:
+        return
+    got = pd.concat([log.grades(experiment=e) for e in {r["experiment_id"] for r in rows}], ignore_index=True)
+    got = got[got["id"].isin(set(grade_ids))]
+    for name, g in got.groupby("grader"):
+        share = float((g["label"] == "unparsed").mean())
+        if share > UNPARSED_WARN_SHARE:
+            warnings.warn(f"{name}: {share:.0%} of its grades are unparsed ({int((g['label'] == 'unparsed').sum())} "
+                          f"of {len(g)}): the judge's replies have no readable score; use a stronger judge model "
+                          "or a simpler scale before trusting these grades", UserWarning, stacklevel=3)
 
 
 def _write(log: RunLog, run: RunRow, grader: str, g: Grade) -> str:
@@ -587,9 +641,67 @@ def rank(run_ids: Sequence[str], *, rater: str, note: str | None = None, log: Ru
             for i, r in enumerate(runs)]
 
 
-def judge_agreement(grades: pd.DataFrame, *, judge: str, human: str) -> dict[str, Any]:
-    """How well a judge agrees with a person on the runs both graded: Spearman rank correlation
-    of scores (scipy), pass/fail agreement, and the judge's mean self-agreement.
+def cohen_kappa(x: Sequence[Any], y: Sequence[Any]) -> float:
+    """Cohen's kappa of two graders' labels on the same items: agreement beyond chance
+    (1 = always agree, 0 = as often as chance, < 0 = less). NaN when chance agreement is 1."""
+    x, y = list(x), list(y)
+    n = len(x)
+    if n == 0:
+        return float("nan")
+    observed = sum(a == b for a, b in zip(x, y)) / n
+    cx, cy = Counter(x), Counter(y)
+    expected = sum(cx[k] * cy.get(k, 0) for k in cx) / n ** 2
+    return float("nan") if expected == 1 else (observed - expected) / (1 - expected)
+
+
+def krippendorff_alpha(x: Sequence[float], y: Sequence[float]) -> float:
+    """Krippendorff's alpha (interval metric) of two graders' scores on the same items: 1 - observed
+    disagreement / disagreement expected from all scores pooled. NaN when every score is equal."""
+    import numpy as np
+
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(a) < 2:
+        return float("nan")
+    pooled = np.concatenate([a, b])
+    d_obs = float(np.mean((a - b) ** 2))
+    m = len(pooled)
+    d_exp = float(((pooled[:, None] - pooled[None, :]) ** 2).sum() / (m * (m - 1)))
+    return float("nan") if d_exp == 0 else 1 - d_obs / d_exp
+
+
+def _agreement_ci(fn: Callable[..., float], x: Sequence[Any], y: Sequence[Any], confidence: float,
+                  seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval over items (scipy.stats.bootstrap, paired); NaN when it cannot vary."""
+    import numpy as np
+    from scipy import stats as sps
+
+    if len(x) < 3:
+        return (float("nan"), float("nan"))
+    codes = {v: i for i, v in enumerate(dict.fromkeys(list(x) + list(y)))}
+    xs = np.array([codes[v] if fn is cohen_kappa else v for v in x], dtype=float)
+    ys = np.array([codes[v] if fn is cohen_kappa else v for v in y], dtype=float)
+
+    def stat(a: Any, b: Any) -> float:
+        return fn(list(a), list(b))
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate resamples (all one label) are expected on small sets
+        res = sps.bootstrap((xs, ys), stat, paired=True, vectorized=False, confidence_level=confidence,
+                            n_resamples=999, method="percentile", rng=np.random.default_rng(seed))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return (max(-1.0, low), min(1.0, high)) if low == low else (float("nan"), float("nan"))
+
+
+def judge_agreement(grades: pd.DataFrame, *, judge: str, human: str, confidence: float = 0.95,
+                    seed: int = 0) -> dict[str, Any]:
+    """How well a judge agrees with a person (or any two graders) on the runs both graded.
+
+    Raw agreement can look high by chance (a judge that passes everything agrees with a person who
+    passes most), so next to it: Cohen's ``kappa`` on pass/fail and Krippendorff's ``alpha``
+    (interval metric) on scores, each with a bootstrap ``confidence`` interval over runs
+    (``kappa_low``/``kappa_high``, ``alpha_low``/``alpha_high``); Spearman rank correlation of
+    scores; the judge's mean self-agreement; and ``unparsed_share``, the share of the judge's
+    grades it could not read (a warning is issued above ``UNPARSED_WARN_SHARE``).
 
     ``judge`` and ``human`` are grader names as in the grades table (``judge:local:smollm2``,
     ``human:ana``); the latest grade per run counts.
@@ -607,10 +719,34 @@ def judge_agreement(grades: pd.DataFrame, *, judge: str, human: str) -> dict[str
     if len(scored) >= 3 and scored["score_judge"].nunique() > 1 and scored["score_human"].nunique() > 1:
         rho = float(sps.spearmanr(scored["score_judge"], scored["score_human"]).statistic)
     pf = both.dropna(subset=["passed_judge", "passed_human"])
+    pj, ph = [bool(v) for v in pf["passed_judge"]], [bool(v) for v in pf["passed_human"]]
+    sj, sh = scored["score_judge"].astype(float).tolist(), scored["score_human"].astype(float).tolist()
     self_agree = [d.get("self_agreement") for d in j["detail"] if isinstance(d, dict) and d.get("self_agreement") is not None]
+    unparsed = unparsed_share(grades, judge)
+    klo, khi = _agreement_ci(cohen_kappa, pj, ph, confidence, seed)
+    alo, ahi = _agreement_ci(krippendorff_alpha, sj, sh, confidence, seed)
     return {"runs": len(both), "spearman": rho,
-            "pass_agreement": float((pf["passed_judge"] == pf["passed_human"]).mean()) if len(pf) else float("nan"),
-            "judge_self_agreement": float(sum(self_agree) / len(self_agree)) if self_agree else float("nan")}
+            "pass_agreement": float(sum(a == b for a, b in zip(pj, ph)) / len(pj)) if pj else float("nan"),
+            "kappa": cohen_kappa(pj, ph), "kappa_low": klo, "kappa_high": khi,
+            "alpha": krippendorff_alpha(sj, sh), "alpha_low": alo, "alpha_high": ahi,
+            "judge_self_agreement": float(sum(self_agree) / len(self_agree)) if self_agree else float("nan"),
+            "unparsed_share": unparsed}
+
+
+UNPARSED_WARN_SHARE = 0.2
+
+
+def unparsed_share(grades: pd.DataFrame, judge: str | None = None) -> float:
+    """Share of judge grades (latest per run; one judge, or every ``judge:*`` grader) the judge's
+    reply could not be read for (label ``unparsed``); NaN when there are none."""
+    if grades is None or grades.empty:
+        return float("nan")
+    names = grades["grader"].astype(str)
+    g = grades[names == judge] if judge else grades[names.str.startswith("judge:")]
+    if g.empty:
+        return float("nan")
+    latest = g.sort_values("seq").groupby(["run_id", "grader"]).tail(1)
+    return float((latest["label"] == "unparsed").mean())
 
 
 # Outputs no grader should pass, put into a judge's batch to see whether it can be gamed.

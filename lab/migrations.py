@@ -164,8 +164,25 @@ def m005_batches(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX batch_requests_batch ON batch_requests(batch_id)")
 
 
+def m006_confidence(db: sqlite3.Connection) -> None:
+    """Per run, the small confidence record from token log-probabilities (JSON; see lab.logprobs);
+    NULL when the experiment did not ask for it or the provider returns none."""
+    db.execute("ALTER TABLE runs ADD COLUMN confidence TEXT")
+
+
+
+def m007_summary_index(db: sqlite3.Connection) -> None:
+    """An index that holds everything a summary reads (``log.summary``, ``python -m lab show``), so
+    summarizing a 100k-row experiment reads the index, not the rows. It replaces ``runs_experiment``,
+    which ``runs_resume`` (same first column) already made redundant: still five indexes per row."""
+    db.execute("CREATE INDEX runs_summary ON runs(experiment_id, variant, model, outcome, latency_ms,"
+               " output_tokens, cost_usd)")
+    db.execute("DROP INDEX IF EXISTS runs_experiment")
+
+
+
 MIGRATIONS: list[Migration] = [m001_initial, m002_grades, m003_conversations, m004_events_and_versions,
-                               m005_batches]
+                               m005_batches, m006_confidence, m007_summary_index]
 
 
 def applied(db: sqlite3.Connection) -> list[str]:

@@ -4,16 +4,15 @@ Every function takes the DataFrames as the log returns them, so a figure can be 
 from any version of the log (``as_of=...``). Titles say what the figure shows; axes carry units.
 Empty input gives an empty figure that says so, never an exception, so a notebook runs end to end.
 
-"Correct" comes from grade rows when there are any (the latest grade with a pass/fail or a score
-for each run); otherwise from the input's ``expected`` answer, matched against the first word of
-the output (case and punctuation ignored). Escaped and error rows are never "correct" or "wrong":
-they are outcomes of their own.
+"Correct" comes only from grade rows (a grader's ``passed``; the latest grade of the grader that
+``lab.tables.with_grades`` picks), the same source ``lab.stats`` reads; every interval drawn here is
+computed by ``lab.stats`` (clustered by input), so a figure and a table never disagree. Differences
+are A - B as named in the call. Escaped and error rows are outcomes of their own.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Literal
 
 import numpy as np
@@ -26,7 +25,7 @@ from .errors import ParameterError
 
 __all__ = [
     "outcome_rates", "paired_difference", "retry_spread", "critique_rounds", "score_by_version",
-    "cost_latency", "outcome_categories", "wilson_interval",
+    "cost_latency", "outcome_categories", "wilson_interval", "ablation_effects", "reliability", "selective_answering",
 ]
 
 CATEGORY_ORDER = ["answered-correct", "answered-wrong", "answered", "escaped", "error"]
@@ -35,7 +34,7 @@ CATEGORY_COLORS = {"answered-correct": "#2ca02c", "answered-wrong": "#d62728", "
 Metric = Literal["correct", "escaped", "answered", "error", "score"]
 
 
-# ---- small computations (used only to draw; lab.stats owns the reported statistics) -------------
+# ---- reading grades (lab.stats owns every reported statistic) -----------------------------------
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a proportion (:func:`lab.stats.proportion_ci`); nan when ``n`` is 0."""
@@ -44,52 +43,29 @@ def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float,
     return proportion_ci(successes, n, confidence=level)
 
 
-def _norm_answer(text: object) -> str:
-    if not isinstance(text, str):
-        return ""
-    words = re.findall(r"\w+", text.casefold())
-    return words[0] if words else ""
+def run_scores(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, grader: str | None = None) -> pd.Series:
+    """A score in [0, 1] per run (indexed like ``runs``), NaN where no grader graded it.
 
+    From ``grader``'s latest grade (default: the grader :func:`lab.tables.with_grades` picks):
+    ``passed`` when it has one, else its score (human ratings on a 1-5 scale are mapped onto
+    [0, 1]). Escaped and error rows are NaN: they are outcomes of their own."""
+    from .tables import with_grades
 
-def _expected_match(output: object, expected: object) -> float:
-    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
-        return float("nan")
-    if isinstance(expected, (list, tuple)):
-        return float(any(_expected_match(output, e) == 1.0 for e in expected))
-    return float(_norm_answer(output) == _norm_answer(str(expected)) != "")
-
-
-def run_scores(runs: pd.DataFrame, grades: pd.DataFrame | None = None) -> pd.Series:
-    """A score in [0, 1] per run (indexed like ``runs``), NaN where there is nothing to score by.
-
-    From the latest grade row of each run that has a score or a pass/fail (human ratings on a
-    1-5 scale are mapped onto [0, 1]); otherwise from ``expected``. Escaped and error rows are NaN.
-    """
-    scores = pd.Series(np.nan, index=runs.index, dtype=float)
     if runs.empty:
-        return scores
-    if grades is not None and not grades.empty:
-        g = grades[grades["run_id"].isin(runs["id"])].copy()
-        g["value"] = g["passed"].astype(float)
-        has_score = g["score"].notna()
-        s = g.loc[has_score, "score"].astype(float)
-        human = g.loc[has_score, "grader"].astype(str).str.startswith("human")
-        g.loc[has_score, "value"] = np.where(human & (s > 1), (s - 1) / 4, s)
-        g = g[g["value"].notna()].sort_values("seq").groupby("run_id").tail(1)
-        by_run = dict(zip(g["run_id"], g["value"]))
-        scores = runs["id"].map(by_run).astype(float)
-    missing = scores.isna()
-    if missing.any() and "expected" in runs:
-        fallback = [_expected_match(o, e) for o, e in zip(runs.loc[missing, "output"], runs.loc[missing, "expected"])]
-        scores.loc[missing] = fallback
-    scores[runs["outcome"] != "answered"] = np.nan
-    return scores
+        return pd.Series(np.nan, index=runs.index, dtype=float)
+    g = with_grades(runs, grades, grader=grader)
+    score = g["score"]
+    human = g["grader"].astype(str).str.startswith("human")
+    score = score.where(~(human & (score > 1)), (score - 1) / 4)
+    out = g["passed"].where(g["passed"].notna(), score).astype(float)
+    out[runs["outcome"] != "answered"] = np.nan
+    return out
 
 
-def outcome_categories(runs: pd.DataFrame, grades: pd.DataFrame | None = None) -> pd.Series:
-    """Per run: ``answered-correct``, ``answered-wrong``, ``answered`` (nothing to check it by),
-    ``escaped`` or ``error``."""
-    scores = run_scores(runs, grades)
+def outcome_categories(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *,
+                       grader: str | None = None) -> pd.Series:
+    """Per run: ``answered-correct``, ``answered-wrong``, ``answered`` (no grade), ``escaped`` or ``error``."""
+    scores = run_scores(runs, grades, grader=grader)
     cat = runs["outcome"].astype(str).copy()
     answered = cat == "answered"
     cat[answered & (scores >= 0.5)] = "answered-correct"
@@ -118,102 +94,127 @@ def _label(df: pd.DataFrame, col: str = "variant") -> pd.Series:
 # ---- figures ---------------------------------------------------------------------------------
 
 def outcome_rates(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, by: str = "variant",
-                  split_by_tag: bool = True, level: float = 0.95) -> go.Figure:
+                  split_by_tag: bool = True, level: float = 0.95, grader: str | None = None) -> go.Figure:
     """Share of calls per outcome (answered-correct / answered-wrong / escaped / error) per variant,
-    with Wilson intervals, one panel per input tag (a row with two tags counts in both panels)."""
-    title = f"Outcome rates per {by} with {level:.0%} Wilson intervals" + (", by input tag" if split_by_tag else "")
+    with intervals over inputs from :func:`lab.stats.rates`, one panel per input tag (a row with
+    two tags counts in both panels)."""
+    from .stats import rates
+
+    title = f"Outcome rates per {by} with {level:.0%} intervals over inputs" + (", by input tag" if split_by_tag else "")
     if runs.empty:
         return _empty(title)
     df = runs.copy()
-    df["category"] = outcome_categories(df, grades)
+    df["category"] = outcome_categories(df, grades, grader=grader)
     df[by] = _label(df, by)
-    df = _explode_tags(df) if split_by_tag else df.assign(tag="all inputs")
-    rows = []
-    for (tag, group), part in df.groupby(["tag", by], sort=False):
-        n = len(part)
-        for cat in CATEGORY_ORDER:
-            k = int((part["category"] == cat).sum())
-            if k == 0 and cat == "answered":
-                continue
-            lo, hi = wilson_interval(k, n, level)
-            rows.append({"tag": tag, by: group, "category": cat, "rate": 100 * k / n, "k": k, "n": n,
-                         "plus": 100 * (hi - k / n), "minus": 100 * (k / n - lo)})
-    table = pd.DataFrame(rows)
+    if not split_by_tag:
+        df["input_tags"] = [["all inputs"]] * len(df)
+    parts = []
+    for cat in CATEGORY_ORDER:
+        if cat == "answered" and not (df["category"] == cat).any():
+            continue
+        r = rates(df.assign(_is=(df["category"] == cat).astype(float)), value="_is", by=by, split_by_tag=True,
+                  confidence=level).reset_index()
+        parts.append(r.assign(category=cat))
+    table = pd.concat(parts, ignore_index=True)
+    table = table[table["tag"] != "all"] if split_by_tag else table[table["tag"] == "all inputs"]
+    table = table.assign(rate=100 * table["rate"], plus=100 * (table["high"] - table["rate"]),
+                         minus=100 * (table["rate"] - table["low"]))
+    table["label"] = [f"{int(k)}/{int(n)}" for k, n in zip(table["k"], table["n"])]
     cats = [c for c in CATEGORY_ORDER if c in set(table["category"])]
-    fig = px.bar(table, x=by, y="rate", color="category", barmode="group", facet_col="tag", facet_col_wrap=4,
-                 error_y="plus", error_y_minus="minus", category_orders={"category": cats},
-                 color_discrete_map=CATEGORY_COLORS, hover_data={"k": True, "n": True, "plus": False, "minus": False},
+    panels = table["tag"].nunique()
+    cols = min(panels, FACET_COLUMNS)
+    grid_rows = math.ceil(panels / cols)
+    fig = px.bar(table, x=by, y="rate", color="category", barmode="group", facet_col="tag", facet_col_wrap=cols,
+                 facet_row_spacing=0.3 / grid_rows if grid_rows > 1 else 0.0, facet_col_spacing=0.04,
+                 error_y="plus", error_y_minus="minus", category_orders={"category": cats}, text="label",
+                 color_discrete_map=CATEGORY_COLORS,
+                 hover_data={"k": True, "n": True, "inputs": True, "plus": False, "minus": False, "label": False},
                  labels={"rate": "share of calls (%)", by: by, "category": "outcome"}, title=title)
     fig.for_each_annotation(lambda a: a.update(text=a.text.replace("tag=", "tag: ")))
-    fig.update_yaxes(range=[0, 105])
+    _facet_layout(fig, grid_rows, "share of calls (%)")
+    fig.update_traces(textposition="outside", cliponaxis=False, textfont_size=9, textangle=0)
+    fig.update_layout(bargroupgap=0.04)
+    fig.update_yaxes(range=[0, 118])
     return fig
 
 
-def _pair_values(runs: pd.DataFrame, grades: pd.DataFrame | None, metric: Metric) -> pd.Series:
-    if metric in ("correct", "score"):
-        return run_scores(runs, grades).where(runs["outcome"] == "answered", 0.0)
-    return (runs["outcome"] == metric).astype(float)
+FACET_COLUMNS = 4  # panels per row: up to 8 tags make two rows that do not overlap
+
+
+def _facet_layout(fig: go.Figure, grid_rows: int, y_title: str) -> None:
+    """Room for every panel of a wrapped facet grid: height grows with the rows, the y title is
+    written once (a title per row sits on the panel to its left), the legend goes above the plot."""
+    fig.for_each_yaxis(lambda a: a.update(title_text=""))
+    fig.update_layout(height=140 + 300 * grid_rows, margin={"l": 80, "r": 20, "t": 110, "b": 60},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0 + 0.12 / grid_rows, "x": 0,
+                              "title": {"text": ""}})
+    if grid_rows == 1:
+        fig.update_layout(yaxis_title_text=y_title)
+    else:
+        fig.add_annotation(text=y_title, textangle=-90, showarrow=False, xref="paper", yref="paper", x=0, xshift=-42,
+                           y=0.5, xanchor="right", yanchor="middle", font={"size": 14})
+
+
+_METRIC_VALUE = {"correct": "passed", "score": "score", "escaped": "escaped", "answered": "answered", "error": "error"}
 
 
 def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame | None = None, *,
-                      metric: Metric = "correct", level: float = 0.95) -> go.Figure:
-    """Mean difference ``b - a`` in ``metric`` over calls paired on input, repeat and model, with a
-    t interval, for all inputs and per input tag. A whole interval right of zero favours ``b``."""
-    what = {"correct": "correct-answer rate", "score": "mean score", "escaped": "escape rate",
+                      metric: Metric = "correct", level: float = 0.95, grader: str | None = None) -> go.Figure:
+    """Paired difference ``a - b`` in ``metric`` (as :func:`lab.stats.paired_difference` computes it:
+    pairs on input, repeat and model, interval over inputs), for all inputs and per input tag. A
+    whole interval right of zero means ``a`` is higher. The hover text gives the verdict."""
+    from .stats import paired_difference as stats_difference
+    from .tables import with_grades
+
+    what = {"correct": "pass rate", "score": "mean score", "escaped": "escape rate",
             "answered": "answer rate", "error": "error rate"}[metric]
-    title = f"Paired difference in {what}: {b} minus {a} ({level:.0%} interval)"
+    title = f"Paired difference in {what}: {a} minus {b} ({level:.0%} interval over inputs)"
     if runs.empty:
         return _empty(title)
     have = set(runs["variant"].dropna())
     for name in (a, b):
         if name not in have:
             raise ParameterError(f"paired_difference: no runs of variant {name!r}; the runs have {sorted(have)}")
-    df = runs[runs["variant"].isin([a, b]) & (runs["role"].fillna("answer") == "answer")].copy()
-    df["value"] = _pair_values(df, grades, metric)
-    keys = ["input_id", "repeat", "model"]
-    wide = df.pivot_table(index=keys, columns="variant", values="value", aggfunc="mean").dropna(subset=[a, b])
-    if wide.empty:
-        return _empty(title, f"no inputs where both {a} and {b} have a scorable call")
-    tags = df.drop_duplicates("input_id").set_index("input_id")["input_tags"]
-    diffs = (wide[b] - wide[a]).rename("d").reset_index()
-    diffs["tags"] = diffs["input_id"].map(tags)
-    groups = [("all inputs", diffs)]
-    for tag in sorted({t for ts in diffs["tags"] if isinstance(ts, list) for t in ts}):
-        groups.append((f"tag: {tag}", diffs[[isinstance(ts, list) and tag in ts for ts in diffs["tags"]]]))
-    from scipy.stats import t as student_t
-
-    rows = []
-    for name, part in groups:
-        d = part["d"].to_numpy(float)
-        n = len(d)
-        mean = float(d.mean()) if n else float("nan")
-        if n > 1:
-            se = float(d.std(ddof=1)) / math.sqrt(n)
-            half = float(student_t.ppf(1 - (1 - level) / 2, n - 1)) * se
-        else:
-            half = float("nan")
-        rows.append({"group": name, "mean": 100 * mean, "half": 100 * half if half == half else 0.0, "pairs": n})
-    table = pd.DataFrame(rows)
+    df = runs[runs["variant"].isin([a, b]) & (runs["role"].fillna("answer") == "answer")]
+    df = with_grades(df, grades, grader=grader)
+    value = _METRIC_VALUE[metric]
+    if value in ("passed", "score") and df[value].isna().all():
+        return _empty(title, f"no grades to compare {a} and {b} by (grade the runs, or give inputs an expected answer)")
+    table = stats_difference(df, a, b, value=value, split_by_tag=True, confidence=level).reset_index()
+    table = table[table["pairs"] > 0]
+    if table.empty:
+        return _empty(title, f"no inputs where both {a} and {b} have a {value} value")
+    table["group"] = ["all inputs" if t == "all" else f"tag: {t}" for t in table["tag"]]
+    mean, low, high = 100 * table["difference"], 100 * table["low"], 100 * table["high"]
     fig = go.Figure(go.Scatter(
-        x=table["mean"], y=table["group"], mode="markers", marker={"size": 11},
-        error_x={"type": "data", "array": table["half"]}, customdata=table["pairs"],
-        hovertemplate="%{y}: %{x:.1f} points (%{customdata} pairs)<extra></extra>",
+        x=mean, y=table["group"], mode="markers+text", marker={"size": 11},
+        text=[f"  n={i} inputs, {p} pairs" for i, p in zip(table["inputs"], table["pairs"])],
+        textposition="middle right",
+        error_x={"type": "data", "symmetric": False, "array": (high - mean).fillna(0),
+                 "arrayminus": (mean - low).fillna(0)},
+        customdata=np.stack([table["pairs"], table["inputs"], table["verdict"]], axis=-1),
+        hovertemplate="%{y}: %{x:.1f} points (%{customdata[1]} inputs, %{customdata[0]} pairs): "
+                      "%{customdata[2]}<extra></extra>",
     ))
     fig.add_vline(x=0, line_dash="dash", line_color="gray")
-    fig.update_layout(title=title, xaxis_title=f"{what}, {b} − {a} (percentage points)",
-                      yaxis_title="inputs", yaxis={"autorange": "reversed"})
+    fig.update_layout(title=title, xaxis_title=f"{what}, {a} − {b} (percentage points)",
+                      yaxis_title="inputs", yaxis={"autorange": "reversed"}, height=160 + 45 * len(table))
+    if value != "score":  # a difference of two rates lives in -100..100 points: a fixed axis keeps figures comparable
+        fig.update_xaxes(range=[-105, 105], dtick=25, zeroline=False)
     return fig
 
 
 def retry_spread(runs: pd.DataFrame) -> go.Figure:
     """For each input (and variant): agreement across retries, the share of samples giving the most
-    common answer (first word, case ignored). Consistent answers suggest the model "knows";
+    common answer (the whole output, normalized as ``lab.grading.normalize`` does). Consistent answers suggest the model "knows";
     scatter suggests guessing. The label on each bar is the number of distinct answers."""
-    title = "Retry spread per input: agreement across samples (label: distinct answers)"
+    title = "Retry spread per input: agreement across samples (label: distinct answers, n samples)"
     df = runs[(runs["outcome"] != "error") & (runs["role"].fillna("answer") == "answer")].copy() if len(runs) else runs
     if df.empty:
         return _empty(title)
-    df["answer"] = [_norm_answer(o) or "(empty)" for o in df["output"]]
+    from .grading import normalize
+
+    df["answer"] = [normalize(o) or "(empty)" for o in df["output"]]
     df["variant"] = _label(df)
     rows = []
     for (inp, var), part in df.groupby(["input_id", "variant"], sort=False):
@@ -222,11 +223,12 @@ def retry_spread(runs: pd.DataFrame) -> go.Figure:
                      "agreement": 100 * counts.iloc[0] / len(part),
                      "answers": ", ".join(f"{k} ×{v}" for k, v in counts.items())})
     table = pd.DataFrame(rows)
-    table["label"] = [f"{int(n)} distinct" for n in table["distinct"]]
+    table["label"] = [f"{int(d)} distinct<br>n={int(n)}" for d, n in zip(table["distinct"], table["samples"])]
     fig = px.bar(table, x="input_id", y="agreement", color="variant", barmode="group", text="label",
                  hover_data={"samples": True, "answers": True, "distinct": True},
                  labels={"agreement": "samples agreeing with the most common answer (%)", "input_id": "input"},
                  title=title)
+    fig.update_traces(textangle=0, textposition="inside", insidetextanchor="end")
     fig.update_yaxes(range=[0, 105])
     return fig
 
@@ -242,27 +244,23 @@ def critique_rounds(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, l
     df["variant"] = _label(df)
     df = df[df["score"].notna()]
     if df.empty:
-        return _empty(title, "no scorable answers (grade them, or give the inputs an expected answer)")
+        return _empty(title, "no graded answers (grade them, or give the inputs an expected answer)")
+    from .stats import means
+
     fig = go.Figure()
     for var, part in df.groupby("variant", sort=False):
-        agg = part.groupby("round")["score"].agg(["mean", "count", "std"]).reset_index()
-        half = [_mean_half(m, s, n, level) for m, s, n in zip(agg["mean"], agg["std"], agg["count"])]
-        fig.add_trace(go.Scatter(x=agg["round"], y=100 * agg["mean"], mode="lines+markers", name=var,
-                                 error_y={"type": "data", "array": [100 * h for h in half]},
-                                 customdata=agg["count"],
+        agg = means(part, value="score", by="round", confidence=level, bounds=(0.0, 1.0)).reset_index()
+        fig.add_trace(go.Scatter(x=agg["round"], y=100 * agg["mean"], mode="lines+markers+text", name=var,
+                                 text=[f"n={n}" for n in agg["n"]], textposition="top right",
+                                 error_y={"type": "data", "symmetric": False,
+                                          "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
+                                          "arrayminus": (100 * (agg["mean"] - agg["low"])).fillna(0)},
+                                 customdata=agg["n"],
                                  hovertemplate="round %{x}: %{y:.1f}% (n=%{customdata})<extra>" + var + "</extra>"))
     fig.update_layout(title=title, xaxis_title="critique round (number of revisions)",
                       yaxis_title="mean score (%)", xaxis={"dtick": 1}, legend_title="variant")
     fig.update_yaxes(range=[-5, 105])
     return fig
-
-
-def _mean_half(mean: float, std: float, n: int, level: float) -> float:
-    if n < 2 or std != std:
-        return 0.0
-    from scipy.stats import t as student_t
-
-    return float(student_t.ppf(1 - (1 - level) / 2, n - 1)) * std / math.sqrt(n)
 
 
 def score_by_version(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, level: float = 0.95) -> go.Figure:
@@ -276,20 +274,30 @@ def score_by_version(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, 
     df["variant"] = _label(df)
     df = df[df["score"].notna() & df["prompt_version"].notna()]
     if df.empty:
-        return _empty(title, "no scorable answers (grade them, or give the inputs an expected answer)")
+        return _empty(title, "no graded answers (grade them, or give the inputs an expected answer)")
     df["when"] = pd.to_datetime(df["finished_at"], utc=True, format="ISO8601")
+    from .stats import means
+
+    # versions are placed in the order they were first run, one tick each, labelled with the minute
+    # (a time axis over a few seconds of work ticks at sub-millisecond spacing)
+    firsts = df.groupby("prompt_version")["when"].min().sort_values()
+    ticks = {v: f"{v[:8]}<br>{t:%Y-%m-%d %H:%M}" for v, t in firsts.items()}
     fig = go.Figure()
     for var, part in df.groupby("variant", sort=False):
-        agg = part.groupby("prompt_version").agg(when=("when", "min"), mean=("score", "mean"),
-                                                 n=("score", "count"), std=("score", "std")).sort_values("when")
-        half = [_mean_half(m, s, n, level) for m, s, n in zip(agg["mean"], agg["std"], agg["n"])]
-        fig.add_trace(go.Scatter(x=agg["when"], y=100 * agg["mean"], mode="lines+markers", name=var,
-                                 error_y={"type": "data", "array": [100 * h for h in half]},
-                                 text=list(agg.index), customdata=agg["n"],
-                                 hovertemplate="version %{text}: %{y:.1f}% (n=%{customdata})<extra>" + var
-                                               + "</extra>"))
-    fig.update_layout(title=title, xaxis_title="first run of the version (UTC)", yaxis_title="mean score (%)",
-                      legend_title="variant")
+        agg = means(part, value="score", by="prompt_version", confidence=level, bounds=(0.0, 1.0))
+        agg["when"] = part.groupby("prompt_version")["when"].min()
+        agg = agg.sort_values("when")
+        fig.add_trace(go.Scatter(x=[ticks[v] for v in agg.index], y=100 * agg["mean"], mode="lines+markers+text",
+                                 name=var, error_y={"type": "data", "symmetric": False,
+                                                    "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
+                                                    "arrayminus": (100 * (agg["mean"] - agg["low"])).fillna(0)},
+                                 text=[f"n={n}" for n in agg["n"]], textposition="top right",
+                                 customdata=list(zip(agg.index, agg["n"])),
+                                 hovertemplate="version %{customdata[0]}: %{y:.1f}% (n=%{customdata[1]})<extra>"
+                                               + var + "</extra>"))
+    fig.update_layout(title=title, xaxis_title="prompt version, by its first run (UTC)",
+                      yaxis_title="mean score (%)", legend_title="variant",
+                      xaxis={"type": "category", "categoryorder": "array", "categoryarray": list(ticks.values())})
     fig.update_yaxes(range=[-5, 105])
     return fig
 
@@ -303,23 +311,128 @@ def cost_latency(runs: pd.DataFrame, *, by: str = "variant") -> go.Figure:
     df = runs.copy()
     df[by] = _label(df, by)
     fig = make_subplots(rows=1, cols=3, subplot_titles=("latency per call", "output tokens per call",
-                                                        "total cost"))
+                                                        "total cost"), horizontal_spacing=0.09)
     groups = list(dict.fromkeys(df[by]))
     palette = px.colors.qualitative.Plotly
     for i, g in enumerate(groups):
         part = df[df[by] == g]
         color = palette[i % len(palette)]
-        fig.add_trace(go.Box(y=part["latency_ms"], name=g, marker_color=color, legendgroup=g, showlegend=True),
-                      row=1, col=1)
-        fig.add_trace(go.Box(y=part["output_tokens"], name=g, marker_color=color, legendgroup=g, showlegend=False),
-                      row=1, col=2)
+        tick = f"{g}<br>n={len(part)}"
+        fig.add_trace(go.Box(x=[tick] * len(part), y=part["latency_ms"], name=g, marker_color=color, legendgroup=g,
+                             showlegend=True), row=1, col=1)
+        fig.add_trace(go.Box(x=[tick] * len(part), y=part["output_tokens"], name=g, marker_color=color,
+                             legendgroup=g, showlegend=False), row=1, col=2)
         cost = part["cost_usd"].dropna()
-        fig.add_trace(go.Bar(x=[g], y=[float(cost.sum()) if len(cost) else 0.0], marker_color=color,
-                             legendgroup=g, showlegend=False,
-                             hovertemplate="%{x}: $%{y:.6f} over " + f"{len(cost)} priced calls<extra></extra>"),
-                      row=1, col=3)
+        if len(cost):
+            fig.add_trace(go.Bar(x=[f"{g}<br>n={len(cost)} priced"], y=[float(cost.sum())], marker_color=color,
+                                 legendgroup=g, showlegend=False,
+                                 hovertemplate="%{x}: $%{y:.6f}<extra></extra>"), row=1, col=3)
+    unpriced = sorted(df.loc[df["cost_usd"].isna(), "model"].dropna().astype(str).unique())
+    if unpriced:  # say so, rather than draw an empty -1..1 axis or a $0 bar that reads as free
+        lo, hi = fig.layout.xaxis3.domain
+        fig.add_annotation(text="<br>".join(f"cost unknown for {m}" for m in unpriced), showarrow=False,
+                           xref="paper", yref="paper", x=(lo + hi) / 2, xanchor="center",
+                           y=0.5 if df["cost_usd"].isna().all() else 0.95, font={"size": 13, "color": "#555"})
+        if df["cost_usd"].isna().all():
+            fig.update_xaxes(visible=False, row=1, col=3)
+            fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=3)
+    priced = df["cost_usd"].dropna()
+    if len(priced) and float(priced.sum()) == 0.0:  # a $0 bar on an empty -1..1 axis reads as "nothing here"
+        free = sorted(df.loc[df["cost_usd"].notna(), "model"].dropna().astype(str).unique())
+        lo, hi = fig.layout.xaxis3.domain
+        fig.add_annotation(text="<br>".join(f"$0: no per-call price for {m}" for m in free), showarrow=False,
+                           xref="paper", yref="paper", x=(lo + hi) / 2, xanchor="center", y=0.6,
+                           font={"size": 13, "color": "#555"})
+        fig.update_yaxes(range=[0, 1], row=1, col=3)
+    for col in (1, 2, 3):
+        fig.update_xaxes(title_text=by, row=1, col=col)
     fig.update_yaxes(title_text="latency (ms)", row=1, col=1)
     fig.update_yaxes(title_text="output tokens", row=1, col=2)
     fig.update_yaxes(title_text="cost (USD)", row=1, col=3)
-    fig.update_layout(title=title, legend_title=by)
+    fig.update_layout(title=title, legend_title=by, boxmode="group")
+    return fig
+
+def ablation_effects(effects: pd.DataFrame, *, measure: str = "correct", tag: str = "all", variant: str = "",
+                     confidence: float = 0.95) -> go.Figure:
+    """One row per part: the paired change in ``measure`` when that part is removed from ``variant``,
+    with its interval, drawn from :meth:`lab.techniques.ablation.Ablation.effects` (which took them
+    from :func:`lab.stats.paired_difference`). A row whose interval crosses the dashed zero line
+    shows no effect beyond the noise."""
+    what = measure.replace("_", " ")
+    title = f"Effect on {what} of removing each part of {variant or 'the variant'} ({confidence:.0%} intervals)"
+    if tag != "all":
+        title += f", inputs tagged {tag}"
+    if effects is None or effects.empty:
+        return _empty(title, "no effects to show yet")
+    rows = effects[(effects["measure"] == measure) & (effects["tag"] == tag)]
+    if rows.empty:
+        return _empty(title, f"no {what} effects for tag {tag!r}")
+    change = 100 * rows["change"].astype(float)
+    plus = (100 * rows["high"].astype(float) - change).fillna(0.0)
+    minus = (change - 100 * rows["low"].astype(float)).fillna(0.0)
+    colors = ["#d62728" if b else "#7f7f7f" for b in rows["beyond_noise"]]
+    fig = go.Figure(go.Scatter(
+        x=change, y=rows["part"].astype(str), mode="markers", marker={"size": 11, "color": colors},
+        error_x={"type": "data", "array": plus, "arrayminus": minus, "symmetric": False},
+        customdata=rows[["pairs"]].to_numpy(),
+        hovertemplate="without %{y}: %{x:+.1f} points (%{customdata[0]} pairs)<extra></extra>",
+    ))
+    fig.add_vline(x=0, line_dash="dash", line_color="gray")
+    fig.update_layout(title=title, xaxis_title=f"change in {what} when the part is removed (percentage points)",
+                      yaxis_title="part removed", yaxis={"autorange": "reversed"})
+    return fig
+
+
+# ---- confidence ---------------------------------------------------------------------------------
+
+def reliability(table: pd.DataFrame, *, by: str = "variant") -> go.Figure:
+    """Reliability diagram from :func:`lab.calibration.reliability`: per confidence bin, the share
+    of answers graded correct (with its Wilson interval) against the mean stated confidence, one
+    line per ``by`` value, the count of answers per bin on hover and as marker text. Points on the
+    dashed diagonal are calibrated; below it the model is over-confident."""
+    title = "Reliability: stated confidence vs observed correctness (answers per bin shown)"
+    if table is None or table.empty:
+        return _empty(title, "no answers with a confidence record (confidence=True, a provider with log-probabilities)")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "gray"},
+                             name="calibrated", hoverinfo="skip"))
+    groups = table.groupby(by, sort=False) if by in table else [("all", table)]
+    for name, g in groups:
+        fig.add_trace(go.Scatter(
+            x=g["mean_confidence"], y=g["accuracy"], mode="lines+markers+text", name=str(name),
+            text=[str(int(n)) for n in g["n"]], textposition="top center",
+            error_y={"type": "data", "array": (g["high"] - g["accuracy"]).fillna(0),
+                     "arrayminus": (g["accuracy"] - g["low"]).fillna(0), "symmetric": False},
+            customdata=g[["n", "bin_low", "bin_high"]].to_numpy(),
+            hovertemplate="confidence %{customdata[1]:.1f}-%{customdata[2]:.1f}: %{customdata[0]} answers, "
+                          "%{y:.0%} correct<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title=title, xaxis_title="mean confidence in the bin (probability of the answer)",
+                      yaxis_title="share of answers graded correct", xaxis={"range": [0, 1.02]},
+                      yaxis={"range": [-0.02, 1.08]})
+    return fig
+
+
+def selective_answering(curve: pd.DataFrame, *, by: str = "variant") -> go.Figure:
+    """Coverage vs accuracy from :func:`lab.calibration.selective`: a line per ``by`` value for
+    abstaining below a confidence threshold, and the declared escape hatch as a diamond on the
+    same axes. A hatch point above a curve abstains on better inputs than a threshold would."""
+    title = "Selective answering: accuracy vs coverage, threshold on confidence and the escape hatch"
+    if curve is None or curve.empty:
+        return _empty(title, "no graded answers to draw")
+    fig = go.Figure()
+    groups = curve.groupby(by, sort=False) if by in curve else [("all", curve)]
+    for name, g in groups:
+        t = g[g["kind"] == "threshold"].sort_values("coverage")
+        if not t.empty:
+            fig.add_trace(go.Scatter(x=t["coverage"], y=t["accuracy"], mode="lines+markers", name=f"{name}: threshold",
+                                     customdata=t[["threshold"]].to_numpy(),
+                                     hovertemplate="abstain below %{customdata[0]:.2f}: coverage %{x:.0%}, "
+                                                   "accuracy %{y:.0%}<extra></extra>"))
+        h = g[g["kind"] == "hatch"]
+        fig.add_trace(go.Scatter(x=h["coverage"], y=h["accuracy"], mode="markers", name=f"{name}: escape hatch",
+                                 marker={"symbol": "diamond", "size": 13},
+                                 hovertemplate="escape hatch: coverage %{x:.0%}, accuracy %{y:.0%}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="coverage (share of calls answered)",
+                      yaxis_title="accuracy on the answered calls", xaxis={"range": [0, 1.02]},
+                      yaxis={"range": [-0.02, 1.05]})
     return fig

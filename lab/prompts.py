@@ -16,7 +16,16 @@ framing and an honest-context framing of the same task live side by side::
           Review: {{ text }}
 
 A variant has ``system`` and/or ``user`` templates, or a list of ``messages`` (role and
-content). Templates are Jinja2, rendered in a sandbox with undefined variables as errors.
+content), or named ``parts`` that are joined (one per line) into its user message, so that
+:func:`lab.ablate` can leave one out or add one to another variant::
+
+      honest:
+        parts:
+          - who: I'm checking whether a small language model makes things up.
+          - format: Answer in one or two words.
+          - way_out: If the question has no true answer, answer UNSURE.
+          - question: "Question: {{ question }}"
+ Templates are Jinja2, rendered in a sandbox with undefined variables as errors.
 Each variant's version is a hash of everything that changes what the model sees or how the
 output is read (templates, parameters, escape hatch); editing a variant makes a new version.
 """
@@ -124,24 +133,51 @@ def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
+_PART_NAME = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+def _check_parts(value: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
+    if value is None:
+        return value
+    if not value:
+        raise ValueError("parts is empty; list the named parts of the message, e.g. - who: I'm ...")
+    seen: set[str] = set()
+    for i, part in enumerate(value):
+        if len(part) != 1:
+            raise ValueError(f"part {i + 1} must be one 'name: text' pair, got {len(part)} keys {sorted(part)}")
+        (name, text), = part.items()
+        if not _PART_NAME.fullmatch(str(name)):
+            raise ValueError(f"part name {name!r} may only use letters, digits, '_' and '-'")
+        if name in seen:
+            raise ValueError(f"part name {name!r} appears twice; each part needs its own name")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"part {name!r} is empty; give it text")
+        seen.add(name)
+    return value
+
+
 class _VariantSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str | None = None
     system: str | None = None
     user: str | None = None
+    parts: list[dict[str, str]] | None = None  # named parts joined (one per line) into the user message
     messages: list[_Message] | None = None
     params: dict[str, Any] | None = None
     escape_hatch: str | _EscapeHatch | None = None
     allow_empty: bool = False  # a message that renders to nothing is an error unless this is true
 
     _v_params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
+    _v_parts = field_validator("parts")(classmethod(lambda cls, v: _check_parts(v)))
 
     @model_validator(mode="after")
     def _one_form(self) -> "_VariantSpec":
-        if self.messages is not None and (self.system is not None or self.user is not None):
-            raise ValueError("give either system/user templates or a messages list, not both")
-        if self.messages is None and self.user is None:
-            raise ValueError("a variant needs a user template (or a messages list)")
+        if self.messages is not None and (self.system is not None or self.user is not None or self.parts is not None):
+            raise ValueError("give either system/user templates (or parts) or a messages list, not both")
+        if self.parts is not None and self.user is not None:
+            raise ValueError("give either a user template or parts (joined into the user message), not both")
+        if self.messages is None and self.user is None and self.parts is None:
+            raise ValueError("a variant needs a user template (or parts, or a messages list)")
         if self.messages is not None:
             if not self.messages:
                 raise ValueError("messages is empty")
@@ -231,6 +267,13 @@ class Variant:
     version: str = field(default="")
     variables: frozenset[str] = field(default=frozenset())
     allow_empty: bool = False
+    #: the named parts of the user message, in order, when the file gives ``parts:``
+    parts: tuple[tuple[str, str], ...] = ()
+
+    def part_variables(self) -> dict[str, frozenset[str]]:
+        """Part name -> the input variables its text uses."""
+        return {name: _check_template(text, f"{self.path}: variants.{self.name}.parts.{name}")
+                for name, text in self.parts}
 
     def render(self, variables: dict[str, Any], *, input_id: str | None = None) -> list[dict[str, str]]:
         """Render the messages for one input. Errors name the file, variant and input."""
@@ -334,6 +377,11 @@ def _hatch(value: str | _EscapeHatch | None) -> EscapeHatch | None:
     return EscapeHatch(text=value.text, match=value.match)
 
 
+def join_parts(parts: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
+    """The user message template made of named parts: their texts, one per line, in order."""
+    return "\n".join(text.rstrip("\n") for _, text in parts)
+
+
 def version_of(templates: tuple[tuple[str, str], ...], params: dict[str, Any], hatch: EscapeHatch | None) -> str:
     """Content hash of what the model sees and how its output is read."""
     blob = json.dumps(
@@ -378,11 +426,19 @@ def load_prompt(path: str | Path) -> PromptFile:
     base_params = dict(spec.params or {})
     variants: dict[str, Variant] = {}
     for name, v in spec.variants.items():
+        parts: tuple[tuple[str, str], ...] = ()
         if v.messages is not None:
             templates = tuple((m.role, m.content) for m in v.messages)
+        elif v.parts is not None:
+            parts = tuple(next(iter(p.items())) for p in v.parts)
+            templates = tuple([("system", v.system)] if v.system is not None else []) + (("user", join_parts(parts)),)
         else:
             templates = tuple((role, src) for role, src in (("system", v.system), ("user", v.user)) if src is not None)
         needed: set[str] = set()
+        for i, (part, src) in enumerate(parts):  # each part on its own, so an error names the part
+            line = line_of(node, ("variants", name, "parts", i))
+            where = f"variants.{name}.parts.{part}"
+            needed |= _check_template(src, f"{path} line {line}: {where}" if line else f"{path}: {where}")
         for role, src in templates:
             line = line_of(node, ("variants", name))
             where = f"{path} line {line}: variants.{name}.{role}" if line else f"{path}: variants.{name}.{role}"
@@ -400,6 +456,7 @@ def load_prompt(path: str | Path) -> PromptFile:
             version=version_of(templates, params, hatch),
             variables=frozenset(needed),
             allow_empty=v.allow_empty,
+            parts=parts,
         )
     if spec.grader is not None:  # checked now, so a typo fails before any model call
         from .grading import GraderError, grader_from_spec

@@ -9,8 +9,8 @@ runs it) into ``results/<experiment-id>/``, with its parameters injected after t
 ``parameters`` cell. The experiment id is injected as the ``experiment_id`` parameter, so every
 model call the notebook makes is logged under it; the parameters and the id are recorded in the
 output notebook's metadata (``metadata.promptlab``) and in the log (events ``notebook_started``
-and ``notebook_finished``). The kernel runs with ``PROMPTLAB_PROGRESS=text`` (a live bar would be
-frozen at 0% in the saved notebook) and with the project root as its working folder.
+and ``notebook_finished``). The kernel runs with ``PROMPTLAB_PROGRESS=quiet`` (a live bar would be
+frozen at 0% in the saved notebook, and stderr lines read as errors in the report: one stdout line per batch) and with the project root as its working folder.
 
 The HTML copy opens with no network: nbconvert drops plotly's own output type, so each figure is
 turned into HTML first, with plotly.js embedded once per file (about 5 MB).
@@ -183,7 +183,7 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
                       lab_version=__version__)
     error: str | None = None
     t0 = time.perf_counter()
-    with _environ(PROMPTLAB_PROGRESS="text", PROMPTLAB_LOG=str(log_path), PYDEVD_DISABLE_FILE_VALIDATION="1"):
+    with _environ(PROMPTLAB_PROGRESS="quiet", PROMPTLAB_LOG=str(log_path), PYDEVD_DISABLE_FILE_VALIDATION="1"):
         try:
             papermill.execute_notebook(
                 str(source), str(out_nb), parameters=params, kernel_name=kernel, progress_bar=False,
@@ -192,14 +192,19 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
                 # talk to the kernel over local sockets, not TCP ports that anyone on the host could reach
                 config=Config({"KernelManager": {"transport": "ipc"}}),
             )
-        except papermill.PapermillExecutionError as exc:
-            error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-        except Exception as exc:  # kernel died, timeout, ...
-            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a cell raised, the kernel died, a timeout, ...
+            failure: Exception | None = exc
+            error = _why_failed(exc)
+        else:
+            failure = None
     wall = time.perf_counter() - t0
     html_path = None
     if out_nb.exists():
         nb = nbformat.read(out_nb, as_version=4)
+        if failure is not None:
+            where = _failed_cell(nb)
+            error = f"{where}: {error}" if where else error
+            _add_failure_banner(nb, where, _why_failed(failure))
         nb.metadata["promptlab"] = {"experiment_id": exp_id, "parameters": params, "source": str(source),
                                     "log": _relative(log_path, root), "lab_version": __version__,
                                     "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -213,8 +218,60 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
     result = NotebookRun(source=source, experiment_id=exp_id, parameters=params, notebook=out_nb, html=html_path,
                          log_path=log_path, wall_s=wall, error=error)
     if error is not None:
-        raise NotebookError(f"{source} failed in {error}; the partly executed notebook is {out_nb}")
+        html_txt = f", its HTML (with the failure at the top) {html_path}" if html_path else ""
+        raise NotebookError(f"{source} failed: {error}; the partly executed notebook is {out_nb}{html_txt}")
     return result
+
+
+def _why_failed(exc: Exception) -> str:
+    """One line: the cell's exception, or "the kernel died", or what else stopped the run."""
+    import papermill
+
+    if isinstance(exc, papermill.PapermillExecutionError):
+        text = f"{exc.ename}: {exc.evalue}"
+    elif type(exc).__name__ == "DeadKernelError":
+        text = "the kernel died (a crash, an out-of-memory kill or os._exit inside the notebook's process)"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    return redact(first[:500])
+
+
+def _failed_cell(nb: Any) -> str | None:
+    """Which cell stopped the run, as a reader of the notebook finds it: ``cell In [4] (`boom()`)``.
+    Papermill marks a cell that raised "failed"; when the kernel dies, the cell that was running is
+    the last one papermill started (the rest stay "pending")."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    started = [c for c in code if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    failed = [c for c in started if c.metadata["papermill"].get("status") == "failed"]
+    cell = (failed or started or [None])[-1]
+    if cell is None:
+        return None
+    count = cell.get("execution_count")
+    before = [c.get("execution_count") for c in code[:code.index(cell)] if c.get("execution_count")]
+    # a cell whose kernel died never got its number: name it by the one before, as the reader sees it
+    label = (f"cell In [{count}]" if count else f"the cell after In [{before[-1]}]" if before
+             else f"code cell {code.index(cell) + 1}")
+    line = next((ln.strip() for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    return label + (f" (`{line[:80]}`)" if line else "")
+
+
+def _add_failure_banner(nb: Any, where: str | None, why: str) -> None:
+    """Put a banner at the very top of ``nb`` (and so of its HTML) saying the run failed, where and why,
+    so that a shared report of a failed run never reads as a run that produced nothing."""
+    import html as _html
+
+    import nbformat
+
+    # papermill's own error cells say less (a bare link); ours replaces them
+    nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+    text = (f"<b>This run failed</b>{' at ' + _html.escape(where) if where else ''}: {_html.escape(why)}. "
+            "Cells after it did not run; what follows is partial.")
+    banner = nbformat.v4.new_markdown_cell(
+        f'<div class="promptlab-failure" role="alert" style="border:3px solid #d62728;background:#fdecea;'
+        f'color:#611a15;padding:12px 16px;font-size:1.15em">{text}</div>',
+        metadata={"tags": ["promptlab-failure"]})
+    nb.cells.insert(0, banner)
 
 
 def _relative(path: Path, root: Path) -> str:

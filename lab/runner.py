@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import collections
+import os
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -24,13 +26,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 
 from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
 from .names import check_id, html_text
+from .logprobs import TOP_LOGPROBS, summarize
 from .pricing import price_of
 from .progress import Progress, ProgressMode
 from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
@@ -38,10 +39,24 @@ from .prompts import _check_params as _check_param_values
 from .providers import Provider, get_provider
 from .secrets import looks_like_secret
 from .store import RunLog, RunRecord, new_id, now
-from .tables import summary
+
+if TYPE_CHECKING:  # pandas is imported when a table is read, not to run calls: it is 100 MB of RSS
+    import pandas as pd
 
 DEFAULT_MODEL = "local:smollm2"
 DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0.7, "max_tokens": 256}
+MAX_CALLS = 1_000_000  # a bigger plan needs max_calls=... (or $PROMPTLAB_MAX_CALLS, CLI --max-calls)
+
+
+def default_max_calls() -> int:
+    """The largest plan run without an explicit ``max_calls``: $PROMPTLAB_MAX_CALLS or 1,000,000."""
+    raw = os.environ.get("PROMPTLAB_MAX_CALLS")
+    if raw is None:
+        return MAX_CALLS
+    try:
+        return _check_positive_int("PROMPTLAB_MAX_CALLS", int(raw))
+    except ValueError:
+        raise ParameterError(f"PROMPTLAB_MAX_CALLS must be a whole number of calls, got {raw!r}") from None
 
 T = TypeVar("T")
 
@@ -268,7 +283,7 @@ class Runner:
             cached = self.log.find_cached(call.key)
             if cached is not None:
                 rec = self._replayed(call, cached)
-                self.log.add_run(rec)
+                await self.log.append_run(rec)
                 self.counts["replayed"] += 1
                 return rec
         provider = self.provider(call.model)
@@ -315,8 +330,10 @@ class Runner:
             call, output=completion.text if completion else None, error=error, started=started,
             latency_ms=latency_ms, input_tokens=completion.input_tokens if completion else None,
             output_tokens=completion.output_tokens if completion else None, cost=cost, replayed_from=None,
+            confidence=summarize(completion.logprobs, call.escape_hatch and call.escape_hatch.text)
+            if completion is not None and completion.logprobs else None,
         )
-        self.log.add_run(rec)
+        await self.log.append_run(rec)  # committed (or kept in the recovery file) before the call counts as done
         return rec
 
     def _replayed(self, call: Call, hit: dict[str, Any]) -> RunRecord:
@@ -324,13 +341,14 @@ class Runner:
         An unseeded call takes the seed of the call it replays, which is the seed that made its output."""
         if not call.seed_chosen_by_user and "seed" in call.params:
             call = dataclasses.replace(call, seed=hit["seed"], params={**call.params, "seed": hit["seed"]})
+        conf = hit.get("confidence")
         return self._record(call, output=hit["output"], error=None, started=now(), latency_ms=hit["latency_ms"],
                             input_tokens=hit["input_tokens"], output_tokens=hit["output_tokens"], cost=0.0,
-                            replayed_from=hit["id"])
+                            replayed_from=hit["id"], confidence=json.loads(conf) if isinstance(conf, str) else conf)
 
     def _record(self, call: Call, *, output: str | None, error: str | None, started: str, latency_ms: float | None,
                 input_tokens: int | None, output_tokens: int | None, cost: float | None,
-                replayed_from: str | None) -> RunRecord:
+                replayed_from: str | None, confidence: dict[str, Any] | None = None) -> RunRecord:
         if error is not None:
             outcome = "error"
         elif call.escape_hatch is not None and call.escape_hatch.detect(output):
@@ -348,24 +366,40 @@ class Runner:
             input_tokens=input_tokens, output_tokens=output_tokens, latency_ms=latency_ms, cost_usd=cost,
             started_at=started, cache_key=call.key, replayed_from=replayed_from,
             conversation_id=call.conversation_id, turn=call.turn, attempt=call.attempt, round=call.round,
-            parent_id=call.parent_id, role=call.role,
+            parent_id=call.parent_id, role=call.role, confidence=confidence,
         )
 
-    async def run_all(self, calls: list[Call], progress: Progress) -> list[RunRecord]:
-        """Run independent calls concurrently; stop scheduling (not logging) when the budget is reached."""
+    async def run_all(self, calls: Iterable[Call], progress: Progress, *, workers: int | None = None) -> list[RunRecord]:
+        """Run independent calls concurrently; stop scheduling (not logging) when the budget is reached.
+
+        ``calls`` may be a lazy iterable: a fixed number of workers (``workers``, by default the
+        concurrency limit of each model seen so far, summed) pull calls from it one at a time, so a
+        million-call plan never exists in memory at once.
+        """
         records: list[RunRecord] = []
+        it = iter(calls)
         if self.replay:
-            calls = self._replay_from_log(calls, records, progress)
+            it = self._replay_from_log(it, records, progress)
+        first = next(it, None)
+        if first is None:
+            return records
+        it = itertools.chain([first], it)
+        if workers is None:
+            workers = self.concurrency or self.provider(first.model).default_concurrency
+            workers = max(workers, sum(lim.ceiling for lim in self._limiters.values()))
+            if self.concurrency is None:  # other models' limits are known only once their calls come up
+                workers = max(workers, 16)
 
-        async def one(c: Call) -> None:
-            try:
-                rec = await self.call(c)
-            except BudgetExceeded:
-                return
-            records.append(rec)
-            progress.update(rec.outcome)
+        async def worker() -> None:
+            for c in it:  # a shared iterator: each call is taken by exactly one worker
+                try:
+                    rec = await self.call(c)
+                except BudgetExceeded:
+                    return
+                records.append(rec)
+                progress.update(rec.outcome)
 
-        tasks = [asyncio.ensure_future(one(c)) for c in calls]
+        tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, workers))]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -373,24 +407,30 @@ class Runner:
                 t.cancel()
         return records
 
-    def _replay_from_log(self, calls: list[Call], records: list[RunRecord], progress: Progress) -> list[Call]:
-        """Serve every call the log already answered, in one read and one transaction (a replayed
-        row costs nothing to redo, so it needs no commit of its own); returns the calls left to make."""
-        cached = self.log.find_cached_many(c.key for c in calls)
-        hits, rest = [], []
-        for c in calls:
-            hit = cached.get(c.key)
-            if hit is None:
-                rest.append(c)
-                continue
-            hits.append(self._replayed(c, hit))
-        for i in range(0, len(hits), 1000):
-            self.log.add_runs(hits[i:i + 1000])
-        for rec in hits:
-            records.append(rec)
-            progress.update(rec.outcome)
-        self.counts["replayed"] += len(hits)
-        return rest
+    def _replay_from_log(self, calls: Iterator[Call], records: list[RunRecord], progress: Progress,
+                         chunk: int = 1000) -> Iterator[Call]:
+        """Serve every call the log already answered, a chunk at a time with one read and one
+        transaction each (a replayed row costs nothing to redo, so it needs no commit of its own);
+        yields the calls left to make."""
+        while True:
+            batch = list(itertools.islice(calls, chunk))
+            if not batch:
+                return
+            cached = self.log.find_cached_many(c.key for c in batch)
+            hits, rest = [], []
+            for c in batch:
+                hit = cached.get(c.key)
+                if hit is None:
+                    rest.append(c)
+                else:
+                    hits.append(self._replayed(c, hit))
+            if hits:
+                self.log.add_runs(hits)
+            for rec in hits:
+                records.append(rec)
+                progress.update(rec.outcome)
+            self.counts["replayed"] += len(hits)
+            yield from rest
 
     async def aclose(self) -> None:
         for p in self.providers.values():
@@ -415,7 +455,7 @@ class Experiment:
                  budget_usd: float | None = None, replay: bool = False, resume: bool = False,
                  log: RunLog | str | Path | None = None, id: str | None = None, name: str | None = None,
                  tags: list[str] | None = None, provider_options: dict[str, dict[str, Any]] | None = None,
-                 progress: ProgressMode = None):
+                 progress: ProgressMode = None, confidence: bool = False, max_calls: int | None = None):
         self.prompt = prompt if isinstance(prompt, PromptFile) else load_prompt(prompt)
         if inputs is None:
             needed = sorted(set().union(*(v.variables for v in self.prompt.variants.values())))
@@ -464,6 +504,10 @@ class Experiment:
         check_id(self.id, "experiment id" if id else f"experiment name {self.name!r} makes an id that", ParameterError)
         self.provider_options = provider_options or {}
         self.progress = progress
+        if not isinstance(confidence, bool):
+            raise ParameterError(f"confidence must be True or False, got {confidence!r}")
+        self.confidence = confidence  # ask for token log-probabilities where the provider returns them
+        self.no_confidence: list[str] = []  # models that return none: "no confidence available"
         try:  # the same value rules as a prompt file's params; providers check the names
             _check_param_values({k: v for k, v in self.params.items() if k in KNOWN_PARAMS})
         except ValueError as exc:
@@ -471,16 +515,52 @@ class Experiment:
         for k, v in self.params.items():
             if looks_like_secret(k, v):
                 raise ParameterError(f"parameter {k!r} looks like a secret; keys come from the environment only")
+        self.max_calls = _check_positive_int("max_calls", max_calls) if max_calls is not None else default_max_calls()
         self._calls: list[Call] | None = None
+        self._checked: tuple[dict[str, Provider], dict[str, dict[str, Any]], list[dict[str, list]]] | None = None
 
-    def __repr__(self) -> str:
-        return (f"Experiment({self.id!r}: {len(self.variants)} variant(s) x {len(self.inputs)} input(s) x "
-                f"{len(self.models)} model(s) x {self.repeats} repeat(s), log={str(self.log.path)!r})")
+    @property
+    def size(self) -> int:
+        """How many calls the plan holds (variants x inputs x models x repeats), without planning them."""
+        return len(self.variants) * len(self.inputs) * len(self.models) * self.repeats
 
-    def plan(self) -> list[Call]:
-        """Every call this experiment will make, rendered and checked; makes no model call."""
-        if self._calls is not None:
-            return self._calls
+    def describe(self) -> str:
+        """The plan in one line: its size, how it is made up, and what it could cost."""
+        return (f"{self.size:,} calls ({len(self.variants)} variants x {len(self.inputs)} inputs x "
+                f"{len(self.models)} models x {self.repeats:,} repeats); {self.cost_estimate()}")
+
+    def cost_estimate(self) -> str:
+        """An upper estimate of the plan's cost in words, from the first input's rendered prompts and
+        ``max_tokens`` (about 2 characters a token, as the budget check reckons)."""
+        unknown = [m for m in self.models if price_of(m) is None]
+        if unknown:
+            return f"cost unknown (no price for {', '.join(unknown)}; lab.set_price declares one)"
+        row = next(iter(self.inputs))
+        total = 0.0
+        for v in self.variants:
+            try:
+                messages = v.render(row.vars, input_id=row.id)
+            except Exception:  # reported properly by check(); an estimate must not fail first
+                return "cost unknown (the first input does not render)"
+            params = {**DEFAULT_PARAMS, **v.params, **self.params}
+            for m in self.models:
+                price = price_of(m)
+                chars = sum(len(x["content"]) for x in messages)
+                total += price.cost(chars // 2 + 8 * len(messages) + 16, int(params.get("max_tokens") or 1024))
+        per_input = total
+        est = per_input * len(self.inputs) * self.repeats
+        return f"estimated cost up to ${est:,.2f}" if est else "no cost (local or free models)"
+
+    def check(self) -> None:
+        """Validate everything a run needs before any call: the plan's size against ``max_calls``,
+        template variables and rendering for every input, model strings, keys, parameters and prices.
+        Cheap in the number of repeats: calls themselves are made one at a time as the run pulls them."""
+        if self._checked is not None:
+            return
+        if self.size > self.max_calls:
+            raise ParameterError(
+                f"the plan is {self.describe()}: more than max_calls={self.max_calls:,}; pass max_calls={self.size} "
+                f"(CLI: --max-calls {self.size}) to run it anyway, or set PROMPTLAB_MAX_CALLS")
         self.inputs.check_variables({v.name: v.variables for v in self.variants})
         providers = {m: get_provider(m, **self.provider_options.get(m, {})) for m in self.models}
         if self.budget_usd is not None:
@@ -495,11 +575,24 @@ class Experiment:
             for provider in providers.values():
                 provider.check_params(params[v.name])
             params[v.name].pop("seed", None)  # each call gets its own, below
-        calls = []
+        self.no_confidence = [m for m, p in providers.items() if self.confidence and not p.returns_logprobs]
+        for m in self.no_confidence:
+            print(f"{m}: no confidence available (it returns no token log-probabilities); the rest runs as usual")
+        # rendered once per (input, variant): the repeats and models share it
+        rendered = [{v.name: v.render(row.vars, input_id=row.id) for v in self.variants} for row in self.inputs]
+        self._checked = (providers, params, rendered)
+
+    def iter_plan(self) -> Iterator[Call]:
+        """The plan's calls one at a time, in plan order (input, repeat, model, variant), built as
+        they are taken. :meth:`plan` returns the same calls as a list once it has been called."""
+        if self._calls is not None:
+            yield from self._calls
+            return
+        self.check()
+        providers, params, rendered = self._checked
         rng = random.SystemRandom()
         user_seed = self.seed is not None
-        for row in self.inputs:
-            rendered = {v.name: v.render(row.vars, input_id=row.id) for v in self.variants}
+        for row, messages in zip(self.inputs, rendered):
             for repeat in range(self.repeats):
                 seed = derive_seed(self.seed, row.id, repeat) if user_seed else rng.randrange(2**31 - 1)
                 for m, provider in providers.items():
@@ -509,21 +602,41 @@ class Experiment:
                         call_params = dict(params[v.name])
                         if sent_seed is not None:
                             call_params["seed"] = sent_seed
-                        calls.append(Call(model=m, messages=rendered[v.name], params=call_params, repeat=repeat,
-                                          seed=sent_seed, seed_chosen_by_user=user_seed, variant=v, row=row,
-                                          escape_hatch=v.escape_hatch))
-        self._calls = calls
-        return calls
+                        if self.confidence and provider.returns_logprobs:
+                            call_params.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
+                        yield Call(model=m, messages=messages[v.name], params=call_params, repeat=repeat,
+                                   seed=sent_seed, seed_chosen_by_user=user_seed, variant=v, row=row,
+                                   escape_hatch=v.escape_hatch)
+
+    def _plan_keys(self) -> Iterator[tuple]:
+        """Each planned call's resume key, in plan order, without building the calls."""
+        for row in self.inputs:
+            for repeat in range(self.repeats):
+                for m in self.models:
+                    for v in self.variants:
+                        yield (v.name, row.id, m, repeat, 0, 0, 0, "answer")
+
+    def __repr__(self) -> str:
+        return (f"Experiment({self.id!r}: {len(self.variants)} variant(s) x {len(self.inputs)} input(s) x "
+                f"{len(self.models)} model(s) x {self.repeats} repeat(s), log={str(self.log.path)!r})")
+
+    def plan(self) -> list[Call]:
+        """Every call this experiment will make, rendered and checked, as a list; makes no model call.
+        A run does not need it (it pulls calls from :meth:`iter_plan`); once made, a run uses this list."""
+        if self._calls is None:
+            self._calls = list(self.iter_plan())
+        return self._calls
 
     def _params_record(self) -> dict[str, Any]:
         return {"prompt": self.prompt.path, "inputs": self.inputs.path, "models": self.models,
                 "variants": [v.name for v in self.variants], "repeats": self.repeats, "params": self.params,
                 "seed": self.seed, "concurrency": self.concurrency, "budget_usd": self.budget_usd,
-                "replay": self.replay, "versions": {v.name: v.version for v in self.variants}}
+                "replay": self.replay, "versions": {v.name: v.version for v in self.variants},
+                "confidence": self.confidence, "no_confidence": self.no_confidence}
 
     async def arun(self) -> "Runs":
         """Run the experiment on the current event loop (``await exp.arun()`` in async code)."""
-        calls = self.plan()
+        self.check()
         self.log.add_experiment(self.id, name=self.name, prompt_path=self.prompt.path,
                                 inputs_path=self.inputs.path, models=self.models,
                                 variants=[v.name for v in self.variants], repeats=self.repeats,
@@ -532,26 +645,29 @@ class Experiment:
             self.log.add_prompt_version(v.version, prompt_path=v.path, task=v.task, variant=v.name,
                                         templates=v.templates, params=v.params,
                                         escape_hatch=v.escape_hatch.text if v.escape_hatch else None)
+        total = self.size
+        calls: Iterable[Call] = self.iter_plan()
         skipped = 0
         if self.resume:
             done = self.log.finished_keys(self.id)
-            todo = [c for c in calls if c.resume_key not in done]
-            skipped = len(calls) - len(todo)
-            calls = todo
+            skipped = sum(1 for k in self._plan_keys() if k in done)
+            calls = (c for c in calls if c.resume_key not in done)
+        todo = total - skipped
         runner = Runner(self.log, self.id, concurrency=self.concurrency, budget_usd=self.budget_usd,
                         replay=self.replay, provider_options=self.provider_options)
-        self.log.add_event(self.id, "started", calls=len(calls), skipped=skipped)
-        progress = Progress(len(calls), self.id, self.progress)
+        self.log.add_event(self.id, "started", calls=todo, skipped=skipped)
+        progress = Progress(todo, self.id, self.progress)
         t0 = time.perf_counter()
         try:
-            records = await runner.run_all(calls, progress)
+            workers = sum(runner.limiter(m).ceiling for m in self.models)
+            records = await runner.run_all(calls, progress, workers=min(workers, max(1, todo)))
         finally:
             progress.close()
             await runner.aclose()
         wall = time.perf_counter() - t0
         if runner.stopped:
-            skipped_by_budget = len(calls) - len(records)
-            msg = (f"stopped by budget: {len(records)} of {len(calls)} calls made, ${runner.spent_usd:.4f} spent "
+            skipped_by_budget = todo - len(records)
+            msg = (f"stopped by budget: {len(records)} of {todo} calls made, ${runner.spent_usd:.4f} spent "
                    f"of ${self.budget_usd:.4f}; {skipped_by_budget} not made")
             print(msg)
         self.log.add_event(self.id, "finished", made=runner.counts["made"], replayed=runner.counts["replayed"],
@@ -577,11 +693,12 @@ class Runs:
     wall_s: float = 0.0
 
     @property
-    def df(self) -> pd.DataFrame:
+    def df(self) -> "pd.DataFrame":
         return self.log.runs(experiment=self.experiment_id)
 
-    def summary(self) -> pd.DataFrame:
-        return summary(self.df)
+    def summary(self) -> "pd.DataFrame":
+        """Per variant (and model): calls, outcomes, latency, tokens, cost; computed by the log."""
+        return self.log.summary(self.experiment_id)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -615,11 +732,14 @@ def experiment(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | 
     ``variants`` (names; default all), ``params`` (override the file's: temperature,
     max_tokens, ...), ``seed`` (makes runs reproducible and pairs variants on the same seeds),
     ``concurrency`` (per model), ``budget_usd``, ``replay``, ``resume`` with ``id``, ``log``,
-    ``tags`` (only inputs with these tags), ``progress`` (``auto``, ``text``, ``off``).
+    ``tags`` (only inputs with these tags), ``progress`` (``auto``, ``text``, ``off``),
+    ``confidence`` (True: ask providers that can for token log-probabilities and keep a small
+    confidence record per run, see :mod:`lab.logprobs`; others say "no confidence available"),
+    ``max_calls`` (a plan larger than this, 1,000,000 by default or ``$PROMPTLAB_MAX_CALLS``, is refused).
     Errors in any of them are raised here or by :meth:`Experiment.plan`, before any call.
     """
     exp = Experiment(prompt, inputs, **kwargs)
-    exp.plan()
+    exp.check()
     return exp
 
 

@@ -1,20 +1,36 @@
-"""Statistics over run rows: rates with intervals, paired differences, and how many repeats to run.
+"""Statistics over run rows, with inputs as the unit of evidence.
 
     df = lab.with_grades(runs.df, log.grades(exp.id))      # adds passed / score per run
-    lab.rates(df)                                          # pass rate per variant, Wilson 95% interval
+    lab.rates(df)                                          # pass rate per variant, interval over inputs
     lab.rates(df, value="escaped", split_by_tag=True)      # escape rate per variant and tag
-    lab.paired_difference(df, "honest", "persona")         # same (input, repeat) pairs; verdict
-    lab.repeats_needed(df, "honest", "persona", difference=0.1)
+    lab.paired_difference(df, "honest", "persona")         # honest - persona, paired per input; verdict
+    lab.stats.plan(pilot, "honest", "persona", difference=0.1)   # inputs x repeats to detect 0.1
 
-Proportions use Wilson's interval (``scipy.stats.binomtest(...).proportion_ci``); means use a
-bootstrap (``scipy.stats.bootstrap``). A paired difference is the mean, over (input, repeat)
-pairs run on the same seed, of value(A) - value(B), with a t interval (default) or a bootstrap.
+An experiment's inputs are a sample from the inputs its user cares about; repeats sample the
+model's answer to each input. So calls of one input are not independent evidence: score
+variance = variance between inputs + variance within an input / repeats (Evan Miller, "Adding
+Error Bars to Evals", 2024). Every interval here is clustered by ``input_id``:
+
+- the estimate is the pooled mean over calls, its variance the cluster-robust (CR1) variance of
+  that ratio over inputs, and the quantile Student's t with inputs - 1 degrees of freedom;
+- rates and differences of rates stay inside [0, 1] / [-1, 1]: the interval is Wilson's score
+  interval at the effective sample size the clustered variance implies (the design-effect
+  Wilson interval of survey statistics), so it never collapses to a point and never leaves the range;
+- a paired verdict needs at least ``MIN_INPUTS`` inputs (with fewer the answer is "too few inputs
+  to tell"; an exact two-sided sign-flip test at 0.05 cannot reject with 5); up to
+  ``EXACT_UP_TO`` inputs the exact sign-flip permutation test on per-input differences must
+  agree with the interval;
+- ``population="these"`` asks about exactly these inputs (only the spread of repeats within an
+  input counts as noise); readings then say "on these N inputs".
+
+``bench/calibration.py`` checks all of this on simulated experiments with a known truth.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 import numpy as np
@@ -23,6 +39,10 @@ import pandas as pd
 from .errors import ParameterError
 
 OUTCOME_VALUES = ("answered", "escaped", "error")
+MIN_INPUTS = 6  # fewest inputs for a verdict about inputs in general (2 / 2**5 > 0.05: 5 can never do)
+EXACT_UP_TO = 12  # up to this many inputs the exact sign-flip test (2**n sign patterns) must agree
+Population = Literal["inputs", "these"]
+TOO_FEW = "too few inputs to tell"
 
 
 class _LazyScipy:
@@ -39,7 +59,9 @@ PAIR_KEYS = ("input_id", "repeat", "model")
 
 
 def proportion_ci(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson interval for ``k`` successes out of ``n``; (nan, nan) when ``n`` is 0."""
+    """Wilson interval for ``k`` successes out of ``n`` independent trials; (nan, nan) when ``n`` is 0.
+
+    For calls clustered by input use :func:`rates` (or :func:`clustered_interval`) instead."""
     if n <= 0:
         return (math.nan, math.nan)
     ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
@@ -47,10 +69,19 @@ def proportion_ci(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, f
 
 
 def mean_ci(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95, n_resamples: int = 2000,
-            seed: int = 0) -> tuple[float, float]:
-    """Bootstrap (BCa) interval for the mean; the single value when all values are equal; nan when
-    there are fewer than two values."""
-    x = np.asarray([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))], dtype=float)
+            seed: int = 0, clusters: Sequence[object] | None = None) -> tuple[float, float]:
+    """Interval for the mean of independent values: bootstrap (BCa); the single value when all values
+    are equal; nan when there are none. With ``clusters`` (one label per value, e.g. the input id)
+    the values are not independent: the interval is the clustered t interval over clusters."""
+    raw = np.asarray(values, dtype=float)
+    keep = ~np.isnan(raw)
+    x = raw[keep]
+    if clusters is not None:
+        labels = np.asarray(list(clusters), dtype=object)[keep]
+        codes = pd.factorize(pd.Series(labels))[0]
+        sums, sizes, sumsq = _cluster_sums(x, codes)
+        ci = clustered_interval(sums[None], sizes[None], sumsq[None], confidence=confidence)
+        return (float(ci["low"][0]), float(ci["high"][0]))
     if len(x) < 2:
         return (math.nan, math.nan) if len(x) == 0 else (float(x[0]), float(x[0]))
     if np.all(x == x[0]):
@@ -64,6 +95,123 @@ def mean_ci(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95, n
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return (low, high)
 
+
+# ---- the clustered core (vectorized: bench/calibration.py runs thousands of experiments through it) ----
+
+def _cluster_sums(x: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cluster: sum of values, count, and sum of squared deviations from the cluster mean."""
+    n = int(codes.max()) + 1 if len(codes) else 0
+    sums = np.bincount(codes, weights=x, minlength=n)
+    sizes = np.bincount(codes, minlength=n).astype(float)
+    means = np.divide(sums, sizes, out=np.zeros_like(sums), where=sizes > 0)
+    sumsq = np.bincount(codes, weights=(x - means[codes]) ** 2, minlength=n)
+    return sums, sizes, sumsq
+
+
+def clustered_interval(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *, confidence: float = 0.95,
+                       bounds: tuple[float, float] | None = None,
+                       population: Population = "inputs") -> dict[str, np.ndarray]:
+    """Mean of calls clustered by input, with its interval; every array argument is (experiments, inputs).
+
+    ``sums``/``sizes``/``sumsq`` are each input's sum of values, number of calls and sum of squared
+    deviations from the input's own mean (inputs with 0 calls are ignored). Returns arrays
+    ``estimate``, ``low``, ``high``, ``se``, ``df``, ``inputs`` (with calls) and ``calls``. With
+    ``bounds`` (e.g. (0, 1) for a rate, (-1, 1) for a difference of rates) the interval is the
+    Wilson score interval at the effective sample size p(1 - p) / variance, so it stays inside;
+    without, it is estimate +- t * se.
+    """
+    sums, sizes, sumsq = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (sums, sizes, sumsq))
+    used = sizes > 0
+    n = used.sum(-1).astype(float)
+    calls = sizes.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = sums.sum(-1) / calls
+        if population == "inputs":
+            resid = np.where(used, sums - est[:, None] * sizes, 0.0)
+            var = n / (n - 1) * (resid ** 2).sum(-1) / calls ** 2
+            df = n - 1
+            units = n
+        elif population == "these":
+            within_df = (sizes - 1).clip(min=0).sum(-1)
+            pooled = sumsq.sum(-1) / within_df
+            # one call per input: no within-input spread to measure; every call counts as independent
+            means = np.where(used, sums / np.where(used, sizes, 1), 0.0)
+            total_ss = sumsq.sum(-1) + (np.where(used, sizes, 0) * (means - est[:, None]) ** 2).sum(-1)
+            fallback = total_ss / (calls - 1)
+            var = np.where(within_df > 0, pooled, fallback) / calls
+            df = np.where(within_df > 0, within_df, calls - 1)
+            units = calls
+        else:
+            raise ParameterError(f"population must be 'inputs' or 'these', got {population!r}")
+        q = sps.t.ppf(0.5 + confidence / 2, np.maximum(df, 1))
+        q = np.where(df >= 1, q, np.nan)
+        se = np.sqrt(var)
+        if bounds is None:
+            low, high = est - q * se, est + q * se
+        else:
+            lo, hi = bounds
+            width = hi - lo
+            p = np.clip((est - lo) / width, 0, 1)
+            v = var / width ** 2
+            n_eff = np.where(v > 0, p * (1 - p) / np.where(v > 0, v, 1), units)
+            n_eff = np.where((v > 0) & (p * (1 - p) == 0), units, n_eff)
+            n_eff = np.maximum(n_eff, 1e-9)
+            denom = 1 + q ** 2 / n_eff
+            centre = (p + q ** 2 / (2 * n_eff)) / denom
+            half = q / denom * np.sqrt(p * (1 - p) / n_eff + q ** 2 / (4 * n_eff ** 2))
+            low = lo + width * np.clip(centre - half, 0, 1)
+            high = lo + width * np.clip(centre + half, 0, 1)
+    return {"estimate": est, "low": low, "high": high, "se": se, "df": df, "inputs": n, "calls": calls}
+
+
+def sign_flip_p(per_input: np.ndarray) -> np.ndarray:
+    """Exact two-sided sign-flip (permutation) test that per-input differences are centred on 0.
+
+    ``per_input`` is (experiments, inputs); all 2**inputs sign patterns are enumerated, so keep
+    inputs to about 16. The statistic is |sum of per-input differences|; ties count as extreme.
+    Gives the same p-value as ``scipy.stats.permutation_test(..., permutation_type="samples")``."""
+    d = np.atleast_2d(np.asarray(per_input, dtype=float))
+    n = d.shape[-1]
+    if n > 20:
+        raise ParameterError(f"sign_flip_p enumerates 2**n sign patterns; {n} inputs is too many (use the t interval)")
+    signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+    obs = np.abs(d.sum(-1))
+    flipped = np.abs(d @ signs.T)
+    return (flipped >= obs[:, None] - 1e-9).mean(-1)
+
+
+def difference_verdicts(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *, confidence: float = 0.95,
+                        bounds: tuple[float, float] | None = (-1.0, 1.0), population: Population = "inputs",
+                        min_inputs: int = MIN_INPUTS) -> dict[str, np.ndarray]:
+    """The paired verdict for per-input sums of differences A - B, (experiments, inputs) arrays.
+
+    Adds to :func:`clustered_interval`'s arrays ``p_value`` and ``direction``: +1 (A higher), -1
+    (B higher), 0 (no detectable difference) or -2 (too few inputs to tell). A direction needs the
+    interval to exclude 0 and, with ``population="inputs"``, at least ``min_inputs`` inputs and (up to
+    ``EXACT_UP_TO`` inputs) the exact sign-flip test at the same level."""
+    ci = clustered_interval(sums, sizes, sumsq, confidence=confidence, bounds=bounds, population=population)
+    sizes2 = np.atleast_2d(np.asarray(sizes, dtype=float))
+    sums2 = np.atleast_2d(np.asarray(sums, dtype=float))
+    alpha = 1 - confidence
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_stat = ci["estimate"] / ci["se"]
+        p = 2 * sps.t.sf(np.abs(t_stat), np.maximum(ci["df"], 1))
+    p = np.where(ci["se"] > 0, p, np.where(ci["estimate"] == 0, 1.0, np.nan))
+    excludes = (ci["low"] > 0) | (ci["high"] < 0)
+    direction = np.where(excludes, np.sign(ci["estimate"]), 0.0)
+    if population == "inputs":
+        if 1 <= sizes2.shape[-1] <= EXACT_UP_TO:  # an input with no calls adds 0 to every pattern: p unchanged
+            per_input = np.where(sizes2 > 0, sums2 / np.where(sizes2 > 0, sizes2, 1), 0.0)
+            p = np.where(ci["inputs"] <= EXACT_UP_TO, sign_flip_p(per_input), p)
+            direction = np.where(ci["inputs"] <= EXACT_UP_TO, np.where(p <= alpha + 1e-12, direction, 0.0), direction)
+        direction = np.where(ci["inputs"] < min_inputs, -2.0, direction)
+    elif population != "these":
+        raise ParameterError(f"population must be 'inputs' or 'these', got {population!r}")
+    direction = np.where(np.isnan(ci["low"]) & (direction != -2), 0.0, direction)
+    return {**ci, "p_value": p, "direction": direction}
+
+
+# ---- tables over run rows -------------------------------------------------------------------------
 
 def _values(df: pd.DataFrame, value: str) -> pd.Series:
     """The per-run value to aggregate: a column, or an outcome name (1 when the run had it)."""
@@ -88,41 +236,46 @@ def _by_list(by: str | Sequence[str] | None) -> list[str]:
 
 def _explode_tags(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, tag), plus every run once under the tag ``all``."""
-    tagged = df.assign(tag=df["input_tags"].map(lambda t: list(t) if t else ["normal"])).explode("tag")
+    tagged = df.assign(tag=df["input_tags"].map(_tag_list)).explode("tag")
     return pd.concat([df.assign(tag="all"), tagged], ignore_index=True)
 
 
+def _tag_list(tags: object) -> list[str]:
+    return list(tags) if isinstance(tags, (list, tuple, np.ndarray)) and len(tags) else ["normal"]
+
+
+def _clusters(df: pd.DataFrame, cluster: str | None) -> np.ndarray:
+    """Integer cluster codes: one per input (``cluster`` column), or one per row when there is none."""
+    if cluster and cluster in df.columns:
+        return pd.factorize(df[cluster].astype(str))[0]
+    return np.arange(len(df))
+
+
+def _interval_row(v: pd.Series, g: pd.DataFrame, cluster: str | None, *, confidence: float,
+                  bounds: tuple[float, float] | None, population: Population) -> dict[str, float]:
+    keep = v.notna().to_numpy()
+    x = v.to_numpy(dtype=float)[keep]
+    if not len(x):
+        return {"estimate": math.nan, "low": math.nan, "high": math.nan, "inputs": 0, "calls": 0}
+    codes = pd.factorize(pd.Series(_clusters(g, cluster)[keep]))[0]
+    ci = clustered_interval(*(a[None] for a in _cluster_sums(x, codes)), confidence=confidence, bounds=bounds,
+                            population=population)
+    return {k: float(ci[k][0]) for k in ("estimate", "low", "high", "inputs", "calls")}
+
+
 def rates(df: pd.DataFrame, *, value: str = "passed", by: str | Sequence[str] | None = "variant",
-          split_by_tag: bool = False, confidence: float = 0.95) -> pd.DataFrame:
-    """Rate of ``value`` per group with a Wilson interval.
+          split_by_tag: bool = False, confidence: float = 0.95, population: Population = "inputs",
+          cluster: str | None = "input_id") -> pd.DataFrame:
+    """Rate of ``value`` per group, with an interval over inputs.
 
     ``value`` is a 0/1 column (``passed`` after :func:`lab.tables.with_grades`) or an outcome
     (``escaped``, ``answered``, ``error``). Rows where the value is missing (ungraded runs) are
     left out and counted in ``missing``. With ``split_by_tag`` every input tag gets its own rows
-    (``tag`` column; ``all`` covers every run). Columns: n, k, rate, low, high, missing.
+    (``tag`` column; ``all`` covers every run). The interval treats calls of one input
+    (``cluster``) as one piece of evidence (see the module docstring) and stays inside [0, 1];
+    ``population="these"`` gives the interval for exactly these inputs. Columns: n (calls),
+    inputs, k, rate, low, high, missing.
     """
-    keys = _by_list(by)
-    data = _explode_tags(df) if split_by_tag else df
-    if split_by_tag:
-        keys = keys + ["tag"]
-    vals = _values(data, value)
-    data = data.assign(_v=vals)
-    rows = []
-    groups = data.groupby(keys, sort=False, dropna=False) if keys else [((), data)]
-    for key, g in groups:
-        v = g["_v"].dropna()
-        n, k = int(len(v)), int((v > 0.5).sum())
-        low, high = proportion_ci(k, n, confidence=confidence)
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(keys, key)), "n": n, "k": k, "rate": k / n if n else math.nan, "low": low,
-                     "high": high, "missing": int(g["_v"].isna().sum())})
-    out = pd.DataFrame(rows, columns=keys + ["n", "k", "rate", "low", "high", "missing"])
-    return out.set_index(keys) if keys else out
-
-
-def means(df: pd.DataFrame, *, value: str = "score", by: str | Sequence[str] | None = "variant",
-          split_by_tag: bool = False, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Mean of a numeric column per group with a bootstrap interval. Columns: n, mean, low, high, missing."""
     keys = _by_list(by)
     data = _explode_tags(df) if split_by_tag else df
     if split_by_tag:
@@ -131,95 +284,159 @@ def means(df: pd.DataFrame, *, value: str = "score", by: str | Sequence[str] | N
     rows = []
     groups = data.groupby(keys, sort=False, dropna=False) if keys else [((), data)]
     for key, g in groups:
-        v = g["_v"].dropna().to_numpy()
-        low, high = mean_ci(v, confidence=confidence, seed=seed)
+        v = g["_v"]
+        k = int((v.dropna() > 0.5).sum())
+        ci = _interval_row(v, g, cluster, confidence=confidence, bounds=(0.0, 1.0), population=population)
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(keys, key)), "n": len(v), "mean": float(v.mean()) if len(v) else math.nan,
-                     "low": low, "high": high, "missing": int(g["_v"].isna().sum())})
-    out = pd.DataFrame(rows, columns=keys + ["n", "mean", "low", "high", "missing"])
+        rows.append({**dict(zip(keys, key)), "n": int(ci["calls"]), "inputs": int(ci["inputs"]), "k": k,
+                     "rate": ci["estimate"], "low": ci["low"], "high": ci["high"], "missing": int(v.isna().sum())})
+    out = pd.DataFrame(rows, columns=keys + ["n", "inputs", "k", "rate", "low", "high", "missing"])
+    return out.set_index(keys) if keys else out
+
+
+def means(df: pd.DataFrame, *, value: str = "score", by: str | Sequence[str] | None = "variant",
+          split_by_tag: bool = False, confidence: float = 0.95, seed: int = 0, population: Population = "inputs",
+          cluster: str | None = "input_id", bounds: tuple[float, float] | None = None) -> pd.DataFrame:
+    """Mean of a numeric column per group with a t interval over inputs (clustered like :func:`rates`).
+
+    ``bounds`` (e.g. (1, 5) for a 1-5 score) keeps the interval inside the scale. ``seed`` is kept
+    for compatibility (the interval is no longer a bootstrap). Columns: n, inputs, mean, low, high, missing."""
+    keys = _by_list(by)
+    data = _explode_tags(df) if split_by_tag else df
+    if split_by_tag:
+        keys = keys + ["tag"]
+    data = data.assign(_v=_values(data, value))
+    rows = []
+    groups = data.groupby(keys, sort=False, dropna=False) if keys else [((), data)]
+    for key, g in groups:
+        ci = _interval_row(g["_v"], g, cluster, confidence=confidence, bounds=bounds, population=population)
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(keys, key)), "n": int(ci["calls"]), "inputs": int(ci["inputs"]),
+                     "mean": ci["estimate"], "low": ci["low"], "high": ci["high"],
+                     "missing": int(g["_v"].isna().sum())})
+    out = pd.DataFrame(rows, columns=keys + ["n", "inputs", "mean", "low", "high", "missing"])
     return out.set_index(keys) if keys else out
 
 
 def _pairs(df: pd.DataFrame, a: str, b: str, value: str, variant_col: str,
            pair_on: Sequence[str]) -> pd.DataFrame:
+    """One row per pair key where both ``a`` and ``b`` have a value: columns a, b (and input_tags)."""
     for name in (a, b):
         if name not in set(df[variant_col]):
             raise ParameterError(f"no rows with {variant_col} {name!r}; present: {sorted(map(str, set(df[variant_col])))}")
     keys = [k for k in pair_on if k in df.columns]
+    if not keys:
+        raise ParameterError(f"pair_on {list(pair_on)!r} names no column of the runs table")
     data = df.assign(_v=_values(df, value))
     data = data[data[variant_col].isin([a, b])]
     wide = data.pivot_table(index=keys, columns=variant_col, values="_v", aggfunc="mean")
-    tags = data.groupby(keys)["input_tags"].first() if "input_tags" in data else None
-    wide = wide.dropna(subset=[a, b]) if a in wide and b in wide else wide.iloc[0:0]
-    out = pd.DataFrame({"a": wide[a], "b": wide[b]}, index=wide.index)
-    if tags is not None:
+    wide = wide.dropna(subset=[a, b]) if a in wide and b in wide else pd.DataFrame(columns=[a, b])
+    out = pd.DataFrame({"a": wide[a], "b": wide[b]}, index=wide.index) if len(wide) else \
+        pd.DataFrame({"a": [], "b": []}, dtype=float)
+    if len(wide) and "input_tags" in data:
+        tags = data.groupby(keys)["input_tags"].first()
         out["input_tags"] = tags.reindex(out.index)
-    return out.reset_index()
+    return out.reset_index() if len(wide) else out.assign(**{k: [] for k in keys}, input_tags=[])
 
 
-Verdict = Literal["no detectable difference", "A better", "B better", "A higher", "B higher"]
+Verdict = Literal["too few inputs to tell", "no detectable difference", "A better", "B better", "A higher", "B higher"]
 # values where a higher share is better; for others (escaped, error) better depends on the inputs
-_HIGHER_IS_BETTER = {"passed", "score", "correct"}
+_HIGHER_IS_BETTER = {"passed", "score", "correct", "appropriate"}
 
 
-def _difference_row(d: np.ndarray, *, confidence: float, method: str, seed: int,
-                    higher_is_better: bool | None) -> dict[str, object]:
-    n = len(d)
-    mean = float(d.mean()) if n else math.nan
-    if n < 2:
-        low = high = math.nan
-    elif method == "bootstrap":
-        low, high = mean_ci(d, confidence=confidence, seed=seed)
-    else:
-        sd = float(d.std(ddof=1))
-        if sd == 0:
-            low = high = mean
-        else:
-            half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-            low, high = mean - half, mean + half
-    if math.isnan(low) or low <= 0 <= high:
+def _is_rate(x: np.ndarray) -> bool:
+    return bool(len(x)) and bool(np.all((x >= 0) & (x <= 1)))
+
+
+def _difference_row(p: pd.DataFrame, *, cluster: str | None, confidence: float, method: str,
+                    higher_is_better: bool | None, population: Population, min_inputs: int,
+                    seed: int) -> dict[str, object]:
+    a_vals, b_vals = p["a"].to_numpy(dtype=float), p["b"].to_numpy(dtype=float)
+    d = a_vals - b_vals
+    bounded = _is_rate(a_vals) and _is_rate(b_vals)
+    codes = pd.factorize(pd.Series(_clusters(p, cluster)))[0]
+    if not len(d):
+        return {"pairs": 0, "inputs": 0, "difference": math.nan, "low": math.nan, "high": math.nan,
+                "p_value": math.nan, "verdict": "no detectable difference", "method": method}
+    sums, sizes, sumsq = _cluster_sums(d, codes)
+    res = difference_verdicts(sums[None], sizes[None], sumsq[None], confidence=confidence,
+                              bounds=(-1.0, 1.0) if bounded else None, population=population,
+                              min_inputs=min_inputs)
+    low, high = float(res["low"][0]), float(res["high"][0])
+    direction = int(res["direction"][0])
+    per_input = sums / sizes
+    # resample inputs (clusters), not calls; with no spread between inputs a bootstrap has nothing to
+    # resample and would give a point, so the Wilson-type interval stands
+    if method == "bootstrap" and len(sums) >= 2 and not np.all(per_input == per_input[0]):
+        low, high = mean_ci(per_input, confidence=confidence, seed=seed)
+        if bounded:
+            low, high = max(low, -1.0), min(high, 1.0)
+        if direction in (-1, 1) and low <= 0 <= high:
+            direction = 0
+    n_inputs = int(res["inputs"][0])
+    exact = population == "inputs" and n_inputs <= EXACT_UP_TO
+    if direction == -2:
+        verdict = TOO_FEW
+    elif direction == 0:
         verdict = "no detectable difference"
+    elif higher_is_better is None:
+        verdict = "A higher" if direction > 0 else "B higher"
     else:
-        a_higher = low > 0
-        if higher_is_better is None:
-            verdict = "A higher" if a_higher else "B higher"
-        else:
-            verdict = "A better" if a_higher == higher_is_better else "B better"
-    return {"pairs": n, "difference": mean, "low": low, "high": high, "verdict": verdict}
+        verdict = "A better" if (direction > 0) == higher_is_better else "B better"
+    name = ("bootstrap over inputs" if method == "bootstrap" else
+            ("Wilson at effective n" if bounded else "t") + (" over inputs" if population == "inputs" else " within inputs"))
+    if exact and method != "bootstrap":
+        name += " + exact sign-flip"
+    return {"pairs": len(d), "inputs": n_inputs, "difference": float(res["estimate"][0]), "low": low, "high": high,
+            "p_value": float(res["p_value"][0]), "verdict": verdict, "method": name}
 
 
 def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed", split_by_tag: bool = False,
                       method: Literal["t", "bootstrap"] = "t", confidence: float = 0.95,
                       higher_is_better: bool | None | Literal["auto"] = "auto", variant_col: str = "variant",
-                      pair_on: Sequence[str] = PAIR_KEYS, seed: int = 0) -> pd.DataFrame:
-    """Compare variants ``a`` and ``b`` on the same (input, repeat, model) pairs.
+                      pair_on: Sequence[str] = PAIR_KEYS, seed: int = 0, population: Population = "inputs",
+                      min_inputs: int = MIN_INPUTS) -> pd.DataFrame:
+    """Compare variants ``a`` and ``b`` on the same (input, repeat, model) pairs: ``a`` - ``b``.
 
     ``difference`` is the mean of value(a) - value(b) over pairs where both have a value, with a
-    ``confidence`` interval (``t`` on the paired differences, or a ``bootstrap``). ``verdict`` is
-    ``"A better"`` / ``"B better"`` when the interval excludes 0 (``higher_is_better`` says which
-    direction is better; set it False for ``escaped`` on answerable inputs) and ``"no detectable
-    difference"`` otherwise. ``"auto"`` treats a higher ``passed``/``score`` as better and, for other
-    values such as ``escaped`` (right on unanswerable inputs, over-abstention on the rest), says
-    only ``"A higher"`` / ``"B higher"``; ``reading`` says it in a sentence with the variants' names. With
-    ``split_by_tag`` there is one row per input tag plus ``all``.
+    ``confidence`` interval over inputs (pairs of one input are clustered; a difference of rates
+    stays in [-1, 1]; ``method="bootstrap"`` resamples inputs). ``verdict``:
+
+    - ``"too few inputs to tell"`` below ``min_inputs`` inputs (never a verdict on 2 pairs);
+    - ``"A better"`` / ``"B better"`` when the interval excludes 0 (and, up to ``EXACT_UP_TO``
+      inputs, the exact sign-flip test agrees); ``higher_is_better`` says which direction is
+      better. ``"auto"`` treats a higher ``passed``/``score``/``appropriate`` as better and, for other
+      values such as ``escaped`` (right on unanswerable inputs, over-abstention on the rest), says
+      only ``"A higher"`` / ``"B higher"``;
+    - ``"no detectable difference"`` otherwise.
+
+    ``population="these"`` draws the conclusion about exactly these inputs (only the spread of
+    repeats is noise; no minimum number of inputs) and the reading says "on these N inputs".
+    ``reading`` says it all in a sentence with the variants' names. With ``split_by_tag`` there is
+    one row per input tag plus ``all``. Other columns: pairs, inputs, mean_a, mean_b, p_value, method.
     """
     if method not in ("t", "bootstrap"):
         raise ParameterError(f"method must be 't' or 'bootstrap', got {method!r}")
     if not 0 < confidence < 1:
         raise ParameterError(f"confidence must be between 0 and 1, got {confidence!r}")
+    if population not in ("inputs", "these"):
+        raise ParameterError(f"population must be 'inputs' (inputs like these) or 'these' (exactly these inputs), got {population!r}")
     if higher_is_better == "auto":
         higher_is_better = True if value in _HIGHER_IS_BETTER else None
+    cluster = "input_id" if "input_id" in pair_on else None
     pairs = _pairs(df, a, b, value, variant_col, pair_on)
     groups: list[tuple[str, pd.DataFrame]] = [("all", pairs)]
     if split_by_tag and "input_tags" in pairs:
-        tags = sorted({t for ts in pairs["input_tags"] for t in (ts or ["normal"])})
-        groups += [(t, pairs[pairs["input_tags"].map(lambda ts, t=t: t in (ts or ["normal"]))]) for t in tags]
+        tags = sorted({t for ts in pairs["input_tags"] for t in _tag_list(ts)})
+        groups += [(t, pairs[pairs["input_tags"].map(lambda ts, t=t: t in _tag_list(ts))]) for t in tags]
     rows = []
     for tag, p in groups:
-        d = (p["a"] - p["b"]).to_numpy(dtype=float)
         row = {"tag": tag, "a": a, "b": b, "mean_a": float(p["a"].mean()) if len(p) else math.nan,
                "mean_b": float(p["b"].mean()) if len(p) else math.nan,
-               **_difference_row(d, confidence=confidence, method=method, seed=seed, higher_is_better=higher_is_better)}
+               **_difference_row(p, cluster=cluster, confidence=confidence, method=method,
+                                 higher_is_better=higher_is_better, population=population,
+                                 min_inputs=min_inputs, seed=seed)}
+        row["population"] = population
         row["reading"] = _reading(row, value, confidence)
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -227,22 +444,231 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed"
 
 
 def _reading(row: dict[str, object], value: str, confidence: float) -> str:
-    a, b, n = row["a"], row["b"], row["pairs"]
+    a, b, n, k = row["a"], row["b"], row["pairs"], row["inputs"]
     if not n:
         return f"no pairs where both {a} and {b} have a {value} value"
+    where = f"on these {k} inputs" if row.get("population") == "these" else f"over {k} inputs"
+    size = f"{where} ({n} pairs)"
     ci = f"{confidence:.0%} interval {row['low']:+.3f} to {row['high']:+.3f}"
+    if row["verdict"] == TOO_FEW:
+        return (f"{TOO_FEW} ({k} inputs; a verdict needs {MIN_INPUTS}): {value} {a} - {b} = "
+                f"{row['difference']:+.3f} ({ci})")
     if row["verdict"] == "no detectable difference":
-        return f"no detectable difference in {value} between {a} and {b} over {n} pairs ({ci})"
+        return f"no detectable difference in {value} between {a} and {b} {size}: {a} - {b} = {row['difference']:+.3f} ({ci})"
     if row["verdict"] in ("A higher", "B higher"):
         higher, lower = (a, b) if row["verdict"] == "A higher" else (b, a)
-        return f"{value} is higher for {higher} than for {lower}: {row['difference']:+.3f} (A-B) over {n} pairs ({ci})"
+        return f"{value} is higher for {higher} than for {lower}: {a} - {b} = {row['difference']:+.3f} {size} ({ci})"
     better, worse = (a, b) if row["verdict"] == "A better" else (b, a)
-    return f"{better} better than {worse}: {value} differs by {row['difference']:+.3f} (A-B) over {n} pairs ({ci})"
+    return f"{better} better than {worse} {size}: {value} {a} - {b} = {row['difference']:+.3f} ({ci})"
+
+
+# ---- planning: inputs x repeats -----------------------------------------------------------------
+
+def predicted_power(difference: float, *, between_var: float, within_var: float, inputs: int, repeats: int,
+                    confidence: float = 0.95, min_inputs: int = MIN_INPUTS) -> float:
+    """Power of the paired verdict to detect ``difference`` with ``inputs`` x ``repeats``, from the
+    variance components (normal approximation with a t critical value on inputs - 1 degrees of
+    freedom; 0 below ``min_inputs`` inputs, where there is no verdict)."""
+    if inputs < min_inputs:
+        return 0.0
+    se = math.sqrt((between_var + within_var / repeats) / inputs)
+    if se == 0:
+        return 1.0
+    crit = float(sps.t.ppf(0.5 + confidence / 2, inputs - 1))
+    shift = abs(difference) / se
+    return float(sps.norm.sf(crit - shift) + sps.norm.cdf(-crit - shift))
+
+
+@dataclass(frozen=True)
+class PlanOption:
+    """One way to reach the requested power: ``inputs`` x ``repeats`` per variant."""
+
+    inputs: int
+    repeats: int
+    calls: int
+    power: float
+    cost_usd: float | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many inputs at how many repeats detect ``difference`` between two variants (see :func:`plan`)."""
+
+    a: str
+    b: str
+    difference: float
+    power: float
+    confidence: float
+    between_var: float
+    within_var: float
+    pilot_inputs: int
+    pilot_repeats: int
+    detectable_now: float
+    options: list[PlanOption]
+    recommended: PlanOption
+    repeats_for_pilot_inputs: int | None
+    advice: str
+    cost_per_call: float | None
+    notes: list[str] = field(default_factory=list)
+
+    # what lab.batch.suggest reads
+    @property
+    def calls_needed(self) -> int:
+        return self.recommended.calls
+
+    @property
+    def cost_usd(self) -> float | None:
+        return self.recommended.cost_usd
+
+    @property
+    def batch_cost_usd(self) -> float | None:
+        return None if self.cost_usd is None else self.cost_usd / 2
+
+    def power_at(self, inputs: int, repeats: int) -> float:
+        """Predicted power with ``inputs`` x ``repeats`` per variant."""
+        return predicted_power(self.difference, between_var=self.between_var, within_var=self.within_var,
+                               inputs=inputs, repeats=repeats, confidence=self.confidence)
+
+    def table(self) -> pd.DataFrame:
+        """Every option considered: inputs needed at each number of repeats, calls, power, cost."""
+        return pd.DataFrame([o.__dict__ for o in self.options]).set_index("repeats")
+
+    def __str__(self) -> str:
+        r = self.recommended
+        cost = "" if r.cost_usd is None else f", about ${r.cost_usd:.4f} (${r.cost_usd / 2:.4f} with a batch API)"
+        lines = [
+            f"To detect {self.a} - {self.b} = {self.difference:g} with {self.power:.0%} power at {self.confidence:.0%} "
+            f"confidence: {r.inputs} inputs x {r.repeats} repeats ({r.calls} calls{cost}).",
+            f"Variance of a paired difference: between inputs {self.between_var:.4f}, within an input "
+            f"{self.within_var:.4f} (divided by repeats).",
+            self.advice,
+            f"The current experiment ({self.pilot_inputs} inputs x {self.pilot_repeats} repeats) can detect a "
+            f"difference of about {self.detectable_now:.3f}." if math.isfinite(self.detectable_now) else
+            f"The current experiment ({self.pilot_inputs} inputs) is below the {MIN_INPUTS} inputs a verdict needs.",
+        ]
+        return "\n".join(lines + self.notes)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return "<pre>" + html.escape(str(self)) + "</pre>" + self.table().to_html()
+
+
+REPEAT_CHOICES = (1, 2, 3, 5, 10, 20, 50, 100)
+
+
+def variance_components(pairs: pd.DataFrame, cluster: str = "input_id") -> tuple[float, float, list[str]]:
+    """(between-input variance, within-input variance, notes) of paired differences a - b."""
+    d = (pairs["a"] - pairs["b"]).to_numpy(dtype=float)
+    codes = pd.factorize(pairs[cluster].astype(str))[0] if cluster in pairs else np.arange(len(d))
+    sums, sizes, sumsq = _cluster_sums(d, codes)
+    notes: list[str] = []
+    within_df = float((sizes - 1).sum())
+    if within_df > 0:
+        within = float(sumsq.sum() / within_df)
+    else:  # one call per input: binomial spread at the pilot's rates (an upper bound for 0/1 values)
+        pa, pb = float(pairs["a"].mean()), float(pairs["b"].mean())
+        within = pa * (1 - pa) + pb * (1 - pb) if _is_rate(pairs["a"].to_numpy(float)) else float(np.var(d, ddof=1))
+        notes.append("The pilot has one repeat per input, so the spread within an input is assumed from its rates.")
+    means_ = sums / sizes
+    between = 0.0
+    if len(means_) >= 2:
+        between = max(0.0, float(np.var(means_, ddof=1)) - within * float(np.mean(1 / sizes)))
+    return between, within, notes
+
+
+def plan(pilot: pd.DataFrame, a: str, b: str, *, difference: float, value: str = "passed", power: float = 0.8,
+         confidence: float = 0.95, variant_col: str = "variant", pair_on: Sequence[str] = PAIR_KEYS,
+         repeat_choices: Sequence[int] = REPEAT_CHOICES, max_inputs: int = 100_000) -> Plan:
+    """From a pilot run, plan an experiment that detects ``a`` - ``b`` = ``difference``: inputs x repeats.
+
+    The pilot's paired differences give two variance components: between inputs (how much the
+    effect differs from input to input) and within an input (the model's sampling noise). The
+    variance of the verdict's estimate is ``(between + within / repeats) / inputs``: repeats only
+    shrink the second part. For each number of repeats in ``repeat_choices`` the plan finds the
+    inputs needed (at least ``MIN_INPUTS``); ``recommended`` is the option with the fewest calls;
+    ``repeats_for_pilot_inputs`` is the repeats that reach the power on the pilot's own inputs, or
+    None when no number can ("add inputs: the spread between inputs dominates"). ``detectable_now``
+    is the smallest difference the pilot's own size detects with ``power``. Cost uses the pilot's mean
+    ``cost_usd`` per call (None when a price is unknown); batch APIs bill half. When the pilot's pairs
+    never differ, the within-input spread of independent outcomes at its mean rate (clipped to
+    0.05..0.95) is assumed, so a tiny pilot never claims one call is enough.
+    """
+    if isinstance(difference, bool) or not (isinstance(difference, (int, float)) and difference > 0):
+        raise ParameterError(f"difference must be a positive number (the effect to detect), got {difference!r}")
+    if not 0 < power < 1 or not 0 < confidence < 1:
+        raise ParameterError("power and confidence must be between 0 and 1")
+    pairs = _pairs(pilot, a, b, value, variant_col, pair_on)
+    if len(pairs) < 2:
+        raise ParameterError(f"the pilot has {len(pairs)} pair(s) of {a!r} and {b!r} with a {value} value; run at least 2")
+    between, within, notes = variance_components(pairs)
+    if between == 0 and within == 0:
+        p = float(np.clip(np.concatenate([pairs["a"], pairs["b"]]).mean(), 0.05, 0.95))
+        within = 2 * p * (1 - p)
+        notes.append(f"The pilot's pairs never differed; assumed independent outcomes at rate {p:.2f}.")
+    n_inputs = int(pairs["input_id"].nunique()) if "input_id" in pairs else len(pairs)
+    pilot_repeats = max(1, round(len(pairs) / max(n_inputs, 1)))
+    sub = pilot[pilot[variant_col].isin([a, b])]
+    costs = sub["cost_usd"] if "cost_usd" in sub else pd.Series(dtype=float)
+    per_call = None if costs.empty or costs.isna().any() else float(costs.mean())
+    z = float(sps.norm.ppf(0.5 + confidence / 2) + sps.norm.ppf(power))
+
+    def inputs_needed(k: int) -> int | None:
+        var = between + within / k
+        n = max(MIN_INPUTS, math.ceil((z ** 2) * var / difference ** 2))
+        while n <= max_inputs:
+            if predicted_power(difference, between_var=between, within_var=within, inputs=n, repeats=k,
+                               confidence=confidence) >= power:
+                return n
+            n = n + 1 if n < 200 else math.ceil(n * 1.01)
+        return None
+
+    options = []
+    for k in sorted(set(int(r) for r in repeat_choices)):
+        n = inputs_needed(k)
+        if n is None:
+            continue
+        calls = 2 * n * k
+        options.append(PlanOption(inputs=n, repeats=k, calls=calls,
+                                  power=predicted_power(difference, between_var=between, within_var=within, inputs=n,
+                                                        repeats=k, confidence=confidence),
+                                  cost_usd=None if per_call is None else per_call * calls))
+    if not options:
+        raise ParameterError(f"no plan reaches {power:.0%} power for a difference of {difference:g} within "
+                             f"{max_inputs} inputs; ask about a larger difference")
+    recommended = min(options, key=lambda o: (o.calls, o.inputs))
+    on_pilot = [k for k in range(1, 1001)
+                if predicted_power(difference, between_var=between, within_var=within, inputs=n_inputs, repeats=k,
+                                   confidence=confidence) >= power]
+    limit = predicted_power(difference, between_var=between, within_var=0.0, inputs=n_inputs, repeats=1,
+                            confidence=confidence) if n_inputs >= MIN_INPUTS else 0.0
+    if on_pilot:
+        advice = (f"On the pilot's {n_inputs} inputs, {on_pilot[0]} repeats reach {power:.0%} power"
+                  + ("." if on_pilot[0] <= recommended.repeats or recommended.inputs >= n_inputs else
+                     f"; {recommended.inputs} inputs x {recommended.repeats} repeats is cheaper."))
+    elif n_inputs < MIN_INPUTS:
+        advice = f"add inputs: {n_inputs} inputs are below the {MIN_INPUTS} a verdict needs, whatever the repeats."
+    else:
+        unlimited = inputs_needed(10 ** 6)
+        advice = (f"add inputs: the spread between inputs dominates. On the pilot's {n_inputs} inputs no number of "
+                  f"repeats reaches {power:.0%} power (at most {limit:.0%}); even with unlimited repeats it takes "
+                  f"{unlimited if unlimited is not None else 'more than ' + str(max_inputs)} inputs.")
+    crit = z
+    if n_inputs >= MIN_INPUTS:
+        crit = float(sps.t.ppf(0.5 + confidence / 2, n_inputs - 1) + sps.norm.ppf(power))
+        detectable = crit * math.sqrt((between + within / pilot_repeats) / n_inputs)
+    else:
+        detectable = math.inf
+    return Plan(a=a, b=b, difference=float(difference), power=power, confidence=confidence, between_var=between,
+                within_var=within, pilot_inputs=n_inputs, pilot_repeats=pilot_repeats, detectable_now=detectable,
+                options=options, recommended=recommended,
+                repeats_for_pilot_inputs=on_pilot[0] if on_pilot else None, advice=advice, cost_per_call=per_call,
+                notes=notes)
 
 
 @dataclass(frozen=True)
 class PowerEstimate:
-    """How many repeats an experiment needs to detect ``difference`` between two variants."""
+    """How many repeats an experiment needs to detect ``difference`` (deprecated: see :class:`Plan`)."""
 
     difference: float
     power: float
@@ -266,37 +692,20 @@ class PowerEstimate:
 def repeats_needed(pilot: pd.DataFrame, a: str, b: str, *, difference: float, value: str = "passed",
                    power: float = 0.8, confidence: float = 0.95, variant_col: str = "variant",
                    pair_on: Sequence[str] = PAIR_KEYS) -> PowerEstimate:
-    """From a pilot run, estimate the repeats needed to detect ``difference`` between ``a`` and ``b``.
+    """Deprecated: use :func:`lab.stats.plan`, which answers in inputs x repeats.
 
-    Uses the normal approximation for a paired comparison: pairs = ((z_conf + z_power) * sd / d)^2,
-    with sd the standard deviation of the pilot's paired differences. When the pilot shows no
-    spread at all (every pair equal), it assumes the spread of two independent proportions at
-    the pilot's mean rate (clipped to 0.05..0.95), so a tiny pilot never claims one repeat is
-    enough. Cost is the pilot's mean ``cost_usd`` per call times the calls needed (None when a
-    price is unknown); batch APIs bill half (see lab/pricing.py). Judge calls are not counted.
-    """
-    if not (isinstance(difference, (int, float)) and difference > 0):
-        raise ParameterError(f"difference must be a positive number (the effect to detect), got {difference!r}")
-    if not 0 < power < 1 or not 0 < confidence < 1:
-        raise ParameterError("power and confidence must be between 0 and 1")
-    pairs = _pairs(pilot, a, b, value, variant_col, pair_on)
-    if len(pairs) < 2:
-        raise ParameterError(f"the pilot has {len(pairs)} pair(s) of {a!r} and {b!r} with a {value} value; run at least 2")
-    d = (pairs["a"] - pairs["b"]).to_numpy(dtype=float)
-    sd = float(d.std(ddof=1))
-    note = f"sd of paired differences from {len(d)} pilot pairs."
-    if sd == 0:
-        p = float(np.clip(np.concatenate([pairs["a"], pairs["b"]]).mean(), 0.05, 0.95))
-        sd = math.sqrt(2 * p * (1 - p))
-        note = f"The pilot's pairs never differed; assumed independent outcomes at rate {p:.2f}."
-    z = float(sps.norm.ppf(0.5 + confidence / 2) + sps.norm.ppf(power))
-    n_pairs = max(2, math.ceil((z * sd / difference) ** 2))
-    n_inputs = int(pilot[pilot[variant_col].isin([a, b])]["input_id"].nunique())
-    n_models = int(pilot["model"].nunique()) if "model" in pilot else 1
-    reps = max(1, math.ceil(n_pairs / max(1, n_inputs * n_models)))
-    calls = 2 * reps * n_inputs * n_models
-    costs = pilot[pilot[variant_col].isin([a, b])]["cost_usd"] if "cost_usd" in pilot else pd.Series(dtype=float)
-    cost = None if costs.empty or costs.isna().any() else float(costs.mean()) * calls
+    Kept for old notebooks. It now reads the answer off :func:`plan` for the pilot's own inputs;
+    when no number of repeats can reach the power there, ``repeats_needed`` is the largest tried
+    and ``note`` says to add inputs."""
+    warnings.warn("lab.repeats_needed is deprecated: use lab.stats.plan(pilot, a, b, difference=...), which "
+                  "answers in inputs x repeats", DeprecationWarning, stacklevel=2)
+    p = plan(pilot, a, b, difference=difference, value=value, power=power, confidence=confidence,
+             variant_col=variant_col, pair_on=pair_on)
+    reps = p.repeats_for_pilot_inputs or 1000
+    calls = 2 * reps * p.pilot_inputs
+    cost = None if p.cost_per_call is None else p.cost_per_call * calls
+    sd = math.sqrt(p.between_var + p.within_var)
     return PowerEstimate(difference=float(difference), power=power, confidence=confidence, sd_of_differences=sd,
-                         pairs_needed=n_pairs, inputs=n_inputs, repeats_needed=reps, calls_needed=calls,
-                         cost_usd=cost, batch_cost_usd=None if cost is None else cost / 2, note=note)
+                         pairs_needed=reps * p.pilot_inputs, inputs=p.pilot_inputs, repeats_needed=reps,
+                         calls_needed=calls, cost_usd=cost, batch_cost_usd=None if cost is None else cost / 2,
+                         note=p.advice + " " + " ".join(p.notes))

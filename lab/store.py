@@ -9,17 +9,22 @@ Several processes may write one log at once; a killed process loses no committed
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import json
 import os
+import queue
 import sqlite3
+import sys
 import threading
+import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .version import __version__
 from .errors import StoreError
@@ -27,10 +32,18 @@ from .migrations import migrate
 from .names import folder_value
 from .secrets import redact, redact_value
 
+try:
+    import fcntl
+except ImportError:  # Windows: the recovery file is then written without a lock
+    fcntl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 DEFAULT_LOG = Path("results") / "promptlab.db"
 
 _JSON_COLUMNS = {
-    "runs": ["input_tags", "input_vars", "expected", "params", "messages"],
+    "runs": ["input_tags", "input_vars", "expected", "params", "messages", "confidence"],
     "experiments": ["models", "variants", "params"],
     "grades": ["detail"],
     "events": ["detail"],
@@ -59,7 +72,7 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
 
 
-@dataclass
+@dataclass(slots=True)  # a batch keeps one per call: slots make each a quarter of the size
 class RunRecord:
     """One finished model call, as written to the ``runs`` table."""
 
@@ -95,49 +108,297 @@ class RunRecord:
     round: int = 0
     parent_id: str | None = None
     role: str = "answer"
+    confidence: dict[str, Any] | None = None  # from token log-probabilities (lab.logprobs), when asked for
+
+
+Item = tuple[str, tuple[str, ...], tuple, bool]  # table, columns, values (JSON already encoded), or-ignore
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord))
+
+
+class _Ticket:
+    """Rows submitted together (one transaction) from async code, and the future that waits for them."""
+
+    __slots__ = ("items", "loop", "future", "error", "recovered")
+
+    def __init__(self, items: list[Item], loop: Any, future: Any):
+        self.items, self.loop, self.future = items, loop, future
+        self.error: BaseException | None = None
+        self.recovered = False
+
+
+def _settle(tickets: list[_Ticket]) -> None:
+    for t in tickets:
+        if not t.future.done():
+            if t.error is not None:
+                t.future.set_exception(t.error)
+            else:
+                t.future.set_result(None)
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")  # in WAL: durable against a killed process
+    return db
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, cols: tuple[str, ...], ignore: bool = False) -> str:
+    cols = cols + (("seq",) if table in _VERSIONED else ())
+    verb = "INSERT OR IGNORE" if ignore else "INSERT"
+    return f"{verb} INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+
+
+def _write_items(db: sqlite3.Connection, items: list[Item]) -> None:
+    """One transaction: every item or none. Rows of the versioned tables (runs, grades) take the next
+    numbers of their shared sequence, read once per transaction (the write lock is held)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        seq = None
+        i = 0
+        while i < len(items):  # consecutive items with the same statement go in one executemany
+            table, cols, _, ignore = items[i]
+            j = i + 1
+            while j < len(items) and items[j][0] == table and items[j][1] == cols and items[j][3] == ignore:
+                j += 1
+            values = [it[2] for it in items[i:j]]
+            if table in _VERSIONED:
+                if seq is None:
+                    seq = int(db.execute(_NEXT_SEQ).fetchone()[0])
+                values = [(*v, seq + k) for k, v in enumerate(values)]
+                seq += len(values)
+            db.executemany(_insert_sql(table, cols, ignore), values)
+            i = j
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+class _Writer:
+    """How the log writes. Async callers queue rows for the writer thread, which commits them in
+    groups (everything queued while the last commit ran goes in the next transaction), off the event
+    loop's thread; a caller hears back only once its rows are committed. Sync callers commit on their
+    own thread through the same connection.
+
+    A log locked by another process past the busy timeout loses no row: rows wait (up to
+    ``lock_wait_s``, with a message), then go to the recovery file that the next open ingests.
+    """
+
+    def __init__(self, path: Path, recovery_path: Path, busy_timeout_s: float, lock_wait_s: float):
+        self.path, self.recovery_path = path, recovery_path
+        self.busy_timeout_s, self.lock_wait_s = busy_timeout_s, lock_wait_s
+        self._db: sqlite3.Connection | None = None
+        self._wlock = threading.Lock()  # one transaction at a time on the writing connection
+        self._locked_since: float | None = None
+        self._recovering = False
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def write(self, items: list[Item]) -> bool:
+        """Commit ``items`` in one transaction now, on this thread. Returns False when they were kept
+        in the recovery file instead; raises StoreError when they could be kept nowhere."""
+        with self._wlock:
+            return not self._commit(items)
+
+    def submit(self, tickets: list[_Ticket]) -> None:
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="promptlab-log-writer", daemon=True)
+                    self._thread.start()
+        self._q.put(tickets)
+
+    def stop(self) -> None:
+        with self._start_lock:
+            if self._thread is not None:
+                self._q.put(None)
+                self._thread.join()
+                self._thread = None
+        with self._wlock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _run(self) -> None:
+        while True:
+            ts = self._q.get()
+            if ts is None:
+                return
+            pending = list(ts)
+            stop = False
+            while True:  # everything queued meanwhile joins this group
+                try:
+                    ts = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if ts is None:
+                    stop = True
+                    break
+                pending.extend(ts)
+            try:
+                with self._wlock:
+                    recovered = self._commit([it for t in pending for it in t.items])
+                for t in pending:
+                    t.recovered = recovered
+            except BaseException as exc:  # the callers get it; this thread goes on
+                for t in pending:
+                    t.error = exc
+            self._resolve(pending)
+            if stop:
+                return
+
+    def _commit(self, items: list[Item]) -> bool:
+        """Write ``items`` (the caller holds ``_wlock``); True when they went to the recovery file."""
+        while True:
+            try:
+                if self._db is None:
+                    self._db = _connect(self.path, self.busy_timeout_s)
+                _write_items(self._db, items)
+            except sqlite3.Error as exc:
+                if _is_locked(exc) and not self._recovering:
+                    if self._locked_since is None:
+                        self._locked_since = time.monotonic()
+                        _say(f"run log {self.path} is locked by another process (longer than the "
+                             f"{self.busy_timeout_s:g} s busy timeout); finished calls wait and are written when it "
+                             f"frees (up to {self.lock_wait_s:g} s, then kept in {self.recovery_path.name})")
+                    if time.monotonic() - self._locked_since < self.lock_wait_s:
+                        time.sleep(0.05)
+                        continue
+                why = "still locked" if _is_locked(exc) else str(exc)
+                try:
+                    _append_recovery(self.recovery_path, items)
+                except OSError as rexc:
+                    raise StoreError(f"{self.path}: cannot write the run log ({why}) nor the recovery file "
+                                     f"{self.recovery_path} ({rexc}); {len(items)} row(s) not kept") from None
+                if not self._recovering:
+                    _say(f"run log {self.path}: {why}; finished calls are kept in {self.recovery_path} "
+                         "and written to the log the next time it is opened")
+                    self._recovering = True
+                    if self._db is not None:  # from now on, try the log briefly and fall back at once
+                        self._db.execute("PRAGMA busy_timeout = 1000")
+                return True
+            if self._recovering and self._db is not None:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            elif self._locked_since is not None:
+                _say(f"run log {self.path} is free again; the waiting calls are written")
+            self._locked_since, self._recovering = None, False
+            return False
+
+    @staticmethod
+    def _resolve(tickets: list[_Ticket]) -> None:
+        by_loop: dict[int, tuple[Any, list[_Ticket]]] = {}
+        for t in tickets:
+            by_loop.setdefault(id(t.loop), (t.loop, []))[1].append(t)
+        for loop, ts in by_loop.values():  # one wake-up per loop per group, not one per row
+            try:
+                loop.call_soon_threadsafe(_settle, ts)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+
+def _say(message: str) -> None:
+    print(f"promptlab: {message}", file=sys.stderr, flush=True)
+
+
+def _append_recovery(path: Path, items: list[Item]) -> None:
+    """Append rows to the recovery file (one JSON line each, fsynced) under an exclusive lock."""
+    blob = "".join(json.dumps({"table": t, "columns": list(c), "values": list(v), "ignore": ig},
+                              ensure_ascii=False) + "\n" for t, c, v, ig in items)
+    while True:
+        with open(path, "a", encoding="utf-8") as f:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:  # an ingest may have removed the file while we waited for the lock
+                    if os.fstat(f.fileno()).st_ino != os.stat(path).st_ino:
+                        continue
+                except FileNotFoundError:
+                    continue
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+            return
 
 
 class RunLog:
-    """A run log on disk. Reads return pandas DataFrames; writes commit one row at a time."""
+    """A run log on disk. Reads return pandas DataFrames; writes are committed before they return.
 
-    def __init__(self, path: str | Path | None = None):
+    ``busy_timeout_s``: how long one write waits for another process's transaction. A log locked
+    longer than that keeps finished calls waiting (up to ``lock_wait_s``, with a message), then keeps
+    them in a recovery file next to the log (``<log>.recovery.jsonl``) that the next open ingests,
+    exactly once.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, busy_timeout_s: float = 60.0,
+                 lock_wait_s: float = 600.0):
         self.path = Path(path) if path is not None else default_log_path()
+        self.recovery_path = self.path.with_name(self.path.name + ".recovery.jsonl")
+        self.busy_timeout_s, self.lock_wait_s = float(busy_timeout_s), float(lock_wait_s)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout = 60000")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")  # in WAL: durable against a killed process
+            self._db = _connect(self.path, self.busy_timeout_s)
             migrate(self._db)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot open the run log ({exc}); is it a promptlab log?") from None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot open the run log ({exc})") from None
         self._lock = threading.Lock()
+        self._writer = _Writer(self.path, self.recovery_path, self.busy_timeout_s, self.lock_wait_s)
+        self._outbox: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> tickets to hand off
+        weakref.finalize(self, self._writer.stop)
+        if self.recovery_path.exists():
+            self.ingest_recovery()
 
     def __repr__(self) -> str:
         return f"RunLog({str(self.path)!r})"
 
     def close(self) -> None:
+        self._writer.stop()
         self._db.close()
 
     # ---- writing -------------------------------------------------------------------------
 
-    def _insert(self, table: str, row: dict[str, Any]) -> int:
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        values = [
-            _dumps(v) if k in _JSON_COLUMNS.get(table, ()) else v for k, v in row.items()
-        ]
-        if table in _VERSIONED:
-            # runs and grades share one sequence, so one number (the log's version) orders both
-            cols += ", seq"
-            marks += f", ({_NEXT_SEQ})"
-        with self._lock:
-            cur = self._db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", values)
-            return int(cur.lastrowid)
+    def _write(self, items: list[Item]) -> bool:
+        """Commit ``items`` in one transaction; False when they were kept in the recovery file."""
+        return self._writer.write(items)
+
+    async def _awrite(self, items: list[Item]) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        ticket = _Ticket(items, loop, loop.create_future())
+        # rows finished in the same turn of the event loop go to the writer in one hand-off (waking
+        # the writer thread costs a GIL switch each time)
+        batch = self._outbox.get(loop)
+        if batch is None:
+            batch = self._outbox[loop] = []
+            loop.call_soon(self._hand_off, loop)
+        batch.append(ticket)
+        await ticket.future
+
+    def _hand_off(self, loop: Any) -> None:
+        self._writer.submit(self._outbox.pop(loop))
+
+    def _item(self, table: str, row: dict[str, Any], *, ignore: bool = False) -> Item:
+        json_cols = _JSON_COLUMNS.get(table, ())
+        values = tuple(_dumps(v) if k in json_cols else v for k, v in row.items())
+        return (table, tuple(row), values, ignore)
+
+    def _insert(self, table: str, row: dict[str, Any], *, ignore: bool = False) -> None:
+        self._write([self._item(table, row, ignore=ignore)])
 
     @staticmethod
     def _run_row(rec: RunRecord) -> dict[str, Any]:
-        row = dict(rec.__dict__)
+        row = {name: getattr(rec, name) for name in _RECORD_FIELDS}
         row["id"] = row["id"] or new_id()
         row["finished_at"] = row["finished_at"] or now()
         row["output"] = redact(row["output"]) if row["output"] else row["output"]
@@ -148,53 +409,84 @@ class RunLog:
         return row
 
     def add_run(self, rec: RunRecord) -> str:
-        """Append one finished call; commits immediately. Returns the run id."""
+        """Append one finished call; returns (with the run id) once it is committed."""
         row = self._run_row(rec)
         self._insert("runs", row)
+        return row["id"]
+
+    async def append_run(self, rec: RunRecord) -> str:
+        """:meth:`add_run` for async code: the event loop keeps running while the writer thread
+        commits, and rows finished at about the same time share one commit. Returns once the row is
+        committed (or kept in the recovery file)."""
+        row = self._run_row(rec)
+        await self._awrite([self._item("runs", row)])
         return row["id"]
 
     def add_runs(self, recs: list[RunRecord]) -> list[str]:
         """Append several rows in one transaction (all or none). For rows that cost nothing to
         redo, such as replays from the log: one commit instead of one per row."""
         rows = [self._run_row(r) for r in recs]
-        if not rows:
-            return []
-        cols = list(rows[0])
-        json_cols = set(_JSON_COLUMNS["runs"])
-        values = [[_dumps(row[c]) if c in json_cols else row[c] for c in cols] for row in rows]
-        sql = f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(sql, values)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        if rows:
+            self._write([self._item("runs", row) for row in rows])
         return [row["id"] for row in rows]
+
+    def ingest_recovery(self) -> int:
+        """Write the rows kept in the recovery file (calls that finished while the log was locked)
+        into the log, each exactly once, then remove the file. Returns how many were new."""
+        path = self.recovery_path
+        try:
+            f = open(path, "r+", encoding="utf-8")
+        except FileNotFoundError:
+            return 0
+        with f:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_EX)
+            items: list[Item] = []
+            known: dict[str, set[str]] = {}
+            for line in f.read().splitlines():
+                try:
+                    d = json.loads(line)
+                    table, cols = d["table"], tuple(d["columns"])
+                    if table not in known:
+                        known[table] = set(self._columns(table)) if table in _JSON_COLUMNS else set()
+                    if not cols or not set(cols) <= known[table]:
+                        continue  # not a row this log can hold
+                    items.append((table, cols, tuple(d["values"]), True))  # a row already in the log is skipped
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line torn by a crash while it was written
+            if items:
+                before = self._db.total_changes
+                try:
+                    with self._lock:
+                        _write_items(self._db, items)
+                except sqlite3.Error as exc:
+                    _say(f"run log {self.path}: {len(items)} row(s) in {path.name} not ingested yet ({exc}); "
+                         "they stay there for the next open")
+                    return 0
+                added = self._db.total_changes - before
+                _say(f"run log {self.path}: ingested {added} row(s) kept in {path.name} while the log was locked")
+            else:
+                added = 0
+            os.unlink(path)
+        return added
 
     def add_experiment(self, id: str, *, name: str | None, prompt_path: str | None, inputs_path: str | None,
                        models: list[str], variants: list[str], repeats: int, params: dict[str, Any]) -> None:
         """Record an experiment once; a resumed experiment keeps its first record."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO experiments (id, name, created_at, prompt_path, inputs_path, models, variants,"
-                " repeats, params, lab_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (id, name, now(), prompt_path, inputs_path, _dumps(models), _dumps(variants), repeats,
-                 _dumps(params), __version__),
-            )
+        self._insert("experiments", {
+            "id": id, "name": name, "created_at": now(), "prompt_path": prompt_path, "inputs_path": inputs_path,
+            "models": models, "variants": variants, "repeats": repeats, "params": params,
+            "lab_version": __version__}, ignore=True)
 
     def add_event(self, experiment_id: str, kind: str, **detail: Any) -> None:
         self._insert("events", {"experiment_id": experiment_id, "at": now(), "kind": kind, "detail": detail})
 
     def add_prompt_version(self, version: str, *, prompt_path: str, task: str, variant: str,
                            templates: Iterable[tuple[str, str]], params: dict[str, Any], escape_hatch: str | None) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO prompt_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (version, prompt_path, task, variant, _dumps([list(t) for t in templates]), _dumps(params),
-                 escape_hatch, now()),
-            )
+        self._insert("prompt_versions", {
+            "version": version, "prompt_path": prompt_path, "task": task, "variant": variant,
+            "templates": [list(t) for t in templates], "params": params, "escape_hatch": escape_hatch,
+            "first_seen": now()}, ignore=True)
 
     def add_grade(self, run_id: str, grader: str, *, score: float | None = None, passed: bool | None = None,
                   label: str | None = None, detail: dict[str, Any] | None = None,
@@ -212,9 +504,18 @@ class RunLog:
 
     def version(self) -> int:
         """The log's current point: pass it as ``as_of`` later to re-read tables exactly as now."""
-        with self._lock:
+        with self._sql("read the log's version"):
             row = self._db.execute(_NEXT_SEQ).fetchone()
         return int(row[0]) - 1
+
+    @contextlib.contextmanager
+    def _sql(self, what: str) -> Iterator[None]:
+        """Hold the connection for one read; a SQLite failure becomes a one-line StoreError."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot {what} ({exc})") from None
 
     def _as_of_clause(self, as_of: int | str | datetime | None, ts_col: str) -> tuple[str, list[Any]]:
         if as_of is None:
@@ -223,31 +524,45 @@ class RunLog:
             raise ValueError("as_of must be a log version (int) or a timestamp")
         if isinstance(as_of, int):
             return "seq <= ?", [as_of]
+        import pandas as pd
+
         ts = pd.Timestamp(as_of)
         if ts.tzinfo is None:
             ts = ts.tz_localize("UTC")
         return f"{ts_col} <= ?", [ts.tz_convert("UTC").isoformat(timespec="microseconds")]
 
-    def _query(self, table: str, where: list[str], args: list[Any], order: str = "seq") -> pd.DataFrame:
-        sql = f"SELECT * FROM {table}"
+    def _query(self, table: str, where: list[str], args: list[Any], order: str = "seq",
+               columns: list[str] | None = None) -> "pd.DataFrame":
+        import pandas as pd
+
+        if columns is not None:
+            known = self._columns(table)
+            unknown = [c for c in columns if c not in known]
+            if unknown:
+                raise StoreError(f"columns: {unknown} are not columns of the {table} table; it has {sorted(known)}")
+        sql = f"SELECT {', '.join(columns) if columns is not None else '*'} FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(f"({w})" for w in where)
         sql += f" ORDER BY {order}"
-        with self._lock:
+        with self._sql(f"read the {table} table"):
             cur = self._db.execute(sql, args)
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()
         df = pd.DataFrame.from_records(rows, columns=names)
+        loads = json.loads
         for col in _JSON_COLUMNS.get(table, ()):
             if col in df:
-                df[col] = [json.loads(v) if isinstance(v, str) else None for v in df[col]]  # pandas 3 reads NULL as NaN
+                df[col] = [loads(v) if v.__class__ is str else None for v in df[col]]  # pandas 3 reads NULL as NaN
         return df
 
-    def runs(self, experiment: str | list[str] | None = None, *, variant: str | None = None,
-             model: str | None = None, prompt_version: str | None = None, tag: str | None = None,
-             outcome: str | None = None, role: str | None = None,
-             as_of: int | str | datetime | None = None) -> pd.DataFrame:
-        """Run rows (one per model call) as a DataFrame, oldest first, filtered as asked."""
+    def _columns(self, table: str) -> list[str]:
+        with self._sql(f"read the {table} table's columns"):
+            return [r[1] for r in self._db.execute(f"PRAGMA table_info({table})")]
+
+    def _runs_where(self, experiment: str | list[str] | None, *, variant: str | None = None,
+                    model: str | None = None, prompt_version: str | None = None, tag: str | None = None,
+                    outcome: str | None = None, role: str | None = None,
+                    as_of: int | str | datetime | None = None) -> tuple[list[str], list[Any]]:
         where: list[str] = []
         args: list[Any] = []
         if experiment is not None:
@@ -266,10 +581,53 @@ class RunLog:
         if clause:
             where.append(clause)
             args += extra
-        return self._query("runs", where, args)
+        return where, args
+
+    def runs(self, experiment: str | list[str] | None = None, *, variant: str | None = None,
+             model: str | None = None, prompt_version: str | None = None, tag: str | None = None,
+             outcome: str | None = None, role: str | None = None,
+             as_of: int | str | datetime | None = None, columns: list[str] | None = None) -> "pd.DataFrame":
+        """Run rows (one per model call) as a DataFrame, oldest first, filtered as asked.
+
+        ``columns`` (names of the runs table) reads only those: JSON columns not asked for are
+        neither fetched nor parsed, which is most of the cost on a big experiment."""
+        where, args = self._runs_where(experiment, variant=variant, model=model, prompt_version=prompt_version,
+                                       tag=tag, outcome=outcome, role=role, as_of=as_of)
+        return self._query("runs", where, args, columns=None if columns is None else list(columns))
+
+    def summary_rows(self, experiment: str | list[str] | None = None,
+                     **filters: Any) -> tuple[list[str], list[str], list[tuple]]:
+        """:meth:`summary` without pandas (for the CLI): the group columns, the value columns and
+        one tuple per group, in order of first appearance."""
+        where, args = self._runs_where(experiment, **filters)
+        clause = (" WHERE " + " AND ".join(f"({w})" for w in where)) if where else ""
+        with self._sql("summarize the runs table"):
+            models = self._db.execute(f"SELECT count(DISTINCT model) FROM runs{clause}", args).fetchone()[0]
+            by = ["variant"] + (["model"] if models > 1 else [])
+            rows = self._db.execute(
+                f"SELECT {', '.join(by)}, count(*), sum(outcome = 'answered'), sum(outcome = 'escaped'),"
+                " sum(outcome = 'error'), round(avg(latency_ms), 1), sum(output_tokens),"
+                " CASE WHEN count(cost_usd) = count(*) THEN total(cost_usd) END"
+                f" FROM runs{clause} GROUP BY {', '.join(by)} ORDER BY min(seq)", args).fetchall()
+        cols = ["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]
+        return by, cols, rows
+
+    def summary(self, experiment: str | list[str] | None = None, **filters: Any) -> "pd.DataFrame":
+        """Per variant (and model, when there are several) the same table as ``lab.summary(runs)``,
+        computed by SQLite (an index holds what it reads): n, answered, escaped, errors, mean latency,
+        output tokens and cost (NaN when any call's price is unknown). Filters as :meth:`runs`."""
+        import pandas as pd
+
+        by, cols, rows = self.summary_rows(experiment, **filters)
+        df = pd.DataFrame.from_records(rows, columns=by + cols)
+        for col in cols[1:]:  # a group of NULLs comes back as None: NaN, as pandas would say
+            df[col] = pd.to_numeric(df[col])
+        df["mean_latency_ms"] = df["mean_latency_ms"].astype(float)
+        df["cost_usd"] = df["cost_usd"].astype(float)
+        return df.set_index(by if len(by) > 1 else by[0])
 
     def grades(self, experiment: str | None = None, *, run_id: str | None = None, grader: str | None = None,
-               as_of: int | str | datetime | None = None) -> pd.DataFrame:
+               as_of: int | str | datetime | None = None) -> "pd.DataFrame":
         where, args = [], []
         for col, val in (("experiment_id", experiment), ("run_id", run_id), ("grader", grader)):
             if val is not None:
@@ -281,10 +639,12 @@ class RunLog:
             args += extra
         return self._query("grades", where, args)
 
-    def experiments(self) -> pd.DataFrame:
+    def experiments(self) -> "pd.DataFrame":
         """One row per experiment with its call counts by outcome."""
+        import pandas as pd
+
         df = self._query("experiments", [], [])
-        with self._lock:
+        with self._sql("count the runs"):
             counts = self._db.execute(
                 "SELECT experiment_id, count(*), sum(outcome = 'answered'), sum(outcome = 'escaped'),"
                 " sum(outcome = 'error'), sum(cost_usd), max(finished_at) FROM runs GROUP BY experiment_id"
@@ -292,12 +652,16 @@ class RunLog:
         c = pd.DataFrame(counts, columns=["id", "calls", "answered", "escaped", "errors", "cost_usd", "last_call_at"])
         return df.merge(c, on="id", how="left")
 
-    def events(self, experiment: str | None = None) -> pd.DataFrame:
+    def events(self, experiment: str | None = None) -> "pd.DataFrame":
         where, args = ([], []) if experiment is None else (["experiment_id = ?"], [experiment])
         return self._query("events", where, args)
 
-    def prompt_versions(self, prompt_path: str | None = None) -> pd.DataFrame:
-        where, args = ([], []) if prompt_path is None else (["prompt_path = ?"], [prompt_path])
+    def prompt_versions(self, prompt_path: str | None = None) -> "pd.DataFrame":
+        """Prompt versions, oldest first; with ``prompt_path``, every version run from that path, also
+        one first seen under another path of the same file (a version row records only its first path)."""
+        where, args = ([], []) if prompt_path is None else (
+            ["prompt_path = ? OR version IN (SELECT DISTINCT prompt_version FROM runs WHERE prompt_path = ?)"],
+            [prompt_path, prompt_path])
         return self._query("prompt_versions", where, args, order="first_seen")
 
     def find_cached(self, cache_key: str) -> dict[str, Any] | None:
@@ -310,9 +674,9 @@ class RunLog:
         found: dict[str, dict[str, Any]] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            with self._lock:
+            with self._sql("look up cached calls"):
                 cur = self._db.execute(
-                    "SELECT cache_key, id, output, outcome, seed, input_tokens, output_tokens, latency_ms, cost_usd "
+                    "SELECT cache_key, id, output, outcome, seed, input_tokens, output_tokens, latency_ms, cost_usd, confidence "
                     f"FROM runs WHERE cache_key IN ({', '.join('?' for _ in chunk)}) AND outcome != 'error' "
                     "ORDER BY seq", chunk)
                 names = [d[0] for d in cur.description]
@@ -323,7 +687,7 @@ class RunLog:
     def finished_keys(self, experiment_id: str) -> set[tuple]:
         """(variant, input_id, model, repeat, conversation turn, attempt, round, role) of calls that
         finished without error: what a resumed experiment skips."""
-        with self._lock:
+        with self._sql("read finished calls"):
             rows = self._db.execute(
                 "SELECT variant, input_id, model, repeat, turn, attempt, round, role FROM runs "
                 "WHERE experiment_id = ? AND outcome != 'error'",
@@ -381,7 +745,7 @@ class RunLog:
         """Record a submitted provider batch and its planned calls (custom id -> run row as planned),
         in one transaction."""
         at = now()
-        with self._lock:
+        with self._sql("record a provider batch"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
@@ -400,21 +764,21 @@ class RunLog:
     def update_batch(self, provider: str, batch_id: str, *, state: str, counts: dict[str, Any] | None,
                      ingested: bool = False) -> None:
         """Note a batch's latest state (and, once its results are all run rows, when that happened)."""
-        with self._lock:
+        with self._sql("update a provider batch"):
             self._db.execute(
                 "UPDATE batches SET state = ?, counts = ?, updated_at = ?,"
                 " ingested_at = CASE WHEN ? THEN coalesce(ingested_at, ?) ELSE ingested_at END"
                 " WHERE provider = ? AND batch_id = ?",
                 (state, _dumps(counts), now(), int(ingested), now(), provider, batch_id))
 
-    def batches(self, experiment: str | None = None) -> pd.DataFrame:
+    def batches(self, experiment: str | None = None) -> "pd.DataFrame":
         """The provider batches submitted (for one experiment), oldest first."""
         where, args = ([], []) if experiment is None else (["experiment_id = ?"], [experiment])
         return self._query("batches", where, args)
 
     def batch_requests(self, batch_id: str) -> dict[str, dict[str, Any]]:
         """custom id -> the run row as planned, for every call submitted in one batch."""
-        with self._lock:
+        with self._sql("read a batch's requests"):
             rows = self._db.execute("SELECT custom_id, call FROM batch_requests WHERE batch_id = ?",
                                     (batch_id,)).fetchall()
         return {cid: json.loads(call) for cid, call in rows}
@@ -425,7 +789,7 @@ class RunLog:
         found: set[str] = set()
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            with self._lock:
+            with self._sql("look up run ids"):
                 rows = self._db.execute(
                     f"SELECT id FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
             found.update(r[0] for r in rows)

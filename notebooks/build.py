@@ -82,9 +82,10 @@ experiment_id = None  # None: workbench-<time>-<hex>'''),
 ## What you have tried so far
 
 Re-run this cell after a few calls: the outcome of every call made from the workbench above,
-read back from the run log.
+read back from the run log, with the number of calls on each bar (two calls are not a rate).
+While a blind comparison has unrated samples, the variant names are hidden here too.
 """),
-        code("lab.plots.outcome_rates(lab.log().runs(experiment=wb.experiment_id), split_by_tag=False)"),
+        code("wb.tried_so_far()"),
     ],
     "persona_vs_honest.ipynb": [
         md("""
@@ -100,20 +101,32 @@ than the noise between samples.
         batch(),
         code(RUN.format(extra="")),
         md("""
+## Findings
+
+Every answer is graded against the input's `expected` answer (no grader is named, so the default:
+normalized match at the start of the output). Reviews are answerable; the recipe and the empty
+text are `unanswerable`, where the way out is the right answer. The block below says which framing
+behaves appropriately more often (the right label where there is one, the way out where there is
+none), with 95% intervals over inputs and n = inputs x repeats, or that there is no winner.
+"""),
+        code("""lab.grade(runs, lab.grading.default_grader())
+findings = lab.findings.from_log(exp.log, exp.id, a="honest", b="persona")
+findings"""),
+        md("""
 ## Outcomes per framing
 
-Correct, wrong, escaped and failed calls per variant, with 95% intervals, one panel per input tag.
-An escape on an `unanswerable` input is the right call; on a `normal` one it is a missed answer.
+Correct, wrong, escaped and failed calls per variant, with 95% intervals over inputs, one panel per
+input tag. An escape on an `unanswerable` input is the right call; on a `normal` one it is a missed answer.
 """),
-        code("lab.plots.outcome_rates(runs.df)"),
+        code("grades = exp.log.grades(exp.id)\nlab.plots.outcome_rates(runs.df, grades)"),
         md("""
 ## Is the difference real?
 
-Calls are paired on input, repeat and seed, so the comparison is paired: each point is the mean
-difference over pairs, with its 95% interval. An interval that crosses zero is not a finding.
+Calls are paired on input, repeat and seed; the interval is over inputs (repeats of one input are
+not independent evidence). Each point is honest - persona; an interval that crosses zero is not a finding.
 """),
-        code('lab.plots.paired_difference(runs.df, "persona", "honest")'),
-        code('lab.stats.paired_difference(runs.df, "honest", "persona", value="escaped", split_by_tag=True)'),
+        code('lab.plots.paired_difference(runs.df, "honest", "persona", grades)'),
+        code('lab.stats.paired_difference(lab.with_grades(runs.df, grades), "honest", "persona", split_by_tag=True)'),
         md("## What it cost"),
         code("lab.plots.cost_latency(runs.df)"),
     ],
@@ -187,6 +200,85 @@ critique.by_round()'''),
         md("## Each chain's answers across rounds"),
         code("critique.side_by_side()"),
     ],
+    "ablation.ipynb": [
+        md("""
+# Which part of the honest context does the work?
+
+The honest variant of `prompts/factual_parts.yaml` is written in named parts (who is asking, why,
+what a good answer looks like, vocabulary, the way out, the question). `lab.ablate` leaves each part
+out in turn, and adds each to the persona, on the same inputs, repeats and seeds as the full
+variant. We learn which parts change the correct-answer, escape and over-abstention rates beyond
+the noise. The plan and its cost are printed before any call.
+"""),
+        code(SETUP),
+        parameters('''model = "local:smollm2"
+prompt = "prompts/factual_parts.yaml"
+inputs = "prompts/factual_parts_inputs.yaml"
+variant = "honest"
+base = "persona"  # None: no add-one-part variants
+repeats = 2
+seed = 7
+max_tokens = 12
+concurrency = None
+budget_usd = None
+experiment_id = None  # set by `python -m lab run-notebook`; None makes one up'''),
+        code('''ablation = lab.ablate(prompt, inputs, variant=variant, base=base, model=model, repeats=repeats, seed=seed,
+                      params={"max_tokens": max_tokens}, concurrency=concurrency, budget_usd=budget_usd,
+                      id=experiment_id)
+print(ablation.verdict())'''),
+        md("""
+## Effect of removing each part
+
+One row per part: the paired change in the correct-answer rate when it is left out, with its 95%
+interval over inputs. Red rows are beyond the noise; an interval across zero is not a finding.
+"""),
+        code("ablation.figure()"),
+        code('ablation.figure("appropriate_escape")'),
+        md("## The numbers, per part, measure and input tag (from `lab.stats.paired_difference`)"),
+        code("ablation.effects()"),
+        md("## A part added to the persona: does persona + one part do as well?"),
+        code("ablation.effects(added=True) if base else None"),
+        md("## Outputs that changed when the way out was removed"),
+        code('ablation.changed("way_out")'),
+    ],
+    "confidence.ipynb": [
+        md("""
+# Does the model know when it does not know?
+
+Factual questions, some with no true answer, run with `confidence=True`: the log keeps, per call,
+the model's probability for its answer and for the escape string. We read calibration (does 70%
+confidence mean right 70% of the time?), selective answering (abstain below a threshold, with the
+escape hatch as a point on the same axes) and confident hallucinations on unanswerable inputs.
+"""),
+        code(SETUP),
+        parameters('''model = "local:smollm2"
+prompt = "prompts/factual_parts.yaml"
+inputs = "prompts/factual_parts_inputs.yaml"
+repeats = 3
+seed = 7
+max_tokens = 12
+concurrency = None
+budget_usd = None
+experiment_id = None  # set by `python -m lab run-notebook`; None makes one up'''),
+        code('''report = lab.confidence(prompt, inputs, model=model, repeats=repeats, seed=seed, params={"max_tokens": max_tokens},
+                        concurrency=concurrency, budget_usd=budget_usd, id=experiment_id)
+report.availability()'''),
+        md("## Calibration per variant and tag: Brier score and ECE with 95% intervals over inputs"),
+        code("report.calibration()"),
+        md("## Reliability: stated confidence against observed correctness (answers per bin as labels)"),
+        code("report.reliability_figure()"),
+        md("""
+## Selective answering
+
+Each line abstains below a confidence threshold; the diamond is the declared escape hatch. A
+diamond above its variant's line abstains on better inputs than a threshold would.
+"""),
+        code("report.selective_figure()"),
+        md("## Confident hallucinations: answers given on unanswerable inputs, and how sure they were"),
+        code("report.hallucinations()"),
+        md("## The sampled outcome next to the probability of being right"),
+        code("report.scores()"),
+    ],
     "compare.ipynb": [
         md("""
 # Compare experiments from the log
@@ -202,7 +294,9 @@ as_of = None  # a log version (int) or a UTC timestamp: redraw the log as it was
 chosen = experiments or list(log.experiments()["id"].tail(1))
 runs = log.runs(experiment=chosen, as_of=as_of)
 grades = log.grades(as_of=as_of)
-lab.summary(runs)'''),
+lab.widgets.findings_block(runs, grades)'''),
+        md("## Per variant: calls, outcomes, latency and cost"),
+        code("lab.summary(runs)"),
         md("## Outcomes per variant and input tag"),
         code("lab.plots.outcome_rates(runs, grades)"),
         md("## Score by prompt version: did the edits help?"),

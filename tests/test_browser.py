@@ -35,7 +35,9 @@ def jupyterlab(tmp_path):
     """JupyterLab on a loopback port with a token, serving a copy of the workbench notebook."""
     shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
     (tmp_path / "notebooks").mkdir()
-    shutil.copy(ROOT / "notebooks" / "workbench.ipynb", tmp_path / "notebooks" / "workbench.ipynb")
+    # short answers keep each real-model call to a few seconds on a busy machine
+    text = (ROOT / "notebooks" / "workbench.ipynb").read_text().replace("max_tokens = 48", "max_tokens = 12")
+    (tmp_path / "notebooks" / "workbench.ipynb").write_text(text)
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / ".jupyter"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / ".runtime"), "PROMPTLAB_LOG": str(tmp_path / "log.db"),
@@ -108,3 +110,176 @@ def test_workbench_in_jupyterlab_runs_and_retries_and_shows_both_samples(jupyter
         page.screenshot(path=str(ARTIFACTS / "workbench-run-retry.png"), full_page=True)
         texts = samples.all_inner_texts()
         assert all("sample" in t for t in texts)
+
+
+# ---- what a person sees, at the narrowest and widest widths the lab supports -------------------------
+
+WIDTHS = [1280, 1920]
+# every text a person reads as a label: widget descriptions, buttons, card titles, the model string
+LABELS = (".promptlab-workbench .widget-label, .promptlab-workbench button, .promptlab-workbench "
+          ".promptlab-card-label, .promptlab-workbench input[type=text], .promptlab-workbench .p-Collapse-header,"
+          " .promptlab-workbench .jp-Collapse-header")
+CUT = ("sel => [...document.querySelectorAll(sel)].filter(e => e.offsetParent !== null"
+       " && e.scrollWidth > e.clientWidth + 1).map(e => (e.textContent || e.value || '').trim()"
+       " + ' (' + e.scrollWidth + ' > ' + e.clientWidth + ')')")
+
+
+def _open_workbench(page, base: str, token: str):
+    page.set_default_timeout(120_000)
+    page.goto(f"{base}/lab/tree/notebooks/workbench.ipynb?token={token}")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel")
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    bench = page.locator(".promptlab-workbench")
+    bench.wait_for()
+    return bench
+
+
+def _idle(page) -> None:
+    """Wait until the workbench's call in flight has finished (Run enabled, Cancel disabled again)."""
+    page.wait_for_function("() => { const bs = [...document.querySelectorAll('.promptlab-workbench button')];"
+                           " const run = bs.find(x => x.textContent.trim() === 'Run');"
+                           " const cancel = bs.find(x => x.textContent.trim() === 'Cancel');"
+                           " return run && !run.disabled && cancel && cancel.disabled; }")
+
+
+def _button(bench, text: str):
+    return bench.locator("button", has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_no_workbench_label_is_cut_and_three_cards_fit_a_row(jupyterlab, width):
+    base, token = jupyterlab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with browser() as b:
+        page = b.new_page(viewport={"width": width, "height": 1100})
+        bench = _open_workbench(page, base, token)
+        _button(bench, "Run").click()
+        bench.locator(".promptlab-sample").first.wait_for()
+        _idle(page)
+        for _ in range(2):
+            _button(bench, "Retry").click()
+            _idle(page)
+        bench.locator(".promptlab-card").nth(2).wait_for()
+        bench.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / f"workbench-{width}.png"), full_page=True)
+        cut = page.evaluate(CUT, LABELS)
+        assert cut == [], f"cut labels at {width} px: {cut}"
+        tops = page.evaluate("() => [...document.querySelectorAll('.promptlab-card')].map(c =>"
+                             " Math.round(c.getBoundingClientRect().top))")
+        assert len(tops) == 3 and len(set(tops)) == 1, f"three cards do not fit one row at {width} px: {tops}"
+        rating = bench.locator(".promptlab-card").first.locator(".widget-dropdown")
+        shown = rating.locator("select").evaluate("s => s.options[s.selectedIndex].text").replace("\xa0", " ")
+        assert "rating" in rating.inner_text() and shown == "score 1-5"
+
+
+def test_blind_context_holds_no_variant_name_until_rated(jupyterlab):
+    base, token = jupyterlab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with browser() as b:
+        page = b.new_page(viewport={"width": 1280, "height": 1100})
+        bench = _open_workbench(page, base, token)
+        bench.locator(".widget-checkbox input").first.check()
+        _button(bench, "Run").click()
+        bench.locator(".promptlab-sample").nth(1).wait_for()
+        _idle(page)
+        bench.get_by_text("whole context of the latest call").click()
+        context = bench.locator(".promptlab-blind-context")
+        context.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "workbench-blind.png"), full_page=True)
+        seen = bench.inner_text()
+        for name in ("persona", "honest", "world-class", "online shop"):
+            assert name not in seen, f"the blind workbench shows {name!r}"
+        assert {t.strip() for t in bench.locator(".promptlab-card-label").all_inner_texts()} == {"sample A", "sample B"}
+
+
+def test_a_failed_call_leaves_the_earlier_cards(jupyterlab):
+    base, token = jupyterlab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with browser() as b:
+        page = b.new_page(viewport={"width": 1280, "height": 1100})
+        bench = _open_workbench(page, base, token)
+        _button(bench, "Run").click()
+        bench.locator(".promptlab-sample").first.wait_for()
+        _idle(page)
+        first = bench.locator(".promptlab-sample").first.inner_text()
+        model = bench.locator(".widget-text", has=page.locator("label", has_text=re.compile(r"^model$"))).locator("input")
+        model.fill("nope:model")
+        _button(bench, "Run").click()
+        bench.locator(".promptlab-sample[data-outcome=error]").wait_for()
+        _idle(page)
+        page.screenshot(path=str(ARTIFACTS / "workbench-failed-call.png"), full_page=True)
+        samples = bench.locator(".promptlab-sample")
+        assert samples.count() == 2 and samples.first.inner_text() == first
+        assert "run failed" in samples.nth(1).inner_text() and "unknown provider" in samples.nth(1).inner_text()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_report_opens_with_the_findings_above_the_first_figure_and_no_stderr_boxes(tmp_path, width):
+    import lab
+    from lab.report import run_notebook
+    from tests import scripted  # noqa: F401  (registers the scripted provider for this process)
+
+    log = tmp_path / "log.db"
+    exp = lab.experiment(str(ROOT / "prompts" / "sentiment.yaml"), inputs=str(ROOT / "prompts" / "sentiment_inputs.yaml"),
+                         model="scripted:seeded", repeats=2, seed=1, log=log, progress="quiet")
+    exp.run()
+    result = run_notebook(ROOT / "notebooks" / "compare.ipynb", {"experiments": [exp.id]}, log=log,
+                          output_dir=tmp_path / "out", cwd=ROOT, timeout_s=300)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with browser() as b:
+        page = b.new_page(viewport={"width": width, "height": 1100})
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+        page.goto(result.html.resolve().as_uri())
+        page.wait_for_function("() => document.querySelector('.js-plotly-plot .main-svg')")
+        page.screenshot(path=str(ARTIFACTS / f"report-compare-{width}.png"), full_page=True)
+        findings = page.locator(".promptlab-findings").first
+        assert "persona" in findings.inner_text() and "n=" in findings.inner_text()
+        order = page.evaluate("() => [document.querySelector('.promptlab-findings').getBoundingClientRect().top,"
+                              " document.querySelector('.js-plotly-plot').getBoundingClientRect().top]")
+        assert order[0] < order[1], f"findings at {order[0]} px, first figure at {order[1]} px"
+        assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+
+
+def test_compare_view_hides_variant_names_in_the_figure_and_cuts_no_label(jupyterlab, tmp_path):
+    import lab
+    import nbformat
+    from tests import scripted  # noqa: F401  (registers the scripted provider for this process)
+
+    base, token = jupyterlab
+    lab.experiment(str(ROOT / "prompts" / "sentiment.yaml"), inputs=str(ROOT / "prompts" / "sentiment_inputs.yaml"),
+                   model="scripted:seeded", repeats=2, seed=1, log=tmp_path / "log.db", progress="off").run()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import lab\nlab.compare_view()")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "notebooks" / "view.ipynb")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with browser() as b:
+        page = b.new_page(viewport={"width": 1280, "height": 1100})
+        page.set_default_timeout(120_000)
+        page.goto(f"{base}/lab/tree/notebooks/view.ipynb?token={token}")
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel")
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        view = page.locator(".promptlab-compare")
+        view.wait_for()
+        view.locator(".js-plotly-plot .main-svg").first.wait_for()
+        listed = view.locator("select").first.inner_text().replace("\xa0", " ")
+        assert listed.startswith("sentiment · ") and "32 calls" in listed  # task, time and size, not raw ids
+        view.locator(".widget-checkbox input").first.check()
+        page.wait_for_function("() => !document.querySelector('.promptlab-compare').innerText.includes('persona')"
+                               " && document.querySelector('.promptlab-compare .js-plotly-plot .main-svg')")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "compare-view-blind.png"), full_page=True)
+        svg = view.locator(".js-plotly-plot").first.evaluate("d => d.textContent")
+        assert "variant A" in svg and "persona" not in svg and "honest" not in svg
+        assert "persona" not in view.inner_text() and "honest" not in view.inner_text()
+        cut = page.evaluate(CUT, ".promptlab-compare .widget-label, .promptlab-compare button")
+        assert cut == [], f"cut labels: {cut}"
+        top = page.evaluate("() => [document.querySelector('.promptlab-compare .promptlab-findings')"
+                            ".getBoundingClientRect().top, document.querySelector('.promptlab-compare"
+                            " .js-plotly-plot').getBoundingClientRect().top]")
+        assert top[0] < top[1]

@@ -49,6 +49,38 @@ def test_match_with_marker_reads_only_what_follows_it():
 
 def test_match_writes_no_grade_for_rows_without_expected():
     assert lab.match()(run("anything", None)) is None
+    assert lab.match()(run("anything", float("nan"))) is None  # a DataFrame's missing value
+    assert lab.match(mode="numeric")(run("7", pd.NA)) is None
+
+
+def test_a_run_with_missing_expected_gets_no_match_grade(run_log):
+    exp = lab.experiment("prompts/sentiment.yaml", inputs=[{"id": "a", "text": "great", "expected": "positive"},
+                                                          {"id": "b", "text": "meh"}],
+                         model="scripted:echo", variants=["persona"], log=run_log)
+    runs = exp.run()
+    df = runs.df
+    df.loc[df["input_id"] == "b", "expected"] = float("nan")  # as pandas hands a missing value over
+    graded = lab.grade(df, lab.match(), log=run_log)
+    assert set(df.loc[df["id"].isin(graded["run_id"]), "input_id"]) == {"a"}
+
+
+def test_kappa_and_alpha_next_to_raw_agreement():
+    from lab.grading import cohen_kappa, krippendorff_alpha
+
+    assert cohen_kappa([1, 1, 0, 0], [1, 1, 0, 0]) == 1.0
+    assert cohen_kappa([1, 0, 1, 0], [0, 1, 0, 1]) == -1.0
+    assert cohen_kappa([1, 1, 1, 1], [1, 1, 1, 0]) == 0.0  # 75% raw agreement, nothing beyond chance
+    assert krippendorff_alpha([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]) == 1.0
+    assert krippendorff_alpha([1, 2, 3, 4, 5], [5, 4, 3, 2, 1]) < 0
+
+
+def test_a_judge_whose_replies_cannot_be_read_raises_a_warning(answers, run_log):
+    scripted.SCRIPTS["mumble"] = lambda m, p: "hmm"
+    with pytest.warns(UserWarning, match="unparsed"):
+        lab.grade(answers, lab.judge("Correct.", model="scripted:mumble", repeats=1))
+    grades = run_log.grades(answers.experiment_id)
+    f = lab.findings.findings(answers.df, grades)
+    assert any("unparsed" in c and "do not trust" in c for c in f.caveats)
 
 
 def test_numeric_match_on_text_expected_names_the_input():
@@ -150,6 +182,9 @@ def test_human_ratings_rankings_and_judge_agreement(answers, run_log):
     agree = lab.judge_agreement(grades, judge="judge:scripted:judge4", human="human:ana")
     assert agree["runs"] == 4 and agree["judge_self_agreement"] == 1.0
     assert agree["pass_agreement"] == pytest.approx(0.75)  # the judge passes all four; ana failed one
+    # ... which is no agreement beyond chance: a judge that passes everything has kappa 0
+    assert agree["kappa"] == pytest.approx(0.0) and "kappa_low" in agree and "alpha" in agree
+    assert agree["unparsed_share"] == 0.0
     ranked = lab.rank(ids[:3], rater="ana", log=run_log)
     assert len(ranked) == 3
     with pytest.raises(GraderError, match="no run with id"):
@@ -189,3 +224,23 @@ def test_a_local_judge_can_be_checked_against_decoys(run_log, write):
     assert (report["n"] == 1).all() and report["pass_rate"].between(0, 1).all()
     judged = run_log.runs(experiment=f"{runs.experiment_id}:decoys:judge")
     assert len(judged) == 4 and set(judged["role"]) == {"judge"}
+
+
+def test_built_in_prompts_are_filled_in_one_pass():
+    from lab.grading import JUDGE_TEMPLATE, fill
+
+    text = fill(JUDGE_TEMPLATE, request="Explain what {answer} means in a template", answer="MODEL SAID THIS",
+                rubric="r", instruction="i")
+    assert "Explain what {answer} means in a template" in text and text.count("MODEL SAID THIS") == 1
+
+
+def test_prompt_versions_of_a_path_include_a_version_first_seen_under_another_path(run_log, tmp_path):
+    body = open("prompts/sentiment.yaml").read()
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(body)
+    second.write_text(body)
+    for path in (first, second):
+        lab.experiment(str(path), inputs=[{"id": "x", "text": "ok"}], model="scripted:echo", variants=["persona"],
+                       log=run_log).run()
+    got = run_log.prompt_versions(str(second))
+    assert len(got) >= 1 and set(got["version"]) == set(run_log.prompt_versions(str(first))["version"])

@@ -21,7 +21,7 @@ NOTEBOOKS = ROOT / "notebooks"
 PLOTLY = "application/vnd.plotly.v1+json"
 # compare.ipynb reads the log the others wrote, so it runs last
 ORDER = ["workbench.ipynb", "persona_vs_honest.ipynb", "escape_hatch.ipynb", "retry_spread.ipynb",
-         "self_critique.ipynb", "compare.ipynb"]
+         "self_critique.ipynb", "ablation.ipynb", "confidence.ipynb", "compare.ipynb"]
 TINY_INPUTS = """
 - id: love-it
   text: I love this kettle. It boils fast and looks great.
@@ -45,8 +45,19 @@ TINY_ARITHMETIC = """
   problem: A box holds 12 pencils. How many pencils are in 5 boxes?
   expected: 60
 """
+TINY_FACTS = """
+- id: capital-france
+  question: What is the capital of France?
+  expected: Paris
+- id: unknown-person
+  tags: [unanswerable]
+  question: What is the middle name of Harold Quenby, the baker from Little Ashcombe?
+  expected: UNSURE
+"""
 # self-critique makes up to two more calls per answer with longer contexts: one sample, one round
-OVERRIDES = {"self_critique.ipynb": {"repeats": 1, "inputs": "arithmetic.yaml"}}
+OVERRIDES = {"self_critique.ipynb": {"repeats": 1, "inputs": "arithmetic.yaml"},
+             "ablation.ipynb": {"repeats": 1, "inputs": "facts.yaml"},
+             "confidence.ipynb": {"repeats": 1, "inputs": "facts.yaml"}}
 
 
 def test_every_notebook_is_listed_here_and_committed_clean():
@@ -98,6 +109,7 @@ def executed(tmp_path_factory):
     inputs = base / "tiny.yaml"
     inputs.write_text(TINY_INPUTS)
     (base / "arithmetic.yaml").write_text(TINY_ARITHMETIC)
+    (base / "facts.yaml").write_text(TINY_FACTS)
     log_path = base / "log.db"
     results = {}
     for name in ORDER:
@@ -122,6 +134,8 @@ def test_notebook_runs_headless_and_records_its_parameters_and_experiment_id(exe
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     text = json.dumps(nb)
     assert "0%|" not in text  # no frozen progress bar in the saved notebook
+    # progress is one plain stdout line: stderr is drawn as a pink box that reads like an error
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
     events = lab.log(run.log_path).events(run.experiment_id)
     assert {"notebook_started", "notebook_finished"} <= set(events["kind"])
     started = events[events["kind"] == "notebook_started"].iloc[0]["detail"]
@@ -129,7 +143,8 @@ def test_notebook_runs_headless_and_records_its_parameters_and_experiment_id(exe
     if name not in ("workbench.ipynb", "compare.ipynb"):
         runs = run.runs()
         assert len(runs) > 0 and set(runs["experiment_id"]) == {run.experiment_id}
-        assert set(runs["input_id"]) <= {"love-it", "sarcasm", "recipe", "apples", "pencils"}
+        assert set(runs["input_id"]) <= {"love-it", "sarcasm", "recipe", "apples", "pencils",
+                                           "capital-france", "unknown-person"}
         assert set(runs[runs["role"] == "answer"]["params"].map(lambda p: p["max_tokens"])) == {16}
 
 

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import lab
+from lab import stats
 from lab.stats import mean_ci, proportion_ci
 from tests import scripted
 
 scripted.SCRIPTS["coin"] = lambda m, p: ["positive", "negative"][p.get("seed", 0) % 2]
 
 
-def frame(values_a, values_b, tags=None):
+def frame(values_a, values_b, tags=None, n_inputs=5):
     rows = []
     for i, (a, b) in enumerate(zip(values_a, values_b)):
         t = (tags or {}).get(i, ["normal"])
-        rows.append({"variant": "A", "input_id": f"i{i % 5}", "repeat": i // 5, "model": "m", "passed": a,
+        rows.append({"variant": "A", "input_id": f"i{i % n_inputs}", "repeat": i // n_inputs, "model": "m", "passed": a,
                      "input_tags": t, "outcome": "answered", "cost_usd": 0.001})
-        rows.append({"variant": "B", "input_id": f"i{i % 5}", "repeat": i // 5, "model": "m", "passed": b,
+        rows.append({"variant": "B", "input_id": f"i{i % n_inputs}", "repeat": i // n_inputs, "model": "m", "passed": b,
                      "input_tags": t, "outcome": "escaped" if b == 0 else "answered", "cost_usd": 0.001})
     return pd.DataFrame(rows)
 
@@ -55,57 +57,205 @@ def test_rates_per_variant_and_tag_are_sane():
 
 
 def test_paired_difference_verdicts():
-    same = lab.paired_difference(frame([1, 0] * 10, [1, 0] * 10), "A", "B")
-    assert same["verdict"].iloc[0] == "no detectable difference" and same["pairs"].iloc[0] == 20
-    planted = lab.paired_difference(frame([1] * 20, [0] * 20), "A", "B")
-    assert planted["verdict"].iloc[0] == "A better" and "A better than B" in planted["reading"].iloc[0]
-    worse = lab.paired_difference(frame([0] * 20, [1] * 19 + [0]), "A", "B", method="bootstrap")
+    same = lab.paired_difference(frame([1, 0] * 20, [1, 0] * 20, n_inputs=10), "A", "B")
+    assert same["verdict"].iloc[0] == "no detectable difference" and same["pairs"].iloc[0] == 40
+    assert same["inputs"].iloc[0] == 10
+    planted = lab.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10), "A", "B")
+    assert planted["verdict"].iloc[0] == "A better" and "A better than B over 10 inputs" in planted["reading"].iloc[0]
+    worse = lab.paired_difference(frame([0] * 20, [1] * 19 + [0], n_inputs=10), "A", "B", method="bootstrap")
     assert worse["verdict"].iloc[0] == "B better" and worse["low"].iloc[0] <= worse["difference"].iloc[0] <= worse["high"].iloc[0]
-    esc = lab.paired_difference(frame([1] * 20, [0] * 20), "A", "B", value="escaped", higher_is_better=False)
+    esc = lab.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10), "A", "B", value="escaped", higher_is_better=False)
     assert esc["verdict"].iloc[0] == "A better"  # A escapes less
-    split = lab.paired_difference(frame([1] * 20, [0] * 20, tags={0: ["edge"]}), "A", "B", split_by_tag=True)
+    split = lab.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10, tags={0: ["edge"]}), "A", "B", split_by_tag=True)
     assert set(split.index) == {"all", "edge", "normal"} and split.loc["edge", "pairs"] == 1
+    assert split.loc["edge", "verdict"] == "too few inputs to tell"
     with pytest.raises(lab.ParameterError, match="no rows with variant 'C'"):
         lab.paired_difference(frame([1], [1]), "A", "C")
 
 
-def test_means_bootstrap_per_variant():
+def test_the_sign_is_a_minus_b_as_named():
+    df = frame([1] * 20, [0] * 20, n_inputs=10)
+    assert lab.paired_difference(df, "A", "B")["difference"].iloc[0] == 1
+    assert lab.paired_difference(df, "B", "A")["difference"].iloc[0] == -1
+
+
+def test_two_pairs_that_both_go_one_nil_never_give_a_verdict():
+    df = frame([1, 1], [0, 0], n_inputs=2)
+    for population in ("inputs", "these"):
+        for method in ("t", "bootstrap"):
+            row = lab.paired_difference(df, "A", "B", population=population, method=method).iloc[0]
+            assert row["verdict"] in ("too few inputs to tell", "no detectable difference"), (population, method)
+            assert row["low"] < 0 < row["high"] or math.isnan(row["low"])
+    row = lab.paired_difference(df, "A", "B").iloc[0]
+    assert row["reading"].startswith("too few inputs to tell (2 inputs")
+
+
+def test_five_inputs_are_too_few_even_when_every_one_agrees():
+    row = lab.paired_difference(frame([1] * 25, [0] * 25, n_inputs=5), "A", "B").iloc[0]
+    assert row["verdict"] == "too few inputs to tell" and row["inputs"] == 5
+    these = lab.paired_difference(frame([1] * 25, [0] * 25, n_inputs=5), "A", "B", population="these").iloc[0]
+    assert these["verdict"] == "A better" and "on these 5 inputs" in these["reading"]
+
+
+def test_every_interval_of_a_rate_difference_lies_within_minus_one_and_one():
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        n_inputs = int(rng.integers(1, 12))
+        k = int(rng.integers(1, 6))
+        pa, pb = rng.random(n_inputs), rng.random(n_inputs)
+        a = (rng.random((k, n_inputs)) < pa).astype(int).ravel()
+        b = (rng.random((k, n_inputs)) < pb).astype(int).ravel()
+        if trial % 10 == 0:
+            a, b = np.ones_like(a), np.zeros_like(b)  # the extreme that used to give [1, 1]
+        df = frame(a, b, n_inputs=n_inputs)
+        for population in ("inputs", "these"):
+            res = lab.paired_difference(df, "A", "B", population=population, split_by_tag=True)
+            finite = res.dropna(subset=["low", "high"])
+            assert ((finite["low"] >= -1) & (finite["high"] <= 1) & (finite["low"] <= finite["high"])).all()
+        r = lab.rates(df).dropna(subset=["low"])  # one input: no interval over inputs
+        assert ((r["low"] >= 0) & (r["high"] <= 1)).all() and (len(r) or n_inputs == 1)
+
+
+def test_repeats_do_not_count_as_independent_evidence():
+    """Ten inputs, five where A wins and five where B wins, each repeated 20 times: the old
+    pair-level t interval would call this a clear win for whoever won by a hair; inputs disagree."""
+    a = [1] * 60 + [0] * 40 + [1] * 100
+    b = [0] * 60 + [1] * 40 + [1] * 100
+    rows = []
+    for j, (x, y) in enumerate(zip(a, b)):
+        inp = f"i{j // 20}"
+        rows += [{"variant": "A", "input_id": inp, "repeat": j % 20, "model": "m", "passed": x, "input_tags": ["normal"],
+                  "outcome": "answered"},
+                 {"variant": "B", "input_id": inp, "repeat": j % 20, "model": "m", "passed": y, "input_tags": ["normal"],
+                  "outcome": "answered"}]
+    df = pd.DataFrame(rows)
+    over_inputs = lab.paired_difference(df, "A", "B").iloc[0]
+    assert over_inputs["verdict"] == "no detectable difference" and over_inputs["inputs"] == 10
+    these = lab.paired_difference(df, "A", "B", population="these").iloc[0]
+    assert these["high"] - these["low"] < over_inputs["high"] - over_inputs["low"]
+
+
+def test_clustered_null_gives_a_verdict_about_five_percent_of_the_time():
+    """The case the old A/A test missed: no average difference, but the effect differs from input
+    to input (sd 0.4), 10 inputs x 20 repeats. Pairs as independent evidence said 'better' in ~40%."""
+    rng = np.random.default_rng(2024)
+    trials, n, k = 3000, 10, 20
+    base = rng.uniform(0.3, 0.7, (trials, n, 1))
+    effect = rng.normal(0.0, 0.4, (trials, n, 1))
+    a = (rng.random((trials, n, k)) < np.clip(base + effect / 2, 0, 1)).astype(float)
+    b = (rng.random((trials, n, k)) < np.clip(base - effect / 2, 0, 1)).astype(float)
+    d = a - b
+    res = stats.difference_verdicts(d.sum(-1), np.full((trials, n), float(k)),
+                                    ((d - d.mean(-1, keepdims=True)) ** 2).sum(-1))
+    share = float(np.isin(res["direction"], (-1, 1)).mean())
+    assert 0.02 <= share <= 0.065, share
+    # one of those trials as run rows through lab.paired_difference: the same verdict and interval
+    t = int(np.flatnonzero(res["direction"] != 0)[0])
+    rows = [{"variant": v, "input_id": f"i{i}", "repeat": r, "model": "m", "passed": x[t, i, r],
+             "input_tags": ["normal"], "outcome": "answered"} for v, x in (("A", a), ("B", b))
+            for i in range(n) for r in range(k)]
+    row = lab.paired_difference(pd.DataFrame(rows), "A", "B").iloc[0]
+    assert row["low"] == pytest.approx(res["low"][t]) and row["high"] == pytest.approx(res["high"][t])
+    assert row["verdict"] == ("A better" if res["direction"][t] > 0 else "B better")
+
+
+def test_sign_flip_test_matches_scipy_permutation_test():
+    from scipy.stats import permutation_test
+
+    x = np.array([0.5, -0.2, 0.3, 0.1, 0.4, 0.6, -0.1, 0.2])
+    ref = permutation_test((x,), lambda s, axis=-1: np.abs(s.sum(axis)), permutation_type="samples",
+                           vectorized=True, alternative="greater", n_resamples=10_000).pvalue
+    assert stats.sign_flip_p(x)[0] == pytest.approx(ref)
+
+
+def test_means_per_variant_with_an_interval_over_inputs():
     df = frame([1] * 10, [0] * 10).assign(score=lambda d: np.where(d["variant"] == "A", 4.0, 2.0))
     m = lab.means(df, value="score")
-    assert m.loc["A", "mean"] == 4 and m.loc["A", "low"] == 4
+    assert m.loc["A", "mean"] == 4 and m.loc["A", "low"] == 4 and m.loc["A", "inputs"] == 5
+    noisy = df.assign(score=np.random.default_rng(0).normal(3, 1, len(df)))
+    bounded = lab.means(noisy, value="score", bounds=(1, 5))
+    assert ((bounded["low"] >= 1) & (bounded["high"] <= 5)).all()
 
 
-def test_repeats_needed_from_a_pilot_with_cost_and_batch_price():
-    pilot = frame([1, 0, 1, 1, 0, 1, 0, 1, 1, 0], [0, 0, 1, 0, 0, 1, 0, 0, 1, 0])
-    est = lab.repeats_needed(pilot, "A", "B", difference=0.2)
-    assert est.pairs_needed > 20 and est.inputs == 5
-    assert est.repeats_needed == math.ceil(est.pairs_needed / 5)
-    assert est.calls_needed == 2 * est.repeats_needed * 5
-    assert est.cost_usd == pytest.approx(0.001 * est.calls_needed) and est.batch_cost_usd == pytest.approx(est.cost_usd / 2)
-    assert "batch API" in str(est)
-    smaller = lab.repeats_needed(pilot, "A", "B", difference=0.4)
-    assert smaller.pairs_needed < est.pairs_needed
-    flat = lab.repeats_needed(frame([1] * 10, [1] * 10), "A", "B", difference=0.1)
-    assert flat.pairs_needed > 10 and "never differed" in flat.note
+def _pilot(effects, repeats=10, seed=0, base=0.5):
+    """Run rows for A and B: input i passes with probability base +- effects[i] / 2."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, e in enumerate(effects):
+        for r in range(repeats):
+            for v, p in (("A", base + e / 2), ("B", base - e / 2)):
+                rows.append({"variant": v, "input_id": f"i{i}", "repeat": r, "model": "m",
+                             "passed": float(rng.random() < p), "input_tags": ["normal"], "outcome": "answered",
+                             "cost_usd": 0.001})
+    return pd.DataFrame(rows)
+
+
+def test_plan_says_add_inputs_when_the_spread_between_inputs_dominates():
+    pilot = _pilot([0.8, -0.8] * 4, repeats=20)  # inputs disagree strongly; repeats are nearly noise-free
+    p = stats.plan(pilot, "A", "B", difference=0.1)
+    assert p.between_var > p.within_var
+    assert p.repeats_for_pilot_inputs is None and p.advice.startswith("add inputs: the spread between inputs dominates")
+    assert p.recommended.inputs > 8 and "add inputs" in str(p)
+    # more repeats barely help, more inputs do
+    assert p.power_at(8, 1000) < 0.2 < p.power_at(p.recommended.inputs, p.recommended.repeats)
+
+
+def test_plan_answers_in_inputs_and_repeats_with_cost_and_what_the_pilot_can_detect():
+    pilot = _pilot([0.0] * 12, repeats=3)  # no spread between inputs: repeats are as good as inputs
+    p = stats.plan(pilot, "A", "B", difference=0.2)
+    assert p.pilot_inputs == 12 and p.pilot_repeats == 3
+    assert p.repeats_for_pilot_inputs is not None and p.power_at(12, p.repeats_for_pilot_inputs) >= 0.8
+    assert p.recommended.calls == 2 * p.recommended.inputs * p.recommended.repeats
+    assert p.cost_usd == pytest.approx(0.001 * p.calls_needed) and p.batch_cost_usd == pytest.approx(p.cost_usd / 2)
+    assert 0 < p.detectable_now < 1 and "can detect a difference of about" in str(p)
+    assert stats.plan(pilot, "A", "B", difference=0.4).recommended.calls < p.recommended.calls
+    table = p.table()
+    assert list(table.index) == sorted(table.index) and (table["power"] >= 0.8).all()
     with pytest.raises(lab.ParameterError, match="difference"):
-        lab.repeats_needed(pilot, "A", "B", difference=0)
+        stats.plan(pilot, "A", "B", difference=0)
 
 
-def test_aa_on_a_seeded_coin_model_is_mostly_no_difference(run_log, write):
-    """Two identical variants on a random (seeded) model: no detectable difference in most runs."""
-    p = write("aa.yaml", "task: aa\nvariants:\n  a:\n    user: '{{ text }}'\n  b:\n    user: '{{ text }}'\n")
-    inputs = [{"id": f"r{i}", "text": "x", "expected": "positive"} for i in range(6)]
-    verdicts = []
-    for seed in range(20):
-        runs = lab.experiment(p, inputs=inputs, model="scripted:seeded", repeats=2, seed=seed, log=run_log).run()
-        # the same seed per (input, repeat) goes to both variants, so the two must agree exactly
+def test_repeats_needed_still_works_but_points_to_plan():
+    pilot = _pilot([0.0] * 8, repeats=3)
+    with pytest.warns(DeprecationWarning, match="lab.stats.plan"):
+        est = lab.repeats_needed(pilot, "A", "B", difference=0.2)
+    assert est.inputs == 8 and est.calls_needed == 2 * est.repeats_needed * 8
+    assert est.cost_usd == pytest.approx(0.001 * est.calls_needed)
+    with pytest.warns(DeprecationWarning):
+        flat = lab.repeats_needed(frame([1] * 40, [1] * 40, n_inputs=8), "A", "B", difference=0.1)
+    assert "never differed" in flat.note
+
+
+def test_aa_where_each_input_favours_one_framing_but_neither_wins_on_average(run_log, write):
+    """The clustered null on a (scripted) model: framing a passes input i with probability x_i and
+    framing b with 1 - x_i, where each experiment draws its 10 inputs from a population whose x
+    averages 0.5: neither framing is better on average, while every input favours one of them.
+    Pairs taken as independent evidence give a verdict often here; inference over inputs must
+    give one rarely."""
+    def biased(m, p):
+        text = m[-1]["content"]
+        x = int(text.split()[-1]) / 10
+        q = x if text.startswith("Label ") else 1 - x
+        return "positive" if random.Random(f"{p.get('seed')}|{text}").random() < q else "negative"
+
+    scripted.SCRIPTS["biased_coin"] = biased
+    p = write("aa.yaml", "task: aa\nvariants:\n  a:\n    user: 'Label {{ text }}'\n  b:\n    user: 'Label:  {{ text }}'\n")
+    verdicts, naive = [], []
+    for seed in range(12):
+        xs = [random.Random(seed * 100 + i).randint(1, 9) for i in range(10)]  # a fresh sample of inputs
+        inputs = [{"id": f"r{i}", "text": f"item {x}", "expected": "positive"} for i, x in enumerate(xs)]
+        runs = lab.experiment(p, inputs=inputs, model="scripted:biased_coin", repeats=4, seed=seed, log=run_log).run()
         lab.grade(runs, lab.match(), log=run_log)
         df = lab.with_grades(runs.df, run_log.grades(runs.experiment_id))
         verdicts.append(lab.paired_difference(df, "a", "b")["verdict"].iloc[0])
-    assert verdicts.count("no detectable difference") >= 18
+        d = df[df["variant"] == "a"].set_index(["input_id", "repeat"])["passed"] - \
+            df[df["variant"] == "b"].set_index(["input_id", "repeat"])["passed"]
+        naive.append(abs(d.mean()) > 2 * d.std(ddof=1) / len(d) ** 0.5)  # the old pairs-as-evidence reading
+    assert verdicts.count("no detectable difference") >= 10, verdicts
+    assert sum(naive) > 12 - verdicts.count("no detectable difference")  # the case bites: the old reading overclaims
 
 
 def test_a_difference_in_escapes_is_reported_as_higher_not_better_unless_told_which_is_better():
-    esc = lab.paired_difference(frame([1] * 20, [0] * 20), "A", "B", value="escaped")  # B escapes every time
+    esc = lab.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10), "A", "B", value="escaped")  # B escapes every time
     assert esc["verdict"].iloc[0] == "B higher"
     assert esc["reading"].iloc[0].startswith("escaped is higher for B than for A")

@@ -159,7 +159,30 @@ def test_errors_show_as_a_readable_message_not_a_traceback(wb, run_log):
     assert "template" in wb.status.value and "error" in wb.status.value
 
 
-def test_input_set_runs_every_input_with_progress(wb, run_log):
+def test_a_failed_call_shows_its_reason_and_keeps_the_earlier_samples(wb, run_log):
+    calls = []
+
+    def dies_on_the_second_call(messages, params):
+        calls.append(1)
+        if len(calls) == 2:
+            raise lab.ProviderError("local model worker died: signal 11 (SIGSEGV)", kind="crash")
+        return "positive"
+
+    scripted.SCRIPTS["dies-second"] = dies_on_the_second_call
+    wb.model.value = "scripted:dies-second"
+    click(wb, wb.run_button)
+    click(wb, wb.retry_button)
+    assert "error" in wb.status.value and "worker died: signal 11 (SIGSEGV)" in wb.status.value
+    assert wb.progress.bar_style == "danger" and not wb.retry_button.disabled
+    assert [c.record.outcome for c in wb.cards] == ["answered", "error"]
+    assert "positive" in wb.cards[0].html.value and "SIGSEGV" in wb.cards[1].html.value
+    click(wb, wb.retry_button)  # the next call works, and the earlier samples stay
+    assert [c.record.outcome for c in wb.cards] == ["answered", "error", "answered"]
+    assert "done" in wb.status.value
+    assert list(run_log.runs(experiment=wb.experiment_id).outcome) == ["answered", "error", "answered"]
+
+
+def test_input_set_runs_every_input_through_the_runner_with_progress(wb, run_log):
     click(wb, wb.run_set_button)
     assert len(run_log.runs(experiment=wb.experiment_id)) == 8
     assert wb.progress.value == wb.progress.max == 8
@@ -230,3 +253,138 @@ def test_retrying_a_follow_up_turn_logs_it_as_another_attempt_of_that_turn(wb, r
     assert list(zip(runs["turn"], runs["attempt"])) == [(0, 0), (1, 0), (1, 1)]
     assert runs.iloc[2]["parent_id"] == runs.iloc[1]["parent_id"] == runs.iloc[0]["id"]
     assert runs.iloc[2]["messages"] == runs.iloc[1]["messages"]
+
+
+# ---- what a person sees: history, labels, blind, input sets, controls ------------------------------
+
+def test_a_failed_call_adds_an_error_card_and_keeps_the_earlier_cards(wb, run_log):
+    click(wb, wb.run_button)
+    click(wb, wb.retry_button)
+    earlier = [c.record.id for c in wb.cards]
+    wb.model.value = "nope:model"  # refused before any call is made
+    click(wb, wb.run_button)
+    assert [c.record.id for c in wb.cards[:2]] == earlier
+    assert len(wb.cards) == 3 and wb.cards[2].record is None
+    assert "run failed" in wb.cards[2].html.value and "unknown provider" in wb.cards[2].html.value.replace("&#x27;", "'")
+    assert 'data-outcome="error"' in wb.cards[2].html.value
+    scripted.SCRIPTS["boom"] = lambda m, p: 1 / 0  # the provider fails: an error row, logged
+    wb.model.value = "scripted:boom"
+    click(wb, wb.run_button)
+    assert len(wb.cards) == 4 and wb.cards[3].record.outcome == "error"
+    assert [c.record.id for c in wb.cards[:2]] == earlier
+
+
+def test_follow_up_turns_and_critique_rounds_are_labelled(wb):
+    click(wb, wb.run_button)
+    wb.follow_text.value = "Are you sure?"
+    click(wb, wb.follow_button)
+    wb.rounds.value = 1
+    click(wb, wb.critique_button)
+    labels = [c.label for c in wb.cards]
+    assert labels[0].endswith("sample 1") and "turn" not in labels[0]
+    assert labels[1].startswith("turn 2")
+    assert labels[2:] == ["round 1 critique", "revision 1"]
+    assert "revision 1" in wb.critique_view.value
+
+
+def test_every_card_says_which_input_it_answered(wb):
+    wb.input.value = "recipe"
+    click(wb, wb.run_button)
+    assert "input recipe" in wb.cards[0].html.value
+
+
+def test_run_input_set_shows_a_table_of_outputs_expected_outcomes_and_grades(wb, run_log):
+    scripted.SCRIPTS["positive"] = lambda m, p: "Positive"
+    wb.model.value = "scripted:positive"
+    click(wb, wb.run_set_button)
+    view = wb.input_set_view.value
+    for column in ("input", "output", "expected", "outcome", "grade"):
+        assert f">{column}</th>" in view
+    assert "8 inputs of prompts/sentiment_inputs.yaml" in view
+    assert "love-it" in view and "broke-in-a-week" in view
+    assert view.count(">correct<") == 2  # love-it and korean-positive expect positive
+    assert "Positive" in view  # the output as the model wrote it
+    labels = [c.label for c in wb.cards]
+    assert len(labels) == 8 and labels[0].endswith("love-it") and labels[-1].endswith("injected-instruction")
+    assert len(run_log.runs(experiment=wb.experiment_id)) == 8
+    click(wb, wb.run_button)  # the table belongs to the input set run; the next action clears it
+    assert wb.input_set_view.value == ""
+
+
+def test_blind_context_holds_no_variant_name_or_prompt_until_every_sample_is_rated(wb):
+    wb.blind.value = True
+    click(wb, wb.run_button)
+    hidden = wb.context.value
+    assert "hidden in a blind comparison" in hidden
+    for name in ("persona", "honest", "world-class", "online shop"):
+        assert name not in hidden
+    fig = wb.tried_so_far()
+    assert not ({"persona", "honest"} & {str(x) for t in fig.data for x in t.x})
+    for card in wb.cards:
+        card.score.value = 3
+        card.rate_button.click()
+    assert "variant" in wb.context.value and "hidden" not in wb.context.value
+    fig = wb.tried_so_far()
+    assert {"persona", "honest"} <= {str(x) for t in fig.data for x in t.x}
+
+
+def test_answers_keep_their_case_and_one_token_is_singular(wb):
+    scripted.SCRIPTS["shout"] = lambda m, p: "UNSURE!" if p["seed"] % 2 else "unsure!"
+    wb.model.value = "scripted:shout"
+    wb.variant.value = "persona"  # no way out declared, so these are answers
+    click(wb, wb.run_button)
+    click(wb, wb.retry_button)
+    assert "1 token," in wb.cards[0].html.value and "1 tokens" not in wb.cards[0].html.value
+    freq = wb.frequencies.value
+    assert "2/2" in freq and ("UNSURE!" in freq or "unsure!" in freq)
+    outputs = {c.record.output for c in wb.cards}
+    shown = "UNSURE!" if "UNSURE!" in freq else "unsure!"
+    assert shown in outputs
+
+
+def test_the_rating_control_says_it_is_a_score(wb):
+    click(wb, wb.run_button)
+    score = wb.cards[0].score
+    assert score.description == "rating" and score.label == "score 1-5"
+
+
+def test_compare_view_lists_experiments_by_task_time_and_size_hiding_empty_ones(run_log):
+    exp = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=1, seed=1, log=run_log)
+    exp.run()
+    run_log.add_experiment("empty-one", name="sentiment", prompt_path=PROMPT, inputs_path=None, models=["m"],
+                           variants=["persona"], repeats=1, params={})
+    view = compare_view(run_log)
+    labels = [label for label, _ in view.experiments.options]
+    assert len(labels) == 1 and "empty-one" not in {i for _, i in view.experiments.options}
+    assert labels[0].startswith("sentiment · ") and "16 calls" in labels[0] and " UTC" in labels[0]
+    assert view.experiments.value == (exp.id,)
+
+
+def test_blind_compare_view_hides_variant_names_in_findings_figure_and_table(run_log):
+    exp = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=2, seed=1, log=run_log)
+    lab.grade(exp.run(), lab.grading.default_grader(), log=run_log)
+    view = compare_view(run_log, experiments=[exp.id])
+    assert "persona" in view.findings.value and "8 inputs, 16 pairs" in view.findings.value
+    view.blind.value = True
+    for name in FIGURE_NAMES:
+        view.figure.value = name
+        shown = str(view.plot.outputs) + view.findings.value + str(view.table.outputs)
+        assert "persona" not in shown and "honest" not in shown, name
+    assert "variant A" in view.findings.value
+    assert {label for label, _ in view.variants.options} == {"variant A", "variant B"}  # the picker too
+    view.variants.value = ("persona",)  # choosing one keeps its letter in the figure
+    letter = dict((v, label) for label, v in view.variants.options)["persona"]
+    assert letter in str(view.plot.outputs) and "persona" not in str(view.plot.outputs)
+
+
+FIGURE_NAMES = ["outcome rates by tag", "paired difference", "retry spread", "score by prompt version",
+                "latency, tokens, cost"]
+
+
+def test_the_findings_come_before_the_figure_in_the_compare_view(run_log):
+    exp = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=1, seed=1, log=run_log)
+    exp.run()
+    view = compare_view(run_log, experiments=[exp.id])
+    kids = list(view.children)
+    assert kids.index(view.findings) < kids.index(view.plot)
+    assert "promptlab-findings" in view.findings.value

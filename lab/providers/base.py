@@ -10,13 +10,44 @@ from ..errors import ModelSpecError, ParameterError
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log-probability and the most likely alternatives at its position."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Completion:
-    """What a provider returns for one call."""
+    """What a provider returns for one call. ``logprobs`` is None unless the call asked for them
+    (``logprobs``/``top_logprobs`` params) and the provider returns them."""
 
     text: str
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+#: the parameters that ask a provider for token log-probabilities (OpenAI's and llama.cpp's names)
+LOGPROB_PARAMS = frozenset({"logprobs", "top_logprobs"})
+
+
+def token_logprobs(content: Any) -> tuple[TokenLogprob, ...] | None:
+    """``choices[0].logprobs.content`` of an OpenAI-style chat completion (SDK objects or the dicts
+    llama-cpp-python returns) as :class:`TokenLogprob` records; None when absent."""
+    if content is None:
+        return None
+
+    def get(obj: Any, key: str) -> Any:
+        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+    out = []
+    for item in content:
+        top = tuple((str(get(t, "token")), float(get(t, "logprob"))) for t in (get(item, "top_logprobs") or []))
+        out.append(TokenLogprob(str(get(item, "token")), float(get(item, "logprob")), top))
+    return tuple(out)
 
 
 class Provider(abc.ABC):
@@ -28,6 +59,8 @@ class Provider(abc.ABC):
     supported_params: frozenset[str] = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed"})
     #: whether a seed makes a call reproducible
     honours_seed: bool = False
+    #: whether the provider can return token log-probabilities (the ``confidence=True`` opt-in)
+    returns_logprobs: bool = False
 
     def __init__(self, model: str):
         self.model = model  # the full model string, e.g. "local:smollm2"

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import to_provider_error
-from .base import Completion, Provider
+from .base import LOGPROB_PARAMS, Completion, Provider, token_logprobs
 
 
 _EXTRA = ("top_k", "repeat_penalty")  # llama.cpp-style servers take these; OpenAI does not
@@ -33,6 +33,8 @@ def request_body(model_name: str, messages: list[dict[str, str]], params: dict[s
 class OpenAIProvider(Provider):
     default_concurrency = 8
     honours_seed = False  # OpenAI documents seed as best-effort
+    returns_logprobs = True  # chat completions take logprobs / top_logprobs (so does llama_cpp.server)
+    supported_params = Provider.supported_params | LOGPROB_PARAMS
 
     def __init__(self, model: str, rest: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  max_retries: int = 2, timeout: float = 60.0, compatible: bool = False, **_: Any):
@@ -106,6 +108,7 @@ class OpenAIProvider(Provider):
             input_tokens=getattr(usage, "prompt_tokens", None),
             output_tokens=getattr(usage, "completion_tokens", None),
             finish_reason=choice.finish_reason,
+            logprobs=token_logprobs(getattr(getattr(choice, "logprobs", None), "content", None)),
         )
 
     async def aclose(self) -> None:

@@ -6,8 +6,13 @@
 - :func:`escape_report`: escapes on unanswerable inputs vs over-abstention, coverage vs accuracy;
 - :func:`self_critique`: answer, critique against a rubric, revise, graded round by round;
 - :func:`compare_framings`: persona vs honest context (and persona + escape hatch), paired;
-- :func:`propose_edge_cases`: a model proposes inputs likely to break a prompt, for review.
+- :func:`propose_edge_cases`: a model proposes inputs likely to break a prompt, for review;
+- :func:`ablate`: leave each named part of a variant's context out (or add it to a base), paired;
+- :func:`confidence`: token probabilities as confidence: calibration and selective answering.
 """
+
+from .ablation import Ablation, ablate
+from .confidence import ConfidenceReport, confidence
 
 from .conversation import ContextEffect, Conversation, ConversationError, context_effect, conversation
 from .critique import Critique, self_critique
@@ -23,4 +28,5 @@ __all__ = [
     "self_critique", "Critique",
     "compare_framings", "Comparison",
     "propose_edge_cases", "ProposedEdgeCases",
+    "ablate", "Ablation", "confidence", "ConfidenceReport",
 ]

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..names import html_text
 from ..errors import BudgetExceeded, ParameterError
-from ..grading import Grader, grade, judge
+from ..grading import Grader, fill, grade, judge
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import EscapeHatch, PromptFile
@@ -63,8 +63,7 @@ STOP_PHRASE = "NO CHANGES"
 def critique_messages(request: str, answer: str, rubric: str, stop_phrase: str = STOP_PHRASE) -> list[dict[str, str]]:
     """The critic's context: one user message asking it to review ``answer`` to ``request`` against
     ``rubric``, replying ``stop_phrase`` when nothing needs fixing."""
-    text = (CRITIQUE_TEMPLATE.replace("{request}", request).replace("{answer}", answer)
-            .replace("{rubric}", rubric).replace("{stop}", stop_phrase))
+    text = fill(CRITIQUE_TEMPLATE, request=request, answer=answer, rubric=rubric, stop=stop_phrase)
     return [{"role": "user", "content": text}]
 
 
@@ -72,7 +71,7 @@ def revision_messages(messages: list[dict[str, str]], answer: str, critique: str
     """The answer's own conversation (``messages``, then ``answer``) continued with the critique and a
     request to revise."""
     return [*messages, {"role": "assistant", "content": answer},
-            {"role": "user", "content": REVISE_TEMPLATE.replace("{rubric}", rubric).replace("{critique}", critique)}]
+            {"role": "user", "content": fill(REVISE_TEMPLATE, rubric=rubric, critique=critique)}]
 
 
 @dataclass

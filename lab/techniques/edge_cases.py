@@ -14,6 +14,7 @@ import yaml
 
 from ..names import html_text
 from ..errors import InputSetError, ParameterError
+from ..grading import fill
 from ..inputs import InputRow, InputSet, load_inputs, rows_from_records
 from ..prompts import PromptFile
 from ..providers import get_provider
@@ -129,8 +130,8 @@ def propose_edge_cases(prompt: str | Path | PromptFile, *, variant: str | None =
     placeholders = ", ".join("{{ %s }}" % x for x in variables) + (" is" if len(variables) == 1 else " are")
     fmt = ("Write one input per line, with no numbering and no commentary." if len(variables) == 1 else
            f"Write one JSON object per line with the keys {variables}, and nothing else.")
-    content = (PROPOSE_TEMPLATE.replace("{placeholders}", placeholders).replace("{template}", template)
-               .replace("{examples}", ex_text).replace("{n}", str(n)).replace("{format}", fmt))
+    content = fill(PROPOSE_TEMPLATE, placeholders=placeholders, template=template, examples=ex_text, n=str(n),
+                   format=fmt)
     log = open_log(log)
     exp = id or experiment_id(f"{pf.task}-edge-cases")
     seed = base_seed(seed)

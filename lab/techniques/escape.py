@@ -8,7 +8,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..stats import proportion_ci
+from ..stats import rates
 
 
 def escape_report(runs: pd.DataFrame, *, by: str | Sequence[str] = "variant", confidence: float = 0.95) -> pd.DataFrame:
@@ -16,7 +16,8 @@ def escape_report(runs: pd.DataFrame, *, by: str | Sequence[str] = "variant", co
 
     On inputs tagged ``unanswerable`` an escape is the right answer: ``escape_rate`` (with
     ``escape_low``/``escape_high``). On the other inputs an escape is over-abstention:
-    ``over_abstention`` (with interval), and ``coverage`` is the share of them answered.
+    ``over_abstention`` (with interval), and ``coverage`` is the share of them answered. Intervals are
+    over inputs (:func:`lab.stats.rates`).
     ``accuracy_on_answered`` (with interval) is the pass rate on answerable inputs the model
     answered; it needs a ``passed`` column (:func:`lab.with_grades`), else it is NaN. Error
     rows are counted in ``errors`` and left out of every rate.
@@ -34,9 +35,9 @@ def escape_report(runs: pd.DataFrame, *, by: str | Sequence[str] = "variant", co
         answered = ans[ans["outcome"] == "answered"]
         graded = answered["_passed"].dropna()
         acc_k = int((graded > 0.5).sum())
-        el, eh = proportion_ci(esc_k, len(un), confidence=confidence)
-        ol, oh = proportion_ci(oa_k, len(ans), confidence=confidence)
-        al, ah = proportion_ci(acc_k, len(graded), confidence=confidence)
+        el, eh = _interval(un, un["outcome"] == "escaped", confidence)
+        ol, oh = _interval(ans, ans["outcome"] == "escaped", confidence)
+        al, ah = _interval(answered, answered["_passed"], confidence)
         rows.append({**dict(zip(keys, k if isinstance(k, tuple) else (k,))),
                      "unanswerable_n": len(un), "escape_rate": esc_k / len(un) if len(un) else math.nan,
                      "escape_low": el, "escape_high": eh,
@@ -47,3 +48,11 @@ def escape_report(runs: pd.DataFrame, *, by: str | Sequence[str] = "variant", co
                      "accuracy_on_answered": acc_k / len(graded) if len(graded) else math.nan,
                      "accuracy_low": al, "accuracy_high": ah, "errors": int((g["outcome"] == "error").sum())})
     return pd.DataFrame(rows).set_index(keys)
+
+
+def _interval(rows: pd.DataFrame, value: pd.Series, confidence: float) -> tuple[float, float]:
+    """The interval over inputs (lab.stats.rates) for a 0/1 value of these rows; nan when there are none."""
+    if rows.empty:
+        return (math.nan, math.nan)
+    r = rates(rows.assign(_x=value.astype(float)), value="_x", by=None, confidence=confidence)
+    return (float(r["low"].iloc[0]), float(r["high"].iloc[0]))

@@ -11,7 +11,8 @@ import pandas as pd
 
 from ..names import html_text
 from ..errors import ParameterError
-from ..grading import Grader, grade
+from ..findings import Findings, findings
+from ..grading import Grader, grade, graders_or_default
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile
@@ -76,9 +77,16 @@ class Comparison:
         return disagreements(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
                              grader=self.grader, on=on)
 
+    def findings(self, a: str | None = None, b: str | None = None, **kwargs: Any) -> Findings:
+        """The findings block: per framing rates by what escapes mean, the verdict a - b in words, caveats."""
+        return findings(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
+                        a=a or self.variants[0], b=b or (self.variants[1] if len(self.variants) > 1 else None),
+                        grader=self.grader, experiment_id=self.experiment_id, **kwargs)
+
     def _repr_html_(self) -> str:
-        parts = [f"<p><b>{html_text(self.experiment_id)}</b>: {html_text(', '.join(self.variants))}; "
-                 f"grader {html_text(self.grader)}</p>",
+        parts = [self.findings()._repr_html_(),
+                 f"<p><b>{html_text(self.experiment_id)}</b>: {html_text(', '.join(self.variants))}; "
+                 f"grader {html_text(str(self.grader))}</p>",
                  self.rates("escaped").to_html()]
         if self.grader:
             parts.append(self.rates().to_html())
@@ -86,6 +94,9 @@ class Comparison:
 
     def __repr__(self) -> str:
         return f"Comparison({self.experiment_id!r}, variants={self.variants}, grader={self.grader!r})"
+
+    def __str__(self) -> str:
+        return str(self.findings())
 
 
 def compare_framings(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
@@ -115,6 +126,7 @@ def compare_framings(prompt: str | Path | PromptFile, inputs: str | Path | Input
                      progress=progress, id=id, name=f"{pf.task}-framings")
     exp.plan()
     runs = exp.run()
+    graders = graders_or_default(graders, runs.df)
     if graders:
         grade(runs, graders)
     return Comparison(exp.id, exp.log, [v.name for v in chosen], graders[-1].name if graders else None,

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..errors import ParameterError
 from ..names import html_text
-from ..grading import Grader, grade, normalize, numbers_in
+from ..findings import Findings, findings
+from ..grading import Grader, grade, graders_or_default, normalize, numbers_in
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile
@@ -114,8 +115,14 @@ class Spread:
         return side_by_side(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
                             grader=self.grader)
 
+    def findings(self, **kwargs: Any) -> Findings:
+        """The findings block (rates by what escapes mean, per variant, with intervals over inputs)."""
+        return findings(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
+                        grader=self.grader, experiment_id=self.experiment_id, **kwargs)
+
     def _repr_html_(self) -> str:
-        return f"<p><b>{html_text(self.experiment_id)}</b>: retry spread</p>" + self.spread.to_html()
+        return (self.findings()._repr_html_() + f"<p><b>{html_text(self.experiment_id)}</b>: retry spread</p>"
+                + self.spread.to_html())
 
     def __repr__(self) -> str:
         return f"Spread({self.experiment_id!r})\n{self.spread.drop(columns=['answers']).to_string()}"
@@ -146,6 +153,7 @@ def retry(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[
                      progress=progress, id=id, name=f"{pf.task}-retry")
     exp.plan()
     runs = exp.run()
+    graders = graders_or_default(graders, runs.df)
     if graders:
         grade(runs, graders)
     return Spread(exp.id, exp.log, graders[-1].name if graders else None, key)

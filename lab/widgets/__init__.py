@@ -4,9 +4,9 @@ Widgets hold no logic of their own: the workbench drives :class:`lab.widgets.ses
 the comparison view draws :mod:`lab.plots` figures from log DataFrames.
 """
 
-from .compare import CompareView, compare_view
+from .compare import CompareView, FindingsBlock, compare_view, findings_block
 from .session import CallCancelled, Session
 from .workbench import Workbench, escaped, workbench
 
 __all__ = ["workbench", "Workbench", "compare_view", "CompareView", "Session", "CallCancelled",
-           "escaped"]
+           "escaped", "findings_block", "FindingsBlock"]

@@ -1,16 +1,22 @@
-"""A comparison view over the run log: pick experiments, variants and tags; see the figures from
-:mod:`lab.plots` and the outputs side by side per input (escaped text)."""
+"""A comparison view over the run log: pick experiments, variants and tags; read the findings
+first, then the figures from :mod:`lab.plots` and the outputs side by side per input (escaped text).
+
+Blind ("hide variant names") renames the variants to "variant A", "variant B", ... in a shuffled
+order everywhere the view shows them: the findings, the figure (legend, axes, hover text, title)
+and the table."""
 
 from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 import ipywidgets as W
 import pandas as pd
 
 from .. import plots, tables
+from ..findings import findings
 from ..store import RunLog
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -32,19 +38,74 @@ def figure_output(fig: Any) -> dict[str, Any]:
             "data": {PLOTLY_MIME: json.loads(fig.to_json()), "text/plain": str(fig.layout.title.text or "figure")}}
 
 
+def blind_names(runs: pd.DataFrame) -> dict[str, str]:
+    """Variant name -> "variant A", "variant B", ... in an order shuffled by the experiments (the
+    same experiments get the same letters, so the picker, the figure and the table agree)."""
+    import random
+
+    variants = sorted(runs["variant"].dropna().astype(str).unique()) if len(runs) else []
+    shuffled = list(variants)
+    exps = sorted(runs["experiment_id"].dropna().astype(str).unique()) if len(runs) else []
+    random.Random("|".join(exps)).shuffle(shuffled)
+    return {v: f"variant {chr(65 + shuffled.index(v))}" for v in variants}
+
+
+def blinded(runs: pd.DataFrame, names: dict[str, str] | None = None) -> pd.DataFrame:
+    """``runs`` with every variant name (and the prompt version, which would tell them apart)
+    replaced, for figures and tables that must not say which variant is which."""
+    if runs.empty:
+        return runs
+    names = names if names is not None else blind_names(runs)
+    out = runs.copy()
+    out["variant"] = out["variant"].map(lambda v: names.get(str(v), v) if v is not None else v)
+    if "prompt_version" in out:
+        out["prompt_version"] = out["variant"]
+    return out
+
+
 def side_by_side(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, blind: bool = False) -> pd.DataFrame:
     """:func:`lab.tables.side_by_side` (outputs per input and repeat, one column group per
     variant); ``blind`` replaces the variant names with A, B, ... in a shuffled order."""
-    table = tables.side_by_side(runs, grades)
-    if not blind or table.empty:
-        return table
-    import random
+    return tables.side_by_side(blinded(runs) if blind else runs, grades)
 
-    variants = [v for v in dict.fromkeys(table.columns.get_level_values(0)) if v not in ("input", "tags")]
-    shuffled = list(variants)
-    random.Random(len(runs)).shuffle(shuffled)
-    names = {v: f"variant {chr(65 + shuffled.index(v))}" for v in variants}
-    return table.rename(columns=names, level=0)
+
+FINDINGS_STYLE = ("border-left:4px solid #1f77b4;background:#f5f8fc;padding:8px 12px;margin:6px 0 12px 0;"
+                  "font-size:14px;line-height:1.45;max-width:1100px")
+
+
+@dataclass(frozen=True)
+class FindingsBlock:
+    """The findings as HTML; a notebook cell that ends with one shows it (also in the HTML report)."""
+
+    html: str
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+
+def findings_block(runs: pd.DataFrame, grades: pd.DataFrame | None = None) -> FindingsBlock:
+    """The findings for a selection (:func:`lab.findings.findings`: per framing rates with intervals
+    and n, the verdict in words, caveats) as an HTML block (class ``promptlab-findings``) that the
+    compare view and the notebooks show first, above every figure."""
+    inner = "<p>no calls selected yet</p>" if runs.empty else findings(runs, grades)._repr_html_()
+    return FindingsBlock(f"<div class='promptlab-findings' style='{FINDINGS_STYLE}'><b>Findings</b>{inner}</div>")
+
+def experiment_choices(log: RunLog) -> list[tuple[str, str]]:
+    """(label, id) for every experiment with at least one call, grouped by task, newest first:
+    ``sentiment · 2026-11-28 22:01 UTC · 48 calls · 3f2a``."""
+    exps = log.experiments()
+    if exps.empty:
+        return []
+    exps = exps[exps["calls"].fillna(0) > 0].copy()
+    exps["task"] = exps["name"].fillna("(unnamed)").astype(str)
+    exps["when"] = exps["last_call_at"].fillna(exps["created_at"]).astype(str)
+    exps = exps.sort_values(["task", "when"], ascending=[True, False])
+    out = []
+    for row in exps.itertuples():
+        calls = int(row.calls)
+        when = row.when[:16].replace("T", " ")
+        out.append((f"{row.task} · {when} UTC · {calls} call{'s' if calls != 1 else ''} · {row.id[-4:]}", row.id))
+    return out
 
 
 class CompareView(W.VBox):
@@ -52,23 +113,48 @@ class CompareView(W.VBox):
 
     def __init__(self, log: RunLog | str | Path | None = None, experiments: list[str] | None = None):
         self.run_log = log if isinstance(log, RunLog) else RunLog(log)
-        exps = self.run_log.experiments()
-        ids = list(exps["id"]) if len(exps) else []
-        self.experiments = W.SelectMultiple(options=ids, value=tuple(experiments or ids[-1:]), description="experiments",
-                                            layout=W.Layout(width="420px", height="110px"))
-        self.variants = W.SelectMultiple(description="variants", layout=W.Layout(width="240px", height="110px"))
-        self.tags = W.SelectMultiple(description="tags", layout=W.Layout(width="240px", height="110px"))
-        self.figure = W.Dropdown(options=list(FIGURES), description="figure", layout=W.Layout(width="360px"))
-        self.blind = W.Checkbox(value=False, description="hide variant names", indent=False)
-        self.refresh = W.Button(description="Refresh", icon="refresh")
+        choices = experiment_choices(self.run_log)
+        ids = [i for _, i in choices]
+        latest = self._latest(ids)
+        wide = {"description_width": "initial"}
+        self.experiments = W.SelectMultiple(options=choices, value=tuple(e for e in (experiments or latest) if e in ids),
+                                            description="experiments", style=wide,
+                                            layout=W.Layout(width="520px", height="120px"))
+        self.variants = W.SelectMultiple(description="variants", style=wide, layout=W.Layout(width="240px",
+                                                                                              height="120px"))
+        self.tags = W.SelectMultiple(description="tags", style=wide, layout=W.Layout(width="240px", height="120px"))
+        self.figure = W.Dropdown(options=list(FIGURES), description="figure", style=wide,
+                                 layout=W.Layout(width="360px"))
+        self.blind = W.Checkbox(value=False, description="hide variant names", indent=False,
+                                layout=W.Layout(width="auto"))
+        self.refresh = W.Button(description="Refresh", icon="refresh", layout=W.Layout(width="auto"))
         self.status = W.HTML("")
+        self.findings = W.HTML("")  # first, above the figure
+        self.findings.add_class("promptlab-findings-area")
         self.plot = W.Output()
         self.table = W.Output()
+        self._names: dict[str, str] = {}
         for w in (self.experiments, self.variants, self.tags, self.figure, self.blind):
-            w.observe(lambda _c, w=w: self._update(choices=w is self.experiments), names="value")
-        self.refresh.on_click(lambda _: self._update(choices=True))
-        super().__init__([W.HBox([self.experiments, self.variants, self.tags]),
-                          W.HBox([self.figure, self.blind, self.refresh]), self.status, self.plot, self.table])
+            w.observe(lambda _c, w=w: self._update(choices=w in (self.experiments, self.blind)), names="value")
+        self.refresh.on_click(lambda _: self._refresh())
+        super().__init__([W.HBox([self.experiments, self.variants, self.tags], layout=W.Layout(flex_flow="row wrap")),
+                          W.HBox([self.figure, self.blind, self.refresh]), self.status, self.findings, self.plot,
+                          self.table])
+        self.add_class("promptlab-compare")
+        self._update(choices=True)
+
+    def _latest(self, ids: list[str]) -> list[str]:
+        if not ids:
+            return []
+        exps = self.run_log.experiments()
+        exps = exps[exps["id"].isin(ids)]
+        return [str(exps.sort_values("last_call_at")["id"].iloc[-1])]
+
+    def _refresh(self) -> None:
+        keep = self.experiments.value
+        self.experiments.options = experiment_choices(self.run_log)
+        ids = {i for _, i in self.experiments.options}
+        self.experiments.value = tuple(e for e in keep if e in ids)
         self._update(choices=True)
 
     def selected_runs(self) -> pd.DataFrame:
@@ -92,20 +178,29 @@ class CompareView(W.VBox):
                 all_runs = self.run_log.runs(experiment=list(self.experiments.value)) if self.experiments.value else None
                 variants = sorted(all_runs["variant"].dropna().unique()) if all_runs is not None else []
                 tags = sorted({t for ts in all_runs["input_tags"] for t in (ts or [])}) if all_runs is not None else []
-                self.variants.options, self.tags.options = variants, tags
+                self._names = blind_names(all_runs) if all_runs is not None else {}
+                keep = self.variants.value
+                # blind: the picker names the variants as the figure does
+                self.variants.options = (sorted((self._names.get(v, v), v) for v in variants) if self.blind.value
+                                         else variants)
+                self.variants.value = tuple(v for v in keep if v in variants)
+                self.tags.options = tags
             runs = self.selected_runs()
+            if self.blind.value:
+                runs = blinded(runs, self._names)
             grades = self.run_log.grades()
             variants = list(dict.fromkeys(runs["variant"].dropna())) if len(runs) else []
             a, b = (variants + [None, None])[:2]
             self.plot.outputs = ()
             self.table.outputs = ()
+            self.findings.value = findings_block(runs, grades).html  # blind: over the blinded runs (letters only)
             name = self.figure.value
             if name == "paired difference" and (a is None or b is None):
                 self.status.value = "paired difference needs two variants in the selection"
                 return
             fig = FIGURES[name](runs, grades, a, b)
             self.plot.outputs = (figure_output(fig),)
-            self.table.append_display_data(side_by_side(runs, grades, blind=self.blind.value))
+            self.table.append_display_data(tables.side_by_side(runs, grades))
             self.status.value = f"{len(runs)} calls selected"
         except Exception as exc:
             self.status.value = f"<span style='color:#d62728'>error: {html.escape(str(exc))}</span>"

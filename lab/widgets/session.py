@@ -28,13 +28,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jinja2
+import pandas as pd
 import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import CallCancelled, LabError, ParameterError, PromptFileError
 from ..inputs import InputRow, load_inputs
 from ..prompts import EscapeHatch, PromptFile, Variant, load_prompt, version_of
-from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, run_sync
+from ..progress import Progress
+from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, derive_seed, run_sync
 from ..secrets import looks_like_secret
 from ..store import RunLog, RunRecord, new_id
 from ..techniques.critique import DEFAULT_RUBRIC, STOP_PHRASE, critique_messages, revision_messages
@@ -105,7 +107,7 @@ class Turn:
 
     messages: list[dict[str, str]]
     samples: list[RunRecord] = field(default_factory=list)
-    kind: str = "answer"  # answer | follow-up | critique | revision
+    kind: str = "answer"  # answer | follow-up | critique | revision | compare | input set
 
 
 class Session:
@@ -247,6 +249,8 @@ class Session:
         if not self.turns:
             raise ParameterError("nothing to retry yet: Run first")
         turn = self.turns[-1]
+        if turn.kind == "input set":
+            raise ParameterError("Retry draws another sample of one call; after an input set, pick an input and Run")
         if turn.kind == "compare":
             return self._retry_compare(turn)
         parent = turn.samples[0].parent_id if turn.samples else None
@@ -269,6 +273,55 @@ class Session:
         finally:
             self.variant = keep
         return out
+
+    def run_set(self, rows: list[InputRow], on_done: Callable[[str], None] | None = None) -> list[RunRecord]:
+        """The current variant on every row, one sample each in its own conversation, through the
+        :class:`~lab.runner.Runner` (concurrent calls, each logged as it finishes). Returns the records
+        in the order of ``rows``; ``on_done(outcome)`` is called as each call finishes. The latest
+        turn then holds these samples (one per input), so :meth:`retry` is not offered for it."""
+        rows = list(rows)
+        if not rows:
+            raise ParameterError("the input set is empty: nothing to run")
+        for row in rows:
+            missing = sorted(self.variant.variables - set(row.vars))
+            if missing:
+                raise ParameterError(f"input {row.id!r} lacks {missing}, used by variant {self.variant.name!r}")
+        self._register()
+        self._record_version(self.variant)
+        runner = Runner(self.log, self.experiment_id, provider_options=self.provider_options)
+        provider = runner.provider(self.model)
+        params = {**DEFAULT_PARAMS, **self.variant.params, **self.params}
+        user_seed = params.pop("seed", None)
+        provider.check_params(params)
+        calls = []
+        for row in rows:
+            p = dict(params)
+            if user_seed is not None or provider.honours_seed:
+                p["seed"] = (derive_seed(user_seed, row.id, 0) if isinstance(user_seed, int)
+                             else random.SystemRandom().randrange(2**31 - 1))
+            calls.append(Call(model=self.model, messages=self.variant.render(row.vars, input_id=row.id), params=p,
+                              seed=p.get("seed"), seed_chosen_by_user=user_seed is not None, variant=self.variant,
+                              row=row, escape_hatch=self.variant.escape_hatch, conversation_id=new_id()))
+        progress = _Callback(len(calls), f"{self.experiment_id} input set", on_done)
+
+        async def run_all() -> list[RunRecord]:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            try:
+                return await runner.run_all(calls, progress)
+            finally:
+                self._task = None
+                await runner.aclose()
+
+        try:
+            records = run_sync(run_all)
+        except asyncio.CancelledError:
+            raise CallCancelled("cancelled: the input set was stopped; the calls that finished are logged") from None
+        order = {c.run_id: i for i, c in enumerate(calls)}
+        records.sort(key=lambda r: order.get(r.id, len(order)))
+        self.row = rows[-1]
+        self.turns = [Turn([], records, kind="input set")]
+        return records
 
     def follow_up(self, text: str, sample: int = -1) -> RunRecord:
         """The next user turn in the same conversation, continuing from a sample of the latest turn."""
@@ -390,4 +443,50 @@ class Session:
         finally:
             self._task = None
             await runner.aclose()
+
+
+def input_set_table(records: list[RunRecord], prompt: PromptFile, log: RunLog) -> pd.DataFrame:
+    """One row per call of an input set run: input, output, expected, outcome, grade.
+
+    The grade comes from the prompt file's ``grader:``, or without one from the default grader
+    (normalized match against the input's ``expected`` answer), written to the log as grade rows;
+    blank when there is nothing to check an answer by.
+    """
+
+    from .. import plots
+    from ..grading import grade, grader_from_spec, graders_or_default
+
+    df = pd.DataFrame([dataclasses.asdict(r) for r in records])
+    grades = None
+    named = [grader_from_spec(prompt.grader, f"{prompt.path}: grader")] if prompt.grader is not None else []
+    graders = graders_or_default(named, df) if len(df) else []
+    if graders:
+        grade(df, graders, log=log)
+        grades = log.grades(experiment=records[0].experiment_id)
+    cats = plots.outcome_categories(df, grades) if len(df) else pd.Series(dtype=str)
+    words = {"answered-correct": "correct", "answered-wrong": "wrong"}
+    return pd.DataFrame({
+        "input": df.get("input_id", pd.Series(dtype=str)),
+        "output": [r.output if r.outcome != "error" else r.error for r in records],
+        "expected": ["" if e is None else str(e) for e in df.get("expected", [])],
+        "outcome": df.get("outcome", pd.Series(dtype=str)),
+        "grade": [words.get(c, "") for c in cats],
+    })
+
+
+class _Callback(Progress):
+    """A silent progress that reports each finished call's outcome to a function (the widget's bar)."""
+
+    def __init__(self, total: int, desc: str, on_done: Callable[[str], None] | None):
+        super().__init__(total, desc, "off")
+        self._on_done = on_done
+
+    def update(self, outcome: str) -> None:
+        super().update(outcome)
+        if self._on_done is not None:
+            self._on_done(outcome)
+
+
+class CallCancelled(LabError):
+    """The user cancelled a call before it finished."""
 

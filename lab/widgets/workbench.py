@@ -19,11 +19,12 @@ from typing import Any, Callable
 import ipywidgets as W
 
 from ..errors import LabError
+from ..grading import normalize
 from ..inputs import InputSet, load_inputs
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
 from ..store import RunLog, RunRecord
-from .session import Session, find_input_sets, find_prompt_files
+from .session import CallCancelled, Session, find_input_sets, find_prompt_files, input_set_table
 
 TYPED = "(typed input)"
 OUTCOME_STYLE = {"answered": ("#1f77b4", "answered"), "escaped": ("#ff7f0e", "ESCAPED (took the way out)"),
@@ -39,29 +40,64 @@ def _pre(text: object, style: str = "") -> str:
     return f'<pre style="white-space:pre-wrap;margin:0;font-size:12px;{style}">{escaped(text)}</pre>'
 
 
+def plural(n: int, word: str) -> str:
+    """``1 token``, ``2 tokens``, ``0 tokens``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# a described control shows its whole description (the default width cuts "temperature" to "temperat...")
+WIDE = {"description_width": "initial"}
+CARD_WIDTH = "262px"  # three cards a row at 1280 px with the file browser open, five at 1920 px
+UNRATED = ""  # the rating control's placeholder value
+
+
 class SampleCard(W.VBox):
-    """One output with its outcome and a rating control (score 1-5 and a note)."""
+    """One output with its outcome, which input it answered, and a rating control (score 1-5, a note)."""
 
     def __init__(self, rec: RunRecord, label: str, on_rate: Callable[["SampleCard"], None]):
         self.record = rec
         self.label = label
         color, badge = OUTCOME_STYLE.get(rec.outcome, ("#444", rec.outcome))
         body = rec.error if rec.outcome == "error" else rec.output
-        meta = f"{rec.output_tokens or 0} tokens, {rec.latency_ms or 0:.0f} ms"
+        meta = f"{plural(rec.output_tokens or 0, 'token')}, {rec.latency_ms or 0:.0f} ms"
         self.html = W.HTML(
             f'<div class="promptlab-sample" data-outcome="{escaped(rec.outcome)}" '
             f'style="border:2px solid {color};border-radius:4px;padding:4px">'
-            f'<b>{escaped(label)}</b> <span style="color:{color}">{escaped(badge)}</span>'
-            f'<span style="color:#777"> · {escaped(meta)}</span>{_pre(body)}</div>'
+            f'<b class="promptlab-card-label">{escaped(label)}</b> <span style="color:{color}">{escaped(badge)}</span>'
+            f'<div style="color:#777;font-size:12px">input {escaped(rec.input_id)} · {escaped(meta)}</div>'
+            f'{_pre(body)}</div>'
         )
-        self.score = W.Dropdown(options=[("score", None), ("1", 1), ("2", 2), ("3", 3), ("4", 4), ("5", 5)],
-                                value=None, layout=W.Layout(width="80px"))
-        self.note = W.Text(placeholder="note", layout=W.Layout(width="140px"))
-        self.rate_button = W.Button(description="Rate", layout=W.Layout(width="60px"))
+        self.score = W.Dropdown(options=[("score 1-5", UNRATED), ("1", 1), ("2", 2), ("3", 3), ("4", 4), ("5", 5)],
+                                value=UNRATED, description="rating", style=WIDE, layout=W.Layout(width="130px"),
+                                tooltip="your score for this output, 1 (bad) to 5 (good)")
+        self.note = W.Text(placeholder="note", layout=W.Layout(width="64px"))
+        self.rate_button = W.Button(description="Rate", layout=W.Layout(width="50px"))
         self.rated = W.HTML("")
+        self.blind = False  # a card of a blind comparison: rating it reveals its variant
         self.rate_button.on_click(lambda _: on_rate(self))
         super().__init__([self.html, W.HBox([self.score, self.note, self.rate_button]), self.rated],
-                         layout=W.Layout(width="320px", margin="0 6px 6px 0"))
+                         layout=W.Layout(width=CARD_WIDTH, margin="0 6px 6px 0"))
+        self.add_class("promptlab-card")
+
+
+class ErrorCard(W.VBox):
+    """A call that failed before it could be logged (unknown model, bad parameter, ...): the message
+    takes its place in the history, and the earlier cards stay."""
+
+    record = None
+    blind = False
+
+    def __init__(self, label: str, message: str):
+        self.label = label
+        color, badge = OUTCOME_STYLE["error"]
+        self.html = W.HTML(
+            f'<div class="promptlab-sample" data-outcome="error" '
+            f'style="border:2px solid {color};border-radius:4px;padding:4px">'
+            f'<b class="promptlab-card-label">{escaped(label)}</b> <span style="color:{color}">{escaped(badge)}</span>'
+            f'{_pre(message)}</div>'
+        )
+        super().__init__([self.html], layout=W.Layout(width=CARD_WIDTH, margin="0 6px 6px 0"))
+        self.add_class("promptlab-card")
 
 
 class Workbench(W.VBox):
@@ -93,43 +129,53 @@ class Workbench(W.VBox):
 
         # what to call
         self.prompt_file = W.Dropdown(options=files, value=str(prompt or files[0]), description="prompt",
-                                      layout=W.Layout(width="360px"))
-        self.variant = W.Dropdown(description="variant", layout=W.Layout(width="240px"))
-        self.version = W.Dropdown(description="version", layout=W.Layout(width="330px"))
+                                      style=WIDE, layout=W.Layout(width="360px"))
+        self.variant = W.Dropdown(description="variant", style=WIDE, layout=W.Layout(width="220px"))
+        self.version = W.Dropdown(description="version", style=WIDE, layout=W.Layout(width="330px"))
         self.blind = W.Checkbox(value=False, description="blind: every variant, names hidden", indent=False)
         self.system = W.Textarea(description="system", layout=W.Layout(width="98%", height="70px"))
         self.user = W.Textarea(description="user", layout=W.Layout(width="98%", height="90px"))
-        self.save_version = W.Button(description="Save as new version", icon="save",
+        self.save_version = W.Button(description="Save as new version", icon="save", layout=W.Layout(width="auto"),
                                      tooltip="the edited template becomes a new, logged prompt version")
-        self.model = W.Text(value=model, description="model", layout=W.Layout(width="360px"))
+        self.model = W.Text(value=model, description="model", style=WIDE, layout=W.Layout(width="420px"))
         self.temperature = W.FloatSlider(value=float(p.get("temperature", 0.7)), min=0, max=2, step=0.05,
-                                         description="temperature")
+                                         description="temperature", style=WIDE, layout=W.Layout(width="320px"))
         self.max_tokens = W.BoundedIntText(value=int(p.get("max_tokens", 256)), min=1, max=32768,
-                                           description="max tokens", layout=W.Layout(width="200px"))
+                                           description="max tokens", style=WIDE, layout=W.Layout(width="170px"))
         self.input_set = W.Dropdown(options=sets, value=str(inputs) if inputs else (sets[0] if sets else None),
-                                    description="input set", layout=W.Layout(width="360px"))
-        self.input = W.Dropdown(description="input", layout=W.Layout(width="300px"))
+                                    description="input set", style=WIDE, layout=W.Layout(width="360px"))
+        self.input = W.Dropdown(description="input", style=WIDE, layout=W.Layout(width="300px"))
         self.typed = W.Textarea(placeholder="type an input (with several template variables: 'name: value' lines)",
                                 layout=W.Layout(width="98%", height="50px"))
         # actions
-        self.run_button = W.Button(description="Run", button_style="primary", icon="play")
-        self.retry_button = W.Button(description="Retry", icon="redo", tooltip="another sample of the same call")
-        self.reset_button = W.Button(description="Reset", icon="eraser", tooltip="new conversation, clean context")
-        self.run_set_button = W.Button(description="Run input set", icon="list",
+        auto = W.Layout(width="auto")
+        self.run_button = W.Button(description="Run", button_style="primary", icon="play", layout=auto)
+        self.retry_button = W.Button(description="Retry", icon="redo", tooltip="another sample of the same call",
+                                     layout=auto)
+        self.reset_button = W.Button(description="Reset", icon="eraser", tooltip="new conversation, clean context",
+                                     layout=auto)
+        self.run_set_button = W.Button(description="Run input set", icon="list", layout=auto,
                                        tooltip="this variant over every input of the set, one sample each")
-        self.cancel_button = W.Button(description="Cancel", button_style="warning", icon="stop", disabled=True)
+        self.cancel_button = W.Button(description="Cancel", button_style="warning", icon="stop", disabled=True,
+                                      layout=auto)
         self.follow_text = W.Text(placeholder="follow-up turn in the same conversation", layout=W.Layout(width="60%"))
-        self.follow_button = W.Button(description="Send", icon="reply")
-        self.rounds = W.BoundedIntText(value=1, min=1, max=10, description="rounds", layout=W.Layout(width="160px"))
-        self.critique_button = W.Button(description="Self-critique", icon="search")
+        self.follow_button = W.Button(description="Send", icon="reply", layout=auto)
+        self.rounds = W.BoundedIntText(value=1, min=1, max=10, description="rounds", style=WIDE,
+                                       layout=W.Layout(width="130px"))
+        self.critique_button = W.Button(description="Self-critique", icon="search", layout=auto)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="200px"))
         self.status = W.HTML("ready")
         # what came back
         self.samples_box = W.HBox(layout=W.Layout(flex_flow="row wrap"))
+        self.samples_box.add_class("promptlab-history")
+        self.input_set_view = W.HTML("")  # the table of the latest input set run
         self.frequencies = W.HTML("")
         self.context = W.HTML("")
         self.critique_view = W.HTML("")
-        self.messages = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
+        self._shown: set[str] = set()  # ids of the records that have a card
+        self._rated: set[str] = set()
+        self._blind_turn: Any = None
+        self._blind_next = 0
 
         self._actions = [self.run_button, self.retry_button, self.reset_button, self.run_set_button,
                          self.follow_button, self.critique_button, self.save_version]
@@ -148,16 +194,19 @@ class Workbench(W.VBox):
 
         template = W.Accordion([W.VBox([self.system, self.user, self.save_version])], titles=("template",))
         template.selected_index = None
+        self._blind_hides = [self.variant, self.version, template]  # each would tell the variants apart
+        self.blind.observe(self._on_blind, names="value")
         context = W.Accordion([self.context], titles=("whole context of the latest call",))
         super().__init__([
-            W.HBox([self.prompt_file, self.variant, self.version]), self.blind, template,
-            W.HBox([self.model, self.temperature, self.max_tokens]),
+            W.HBox([self.prompt_file, self.variant, self.version], layout=W.Layout(flex_flow="row wrap")),
+            self.blind, template,
+            W.HBox([self.model, self.temperature, self.max_tokens], layout=W.Layout(flex_flow="row wrap")),
             W.HBox([self.input_set, self.input]), self.typed,
             W.HBox([self.run_button, self.retry_button, self.reset_button, self.run_set_button, self.cancel_button,
                     self.progress]),
-            self.status, self.samples_box, self.frequencies,
+            self.status, self.input_set_view, self.samples_box, self.frequencies,
             W.HBox([self.follow_text, self.follow_button]), W.HBox([self.rounds, self.critique_button]),
-            self.critique_view, context, self.messages,
+            self.critique_view, context,
         ])
         self.add_class("promptlab-workbench")
         self._load_prompt_controls(variant)
@@ -177,6 +226,10 @@ class Workbench(W.VBox):
 
     def _on_prompt(self, change: dict) -> None:
         self._guard(lambda: (self.session.set_prompt(change["new"]), self._load_prompt_controls()))
+
+    def _on_blind(self, change: dict) -> None:
+        for w in self._blind_hides:
+            w.layout.display = "none" if change["new"] else None
 
     def _on_variant(self, change: dict) -> None:
         if change["new"] is None:
@@ -267,11 +320,12 @@ class Workbench(W.VBox):
 
         def shown(crit: RunRecord, rev: RunRecord | None) -> None:
             self.progress.value += 2
-            after = (f"revision {self._badge(rev)}{_pre(rev.output or rev.error)}" if rev is not None
+            after = (f"→ revision {crit.round} {self._badge(rev)}" if rev is not None
                      else "<i>stopped: the critique found nothing to fix</i>" if crit.outcome != "error" else "")
-            parts.append(f"<div><b>round {crit.round}</b> critique {self._badge(crit)}"
-                         f"{_pre(crit.output or crit.error)}{after}</div>")
-            self.critique_view.value = "<h4>Self-critique</h4>" + "".join(parts)
+            parts.append(f"<li><b>round {crit.round}</b> critique {self._badge(crit)} {after}</li>")
+            self.critique_view.value = ("<b>Self-critique</b> (the critiques and revisions are cards above)<ul>"
+                                        + "".join(parts) + "</ul>")
+            self._show_samples()
 
         self.session.critique(rounds, on_round=shown)
 
@@ -281,15 +335,14 @@ class Workbench(W.VBox):
             raise LabError("pick an input set first")
         rows = list(self.inputs)
         self.progress.max = len(rows)
-        done: list[RunRecord] = []
-        for row in rows:
-            if self._cancelled:
-                break
-            done.append(self.session.run(row))
-            self.progress.value = len(done)
-            self.messages.append_stdout(f"{row.id}: {done[-1].outcome}\n")
-        counts = Counter(r.outcome for r in done)
-        self._say(f"input set: {len(done)} of {len(rows)} inputs run ({dict(counts)})")
+
+        def one_done(_outcome: str) -> None:
+            self.progress.value += 1
+
+        records = self.session.run_set(rows, on_done=one_done)
+        table = input_set_table(records, self.session.prompt, self.session.log)
+        self.input_set_view.value = _input_set_html(table, self.inputs.path)
+        self.critique_view.value = ""
 
     def _badge(self, rec: RunRecord) -> str:
         color, badge = OUTCOME_STYLE.get(rec.outcome, ("#444", rec.outcome))
@@ -300,6 +353,8 @@ class Workbench(W.VBox):
             self._say("busy: wait for the call in flight, or Cancel it")
             return
         self._cancelled = False
+        if what != "input set":
+            self.input_set_view.value = ""  # the table belongs to the input set run, not to what follows
         for b in self._actions:
             b.disabled = True
         self.cancel_button.disabled = False
@@ -311,17 +366,25 @@ class Workbench(W.VBox):
 
     def _work(self, what: str, fn: Callable[[], None]) -> None:
         t0 = time.perf_counter()
+        before = {r.id for r in self.session.samples}
         try:
             fn()
             self.progress.value = self.progress.max
+            failed = [r for r in self.session.samples if r.id not in before and r.outcome == "error"]
+            if failed:  # the call was made and logged, but the model answered with an error
+                self.progress.bar_style = "danger"
+                self._error(f"{what}: the call failed: {failed[-1].error}")
+                return
             self.progress.bar_style = "success"
             self.status.value = f"{escaped(what)} done in {time.perf_counter() - t0:.1f}s"
         except LabError as exc:
             self.progress.bar_style = "danger"
             self._error(exc)
+            self._failed(what, exc)
         except Exception as exc:  # show a readable message, never a traceback dump in the widget
             self.progress.bar_style = "danger"
             self._error(exc, unexpected=True)
+            self._failed(what, exc, unexpected=True)
         finally:
             for b in self._actions:
                 b.disabled = False
@@ -335,9 +398,20 @@ class Workbench(W.VBox):
         else:
             self._say("cancel: no call in flight")
 
+    def _failed(self, what: str, exc: BaseException, unexpected: bool = False) -> None:
+        if isinstance(exc, CallCancelled):
+            return
+        kind = f"{type(exc).__name__}: " if unexpected else ""
+        self._show_samples()  # the calls that did finish get their cards first
+        self.cards.append(ErrorCard(f"{what} failed", redact(kind + str(exc))))
+        self.samples_box.children = tuple(self.cards)
+
     def _reset(self) -> None:
         self.session.reset()
         self.critique_view.value = ""
+        self.input_set_view.value = ""
+        self.cards = []
+        self._shown = set()
         self._show_samples()
         self._say("reset: the next call starts a new conversation with a clean context")
 
@@ -347,6 +421,17 @@ class Workbench(W.VBox):
         except LabError as exc:
             self._error(exc)
 
+    def tried_so_far(self) -> Any:
+        """The outcome of every call made from this workbench, per variant (from the log), with n on
+        each bar. While a blind comparison has unrated samples, variant names are hidden here too."""
+        from .. import plots
+        from .compare import blinded
+
+        runs = self.session.log.runs(experiment=self.experiment_id)
+        unrated = any(c.blind and c.record.id not in self._rated for c in self.cards if c.record is not None)
+        return plots.outcome_rates(blinded(runs) if unrated else runs, self.session.log.grades(),
+                                   split_by_tag=False)
+
     def wait(self, timeout: float | None = 120) -> None:
         """Block until the action in flight has finished (for scripts and tests)."""
         if self._thread is not None:
@@ -355,65 +440,132 @@ class Workbench(W.VBox):
     # ---- what came back ----------------------------------------------------------------------
 
     def _show_samples(self) -> None:
+        """Add a card for every new sample; earlier cards stay (the history since the last Reset)."""
+        turns = self.session.turns
+        follow_ups = 0
+        for t in turns:
+            if t.kind == "follow-up":
+                follow_ups += 1
+            fresh = [r for r in t.samples if r.id not in self._shown]
+            if not fresh:
+                continue
+            if t.kind == "compare":  # blind: letters in a shuffled order, the same card keeps its letter
+                if t is not self._blind_turn:
+                    self._blind_turn, self._blind_next = t, 0
+                random.Random(fresh[0].id).shuffle(fresh)
+            for rec in fresh:
+                if t.kind == "compare":
+                    label = f"sample {_letters(self._blind_next)}"
+                    self._blind_next += 1
+                else:
+                    label = self._label(t, rec, follow_ups)
+                self._shown.add(rec.id)
+                card = SampleCard(rec, label, self._rate)
+                card.blind = t.kind == "compare"
+                self.cards.append(card)
+        self.samples_box.children = tuple(self.cards)
         samples = list(self.session.samples)
-        blind = self.blind.value and len({s.variant for s in samples}) > 1
-        order = list(range(len(samples)))
-        if blind:
-            random.Random(self.session.conversation_id).shuffle(order)
-        cards = []
-        for pos, i in enumerate(order):
-            rec = samples[i]
-            label = f"sample {chr(65 + pos)}" if blind else f"{rec.variant} · sample {i + 1}"
-            old = next((c for c in self.cards if c.record.id == rec.id), None)
-            cards.append(old if old is not None and old.label == label else SampleCard(rec, label, self._rate))
-        self.cards = cards
-        self.samples_box.children = cards
+        blind = bool(turns) and turns[-1].kind == "compare"
         self.frequencies.value = self._frequencies(samples, blind)
         self.context.value = self._context()
 
+    @staticmethod
+    def _label(t: Any, rec: RunRecord, follow_ups: int) -> str:
+        k = t.samples.index(rec) + 1
+        if t.kind == "critique":
+            return f"round {rec.round} critique"
+        if t.kind == "revision":
+            return f"revision {rec.round}" + (f" · sample {k}" if k > 1 else "")
+        if t.kind == "input set":
+            return f"{rec.variant} · {rec.input_id}"
+        if t.kind == "follow-up":
+            return f"turn {follow_ups + 1} · {rec.variant} · sample {k}"
+        return f"{rec.variant} · sample {k}"
+
     def _frequencies(self, samples: list[RunRecord], blind: bool) -> str:
-        if len(samples) < 2:
+        if len(samples) < 2 or (self.session.turns and self.session.turns[-1].kind == "input set"):
             return ""
         key = (lambda r: "") if blind else (lambda r: r.variant or "")
         rows = []
         for group in dict.fromkeys(key(r) for r in samples):
             these = [r for r in samples if key(r) == group]
-            counts = Counter(" ".join((r.output or f"[{r.outcome}]").split()).casefold() for r in these)
-            for text, n in counts.most_common():
-                rows.append(f"<tr><td>{escaped(group)}</td><td>{n}/{len(these)}</td><td>{_pre(text)}</td></tr>")
-        return ("<b>answers across samples</b><table class='promptlab-frequencies'><tr><th>variant</th>"
-                "<th>frequency</th><th>answer</th></tr>" + "".join(rows) + "</table>")
+            # "the same answer" as lab.retry and lab.plots.retry_spread count it (lab.grading.normalize),
+            # shown as the model wrote it most often; correctness is never judged here: only graders say
+            shown: dict[str, Counter] = {}
+            for r in these:
+                text = " ".join((r.output or f"[{r.outcome}]").split()) if r.outcome != "error" else "[error]"
+                key = (normalize(r.output) or f"[{r.outcome}]") if r.outcome != "error" else "[error]"
+                shown.setdefault(key, Counter())[text] += 1
+            for forms in sorted(shown.values(), key=lambda c: -sum(c.values())):
+                rows.append(f"<tr><td>{escaped(group)}</td><td>{sum(forms.values())}/{len(these)}</td>"
+                            f"<td>{_pre(forms.most_common(1)[0][0])}</td></tr>")
+        th = "<th style='text-align:left;padding-right:12px'>"
+        head = "" if blind else f"{th}variant</th>"
+        if blind:
+            rows = [r.replace("<tr><td></td>", "<tr>", 1) for r in rows]
+        return ("<b>answers across samples</b><table class='promptlab-frequencies'><tr>" + head +
+                f"{th}samples</th>{th}answer</th></tr>" + "".join(rows) + "</table>")
 
     def _context(self) -> str:
         turns = self.session.turns
         if not turns or not turns[-1].samples:
             return "<i>no call yet</i>"
-        rec = turns[-1].samples[-1]
+        last = turns[-1]
+        if last.kind == "compare" and not {r.id for r in last.samples} <= self._rated:
+            return ("<i class='promptlab-blind-context'>hidden in a blind comparison: the prompt would tell which "
+                    "variant each sample is. Rate every sample to see the whole context.</i>")
+        rec = last.samples[-1]
         parts = [f"<div><b>{escaped(m['role'])}</b>{_pre(m['content'])}</div>" for m in rec.messages]
         parts.append(f"<div style='color:#777'>model {escaped(rec.model)}, variant {escaped(rec.variant)} version "
-                     f"{escaped(rec.prompt_version)}, {rec.input_tokens or 0} input tokens, "
-                     f"params {escaped(rec.params)}</div>")
+                     f"{escaped(rec.prompt_version)}, input {escaped(rec.input_id)}, "
+                     f"{plural(rec.input_tokens or 0, 'input token')}, params {escaped(rec.params)}</div>")
         return "".join(parts)
 
     def _rate(self, card: SampleCard) -> None:
-        if card.score.value is None:
+        if card.score.value in (UNRATED, None):
             card.rated.value = "<span style='color:#d62728'>pick a score from 1 to 5 first</span>"
             return
         try:
-            self.session.rate(card.record.id, card.score.value, card.note.value, blind=self.blind.value)
+            self.session.rate(card.record.id, card.score.value, card.note.value, blind=card.blind)
         except LabError as exc:
             card.rated.value = f"<span style='color:#d62728'>{escaped(exc)}</span>"
             return
-        reveal = f" (it was {escaped(card.record.variant)})" if self.blind.value else ""
+        reveal = f" (it was {escaped(card.record.variant)})" if card.blind else ""
         card.rated.value = f"rated {card.score.value}/5{reveal}"
+        self._rated.add(card.record.id)
+        self.context.value = self._context()
 
     def _say(self, text: str) -> None:
         self.status.value = escaped(text)
 
-    def _error(self, exc: BaseException, unexpected: bool = False) -> None:
+    def _error(self, exc: BaseException | str, unexpected: bool = False) -> None:
         kind = f"{type(exc).__name__}: " if unexpected else ""
         self.status.value = (f"<span class='promptlab-error' style='color:#d62728'>error: "
                              f"{escaped(redact(kind + str(exc)))}</span>")
+
+
+def _letters(i: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA: a blind sample's name."""
+    out = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = chr(65 + r) + out
+    return out
+
+
+def _input_set_html(table: Any, path: str) -> str:
+    """The input set table (input, output, expected, outcome, grade) with a summary line above it."""
+    n = len(table)
+    counts = Counter(table["outcome"])
+    grades = Counter(g for g in table["grade"] if g)
+    summary = (f"{plural(n, 'input')} of {escaped(path)}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+               + ("; graded: " + ", ".join(f"{k} {v}" for k, v in grades.items()) if grades else ""))
+    head = "".join(f"<th style='text-align:left'>{escaped(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td style='text-align:left;vertical-align:top'>{_pre(v)}</td>"
+                                    for v in row) + "</tr>" for row in table.itertuples(index=False))
+    return (f"<div class='promptlab-input-set'><b>Input set</b>: {summary}"
+            f"<table style='border-collapse:collapse'><tr>{head}</tr>{body}</table></div>")
 
 
 def workbench(prompt: str | Path | None = None, inputs: str | Path | None = None, **kwargs: Any) -> Workbench:

@@ -1,0 +1,93 @@
+"""The findings block: what the log says in plain words, matching lab.stats on the same rows."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import lab
+from lab.findings import findings
+from tests import scripted
+
+
+def rows(n_inputs=10, repeats=2, a_correct=1.0, b_correct=0.0, unanswerable=(), escape_a=False, escape_b=False):
+    out = []
+    for i in range(n_inputs):
+        unans = i in unanswerable
+        for r in range(repeats):
+            for v, ok, esc in (("honest", a_correct, escape_a), ("persona<b>", b_correct, escape_b)):
+                escaped = esc if unans else False
+                out.append({"id": f"{v}-{i}-{r}", "experiment_id": "e1", "variant": v, "input_id": f"i{i}",
+                            "repeat": r, "model": "m", "role": "answer",
+                            "input_tags": ["unanswerable"] if unans else ["normal"],
+                            "outcome": "escaped" if escaped else "answered", "output": "x"})
+    return pd.DataFrame(out)
+
+
+def grades_for(runs, passed):
+    return pd.DataFrame([{"id": f"g{k}", "seq": k, "run_id": rid, "grader": "match:normalized", "score": float(p),
+                          "passed": bool(p), "label": None, "detail": None}
+                         for k, (rid, p) in enumerate(zip(runs["id"], passed))])
+
+
+def test_findings_name_the_winner_with_n_and_an_interval_matching_lab_stats():
+    runs = rows()
+    grades = grades_for(runs, runs["variant"] == "honest")
+    f = findings(runs, grades)
+    assert f.a == "honest" and f.b == "persona<b>"
+    assert f.headline.startswith("honest beats persona<b> on pass rate") or f.headline.startswith("honest beats persona<b>")
+    stats = lab.paired_difference(lab.with_grades(runs, grades), "honest", "persona<b>").iloc[0]
+    assert f.verdict["low"] == pytest.approx(stats["low"]) and f.verdict["high"] == pytest.approx(stats["high"])
+    assert f"{stats['low']:+.2f} to {stats['high']:+.2f}" in f.headline and "10 inputs" in f.headline
+    assert "(n = 10 x 2)" in str(f)
+
+
+def test_findings_say_too_few_inputs_and_name_caveats():
+    runs = rows(n_inputs=3)
+    f = findings(runs, grades_for(runs, runs["variant"] == "honest"))
+    assert f.headline.startswith("Too few inputs to tell (3 inputs")
+    assert any(c.startswith("too few inputs to tell: 3 inputs") for c in f.caveats)
+    ungraded = findings(runs, None)
+    assert any(c.startswith("ungraded") for c in ungraded.caveats) and ungraded.verdict is None
+
+
+def test_escapes_are_read_by_what_they_mean():
+    runs = rows(n_inputs=12, unanswerable=range(6), escape_a=True)  # honest escapes where there is no answer
+    passed = [(v == "honest") or (i >= 6) for v, i in zip(runs["variant"], runs["input_id"].str[1:].astype(int))]
+    f = findings(runs, grades_for(runs, passed))
+    per = f.per_framing
+    assert per.loc["honest", "escaped_unanswerable"] == 1 and per.loc["persona<b>", "hallucination"] == 1
+    assert per.loc["honest", "appropriate"] == 1 and per.loc["persona<b>", "appropriate"] == pytest.approx(0.5)
+    assert f.verdict_value == "appropriate" and f.verdict["verdict"] == "A better"
+    text = str(f)
+    assert "escapes more often than persona<b>" in text and "higher, not better" in text
+    assert "better" not in text.split("Escapes:")[1].split("\n")[0].replace("not better", "")
+    assert any("tag unanswerable" in d for d in f.drivers)
+
+
+def test_findings_html_escapes_every_name():
+    runs = rows()
+    page = findings(runs, grades_for(runs, runs["variant"] == "honest"))._repr_html_()
+    assert "persona&lt;b&gt;" in page and "persona<b>" not in page
+
+
+def test_compare_framings_grades_by_default_and_opens_with_findings(run_log):
+    scripted.SCRIPTS["always_positive"] = lambda m, p: "positive"
+    inputs = [{"id": f"r{i}", "text": f"review {i}", "expected": "positive" if i % 2 else "negative"} for i in range(8)]
+    cmp = lab.compare_framings("prompts/sentiment.yaml", inputs, variants=["persona", "honest"], repeats=2,
+                               model="scripted:always_positive", log=run_log)
+    assert cmp.grader == "match:default"
+    assert "graded by normalized match against `expected`" in str(cmp)
+    assert cmp._repr_html_().startswith("<div class='lab-findings'>")
+
+
+def test_one_variant_without_grades_gives_no_pairs_not_a_crash(run_log):
+    exp = lab.experiment("prompts/sentiment.yaml", inputs=[{"id": f"r{i}", "text": "ok", "expected": "positive"}
+                                                           for i in range(6)],
+                         model="scripted:echo", variants=["persona", "honest"], log=run_log)
+    runs = exp.run()
+    df = runs.df
+    lab.grade(df[df["variant"] == "persona"], lab.match(), log=run_log)
+    cmp = lab.techniques.framing.Comparison(exp.id, run_log, ["persona", "honest"], "match:normalized")
+    res = cmp.difference()
+    assert res.loc["all", "pairs"] == 0 and res.loc["all", "reading"].startswith("no pairs where both")

@@ -1,0 +1,232 @@
+"""The run log under load: a log locked by another process loses no finished call, rows are committed
+in groups off the event loop, plans are lazy and bounded, and reading a big experiment stays in SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import lab
+from lab.store import RunRecord
+from lab.tables import summary
+from tests import scripted
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROMPT = "task: t\nvariants:\n  a:\n    user: 'Say {{ n }}'\n  b:\n    user: 'Tell me {{ n }}'\n"
+
+# Holds a write transaction on a log for a while, as another notebook or a sqlite3 shell might.
+_LOCKER = ("import sqlite3, sys, time\n"
+           "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+           "db.execute('BEGIN IMMEDIATE')\n"
+           "print('locked', flush=True)\n"
+           "time.sleep(float(sys.argv[2]))\n"
+           "db.execute('COMMIT')\n")
+
+
+def _lock_when_called(path: Path, hold_s: float, at_call: int) -> list[subprocess.Popen]:
+    """A script for the scripted provider that, on its ``at_call``-th call, has another process take the
+    log's write lock for ``hold_s`` seconds (so the lock arrives in the middle of the batch)."""
+    lockers: list[subprocess.Popen] = []
+    counter = itertools.count(1)
+
+    def answer(messages, params):
+        if next(counter) == at_call:
+            p = subprocess.Popen([sys.executable, "-c", _LOCKER, str(path), str(hold_s)], stdout=subprocess.PIPE,
+                                 text=True)
+            assert p.stdout.readline().strip() == "locked"
+            lockers.append(p)
+        return "ok " + messages[-1]["content"]
+
+    scripted.SCRIPTS["lock-midway"] = answer
+    return lockers
+
+
+def test_a_log_locked_longer_than_the_busy_timeout_gets_every_finished_call_once_it_frees(write, tmp_path, capfd):
+    path = tmp_path / "locked.db"
+    lockers = _lock_when_called(path, hold_s=1.5, at_call=5)
+    log = lab.RunLog(path, busy_timeout_s=0.2, lock_wait_s=60)
+    exp = lab.experiment(write("p.yaml", PROMPT), [{"id": f"i{i}", "n": i} for i in range(15)],
+                         model="scripted:lock-midway", concurrency=3, log=log)
+    runs = exp.run()
+    lockers[0].wait(timeout=30)
+
+    assert len(runs) == 30
+    df = lab.log(path).runs(experiment=exp.id)
+    assert len(df) == 30 and df["id"].is_unique and set(df["id"]) == {r.id for r in runs.records}
+    assert not log.recovery_path.exists()
+    err = capfd.readouterr().err
+    assert "is locked by another process" in err and "written when it frees" in err
+    assert "Traceback" not in err and "OperationalError" not in err
+
+
+def test_calls_finished_while_the_log_stays_locked_go_to_a_recovery_file_that_the_next_open_ingests_once(
+        write, tmp_path, capfd):
+    path = tmp_path / "locked.db"
+    lockers = _lock_when_called(path, hold_s=3, at_call=3)
+    log = lab.RunLog(path, busy_timeout_s=0.1, lock_wait_s=0.5)
+    exp = lab.experiment(write("p.yaml", PROMPT), [{"id": f"i{i}", "n": i} for i in range(10)],
+                         model="scripted:lock-midway", concurrency=2, log=log)
+    runs = exp.run()  # ends normally: nothing raised, every call accounted for
+    assert len(runs) == 20
+    assert log.recovery_path.exists()
+    assert "kept in" in capfd.readouterr().err
+    kept = log.recovery_path.read_text()
+    lockers[0].wait(timeout=30)
+    log.close()
+
+    again = lab.log(path)  # the next open ingests the file and removes it
+    df = again.runs(experiment=exp.id)
+    assert len(df) == 20 and df["id"].is_unique and set(df["id"]) == {r.id for r in runs.records}
+    assert not again.recovery_path.exists()
+    assert "ingested" in capfd.readouterr().err
+    # a crash between ingesting and removing the file leaves it behind: ingesting again adds nothing
+    again.recovery_path.write_text(kept)
+    assert again.ingest_recovery() == 0
+    assert len(lab.log(path).runs(experiment=exp.id)) == 20
+
+
+def test_rows_appended_concurrently_share_commits_and_one_sequence_with_grades(run_log):
+    async def many() -> list[str]:
+        return await asyncio.gather(*(run_log.append_run(RunRecord(
+            experiment_id="e", model="m", messages=[{"role": "user", "content": str(i)}], outcome="answered",
+            output=str(i))) for i in range(200)))
+
+    ids = asyncio.run(many())
+    run_log.add_grade(ids[0], "human:ana", passed=True)
+    # another connection sees every row: each was committed before append_run returned
+    other = sqlite3.connect(run_log.path)
+    assert other.execute("SELECT count(*) FROM runs").fetchone()[0] == 200
+    seqs = [r[0] for r in other.execute("SELECT seq FROM runs UNION ALL SELECT seq FROM grades ORDER BY 1")]
+    assert seqs == list(range(1, 202))
+    assert run_log.version() == 201
+
+
+def test_a_plan_beyond_the_bound_is_refused_at_once_with_its_size_and_cost(write, run_log):
+    prompt = write("p.yaml", PROMPT)
+    t0 = time.perf_counter()
+    with pytest.raises(lab.ParameterError) as err:
+        lab.experiment(prompt, [{"id": "x", "n": 1}], model="openai:gpt-4o-mini", repeats=10**9, log=run_log)
+    assert time.perf_counter() - t0 < 5  # building the plan took minutes and gigabytes
+    msg = str(err.value)
+    assert "2,000,000,000 calls" in msg and "max_calls=1,000,000" in msg and "--max-calls" in msg
+    assert "estimated cost up to $" in msg and "\n" not in msg
+
+
+def test_an_allowed_huge_plan_is_built_lazily_as_calls_are_taken(write, run_log):
+    exp = lab.experiment(write("p.yaml", PROMPT), [{"id": "x", "n": 1}], model="scripted:echo", repeats=10**9,
+                         max_calls=10**10, log=run_log)
+    assert exp.size == 2 * 10**9
+    first = list(itertools.islice(exp.iter_plan(), 4))
+    assert [(c.variant.name, c.repeat) for c in first] == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+
+
+def test_the_bound_comes_from_the_environment(write, run_log, monkeypatch):
+    monkeypatch.setenv("PROMPTLAB_MAX_CALLS", "10")
+    with pytest.raises(lab.ParameterError, match="max_calls=10"):
+        lab.experiment(write("p.yaml", PROMPT), [{"id": "x", "n": 1}], model="scripted:echo", repeats=6,
+                       log=run_log)
+
+
+def test_the_cli_prints_the_plan_size_and_refuses_without_the_override(write, tmp_path):
+    prompt = write("p.yaml", PROMPT)
+    inputs = write("in.yaml", "- {id: x, n: 1}\n")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "lab", "--log", str(tmp_path / "l.db"), "run", str(prompt),
+                           "--inputs", str(inputs), "-n", "1000000000"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert time.perf_counter() - t0 < 10
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "2,000,000,000 calls" in proc.stderr and "--max-calls 2000000000" in proc.stderr
+
+
+def test_a_run_pulls_calls_from_the_plan_as_workers_free_up(write, run_log):
+    in_flight_tasks: list[int] = []
+
+    def answer(messages, params):
+        in_flight_tasks.append(len(asyncio.all_tasks()))
+        return "ok"
+
+    scripted.SCRIPTS["count-tasks"] = answer
+    exp = lab.experiment(write("p.yaml", PROMPT), [{"id": f"i{i}", "n": i} for i in range(500)],
+                         model="scripted:count-tasks", concurrency=8, log=run_log)
+    runs = exp.run()
+    assert len(runs) == 1000 and len(run_log.runs(experiment=exp.id, columns=["id"])) == 1000
+    assert max(in_flight_tasks) <= 8 + 2  # the workers and the run itself, not one task per call
+
+
+def _rows(exp: str, n: int) -> list[RunRecord]:
+    out = []
+    for i in range(n):
+        outcome = ("answered", "escaped", "error")[i % 3]
+        out.append(RunRecord(
+            experiment_id=exp, model=("openai:gpt-4o-mini", "local:smollm2")[i % 2], variant=("a", "b", "c")[i % 5 % 3],
+            messages=[{"role": "user", "content": f"q{i}"}], outcome=outcome, input_id=f"in{i}",
+            input_vars={"n": i}, output=None if outcome == "error" else f"out{i}",
+            latency_ms=10.0 + i, output_tokens=None if outcome == "error" else i % 7,
+            cost_usd=None if i % 11 == 0 else 0.001 * i))
+    return out
+
+
+@pytest.mark.parametrize("models", [("openai:gpt-4o-mini", "local:smollm2"), ("openai:gpt-4o-mini",)])
+def test_the_summary_computed_by_sqlite_matches_the_pandas_one(run_log, models):
+    rows = [r for r in _rows("big", 300) if r.model in models]
+    run_log.add_runs(rows)
+    run_log.add_runs(_rows("other", 30))
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(run_log.summary("big"), summary(run_log.runs(experiment="big")),
+                                  check_dtype=False)
+
+
+def test_runs_reads_and_decodes_only_the_columns_asked_for(run_log):
+    run_log.add_runs(_rows("e", 5))
+    df = run_log.runs(experiment="e", columns=["input_id", "input_vars", "outcome"])
+    assert list(df.columns) == ["input_id", "input_vars", "outcome"]
+    assert df["input_vars"].tolist() == [{"n": i} for i in range(5)]
+    with pytest.raises(lab.StoreError, match="'colour'.*not columns of the runs table"):
+        run_log.runs(columns=["colour"])
+
+
+def test_import_lab_and_cli_help_do_not_import_pandas():
+    code = ("import sys, lab, lab.cli\n"
+            "try:\n    lab.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('pandas' in sys.modules, callable(lab.context), lab.Context.__name__, callable(lab.context))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False True Context True"
+
+
+def test_show_summary_only_prints_the_summary_from_sql_without_pandas(tmp_path):
+    log = lab.log(tmp_path / "s.db")
+    log.add_runs(_rows("shown", 60))
+    code = ("import sys, lab.cli\n"
+            f"code = lab.cli.main(['--log', {str(log.path)!r}, 'show', 'shown', '--summary-only'])\n"
+            "print('pandas' in sys.modules, code)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "False 0"
+    assert lines[0].split() == ["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]
+    assert lines[1].split() == ["variant", "model"]
+    expected = log.summary("shown").reset_index()
+    first = lines[2].split()
+    assert first[:2] == [expected.variant[0], expected.model[0]] and int(first[2]) == expected.n[0]
+    assert len(lines) == 2 + len(expected) + 1
+
+
+def test_show_prints_the_summary_then_the_findings(tmp_path, capsys):
+    from lab.cli import main
+
+    log = lab.log(tmp_path / "s.db")
+    log.add_runs(_rows("shown", 60))
+    assert main(["--log", str(log.path), "show", "shown"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("answered") < out.index("Findings for shown")
