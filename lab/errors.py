@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "LabError", "PromptFileError", "InputSetError", "ModelSpecError", "ParameterError", "ProviderError",
-    "BudgetExceeded", "StoreError", "BatchError", "GraderError", "ConversationError", "CallCancelled",
+    "WorkerDied", "BudgetExceeded", "StoreError", "BatchError", "GraderError", "ConversationError", "CallCancelled",
     "NotebookError",
 ]
 
@@ -49,6 +49,14 @@ class ProviderError(LabError):
         super().__init__(message)
         self.kind = kind
         self.status = status
+
+
+class WorkerDied(ProviderError):
+    """The local model's worker process ended during a call (crash, abort, kill)."""
+
+    def __init__(self, message: str, returncode: int | None):
+        super().__init__(message, kind="crash")
+        self.returncode = returncode
 
 
 class BudgetExceeded(LabError):

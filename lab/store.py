@@ -613,7 +613,7 @@ class RunLog:
         return by, cols, rows
 
     def summary(self, experiment: str | list[str] | None = None, **filters: Any) -> "pd.DataFrame":
-        """Per variant (and model, when there are several) the same table as ``lab.summary(runs)``,
+        """Per variant (and model, when there are several) the same table as ``lab.tables.summary(runs)``,
         computed by SQLite (an index holds what it reads): n, answered, escaped, errors, mean latency,
         output tokens and cost (NaN when any call's price is unknown). Filters as :meth:`runs`."""
         import pandas as pd

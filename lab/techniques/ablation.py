@@ -24,7 +24,9 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ParameterError, PromptFileError
-from ..grading import Grader, grade, normalize
+from ..graders import Grader
+from ..grading import grade
+from ..text import normalize
 from ..inputs import InputSet
 from ..pricing import price_of
 from ..progress import ProgressMode
@@ -271,7 +273,7 @@ def plan_text(exp: Experiment, removed: dict[str, str], added: dict[str, str]) -
     for m in exp.models:
         price = price_of(m)
         if price is None:
-            costs.append(f"{m}: price unknown (lab.set_price to declare one)")
+            costs.append(f"{m}: price unknown (lab.pricing.set_price to declare one)")
             continue
         if price.input_per_mtok == 0 and price.output_per_mtok == 0:
             costs.append(f"{m}: $0 (runs on your own machine)")

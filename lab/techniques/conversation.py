@@ -22,7 +22,9 @@ from typing import Any, Awaitable, Callable, TypeVar
 import pandas as pd
 
 from ..errors import CallCancelled, ConversationError, LabError, ParameterError
-from ..grading import Grader, _check_grader_list, grade, match, normalize
+from ..graders import Grader, check_grader_list, match
+from ..grading import grade
+from ..text import normalize
 from ..inputs import InputRow
 from ..providers import get_provider
 from ..prompts import Variant
@@ -40,7 +42,7 @@ class Conversation:
 
         conv = lab.conversation(system="You are terse.", seed=7)
         conv.ask("What is the capital of Australia?")
-        conv.retry()                 # the same turn again, attempt 1; it becomes the current branch
+        conv.reroll()                # the same turn again, attempt 1; it becomes the current branch
         conv.ask("And its population?")
         fresh = conv.reset()         # a new conversation: system prompt only, no earlier turns
         conv.tree()                  # every turn and attempt, abandoned branches included
@@ -201,19 +203,27 @@ class Conversation:
         """Ask the next turn with the whole current branch as context. Returns the logged run."""
         return self._sync(self._call_for(text, len(self._path)))
 
-    def retry(self, turn: int | None = None) -> RunRecord:
+    def reroll(self, turn: int | None = None) -> RunRecord:
         """Ask turn ``turn`` (default: the last) again in the same context, as a new attempt.
         The new answer becomes the current branch; later turns of the old branch are abandoned
         (they stay in the log)."""
         if not self._path:
-            raise ConversationError("retry: nothing asked yet; use ask(text) first")
+            raise ConversationError("reroll: nothing asked yet; use ask(text) first")
         turn = len(self._path) - 1 if turn is None else turn
         if isinstance(turn, bool) or not isinstance(turn, int) or not 0 <= turn < len(self._path):
-            raise ParameterError(f"retry: turn must be between 0 and {len(self._path) - 1}, got {turn!r}")
+            raise ParameterError(f"reroll: turn must be between 0 and {len(self._path) - 1}, got {turn!r}")
         asked = self._calls.get(self._path[turn].id)
         row = asked.row if asked is not None and asked.row is not None else InputRow(
             id=f"turn-{turn}", vars={"text": self._path[turn].messages[-1]["content"]})
         return self._sync(self._call(list(self._path[turn].messages), turn, row))
+
+    def retry(self, turn: int | None = None) -> RunRecord:
+        """Deprecated spelling of :meth:`reroll` (lab.retry is N independent samples; this is not)."""
+        import warnings
+
+        warnings.warn("Conversation.retry() is deprecated and goes away in the next version; use "
+                      "Conversation.reroll()", DeprecationWarning, stacklevel=2)
+        return self.reroll(turn)
 
     def choose(self, attempt: int, turn: int | None = None) -> RunRecord:
         """Continue from another attempt of ``turn`` (default: the last turn) with the same parent."""
@@ -323,7 +333,7 @@ def context_effect(question: str, earlier: list[str], *, n: int = 5, model: str 
         raise ParameterError("context_effect: question must be a non-empty string")
     if not isinstance(earlier, (list, tuple)) or not earlier or not all(isinstance(t, str) for t in earlier):
         raise ParameterError("context_effect: earlier must be a non-empty list of strings (the turns before)")
-    graders = _check_grader_list(grader) or ([match(mode="normalized", location="anywhere")] if expected is not None else [])
+    graders = check_grader_list(grader) or ([match(mode="normalized", location="anywhere")] if expected is not None else [])
     seed = base_seed(seed)
     log = open_log(log)
     exp = id or experiment_id("context-effect")

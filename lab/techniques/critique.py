@@ -19,12 +19,16 @@ import pandas as pd
 
 from ..names import html_text
 from ..errors import BudgetExceeded, ParameterError
-from ..grading import Grader, fill, grade, judge
+from ..graders import Grader
+from ..grading import grade
+from ..judges import judge
+from ..text import fill
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import EscapeHatch, PromptFile
 from ..providers import get_provider
-from ..runner import DEFAULT_MODEL, Call, Experiment, Runner, derive_seed, run_sync
+from ..runner import DEFAULT_MODEL, Call, Experiment, Runner, run_sync
+from ..seeds import derive_seed
 from ..stats import proportion_ci
 from ..store import RunLog, RunRecord
 from ..tables import critique_rounds, side_by_side
