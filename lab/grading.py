@@ -172,10 +172,10 @@ async def _agrade(log: RunLog, rows: list[dict[str, Any]], judges: list[Grader],
 
 
 def _check_run(log: RunLog, run_id: str) -> dict[str, Any]:
-    found = log._query("runs", ["id = ?"], [run_id])  # noqa: SLF001  (same package; no public lookup by id)
-    if found.empty:
+    found = log.run(run_id)
+    if found is None:
         raise GraderError(f"{log.path}: no run with id {run_id!r}; take ids from the runs table's 'id' column")
-    return found.iloc[0].to_dict()
+    return found
 
 
 def rate(run_id: str, *, rater: str, score: float | None = None, passed: bool | None = None,

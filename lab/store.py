@@ -595,6 +595,11 @@ class RunLog:
                                        tag=tag, outcome=outcome, role=role, as_of=as_of)
         return self._query("runs", where, args, columns=None if columns is None else list(columns))
 
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run row by its id, as a dict (None when the log has no such run)."""
+        found = self._query("runs", ["id = ?"], [run_id])
+        return None if found.empty else found.iloc[0].to_dict()
+
     def summary_rows(self, experiment: str | list[str] | None = None,
                      **filters: Any) -> tuple[list[str], list[str], list[tuple]]:
         """:meth:`summary` without pandas (for the CLI): the group columns, the value columns and
