@@ -30,10 +30,10 @@ from .errors import (
     WorkerDied,
 )
 from .errors import __all__ as _ERRORS
-from .version import __version__
 
 # the everyday path: name -> (module, attribute)
 _EVERYDAY = {
+    "__version__": ("lab.version", "__version__"),  # package metadata: read on first use (it costs ~0.1 s)
     "experiment": ("lab.runner", "experiment"),
     "log": ("lab.store", "log"),
     "context": ("lab.whole_context", "context"),
@@ -84,7 +84,7 @@ _MOVED = {
     "export_html": ("lab.report", "export_html", "lab.report.export_html"),
 }
 
-__all__ = ["__version__", *_EVERYDAY, *_ERRORS]
+__all__ = [*_EVERYDAY, *_ERRORS]
 
 
 def __getattr__(name: str):
