@@ -5,7 +5,7 @@ Each trial is one paired experiment as the lab builds it: ``inputs`` inputs, ``r
 e_i ~ N(difference, sd); A passes with probability clip(b_i + e_i / 2) and B with clip(b_i - e_i / 2),
 so the per-input effect varies from input to input (sd) as it does for real prompts. Every trial's
 per-input sums go through ``lab.stats.difference_verdicts`` (the function behind
-``lab.paired_difference``); the share of trials with a verdict is the false-verdict rate under the
+``lab.stats.paired_difference``); the share of trials with a verdict is the false-verdict rate under the
 null (difference 0) and the detection rate (power) under a planted difference, printed next to the
 power ``lab.stats.plan`` predicted from a pilot of the same size (median over pilots). For contrast,
 "t over pairs" is the old method: a t interval over (input, repeat) pairs as if they were independent.
@@ -103,7 +103,7 @@ def main() -> None:
 
     lines = [f"Machine: {machine()}.", "",
              f"{args.trials} simulated paired experiments per cell through `lab.stats.difference_verdicts` "
-             "(the function behind `lab.paired_difference`); per-input effect ~ N(difference, sd) on the pass "
+             "(the function behind `lab.stats.paired_difference`); per-input effect ~ N(difference, sd) on the pass "
              "probability. Null: no average difference, share of trials with a verdict (target <= 6%). "
              "'t over pairs' is the old method (pairs as independent evidence), for contrast.", "",
              "| per-input effect sd | inputs | repeats | lab: false verdicts | t over pairs (old) | target <= 6% |",

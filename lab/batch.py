@@ -32,7 +32,7 @@ from .errors import BatchError, BudgetExceeded
 from .pricing import Price, price_of
 from .prompts import EscapeHatch
 from .providers.batches import BatchAPI, BatchRequest, BatchResult, BatchState, batch_api
-from .providers.base import split_model
+from .providers import split_model
 from .runner import Call, Experiment, Runner
 from .store import RunLog, RunRecord, now
 from .tables import summary
@@ -111,13 +111,13 @@ def _chunks(api: BatchAPI, calls: list[Call]) -> list[list[Call]]:
 
 
 def _planned_row(runner: Runner, call: Call) -> dict[str, Any]:
-    rec = runner._record(call, output=None, error=None, started=now(), latency_ms=None, input_tokens=None,
+    rec = runner.record(call, output=None, error=None, started=now(), latency_ms=None, input_tokens=None,
                          output_tokens=None, cost=None, replayed_from=None)
     row = dataclasses.asdict(rec)
     for k in ("outcome", "output", "error", "finished_at"):
         row.pop(k)
     hatch = call.escape_hatch
-    price = price_of(call.model)  # kept: a later session may not know a price set with lab.set_price
+    price = price_of(call.model)  # kept: a later session may not know a price set with lab.pricing.set_price
     return {"record": row, "escape_hatch": dataclasses.asdict(hatch) if hatch else None,
             "price": dataclasses.asdict(price) if price else None}
 
@@ -169,13 +169,7 @@ def submit(exp: Experiment, *, provider_options: dict[str, dict[str, Any]] | Non
                 raise BudgetExceeded(
                     f"budget ${exp.budget_usd:.4f}: this batch could cost up to ${est or float('nan'):.4f} at batch "
                     "prices; raise budget_usd, or plan fewer calls")
-        log.add_experiment(exp.id, name=exp.name, prompt_path=exp.prompt.path, inputs_path=exp.inputs.path,
-                           models=exp.models, variants=[v.name for v in exp.variants], repeats=exp.repeats,
-                           params={**exp._params_record(), "mode": "batch"})
-        for v in exp.variants:
-            log.add_prompt_version(v.version, prompt_path=v.path, task=v.task, variant=v.name,
-                                   templates=v.templates, params=v.params,
-                                   escape_hatch=v.escape_hatch.text if v.escape_hatch else None)
+        exp.register(mode="batch")
         runner = Runner(log, exp.id)
         for model, api in apis.items():
             mine = [c for c in calls if c.model == model]
@@ -335,7 +329,7 @@ def suggest(planned: Experiment | PowerEstimate, model: str | list[str] | None =
     """One line of advice on how to run a planned experiment: live, or as a provider batch.
 
     Give an :class:`Experiment` (its planned calls and an upper cost estimate at batch prices), or
-    the :class:`lab.stats.PowerEstimate` from ``lab.repeats_needed(pilot, ...)`` together with the
+    the :class:`lab.stats.PowerEstimate` from ``lab.stats.repeats_needed(pilot, ...)`` together with the
     model(s) the full run will use. From about ``BATCH_SUGGESTED_CALLS`` calls on an ``anthropic:``
     or ``openai:`` model it suggests batch mode (half price, results within 24 hours); on other
     models it suggests a self-hosted OpenAI-compatible server with more concurrency.

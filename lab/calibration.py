@@ -1,7 +1,7 @@
 """Does the model know when it does not know? Calibration and selective answering from the
 confidence records of runs made with ``confidence=True`` (see :mod:`lab.logprobs`).
 
-    df = lab.with_grades(log.runs(experiment=exp_id), log.grades(exp_id))
+    df = lab.tables.with_grades(log.runs(experiment=exp_id), log.grades(exp_id))
     lab.calibration.calibration(df)          # Brier and ECE per variant and tag, intervals over inputs
     lab.calibration.reliability(df)          # per confidence bin: count, mean confidence, accuracy
     lab.calibration.selective(df)            # coverage vs accuracy when abstaining below a threshold
@@ -58,11 +58,11 @@ def availability(runs: pd.DataFrame) -> pd.DataFrame:
 
 def confidence_rows(runs: pd.DataFrame, *, which: Which = "p_answer") -> pd.DataFrame:
     """Answered runs that have a confidence record and a grade, with ``conf`` (the probability)
-    and ``correct`` (0/1 from ``passed``) columns. Needs :func:`lab.with_grades` first."""
+    and ``correct`` (0/1 from ``passed``) columns. Needs :func:`lab.tables.with_grades` first."""
     if which not in ("p_answer", "p_first"):
         raise ParameterError(f"which must be 'p_answer' or 'p_first', got {which!r}")
     if "passed" not in runs:
-        raise ParameterError("calibration needs grades: lab.with_grades(runs, grades) adds the passed column")
+        raise ParameterError("calibration needs grades: lab.tables.with_grades(runs, grades) adds the passed column")
     df = _answers(runs)
     df = df[df["outcome"] == "answered"]
     if "confidence" not in df:
@@ -186,7 +186,7 @@ def selective(runs: pd.DataFrame, *, by: str | Sequence[str] | None = "variant",
     with one with it (its point) to see whether the hatch abstains on the right inputs or a
     threshold would do better."""
     if "passed" not in runs:
-        raise ParameterError("selective answering needs grades: lab.with_grades(runs, grades) adds passed")
+        raise ParameterError("selective answering needs grades: lab.tables.with_grades(runs, grades) adds passed")
     df = _answers(runs)
     keys = _keys(by)
     rows = []
@@ -249,7 +249,7 @@ def probability_scores(runs: pd.DataFrame, *, by: str | Sequence[str] | None = "
     starts with "The answer is ...", its first position says nothing about the answer."""
     df = _answers(runs)
     if "passed" not in df:
-        raise ParameterError("probability_scores needs grades: lab.with_grades(runs, grades) adds passed")
+        raise ParameterError("probability_scores needs grades: lab.tables.with_grades(runs, grades) adds passed")
     records = df["confidence"] if "confidence" in df else pd.Series([None] * len(df), index=df.index)
     one_word = df["output"].map(lambda o: isinstance(o, str) and len(re.findall(r"\w+", o)) == 1)
     p = [probability_of(rec, exp) if ok else None for rec, exp, ok in zip(records, df["expected"], one_word)]

@@ -107,7 +107,8 @@ def _grade_and_print_findings(exp: Any, runs: Any) -> None:
     """Grade with the prompt file's grader (or the default one when inputs have expected answers),
     then print the findings block."""
     from .findings import from_log
-    from .grading import grade, graders_or_default
+    from .graders import graders_or_default
+    from .grading import grade
     from .techniques._common import resolve_graders
 
     graders = graders_or_default(resolve_graders(None, exp.prompt), runs.df)
@@ -182,7 +183,7 @@ def _notebook_value(text: str) -> Any:
 
 @command("run-notebook")
 def cmd_run_notebook(args: argparse.Namespace) -> int:
-    from .report import check_parameters, run_grid, run_notebook
+    from .notebooks import check_parameters, run_grid, run_notebook
     from .tables import summary
 
     params = {k: _notebook_value(v) for k, v in (args.parameter or [])}

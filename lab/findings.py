@@ -22,7 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from .grading import DEFAULT_GRADER, DEFAULT_GRADER_NOTE, UNPARSED_WARN_SHARE, unparsed_share
+from .graders import DEFAULT_GRADER, DEFAULT_GRADER_NOTE
+from .tables import UNPARSED_WARN_SHARE, unparsed_share
 from .stats import MIN_INPUTS, TOO_FEW, Population, paired_difference, rates
 from .tables import with_grades
 

@@ -212,7 +212,7 @@ def retry_spread(runs: pd.DataFrame) -> go.Figure:
     df = runs[(runs["outcome"] != "error") & (runs["role"].fillna("answer") == "answer")].copy() if len(runs) else runs
     if df.empty:
         return _empty(title)
-    from .grading import normalize
+    from .text import normalize
 
     df["answer"] = [normalize(o) or "(empty)" for o in df["output"]]
     df["variant"] = _label(df)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import ParameterError
+
 
 @dataclass(frozen=True)
 class Price:
@@ -48,5 +50,8 @@ def price_of(model: str) -> Price | None:
 def set_price(model_prefix: str, input_per_mtok: float, output_per_mtok: float) -> None:
     """Declare (or correct) a price, e.g. ``set_price("openai-compatible:", 0, 0)`` for a free local server."""
     if input_per_mtok < 0 or output_per_mtok < 0:
-        raise ValueError("prices cannot be negative")
+        raise ParameterError(
+            f"set_price({model_prefix!r}, ...): prices cannot be negative, got input {input_per_mtok!r} and "
+            f"output {output_per_mtok!r} per million tokens"
+        )
     _PRICES[model_prefix] = Price(float(input_per_mtok), float(output_per_mtok))

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Literal
 
+from .errors import ParameterError
 from .names import terminal_text
 
 ProgressMode = Literal["auto", "text", "quiet", "off"] | bool | None
@@ -29,7 +30,7 @@ def _mode(progress: ProgressMode) -> str:
     if progress is False:
         return "off"
     if progress not in ("auto", "text", "quiet", "off"):
-        raise ValueError(f"progress must be 'auto', 'text', 'quiet' or 'off', got {progress!r}")
+        raise ParameterError(f"progress must be 'auto', 'text', 'quiet' or 'off', got {progress!r}")
     return str(progress)
 
 

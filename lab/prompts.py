@@ -47,7 +47,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._yaml import YamlSyntaxError, line_of, load_with_lines, read_text
-from .errors import PromptFileError
+from .errors import GraderError, PromptFileError
+from .graders import grader_from_spec
+from .text import EscapeHatch, normalize_for_matching  # noqa: F401  (part of a prompt file)
 from .names import name_problem, terminal_text
 
 Role = Literal["system", "user", "assistant"]
@@ -215,44 +217,6 @@ class _PromptSpec(BaseModel):
         return v
 
 
-_ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_MARKUP = re.compile(r"<[^<>]{0,200}>|[*_`~]")
-
-
-def normalize_for_matching(text: str) -> str:
-    """The text an escape hatch is matched against: terminal escapes (ANSI colours, titles) and
-    markup (HTML tags, markdown ``*``, ``_``, `````` ` ``````, ``~``) removed, then Unicode NFKC (full-width
-    and other compatibility forms become plain letters) and case folding."""
-    text = _MARKUP.sub("", _ANSI.sub("", text))
-    return unicodedata.normalize("NFKC", text).casefold()
-
-
-@dataclass(frozen=True)
-class EscapeHatch:
-    """The declared way out. ``match``: ``word`` (the text appears as a whole word), ``start`` (the
-    output starts with it) or ``exact`` (the output is just that). Both sides are compared after
-    :func:`normalize_for_matching`, so ``Unsure.``, ``**UNSURE**``, full-width ``ＵＮＳＵＲＥ`` and an
-    ANSI-coloured ``UNSURE`` all count; surrounding quotes and ``.!`` are ignored for ``start``/``exact``."""
-
-    text: str
-    match: str = "word"
-
-    def detect(self, output: str | None) -> bool:
-        """True when ``output`` takes the way out."""
-        if not output:
-            return False
-        norm = normalize_for_matching(output)
-        hatch = normalize_for_matching(self.text).strip()
-        if not hatch:
-            return False
-        out = norm.strip().strip("\"'.!").strip()
-        if self.match == "exact":
-            return out == hatch
-        if self.match == "start":
-            return out.startswith(hatch)
-        return re.search(rf"(?<!\w){re.escape(hatch)}(?!\w)", norm) is not None
-
-
 @dataclass(frozen=True)
 class Variant:
     """One framing of a task: message templates plus parameters, with a content-hash version."""
@@ -272,7 +236,7 @@ class Variant:
 
     def part_variables(self) -> dict[str, frozenset[str]]:
         """Part name -> the input variables its text uses."""
-        return {name: _check_template(text, f"{self.path}: variants.{self.name}.parts.{name}")
+        return {name: check_template(text, f"{self.path}: variants.{self.name}.parts.{name}")
                 for name, text in self.parts}
 
     def render(self, variables: dict[str, Any], *, input_id: str | None = None) -> list[dict[str, str]]:
@@ -305,7 +269,7 @@ class PromptFile:
     task: str
     description: str | None
     variants: dict[str, Variant]
-    grader: dict[str, Any] | None = None  # the file's ``grader:`` spec (lab.grading.grader_from_spec)
+    grader: dict[str, Any] | None = None  # the file's ``grader:`` spec (lab.graders.grader_from_spec)
 
     def variant(self, name: str) -> Variant:
         try:
@@ -336,7 +300,7 @@ def _compiled(source: str) -> jinja2.Template:
     return tpl
 
 
-def _check_template(source: str, where: str) -> frozenset[str]:
+def check_template(source: str, where: str) -> frozenset[str]:
     """Parse a template; reject sandbox-escape shapes early; return the variables it needs."""
     try:
         ast = _ENV.parse(source)
@@ -438,11 +402,11 @@ def load_prompt(path: str | Path) -> PromptFile:
         for i, (part, src) in enumerate(parts):  # each part on its own, so an error names the part
             line = line_of(node, ("variants", name, "parts", i))
             where = f"variants.{name}.parts.{part}"
-            needed |= _check_template(src, f"{path} line {line}: {where}" if line else f"{path}: {where}")
+            needed |= check_template(src, f"{path} line {line}: {where}" if line else f"{path}: {where}")
         for role, src in templates:
             line = line_of(node, ("variants", name))
             where = f"{path} line {line}: variants.{name}.{role}" if line else f"{path}: variants.{name}.{role}"
-            needed |= _check_template(src, where)
+            needed |= check_template(src, where)
         params = {**base_params, **(v.params or {})}
         hatch = _hatch(v.escape_hatch if v.escape_hatch is not None else spec.escape_hatch)
         variants[name] = Variant(
@@ -459,8 +423,6 @@ def load_prompt(path: str | Path) -> PromptFile:
             parts=parts,
         )
     if spec.grader is not None:  # checked now, so a typo fails before any model call
-        from .grading import GraderError, grader_from_spec
-
         line = line_of(node, ("grader",))
         try:
             grader_from_spec(spec.grader, f"{path}" + (f" line {line}" if line else "") + ": grader")

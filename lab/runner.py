@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 
+from .seeds import derive_seed
 from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
 from .names import check_id, html_text
@@ -38,6 +39,7 @@ from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
 from .prompts import _check_params as _check_param_values
 from .providers import Provider, get_provider
 from .secrets import looks_like_secret
+from .runs import Runs
 from .store import RunLog, RunRecord, new_id, now
 
 if TYPE_CHECKING:  # pandas is imported when a table is read, not to run calls: it is 100 MB of RSS
@@ -81,12 +83,6 @@ def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
     if "error" in box:
         raise box["error"]
     return box["value"]
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A per-call seed from the experiment seed and the call's place (input, repeat)."""
-    h = hashlib.sha256(":".join(map(str, (seed, *parts))).encode()).hexdigest()
-    return int(h[:8], 16) % (2**31 - 1)
 
 
 def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any], repeat: int) -> str:
@@ -326,7 +322,7 @@ class Runner:
             price = price_of(call.model)
             cost = price.cost(completion.input_tokens, completion.output_tokens) if price else None
             self.spent_usd += cost or 0.0
-        rec = self._record(
+        rec = self.record(
             call, output=completion.text if completion else None, error=error, started=started,
             latency_ms=latency_ms, input_tokens=completion.input_tokens if completion else None,
             output_tokens=completion.output_tokens if completion else None, cost=cost, replayed_from=None,
@@ -342,11 +338,11 @@ class Runner:
         if not call.seed_chosen_by_user and "seed" in call.params:
             call = dataclasses.replace(call, seed=hit["seed"], params={**call.params, "seed": hit["seed"]})
         conf = hit.get("confidence")
-        return self._record(call, output=hit["output"], error=None, started=now(), latency_ms=hit["latency_ms"],
+        return self.record(call, output=hit["output"], error=None, started=now(), latency_ms=hit["latency_ms"],
                             input_tokens=hit["input_tokens"], output_tokens=hit["output_tokens"], cost=0.0,
                             replayed_from=hit["id"], confidence=json.loads(conf) if isinstance(conf, str) else conf)
 
-    def _record(self, call: Call, *, output: str | None, error: str | None, started: str, latency_ms: float | None,
+    def record(self, call: Call, *, output: str | None, error: str | None, started: str, latency_ms: float | None,
                 input_tokens: int | None, output_tokens: int | None, cost: float | None,
                 replayed_from: str | None, confidence: dict[str, Any] | None = None) -> RunRecord:
         if error is not None:
@@ -534,7 +530,7 @@ class Experiment:
         ``max_tokens`` (about 2 characters a token, as the budget check reckons)."""
         unknown = [m for m in self.models if price_of(m) is None]
         if unknown:
-            return f"cost unknown (no price for {', '.join(unknown)}; lab.set_price declares one)"
+            return f"cost unknown (no price for {', '.join(unknown)}; lab.pricing.set_price declares one)"
         row = next(iter(self.inputs))
         total = 0.0
         for v in self.variants:
@@ -567,7 +563,7 @@ class Experiment:
             unknown = [m for m in self.models if price_of(m) is None]
             if unknown:
                 raise ParameterError(
-                    f"a budget needs known prices, and {unknown} have none; declare one with lab.set_price(...)"
+                    f"a budget needs known prices, and {unknown} have none; declare one with lab.pricing.set_price(...)"
                 )
         params = {}
         for v in self.variants:
@@ -627,6 +623,16 @@ class Experiment:
             self._calls = list(self.iter_plan())
         return self._calls
 
+    def register(self, **extra: Any) -> None:
+        """Record this experiment (once) and its prompt versions in the log: every way of running
+        one (here, :mod:`lab.batch`, the workbench's input sets) goes through this. ``extra`` is
+        added to the recorded parameters (e.g. ``mode="batch"``)."""
+        self.log.add_experiment(self.id, name=self.name, prompt_path=self.prompt.path, inputs_path=self.inputs.path,
+                                models=self.models, variants=[v.name for v in self.variants], repeats=self.repeats,
+                                params={**self._params_record(), **extra})
+        for v in self.variants:
+            record_prompt_version(self.log, v)
+
     def _params_record(self) -> dict[str, Any]:
         return {"prompt": self.prompt.path, "inputs": self.inputs.path, "models": self.models,
                 "variants": [v.name for v in self.variants], "repeats": self.repeats, "params": self.params,
@@ -637,14 +643,7 @@ class Experiment:
     async def arun(self) -> "Runs":
         """Run the experiment on the current event loop (``await exp.arun()`` in async code)."""
         self.check()
-        self.log.add_experiment(self.id, name=self.name, prompt_path=self.prompt.path,
-                                inputs_path=self.inputs.path, models=self.models,
-                                variants=[v.name for v in self.variants], repeats=self.repeats,
-                                params=self._params_record())
-        for v in self.variants:
-            self.log.add_prompt_version(v.version, prompt_path=v.path, task=v.task, variant=v.name,
-                                        templates=v.templates, params=v.params,
-                                        escape_hatch=v.escape_hatch.text if v.escape_hatch else None)
+        self.register()
         total = self.size
         calls: Iterable[Call] = self.iter_plan()
         skipped = 0
@@ -680,50 +679,6 @@ class Experiment:
         return run_sync(self.arun)
 
 
-@dataclass
-class Runs:
-    """What a run did. ``df`` holds the experiment's rows as the log has them."""
-
-    experiment_id: str
-    log: RunLog
-    records: list[RunRecord]
-    skipped: int = 0
-    stopped: str | None = None
-    spent_usd: float = 0.0
-    wall_s: float = 0.0
-
-    @property
-    def df(self) -> "pd.DataFrame":
-        return self.log.runs(experiment=self.experiment_id)
-
-    def summary(self) -> "pd.DataFrame":
-        """Per variant (and model): calls, outcomes, latency, tokens, cost; computed by the log."""
-        return self.log.summary(self.experiment_id)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def _repr_html_(self) -> str:
-        note = f"<p>stopped: {html_text(self.stopped)}</p>" if self.stopped else ""
-        return (f"<p><b>{html_text(self.experiment_id)}</b>: {len(self.records)} calls in {self.wall_s:.1f}s, "
-                f"log {html_text(self.log.path)}</p>{note}" + self.summary().to_html())
-
-    def __repr__(self) -> str:
-        # Cheap on purpose: asyncio.run() formats the finished task (and so this) when it restores
-        # the SIGINT handler; a query of the log here cost 0.1 s per 400 calls. str() shows the table.
-        counts: dict[str, int] = {}
-        for rec in self.records:
-            counts[rec.outcome] = counts.get(rec.outcome, 0) + 1
-        detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        return f"Runs({self.experiment_id!r}, {len(self.records)} calls" + (f": {detail})" if detail else ")")
-
-    def __str__(self) -> str:
-        return f"{self!r}\n{self.summary().to_string()}"
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython's text display: the summary table
-        p.text(str(self))
-
-
 def experiment(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None,
                **kwargs: Any) -> Experiment:
     """Plan an experiment: every variant of ``prompt`` over ``inputs`` for each model and repeat.
@@ -741,3 +696,9 @@ def experiment(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | 
     exp = Experiment(prompt, inputs, **kwargs)
     exp.check()
     return exp
+
+
+def record_prompt_version(log: RunLog, v: Variant) -> None:
+    """Keep ``v``'s templates in the log under its version, so any earlier version can be read back."""
+    log.add_prompt_version(v.version, prompt_path=v.path, task=v.task, variant=v.name, templates=v.templates,
+                           params=v.params, escape_hatch=v.escape_hatch.text if v.escape_hatch else None)

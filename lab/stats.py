@@ -1,9 +1,9 @@
 """Statistics over run rows, with inputs as the unit of evidence.
 
-    df = lab.with_grades(runs.df, log.grades(exp.id))      # adds passed / score per run
-    lab.rates(df)                                          # pass rate per variant, interval over inputs
-    lab.rates(df, value="escaped", split_by_tag=True)      # escape rate per variant and tag
-    lab.paired_difference(df, "honest", "persona")         # honest - persona, paired per input; verdict
+    df = lab.tables.with_grades(runs.df, log.grades(exp.id))      # adds passed / score per run
+    lab.stats.rates(df)                                          # pass rate per variant, interval over inputs
+    lab.stats.rates(df, value="escaped", split_by_tag=True)      # escape rate per variant and tag
+    lab.stats.paired_difference(df, "honest", "persona")         # honest - persona, paired per input; verdict
     lab.stats.plan(pilot, "honest", "persona", difference=0.1)   # inputs x repeats to detect 0.1
 
 An experiment's inputs are a sample from the inputs its user cares about; repeats sample the
@@ -224,7 +224,7 @@ def _values(df: pd.DataFrame, value: str) -> pd.Series:
         return (df["outcome"] == value).astype(float)
     raise ParameterError(
         f"value {value!r} is neither a column of the runs table nor an outcome {list(OUTCOME_VALUES)}; "
-        "for 'passed' or 'score', add grades first: lab.with_grades(runs, grades)"
+        "for 'passed' or 'score', add grades first: lab.tables.with_grades(runs, grades)"
     )
 
 
@@ -697,7 +697,7 @@ def repeats_needed(pilot: pd.DataFrame, a: str, b: str, *, difference: float, va
     Kept for old notebooks. It now reads the answer off :func:`plan` for the pilot's own inputs;
     when no number of repeats can reach the power there, ``repeats_needed`` is the largest tried
     and ``note`` says to add inputs."""
-    warnings.warn("lab.repeats_needed is deprecated: use lab.stats.plan(pilot, a, b, difference=...), which "
+    warnings.warn("lab.stats.repeats_needed is deprecated: use lab.stats.plan(pilot, a, b, difference=...), which "
                   "answers in inputs x repeats", DeprecationWarning, stacklevel=2)
     p = plan(pilot, a, b, difference=difference, value=value, power=power, confidence=confidence,
              variant_col=variant_col, pair_on=pair_on)

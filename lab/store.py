@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from . import __version__
+from .version import __version__
 from .errors import StoreError
 from .migrations import migrate
 from .names import folder_value
@@ -595,6 +595,11 @@ class RunLog:
                                        tag=tag, outcome=outcome, role=role, as_of=as_of)
         return self._query("runs", where, args, columns=None if columns is None else list(columns))
 
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run row by its id, as a dict (None when the log has no such run)."""
+        found = self._query("runs", ["id = ?"], [run_id])
+        return None if found.empty else found.iloc[0].to_dict()
+
     def summary_rows(self, experiment: str | list[str] | None = None,
                      **filters: Any) -> tuple[list[str], list[str], list[tuple]]:
         """:meth:`summary` without pandas (for the CLI): the group columns, the value columns and
@@ -613,7 +618,7 @@ class RunLog:
         return by, cols, rows
 
     def summary(self, experiment: str | list[str] | None = None, **filters: Any) -> "pd.DataFrame":
-        """Per variant (and model, when there are several) the same table as ``lab.summary(runs)``,
+        """Per variant (and model, when there are several) the same table as ``lab.tables.summary(runs)``,
         computed by SQLite (an index holds what it reads): n, answered, escaped, errors, mean latency,
         output tokens and cost (NaN when any call's price is unknown). Filters as :meth:`runs`."""
         import pandas as pd

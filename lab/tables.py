@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .errors import ParameterError
+from .text import normalize
+
 SUMMARY_COLUMNS = ["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]
 
 
@@ -120,8 +123,6 @@ def disagreements(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, gra
     (answered vs escaped vs error), ``answer`` (normalized output text differs), or ``auto``
     (``passed`` when there are grades, else ``answer``).
     """
-    from .grading import normalize
-
     df = runs
     if "role" in df:
         df = df[df["role"].isin(["answer", "revision"])]
@@ -129,7 +130,7 @@ def disagreements(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, gra
     if on == "auto":
         on = "passed" if df["passed"].notna().any() else "answer"
     if on not in ("passed", "outcome", "answer"):
-        raise ValueError(f"disagreements: on must be 'auto', 'passed', 'outcome' or 'answer', got {on!r}")
+        raise ParameterError(f"disagreements: on must be 'auto', 'passed', 'outcome' or 'answer', got {on!r}")
     key = df["output"].map(normalize) if on == "answer" else df[on]
     df = df.assign(_key=key.astype(str))
     differs = df.groupby(list(index))["_key"].nunique() > 1
@@ -161,3 +162,19 @@ def critique_rounds(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, g
     cols = ["variant", "input_id", "repeat", "round", "answer", "passed", "score", "critique", "output_tokens",
             "cost_usd", "run_id", "conversation_id"]
     return pd.DataFrame(rows, columns=cols).sort_values(["variant", "input_id", "repeat", "round"]).reset_index(drop=True)
+
+
+UNPARSED_WARN_SHARE = 0.2
+
+
+def unparsed_share(grades: pd.DataFrame, judge: str | None = None) -> float:
+    """Share of judge grades (latest per run; one judge, or every ``judge:*`` grader) the judge's
+    reply could not be read for (label ``unparsed``); NaN when there are none."""
+    if grades is None or grades.empty:
+        return float("nan")
+    names = grades["grader"].astype(str)
+    g = grades[names == judge] if judge else grades[names.str.startswith("judge:")]
+    if g.empty:
+        return float("nan")
+    latest = g.sort_values("seq").groupby(["run_id", "grader"]).tail(1)
+    return float((latest["label"] == "unparsed").mean())

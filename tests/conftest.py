@@ -24,7 +24,7 @@ def _isolated(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def run_log(tmp_path) -> lab.RunLog:
+def run_log(tmp_path) -> lab.store.RunLog:
     return lab.log(tmp_path / "runs.db")
 
 

@@ -66,7 +66,7 @@ def parts_prompt(write):
 # ---- prompt files with named parts ---------------------------------------------------------------
 
 def test_parts_are_joined_into_the_user_message_in_order(parts_prompt):
-    v = lab.load_prompt(parts_prompt).variant("honest")
+    v = lab.prompts.load_prompt(parts_prompt).variant("honest")
     assert [n for n, _ in v.parts] == ["who", "format", "inert", "way_out", "question"]
     msgs = v.render({"question": "What is the capital of France?"})
     assert msgs == [{"role": "user", "content": "I'm checking a small model for a quiz table.\n"
@@ -89,7 +89,7 @@ PARTS = "line 4, variants.honest.parts"
 def test_a_malformed_parts_list_is_refused_naming_file_line_and_field(write, body, where, says):
     path = write("p.yaml", "task: t\nvariants:\n  honest:\n" + body)
     with pytest.raises(lab.PromptFileError) as err:
-        lab.load_prompt(path)
+        lab.prompts.load_prompt(path)
     msg = str(err.value)
     assert str(path) in msg and where in msg and says in msg
 
@@ -97,13 +97,13 @@ def test_a_malformed_parts_list_is_refused_naming_file_line_and_field(write, bod
 def test_a_template_error_in_a_part_names_the_part(write):
     path = write("p.yaml", "task: t\nvariants:\n  honest:\n    parts:\n      - who: a\n      - q: '{{ question '\n")
     with pytest.raises(lab.PromptFileError, match=r"line 6: variants\.honest\.parts\.q: template syntax error"):
-        lab.load_prompt(path)
+        lab.prompts.load_prompt(path)
 
 
 # ---- generated variants -------------------------------------------------------------------------
 
 def test_ablation_makes_one_variant_per_part_with_its_own_version(parts_prompt):
-    pf = lab.load_prompt(parts_prompt)
+    pf = lab.prompts.load_prompt(parts_prompt)
     variants, removed, added = ablation_variants(pf, "honest", base="persona")
     # the question part uses the input, so it is kept unless named
     assert list(removed) == ["who", "format", "inert", "way_out"] == list(added)
@@ -120,7 +120,7 @@ def test_ablation_makes_one_variant_per_part_with_its_own_version(parts_prompt):
 
 
 def test_ablating_a_variant_without_parts_or_an_unknown_part_is_refused(parts_prompt):
-    pf = lab.load_prompt(parts_prompt)
+    pf = lab.prompts.load_prompt(parts_prompt)
     with pytest.raises(lab.PromptFileError, match="variant 'persona' has no named parts"):
         ablation_variants(pf, "persona")
     with pytest.raises(lab.ParameterError, match=r"\['tone'\] are not parts of variant 'honest'"):

@@ -201,17 +201,17 @@ def test_polling_again_or_after_a_crash_never_duplicates_rows(files, claude_srv,
     exp = plan(files, claude_srv, CLAUDE, run_log)
     lab.batch.submit(exp)
     # the process dies after writing the rows but before noting the batch as ingested
-    real = lab.RunLog.update_batch
+    real = lab.store.RunLog.update_batch
 
     def crash(self, *a, ingested=False, **kw):
         if ingested:
             raise KeyboardInterrupt
         return real(self, *a, ingested=ingested, **kw)
 
-    monkeypatch.setattr(lab.RunLog, "update_batch", crash)
+    monkeypatch.setattr(lab.store.RunLog, "update_batch", crash)
     with pytest.raises(KeyboardInterrupt):
         lab.batch.poll(exp.id, log=run_log)
-    monkeypatch.setattr(lab.RunLog, "update_batch", real)
+    monkeypatch.setattr(lab.store.RunLog, "update_batch", real)
     assert len(run_log.runs(experiment=exp.id)) == 6
     again = lab.batch.poll(exp.id, log=lab.log(run_log.path))  # a new RunLog on the same file
     assert again.done and again.ingested == 0

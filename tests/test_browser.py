@@ -219,7 +219,7 @@ def test_a_failed_call_leaves_the_earlier_cards(jupyterlab):
 @pytest.mark.parametrize("width", WIDTHS)
 def test_the_report_opens_with_the_findings_above_the_first_figure_and_no_stderr_boxes(tmp_path, width):
     import lab
-    from lab.report import run_notebook
+    from lab.notebooks import run_notebook
     from tests import scripted  # noqa: F401  (registers the scripted provider for this process)
 
     log = tmp_path / "log.db"

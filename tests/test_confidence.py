@@ -182,7 +182,7 @@ def test_reliability_counts_answers_per_bin_with_wilson_intervals():
     rel = cal.reliability(df, bins=10).set_index("bin_low")
     assert list(rel["n"]) == [1, 2, 3]
     assert rel.loc[0.1, "accuracy"] == 0.5 and rel.loc[0.9, "accuracy"] == pytest.approx(2 / 3)
-    assert rel.loc[0.9, ["low", "high"]].tolist() == pytest.approx(list(lab.proportion_ci(2, 3)))
+    assert rel.loc[0.9, ["low", "high"]].tolist() == pytest.approx(list(lab.stats.proportion_ci(2, 3)))
 
 
 def test_selective_curve_trades_coverage_for_accuracy_and_the_hatch_is_a_point():

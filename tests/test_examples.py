@@ -50,9 +50,9 @@ def test_findings_on_the_local_model_name_a_winner_or_none_and_match_lab_stats(r
     f = cmp.findings()
     assert f.grader == "match:default" and f.verdict is not None
     assert any(w in f.headline for w in ("beats", "No detectable difference", "Too few inputs to tell"))
-    df = lab.findings.behaviour(lab.with_grades(cmp.log.runs(experiment=cmp.experiment_id),
+    df = lab.findings.behaviour(lab.tables.with_grades(cmp.log.runs(experiment=cmp.experiment_id),
                                                 cmp.log.grades(cmp.experiment_id), grader=cmp.grader))
-    ref = lab.paired_difference(df, "honest", "persona", value="appropriate").iloc[0]
+    ref = lab.stats.paired_difference(df, "honest", "persona", value="appropriate").iloc[0]
     assert (f.verdict["difference"], f.verdict["low"], f.verdict["high"]) == pytest.approx(
         (ref["difference"], ref["low"], ref["high"]))
     assert f"{ref['low']:+.2f} to {ref['high']:+.2f}" in f.headline and f"{ref['inputs']} inputs" in f.headline

@@ -12,7 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lab.report import NotebookError, run_notebook
+from lab.errors import NotebookError
+from lab.notebooks import run_notebook
 from tests.chromium import browser
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ def test_findings_name_the_winner_with_n_and_an_interval_matching_lab_stats():
     f = findings(runs, grades)
     assert f.a == "honest" and f.b == "persona<b>"
     assert f.headline.startswith("honest beats persona<b> on pass rate") or f.headline.startswith("honest beats persona<b>")
-    stats = lab.paired_difference(lab.with_grades(runs, grades), "honest", "persona<b>").iloc[0]
+    stats = lab.stats.paired_difference(lab.tables.with_grades(runs, grades), "honest", "persona<b>").iloc[0]
     assert f.verdict["low"] == pytest.approx(stats["low"]) and f.verdict["high"] == pytest.approx(stats["high"])
     assert f"{stats['low']:+.2f} to {stats['high']:+.2f}" in f.headline and "10 inputs" in f.headline
     assert "(n = 10 x 2)" in str(f)
@@ -87,7 +87,7 @@ def test_one_variant_without_grades_gives_no_pairs_not_a_crash(run_log):
                          model="scripted:echo", variants=["persona", "honest"], log=run_log)
     runs = exp.run()
     df = runs.df
-    lab.grade(df[df["variant"] == "persona"], lab.match(), log=run_log)
+    lab.grade(df[df["variant"] == "persona"], lab.graders.match(), log=run_log)
     cmp = lab.techniques.framing.Comparison(exp.id, run_log, ["persona", "honest"], "match:normalized")
     res = cmp.difference()
     assert res.loc["all", "pairs"] == 0 and res.loc["all", "reading"].startswith("no pairs where both")

@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 import lab
-from lab.grading import GraderError, normalize, numbers_in, parse_judge_score
+from lab.errors import GraderError
+from lab.graders import parse_judge_score
+from lab.text import normalize, numbers_in
 from tests import scripted
 
 scripted.SCRIPTS["judge4"] = lambda m, p: "SCORE: 4 - clear enough"
@@ -36,21 +38,21 @@ def run(output, expected=None, tags=("normal",), outcome="answered"):
     ("negative", ["negative", "UNSURE"], "normalized", "whole", True),
 ])
 def test_match_modes_handle_the_surprising_cases(output, expected, mode, location, ok):
-    g = lab.match(mode=mode, location=location)
+    g = lab.graders.match(mode=mode, location=location)
     assert g(run(output, expected)).passed is ok
 
 
 def test_match_with_marker_reads_only_what_follows_it():
-    g = lab.match(mode="numeric", marker="ANSWER:", location="start")
+    g = lab.graders.match(mode="numeric", marker="ANSWER:", location="start")
     assert g(run("3 + 4 = 7, so\nANSWER: 7", 7)).passed is True
     assert g(run("ANSWER: 12 because 3 + 4 = 7", 7)).passed is False
     assert g(run("seven", 7)).label == "no marker"
 
 
 def test_match_writes_no_grade_for_rows_without_expected():
-    assert lab.match()(run("anything", None)) is None
-    assert lab.match()(run("anything", float("nan"))) is None  # a DataFrame's missing value
-    assert lab.match(mode="numeric")(run("7", pd.NA)) is None
+    assert lab.graders.match()(run("anything", None)) is None
+    assert lab.graders.match()(run("anything", float("nan"))) is None  # a DataFrame's missing value
+    assert lab.graders.match(mode="numeric")(run("7", pd.NA)) is None
 
 
 def test_a_run_with_missing_expected_gets_no_match_grade(run_log):
@@ -60,12 +62,12 @@ def test_a_run_with_missing_expected_gets_no_match_grade(run_log):
     runs = exp.run()
     df = runs.df
     df.loc[df["input_id"] == "b", "expected"] = float("nan")  # as pandas hands a missing value over
-    graded = lab.grade(df, lab.match(), log=run_log)
+    graded = lab.grade(df, lab.graders.match(), log=run_log)
     assert set(df.loc[df["id"].isin(graded["run_id"]), "input_id"]) == {"a"}
 
 
 def test_kappa_and_alpha_next_to_raw_agreement():
-    from lab.grading import cohen_kappa, krippendorff_alpha
+    from lab.judges import cohen_kappa, krippendorff_alpha
 
     assert cohen_kappa([1, 1, 0, 0], [1, 1, 0, 0]) == 1.0
     assert cohen_kappa([1, 0, 1, 0], [0, 1, 0, 1]) == -1.0
@@ -85,16 +87,16 @@ def test_a_judge_whose_replies_cannot_be_read_raises_a_warning(answers, run_log)
 
 def test_numeric_match_on_text_expected_names_the_input():
     with pytest.raises(GraderError, match="i1"):
-        lab.match(mode="numeric")(run("7", "seven"))
+        lab.graders.match(mode="numeric")(run("7", "seven"))
 
 
 def test_bad_options_are_refused_when_the_grader_is_built():
     with pytest.raises(GraderError, match="mode"):
-        lab.match(mode="fuzzy")
+        lab.graders.match(mode="fuzzy")
     with pytest.raises(GraderError, match="does not compile"):
-        lab.regex("([")
+        lab.graders.regex("([")
     with pytest.raises(GraderError, match="schema itself is invalid"):
-        lab.json_schema({"type": "nonsense"})
+        lab.graders.json_schema({"type": "nonsense"})
     with pytest.raises(GraderError, match="rubric"):
         lab.judge("   ")
     with pytest.raises(lab.ModelSpecError):
@@ -108,25 +110,25 @@ def test_normalize_and_numbers():
 
 
 def test_regex_and_json_schema_and_custom():
-    assert lab.regex(r"(positive|negative)", ignore_case=True)(run("It is Negative")).label == "Negative"
+    assert lab.graders.regex(r"(positive|negative)", ignore_case=True)(run("It is Negative")).label == "Negative"
     schema = {"type": "object", "required": ["label"], "properties": {"label": {"enum": ["pos", "neg"]}}}
-    g = lab.json_schema(schema)
+    g = lab.graders.json_schema(schema)
     assert g(run('Sure: {"label": "pos"} done')).passed is True
     bad = g(run('{"label": "meh"}'))
     assert bad.label == "invalid" and "label" in bad.detail["errors"][0]
     assert g(run("no json here")).label == "no json"
-    assert lab.json_schema(schema, extract="whole")(run('x {"label": "pos"}')).label == "no json"
-    short = lab.custom(lambda out: len(out) < 10, name="short")
+    assert lab.graders.json_schema(schema, extract="whole")(run('x {"label": "pos"}')).label == "no json"
+    short = lab.graders.custom(lambda out: len(out) < 10, name="short")
     assert short.name == "custom:short" and short(run("tiny")).passed is True
-    assert lab.custom(lambda out, r: r["input_id"])(run("x")).label == "i1"
+    assert lab.graders.custom(lambda out, r: r["input_id"])(run("x")).label == "i1"
 
 
 def test_escape_hatch_grader_says_whether_escaping_was_right():
-    g = lab.escape_hatch("UNSURE")
+    g = lab.graders.escape_hatch("UNSURE")
     assert g(run("UNSURE", tags=["unanswerable"])).passed is True
     assert g(run("UNSURE")).passed is False  # over-abstention
     assert g(run("positive", tags=["unanswerable"])).label == "answered"
-    assert lab.escape_hatch()(run("whatever", outcome="escaped")).label == "escaped"
+    assert lab.graders.escape_hatch()(run("whatever", outcome="escaped")).label == "escaped"
 
 
 def test_judge_score_parsing():
@@ -144,7 +146,7 @@ def answers(run_log):
 
 
 def test_grades_are_rows_pointing_at_runs_and_regrading_adds_rows(answers, run_log):
-    g = lab.match(mode="numeric", marker="ANSWER:", location="start")
+    g = lab.graders.match(mode="numeric", marker="ANSWER:", location="start")
     first = lab.grade(answers, g)
     assert len(first) == 4 and set(first["run_id"]) == set(answers.df["id"])
     assert first.set_index("run_id")["passed"].sum() == 1  # only "apples" is 7
@@ -152,7 +154,7 @@ def test_grades_are_rows_pointing_at_runs_and_regrading_adds_rows(answers, run_l
     lab.grade(answers, g)
     assert len(run_log.grades(answers.experiment_id)) == 8
     pd.testing.assert_frame_equal(before, answers.df)  # runs are never rewritten
-    view = lab.with_grades(answers.df, run_log.grades(answers.experiment_id))
+    view = lab.tables.with_grades(answers.df, run_log.grades(answers.experiment_id))
     assert view["grader"].eq("match:numeric").all() and view["passed"].sum() == 1
 
 
@@ -179,7 +181,7 @@ def test_human_ratings_rankings_and_judge_agreement(answers, run_log):
     grades = run_log.grades(answers.experiment_id)
     human = grades[grades["grader"] == "human:ana"]
     assert len(human) == 4 and human["detail"].iloc[0] == {"note": "checked by hand"}
-    agree = lab.judge_agreement(grades, judge="judge:scripted:judge4", human="human:ana")
+    agree = lab.judges.judge_agreement(grades, judge="judge:scripted:judge4", human="human:ana")
     assert agree["runs"] == 4 and agree["judge_self_agreement"] == 1.0
     assert agree["pass_agreement"] == pytest.approx(0.75)  # the judge passes all four; ana failed one
     # ... which is no agreement beyond chance: a judge that passes everything has kappa 0
@@ -196,7 +198,7 @@ def test_human_ratings_rankings_and_judge_agreement(answers, run_log):
 def test_prompt_file_grader_typo_fails_at_load(write):
     p = write("p.yaml", "task: t\ngrader:\n  kind: match\n  mood: numeric\nvariants:\n  a:\n    user: hi\n")
     with pytest.raises(lab.PromptFileError, match="line 2: grader.*mood"):
-        lab.load_prompt(p)
+        lab.prompts.load_prompt(p)
 
 
 def test_judge_decoys_are_logged_graded_and_counted_per_kind(run_log, write):
@@ -205,7 +207,7 @@ def test_judge_decoys_are_logged_graded_and_counted_per_kind(run_log, write):
     prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: 'Describe {{ text }}'\n")
     runs = lab.experiment(prompt, [{"id": "r1", "text": "a cat"}, {"id": "r2", "text": "a dog"}],
                           model="scripted:echo", log=run_log).run()
-    report = lab.judge_decoys(lab.judge("A vivid description.", model="scripted:lenient", repeats=1), runs,
+    report = lab.judges.judge_decoys(lab.judge("A vivid description.", model="scripted:lenient", repeats=1), runs,
                               per_kind=2, log=run_log)
     assert list(report.index) == ["repetition", "empty", "off-topic", "self-praise"]
     assert (report["n"] == 2).all() and (report["pass_rate"] == 1.0).all()  # this judge is fooled by all
@@ -219,7 +221,7 @@ def test_judge_decoys_are_logged_graded_and_counted_per_kind(run_log, write):
 def test_a_local_judge_can_be_checked_against_decoys(run_log, write):
     prompt = write("p.yaml", "task: t\nparams: {max_tokens: 16}\nvariants:\n  a:\n    user: 'Name a fruit that is {{ colour }}.'\n")
     runs = lab.experiment(prompt, [{"id": "y", "colour": "yellow"}], log=run_log, seed=1).run()
-    report = lab.judge_decoys(lab.judge("Names one real fruit of that colour.", repeats=1), runs, per_kind=1,
+    report = lab.judges.judge_decoys(lab.judge("Names one real fruit of that colour.", repeats=1), runs, per_kind=1,
                               log=run_log)
     assert (report["n"] == 1).all() and report["pass_rate"].between(0, 1).all()
     judged = run_log.runs(experiment=f"{runs.experiment_id}:decoys:judge")
@@ -227,7 +229,8 @@ def test_a_local_judge_can_be_checked_against_decoys(run_log, write):
 
 
 def test_built_in_prompts_are_filled_in_one_pass():
-    from lab.grading import JUDGE_TEMPLATE, fill
+    from lab.graders import JUDGE_TEMPLATE
+    from lab.text import fill
 
     text = fill(JUDGE_TEMPLATE, request="Explain what {answer} means in a template", answer="MODEL SAID THIS",
                 rubric="r", instruction="i")

@@ -340,7 +340,7 @@ def test_a_hostile_experiment_id_is_refused_before_any_call(case, write, model_c
 
 
 def test_run_notebook_refuses_an_id_that_leaves_results_before_running(tmp_path):
-    from lab.report import run_notebook
+    from lab.notebooks import run_notebook
 
     with pytest.raises(lab.ParameterError, match=r"experiment id '\.\./\.\./x' may only use"):
         run_notebook("notebooks/persona_vs_honest.ipynb", {}, experiment_id="../../x", cwd=tmp_path)

@@ -52,7 +52,7 @@ def _lock_when_called(path: Path, hold_s: float, at_call: int) -> list[subproces
 def test_a_log_locked_longer_than_the_busy_timeout_gets_every_finished_call_once_it_frees(write, tmp_path, capfd):
     path = tmp_path / "locked.db"
     lockers = _lock_when_called(path, hold_s=1.5, at_call=5)
-    log = lab.RunLog(path, busy_timeout_s=0.2, lock_wait_s=60)
+    log = lab.store.RunLog(path, busy_timeout_s=0.2, lock_wait_s=60)
     exp = lab.experiment(write("p.yaml", PROMPT), [{"id": f"i{i}", "n": i} for i in range(15)],
                          model="scripted:lock-midway", concurrency=3, log=log)
     runs = exp.run()
@@ -71,7 +71,7 @@ def test_calls_finished_while_the_log_stays_locked_go_to_a_recovery_file_that_th
         write, tmp_path, capfd):
     path = tmp_path / "locked.db"
     lockers = _lock_when_called(path, hold_s=3, at_call=3)
-    log = lab.RunLog(path, busy_timeout_s=0.1, lock_wait_s=0.5)
+    log = lab.store.RunLog(path, busy_timeout_s=0.1, lock_wait_s=0.5)
     exp = lab.experiment(write("p.yaml", PROMPT), [{"id": f"i{i}", "n": i} for i in range(10)],
                          model="scripted:lock-midway", concurrency=2, log=log)
     runs = exp.run()  # ends normally: nothing raised, every call accounted for
@@ -198,7 +198,7 @@ def test_runs_reads_and_decodes_only_the_columns_asked_for(run_log):
 def test_import_lab_and_cli_help_do_not_import_pandas():
     code = ("import sys, lab, lab.cli\n"
             "try:\n    lab.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('pandas' in sys.modules, callable(lab.context), lab.Context.__name__, callable(lab.context))\n")
+            "print('pandas' in sys.modules, callable(lab.context), lab.whole_context.Context.__name__, callable(lab.context))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False True Context True"

@@ -13,7 +13,9 @@ import nbformat
 import pytest
 
 import lab
-from lab.report import NotebookError, export_html, figures_to_html, run_grid, run_notebook
+from lab.errors import NotebookError
+from lab.notebooks import run_grid, run_notebook
+from lab.report import export_html, figures_to_html
 from tests.chromium import browser, rendered_figures
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +115,7 @@ def executed(tmp_path_factory):
     log_path = base / "log.db"
     results = {}
     for name in ORDER:
-        takes = lab.report.notebook_parameters(NOTEBOOKS / name)
+        takes = lab.notebooks.notebook_parameters(NOTEBOOKS / name)
         wanted = {**SMALL, "inputs": str(inputs), **OVERRIDES.get(name, {})}
         wanted["inputs"] = str(base / Path(wanted["inputs"]).name)
         params = {k: v for k, v in wanted.items() if k in takes}

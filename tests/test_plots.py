@@ -79,7 +79,7 @@ def test_paired_difference_figure_draws_the_numbers_lab_stats_computes(sentiment
     grades = run_log.grades()
     for metric, value in (("correct", "passed"), ("escaped", "escaped")):
         fig = plots.paired_difference(sentiment_runs, "persona", "honest", grades, metric=metric)
-        table = lab.paired_difference(lab.with_grades(sentiment_runs, grades), "persona", "honest", value=value,
+        table = lab.stats.paired_difference(lab.tables.with_grades(sentiment_runs, grades), "persona", "honest", value=value,
                                       split_by_tag=True)
         table = table[table["pairs"] > 0]
         trace = fig.data[0]
@@ -95,7 +95,7 @@ def test_paired_difference_figure_draws_the_numbers_lab_stats_computes(sentiment
 def test_outcome_rates_figure_draws_lab_stats_rates(sentiment_runs, run_log):
     grades = run_log.grades()
     fig = plots.outcome_rates(sentiment_runs, grades, split_by_tag=False)
-    esc = lab.rates(sentiment_runs, value="escaped")
+    esc = lab.stats.rates(sentiment_runs, value="escaped")
     bars = next(t for t in fig.data if t.name == "escaped")
     assert list(bars.y) == pytest.approx(list(100 * esc.loc[list(bars.x), "rate"]))
     assert [y + e for y, e in zip(bars.y, bars.error_y.array)] == pytest.approx(list(100 * esc.loc[list(bars.x), "high"]))
@@ -122,7 +122,7 @@ def test_critique_rounds_and_version_figures_read_role_round_and_version(run_log
     for rnd, (role, out) in enumerate([("answer", "no"), ("revision", "yes")]):
         run_log.add_run(RunRecord(outcome="answered", output=out, role=role, round=rnd, **base))
     df = run_log.runs()
-    lab.grade(df, lab.match(), log=run_log)
+    lab.grade(df, lab.graders.match(), log=run_log)
     fig = plots.critique_rounds(df, run_log.grades())
     assert list(fig.data[0].x) == [0, 1] and list(fig.data[0].y) == [0.0, 100.0]
     fig = plots.score_by_version(df, run_log.grades())
@@ -175,7 +175,7 @@ def test_versions_are_ticks_in_time_order_not_sub_millisecond_times(run_log):
                                          ("v2bbbbbbbb", "2026-01-01T10:00:00.923456+00:00")]):
         run_log.add_run(RunRecord(experiment_id="e", model="m", messages=[], outcome="answered", output="yes",
                                   expected="yes", variant="v", prompt_version=version, finished_at=when))
-    lab.grade(run_log.runs(), lab.match(), log=run_log)
+    lab.grade(run_log.runs(), lab.graders.match(), log=run_log)
     fig = plots.score_by_version(run_log.runs(), run_log.grades())
     assert fig.layout.xaxis.type == "category"
     assert list(fig.data[0].x) == ["v1aaaaaa<br>2026-01-01 10:00", "v2bbbbbb<br>2026-01-01 10:00"]

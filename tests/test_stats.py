@@ -45,55 +45,55 @@ def test_bootstrap_mean_interval_contains_the_mean_and_is_reproducible():
 
 def test_rates_per_variant_and_tag_are_sane():
     df = frame([1, 1, 0, 1, 1, 0, 1, 1, 1, 1], [0] * 10, tags={0: ["edge"], 1: ["edge", "unanswerable"]})
-    r = lab.rates(df)
+    r = lab.stats.rates(df)
     assert r.loc["A", "n"] == 10 and r.loc["A", "k"] == 8 and r.loc["B", "rate"] == 0
     assert ((0 <= r["low"]) & (r["low"] <= r["rate"]) & (r["rate"] <= r["high"]) & (r["high"] <= 1)).all()
-    by_tag = lab.rates(df, split_by_tag=True)
+    by_tag = lab.stats.rates(df, split_by_tag=True)
     assert by_tag.loc[("A", "edge"), "n"] == 2 and by_tag.loc[("A", "all"), "n"] == 10
-    esc = lab.rates(df, value="escaped")
+    esc = lab.stats.rates(df, value="escaped")
     assert esc.loc["B", "rate"] == 1 and esc.loc["A", "rate"] == 0
     with pytest.raises(lab.ParameterError, match="with_grades"):
-        lab.rates(df.drop(columns="passed"), value="passed")
+        lab.stats.rates(df.drop(columns="passed"), value="passed")
 
 
 def test_paired_difference_verdicts():
-    same = lab.paired_difference(frame([1, 0] * 20, [1, 0] * 20, n_inputs=10), "A", "B")
+    same = lab.stats.paired_difference(frame([1, 0] * 20, [1, 0] * 20, n_inputs=10), "A", "B")
     assert same["verdict"].iloc[0] == "no detectable difference" and same["pairs"].iloc[0] == 40
     assert same["inputs"].iloc[0] == 10
-    planted = lab.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10), "A", "B")
+    planted = lab.stats.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10), "A", "B")
     assert planted["verdict"].iloc[0] == "A better" and "A better than B over 10 inputs" in planted["reading"].iloc[0]
-    worse = lab.paired_difference(frame([0] * 20, [1] * 19 + [0], n_inputs=10), "A", "B", method="bootstrap")
+    worse = lab.stats.paired_difference(frame([0] * 20, [1] * 19 + [0], n_inputs=10), "A", "B", method="bootstrap")
     assert worse["verdict"].iloc[0] == "B better" and worse["low"].iloc[0] <= worse["difference"].iloc[0] <= worse["high"].iloc[0]
-    esc = lab.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10), "A", "B", value="escaped", higher_is_better=False)
+    esc = lab.stats.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10), "A", "B", value="escaped", higher_is_better=False)
     assert esc["verdict"].iloc[0] == "A better"  # A escapes less
-    split = lab.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10, tags={0: ["edge"]}), "A", "B", split_by_tag=True)
+    split = lab.stats.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10, tags={0: ["edge"]}), "A", "B", split_by_tag=True)
     assert set(split.index) == {"all", "edge", "normal"} and split.loc["edge", "pairs"] == 1
     assert split.loc["edge", "verdict"] == "too few inputs to tell"
     with pytest.raises(lab.ParameterError, match="no rows with variant 'C'"):
-        lab.paired_difference(frame([1], [1]), "A", "C")
+        lab.stats.paired_difference(frame([1], [1]), "A", "C")
 
 
 def test_the_sign_is_a_minus_b_as_named():
     df = frame([1] * 20, [0] * 20, n_inputs=10)
-    assert lab.paired_difference(df, "A", "B")["difference"].iloc[0] == 1
-    assert lab.paired_difference(df, "B", "A")["difference"].iloc[0] == -1
+    assert lab.stats.paired_difference(df, "A", "B")["difference"].iloc[0] == 1
+    assert lab.stats.paired_difference(df, "B", "A")["difference"].iloc[0] == -1
 
 
 def test_two_pairs_that_both_go_one_nil_never_give_a_verdict():
     df = frame([1, 1], [0, 0], n_inputs=2)
     for population in ("inputs", "these"):
         for method in ("t", "bootstrap"):
-            row = lab.paired_difference(df, "A", "B", population=population, method=method).iloc[0]
+            row = lab.stats.paired_difference(df, "A", "B", population=population, method=method).iloc[0]
             assert row["verdict"] in ("too few inputs to tell", "no detectable difference"), (population, method)
             assert row["low"] < 0 < row["high"] or math.isnan(row["low"])
-    row = lab.paired_difference(df, "A", "B").iloc[0]
+    row = lab.stats.paired_difference(df, "A", "B").iloc[0]
     assert row["reading"].startswith("too few inputs to tell (2 inputs")
 
 
 def test_five_inputs_are_too_few_even_when_every_one_agrees():
-    row = lab.paired_difference(frame([1] * 25, [0] * 25, n_inputs=5), "A", "B").iloc[0]
+    row = lab.stats.paired_difference(frame([1] * 25, [0] * 25, n_inputs=5), "A", "B").iloc[0]
     assert row["verdict"] == "too few inputs to tell" and row["inputs"] == 5
-    these = lab.paired_difference(frame([1] * 25, [0] * 25, n_inputs=5), "A", "B", population="these").iloc[0]
+    these = lab.stats.paired_difference(frame([1] * 25, [0] * 25, n_inputs=5), "A", "B", population="these").iloc[0]
     assert these["verdict"] == "A better" and "on these 5 inputs" in these["reading"]
 
 
@@ -109,10 +109,10 @@ def test_every_interval_of_a_rate_difference_lies_within_minus_one_and_one():
             a, b = np.ones_like(a), np.zeros_like(b)  # the extreme that used to give [1, 1]
         df = frame(a, b, n_inputs=n_inputs)
         for population in ("inputs", "these"):
-            res = lab.paired_difference(df, "A", "B", population=population, split_by_tag=True)
+            res = lab.stats.paired_difference(df, "A", "B", population=population, split_by_tag=True)
             finite = res.dropna(subset=["low", "high"])
             assert ((finite["low"] >= -1) & (finite["high"] <= 1) & (finite["low"] <= finite["high"])).all()
-        r = lab.rates(df).dropna(subset=["low"])  # one input: no interval over inputs
+        r = lab.stats.rates(df).dropna(subset=["low"])  # one input: no interval over inputs
         assert ((r["low"] >= 0) & (r["high"] <= 1)).all() and (len(r) or n_inputs == 1)
 
 
@@ -129,9 +129,9 @@ def test_repeats_do_not_count_as_independent_evidence():
                  {"variant": "B", "input_id": inp, "repeat": j % 20, "model": "m", "passed": y, "input_tags": ["normal"],
                   "outcome": "answered"}]
     df = pd.DataFrame(rows)
-    over_inputs = lab.paired_difference(df, "A", "B").iloc[0]
+    over_inputs = lab.stats.paired_difference(df, "A", "B").iloc[0]
     assert over_inputs["verdict"] == "no detectable difference" and over_inputs["inputs"] == 10
-    these = lab.paired_difference(df, "A", "B", population="these").iloc[0]
+    these = lab.stats.paired_difference(df, "A", "B", population="these").iloc[0]
     assert these["high"] - these["low"] < over_inputs["high"] - over_inputs["low"]
 
 
@@ -149,12 +149,12 @@ def test_clustered_null_gives_a_verdict_about_five_percent_of_the_time():
                                     ((d - d.mean(-1, keepdims=True)) ** 2).sum(-1))
     share = float(np.isin(res["direction"], (-1, 1)).mean())
     assert 0.02 <= share <= 0.065, share
-    # one of those trials as run rows through lab.paired_difference: the same verdict and interval
+    # one of those trials as run rows through lab.stats.paired_difference: the same verdict and interval
     t = int(np.flatnonzero(res["direction"] != 0)[0])
     rows = [{"variant": v, "input_id": f"i{i}", "repeat": r, "model": "m", "passed": x[t, i, r],
              "input_tags": ["normal"], "outcome": "answered"} for v, x in (("A", a), ("B", b))
             for i in range(n) for r in range(k)]
-    row = lab.paired_difference(pd.DataFrame(rows), "A", "B").iloc[0]
+    row = lab.stats.paired_difference(pd.DataFrame(rows), "A", "B").iloc[0]
     assert row["low"] == pytest.approx(res["low"][t]) and row["high"] == pytest.approx(res["high"][t])
     assert row["verdict"] == ("A better" if res["direction"][t] > 0 else "B better")
 
@@ -170,10 +170,10 @@ def test_sign_flip_test_matches_scipy_permutation_test():
 
 def test_means_per_variant_with_an_interval_over_inputs():
     df = frame([1] * 10, [0] * 10).assign(score=lambda d: np.where(d["variant"] == "A", 4.0, 2.0))
-    m = lab.means(df, value="score")
+    m = lab.stats.means(df, value="score")
     assert m.loc["A", "mean"] == 4 and m.loc["A", "low"] == 4 and m.loc["A", "inputs"] == 5
     noisy = df.assign(score=np.random.default_rng(0).normal(3, 1, len(df)))
-    bounded = lab.means(noisy, value="score", bounds=(1, 5))
+    bounded = lab.stats.means(noisy, value="score", bounds=(1, 5))
     assert ((bounded["low"] >= 1) & (bounded["high"] <= 5)).all()
 
 
@@ -218,11 +218,11 @@ def test_plan_answers_in_inputs_and_repeats_with_cost_and_what_the_pilot_can_det
 def test_repeats_needed_still_works_but_points_to_plan():
     pilot = _pilot([0.0] * 8, repeats=3)
     with pytest.warns(DeprecationWarning, match="lab.stats.plan"):
-        est = lab.repeats_needed(pilot, "A", "B", difference=0.2)
+        est = lab.stats.repeats_needed(pilot, "A", "B", difference=0.2)
     assert est.inputs == 8 and est.calls_needed == 2 * est.repeats_needed * 8
     assert est.cost_usd == pytest.approx(0.001 * est.calls_needed)
     with pytest.warns(DeprecationWarning):
-        flat = lab.repeats_needed(frame([1] * 40, [1] * 40, n_inputs=8), "A", "B", difference=0.1)
+        flat = lab.stats.repeats_needed(frame([1] * 40, [1] * 40, n_inputs=8), "A", "B", difference=0.1)
     assert "never differed" in flat.note
 
 
@@ -245,9 +245,9 @@ def test_aa_where_each_input_favours_one_framing_but_neither_wins_on_average(run
         xs = [random.Random(seed * 100 + i).randint(1, 9) for i in range(10)]  # a fresh sample of inputs
         inputs = [{"id": f"r{i}", "text": f"item {x}", "expected": "positive"} for i, x in enumerate(xs)]
         runs = lab.experiment(p, inputs=inputs, model="scripted:biased_coin", repeats=4, seed=seed, log=run_log).run()
-        lab.grade(runs, lab.match(), log=run_log)
-        df = lab.with_grades(runs.df, run_log.grades(runs.experiment_id))
-        verdicts.append(lab.paired_difference(df, "a", "b")["verdict"].iloc[0])
+        lab.grade(runs, lab.graders.match(), log=run_log)
+        df = lab.tables.with_grades(runs.df, run_log.grades(runs.experiment_id))
+        verdicts.append(lab.stats.paired_difference(df, "a", "b")["verdict"].iloc[0])
         d = df[df["variant"] == "a"].set_index(["input_id", "repeat"])["passed"] - \
             df[df["variant"] == "b"].set_index(["input_id", "repeat"])["passed"]
         naive.append(abs(d.mean()) > 2 * d.std(ddof=1) / len(d) ** 0.5)  # the old pairs-as-evidence reading
@@ -256,6 +256,6 @@ def test_aa_where_each_input_favours_one_framing_but_neither_wins_on_average(run
 
 
 def test_a_difference_in_escapes_is_reported_as_higher_not_better_unless_told_which_is_better():
-    esc = lab.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10), "A", "B", value="escaped")  # B escapes every time
+    esc = lab.stats.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10), "A", "B", value="escaped")  # B escapes every time
     assert esc["verdict"].iloc[0] == "B higher"
     assert esc["reading"].iloc[0].startswith("escaped is higher for B than for A")

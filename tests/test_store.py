@@ -146,3 +146,12 @@ def test_a_killed_writer_keeps_every_finished_row(tmp_path):
     # every row the writer reported as written is there (it may have written one more before dying)
     assert len(rows) >= 50
     assert rows.output.tolist()[:50] == [str(i) for i in range(50)]
+
+
+def test_one_run_is_read_back_by_its_id(run_log, write):
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: 'Say {{ text }}'\n")
+    runs = lab.experiment(prompt, [{"id": "i1", "text": "hi"}], model="scripted:echo", log=run_log).run()
+    first = runs.records[0]
+    row = run_log.run(first.id)
+    assert row["id"] == first.id and row["input_id"] == "i1" and row["output"] == first.output
+    assert run_log.run("no-such-run") is None

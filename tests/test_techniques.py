@@ -32,7 +32,7 @@ scripted.SCRIPTS["score_by_revision"] = lambda m, p: "SCORE: 5" if "revised" in 
 
 def test_retry_samples_are_real_and_show_their_spread(run_log):
     s = lab.retry("prompts/sentiment.yaml", "prompts/sentiment_inputs.yaml", n=6, variant="honest",
-                  model="scripted:seeded", seed=3, log=run_log, grader=lab.match())
+                  model="scripted:seeded", seed=3, log=run_log, grader=lab.graders.match())
     runs = s.runs
     assert len(runs) == 8 * 6 and sorted(runs["repeat"].unique()) == list(range(6))
     assert runs.groupby("input_id")["seed"].nunique().eq(6).all()  # every repeat its own seed
@@ -62,11 +62,11 @@ def test_conversation_logs_the_whole_tree_with_abandoned_branches(run_log):
     a1 = conv.ask("and then?")
     assert a1.parent_id == a0.id and (a1.turn, a1.attempt) == (1, 0)
     assert a1.output == "reply to and then? after 1 earlier"
-    r0 = conv.retry(turn=0)  # abandons turn 1 of the old branch
+    r0 = conv.reroll(turn=0)  # abandons turn 1 of the old branch
     assert (r0.turn, r0.attempt, r0.parent_id) == (0, 1, None)
     b1 = conv.ask("and then?")
     assert b1.parent_id == r0.id and b1.attempt == 0
-    b1b = conv.retry()
+    b1b = conv.reroll()
     assert (b1b.turn, b1b.attempt, b1b.parent_id) == (1, 1, r0.id)
     conv.choose(0)
     assert conv.history[-1].id == b1.id
@@ -101,7 +101,7 @@ def test_context_effect_pairs_fresh_and_carried_answers(run_log):
 
 def test_escape_report_separates_right_escapes_from_over_abstention(run_log):
     cmp = lab.compare_framings("prompts/sentiment.yaml", "prompts/sentiment_inputs.yaml", repeats=2,
-                               model="scripted:unsure", log=run_log, grader=lab.match())
+                               model="scripted:unsure", log=run_log, grader=lab.graders.match())
     rep = cmp.escapes()
     assert rep.loc["honest", "escape_rate"] == 1 and rep.loc["honest", "over_abstention"] == 1
     assert rep.loc["honest", "unanswerable_n"] == 4 and rep.loc["honest", "answerable_n"] == 12
@@ -111,7 +111,7 @@ def test_escape_report_separates_right_escapes_from_over_abstention(run_log):
 
 def test_compare_framings_is_paired_and_reads_side_by_side(run_log):
     cmp = lab.compare_framings("prompts/sentiment.yaml", "prompts/sentiment_inputs.yaml", repeats=2, seed=5,
-                               model="scripted:seeded", log=run_log, grader=lab.match())
+                               model="scripted:seeded", log=run_log, grader=lab.graders.match())
     runs = cmp.runs
     seeds = runs.groupby(["input_id", "repeat"])["seed"].nunique()
     assert seeds.eq(1).all()  # both framings got the same seed for each (input, repeat)
@@ -147,7 +147,7 @@ def test_self_critique_rounds_are_linked_graded_and_stop_when_nothing_to_fix(run
 def test_self_critique_stops_after_k_rounds(run_log):
     crit = lab.self_critique("prompts/quiz_writing.yaml", "prompts/quiz_writing_inputs.yaml", rubric="x", rounds=2,
                              model="scripted:never_satisfied", log=run_log,
-                             grader=lab.custom(lambda out: len(out) > 7, name="long"))
+                             grader=lab.graders.custom(lambda out: len(out) > 7, name="long"))
     assert set(crit.chains["stopped"]) == {"max rounds"} and set(crit.chains["rounds_done"]) == {2}
     assert sorted(crit.rounds["round"].unique()) == [0, 1, 2]
 
@@ -160,12 +160,12 @@ def test_proposed_edge_cases_come_back_for_review(run_log, tmp_path):
     logged = run_log.runs(experiment=prop.experiment_id)
     assert list(logged["role"]) == ["propose"] and "{{ text }}" in logged["messages"].iloc[0][0]["content"]
     path = prop.save(tmp_path / "review.yaml")
-    again = lab.load_inputs(path)
+    again = lab.inputs.load_inputs(path)
     assert [r.vars["text"] for r in again] == list(prop.df["text"])
     with pytest.raises(lab.InputSetError, match="exists"):
         prop.save(path)
     assert len(prop.to_input_set()) == 2
-    assert len(lab.load_inputs("prompts/sentiment_inputs.yaml")) == 8  # nothing added to the set
+    assert len(lab.inputs.load_inputs("prompts/sentiment_inputs.yaml")) == 8  # nothing added to the set
 
 
 # ---- end to end on the real local model ---------------------------------------------------------
@@ -207,7 +207,7 @@ def test_local_persona_vs_honest_with_escape_report_and_a_planted_difference(run
                       forced.runs.assign(variant="forced_escape")])
     answerable = both[~both["input_tags"].map(lambda t: "unanswerable" in t)]
     # 4 answerable inputs are too few for a verdict about inputs in general: this one is about them
-    planted = lab.paired_difference(answerable, "local", "forced_escape", value="escaped", higher_is_better=False,
+    planted = lab.stats.paired_difference(answerable, "local", "forced_escape", value="escaped", higher_is_better=False,
                                     pair_on=("input_id", "repeat"), population="these")
     assert planted["verdict"].iloc[0] == "A better", planted["reading"].iloc[0]
     print(f"framings: {time.perf_counter() - t0:.1f}s")
@@ -218,7 +218,7 @@ def test_local_aa_check_reports_no_difference_in_most_seeded_runs(run_log, write
     """A/A: one prompt, independent samples split into two arms of 12 pairs, ten times over."""
     t0 = time.perf_counter()
     pool = lab.retry("prompts/sentiment.yaml", "prompts/sentiment_inputs.yaml", variant="honest", n=12, seed=21,
-                     model=LOCAL, params={"max_tokens": 6}, tags=["normal", "edge"], log=run_log, grader=lab.match(
+                     model=LOCAL, params={"max_tokens": 6}, tags=["normal", "edge"], log=run_log, grader=lab.graders.match(
                          location="start"))
     runs = pool.runs
     runs = runs[runs["input_id"].isin(["love-it", "broke-in-a-week", "faint-praise", "sarcasm"])]
@@ -229,7 +229,7 @@ def test_local_aa_check_reports_no_difference_in_most_seeded_runs(run_log, write
         arm_b = runs[runs["repeat"].isin([2 * j + 1])].assign(variant="b", repeat=0)
         for value in ("passed", "escaped"):
             # about these 4 inputs (below the 6 a verdict about inputs in general needs): only sampling is noise
-            verdicts.append(lab.paired_difference(pd.concat([arm_a, arm_b]), "a", "b", value=value,
+            verdicts.append(lab.stats.paired_difference(pd.concat([arm_a, arm_b]), "a", "b", value=value,
                                                   population="these")["verdict"].iloc[0])
     assert verdicts.count("no detectable difference") >= 10, verdicts
     sp = pool.spread
@@ -265,7 +265,7 @@ def test_local_self_critique_and_conversation_rows_are_linked(run_log):
                             log=run_log)
     conv.ask("Name a fruit.")
     conv.ask("What colour is it?")
-    conv.retry()
+    conv.reroll()
     tree = conv.tree()
     assert list(zip(tree["turn"], tree["attempt"])) == [(0, 0), (1, 0), (1, 1)]
     assert tree["parent_id"].iloc[1] == tree["parent_id"].iloc[2] == tree["id"].iloc[0]

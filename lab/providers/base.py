@@ -1,12 +1,12 @@
-"""The one small interface every provider implements, and the registry that picks one by model string."""
+"""The one small interface every provider implements (the registry is in ``registry.py``)."""
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import ModelSpecError, ParameterError
+from ..errors import ParameterError
 
 
 @dataclass(frozen=True)
@@ -82,36 +82,3 @@ class Provider(abc.ABC):
         """Release clients; called once when a run ends."""
 
 
-ProviderFactory = Callable[[str, str, dict[str, Any]], Provider]
-_REGISTRY: dict[str, ProviderFactory] = {}
-
-
-def register_provider(prefix: str, factory: ProviderFactory) -> None:
-    """Make ``prefix:<rest>`` model strings resolve to ``factory(model, rest, options)``."""
-    _REGISTRY[prefix] = factory
-
-
-def split_model(model: str) -> tuple[str, str]:
-    if not isinstance(model, str) or ":" not in model:
-        raise ModelSpecError(
-            f"model {model!r} is not a model string; use one of "
-            f"{', '.join(sorted(p + ':...' for p in _REGISTRY))} (e.g. 'local:smollm2')"
-        )
-    prefix, rest = model.split(":", 1)
-    return prefix, rest
-
-
-def get_provider(model: str, **options: Any) -> Provider:
-    """A new provider for ``model`` (``local:smollm2``, ``anthropic:...``, ``openai:...``,
-    ``openai-compatible:<base_url>#<model>``). Raises :class:`ModelSpecError` before any call."""
-    from . import _builtin  # noqa: F401  registers the built-in providers
-
-    prefix, rest = split_model(model)
-    factory = _REGISTRY.get(prefix)
-    if factory is None:
-        raise ModelSpecError(
-            f"unknown provider {prefix!r} in model {model!r}; known: {sorted(_REGISTRY)}"
-        )
-    if not rest:
-        raise ModelSpecError(f"model {model!r} names no model after '{prefix}:'")
-    return factory(model, rest, options)

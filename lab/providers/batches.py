@@ -19,7 +19,8 @@ from typing import Any, Iterator
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import _BY_STATUS, to_provider_error
-from .base import Completion, split_model
+from .base import Completion
+from .registry import split_model
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelSpecError, ProviderError
+from ..errors import ModelSpecError, ProviderError, WorkerDied
 from .base import LOGPROB_PARAMS, Completion, Provider, token_logprobs
 
 # short names for models that ship inside Python packages: name -> (distribution, file suffix)
@@ -74,14 +74,6 @@ def death_reason(returncode: int | None, stderr_tail: str = "") -> str:
         return f"signal {-returncode} ({name})"
     last = stderr_tail.strip().splitlines()[-1:] if stderr_tail.strip() else []
     return f"exit code {returncode}" + (f": {last[0][:300]}" if last else "")
-
-
-class WorkerDied(ProviderError):
-    """The local model's worker process ended during a call (crash, abort, kill)."""
-
-    def __init__(self, message: str, returncode: int | None):
-        super().__init__(message, kind="crash")
-        self.returncode = returncode
 
 
 class LocalWorker:

@@ -19,10 +19,10 @@ from .critique import Critique, self_critique
 from .edge_cases import ProposedEdgeCases, propose_edge_cases
 from .escape import escape_report
 from .framing import Comparison, compare_framings
-from .retry import Spread, answer_counts, retry, spread
+from .retry import Retries, answer_counts, retry, spread
 
 __all__ = [
-    "retry", "spread", "answer_counts", "Spread",
+    "retry", "spread", "answer_counts", "Retries",
     "conversation", "Conversation", "ConversationError", "context_effect", "ContextEffect",
     "escape_report",
     "self_critique", "Critique",
@@ -30,3 +30,13 @@ __all__ = [
     "propose_edge_cases", "ProposedEdgeCases",
     "ablate", "Ablation", "confidence", "ConfidenceReport",
 ]
+
+
+def __getattr__(name: str):
+    if name == "Spread":  # the old name, kept for one version
+        import warnings
+
+        warnings.warn("lab.techniques.Spread is deprecated and goes away in the next version; use "
+                      "lab.techniques.Retries (what lab.retry returns)", DeprecationWarning, stacklevel=2)
+        return Retries
+    raise AttributeError(f"module 'lab.techniques' has no attribute {name!r}")

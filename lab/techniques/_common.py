@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ParameterError
-from ..grading import Grader, _check_grader_list, grader_from_spec
+from ..graders import Grader, check_grader_list, grader_from_spec
+from ..judges import check_model
 from ..prompts import PromptFile, Variant, load_prompt, version_of
-from ..runner import derive_seed
+from ..seeds import base_seed, seeded  # noqa: F401  (their old home)
 from ..store import RunLog, new_id
 
 
@@ -29,12 +30,14 @@ def as_prompt(prompt: str | Path | PromptFile) -> PromptFile:
 
 def resolve_graders(grader: Grader | list[Grader] | None, prompt: PromptFile | None) -> list[Grader]:
     """The graders to use: those given, else the prompt file's ``grader:``, else none."""
-    given = _check_grader_list(grader)
+    given = check_grader_list(grader)
     if given:
         return given
     spec = getattr(prompt, "grader", None) if prompt is not None else None
     if spec:
-        return [grader_from_spec(spec, f"{prompt.path}: grader")]
+        named = grader_from_spec(spec, f"{prompt.path}: grader")
+        check_model(named)  # a judge's model, before any call
+        return [named]
     return []
 
 
@@ -43,20 +46,6 @@ def adhoc_variant(name: str, task: str, system: str | None, params: dict[str, An
     templates = (("system", system),) if system else ()
     return Variant(name=name, task=task, path=f"<{task}>", templates=templates, params=dict(params),
                    escape_hatch=None, version=version_of(templates, dict(params), None))
-
-
-def base_seed(seed: int | None) -> int:
-    """The user's seed, or a random one (recorded in every call's params so it can be replayed)."""
-    if seed is None:
-        return random.SystemRandom().randrange(2**31 - 1)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ParameterError(f"seed must be an integer >= 0, got {seed!r}")
-    return seed
-
-
-def seeded(params: dict[str, Any], seed: int, *parts: object) -> tuple[dict[str, Any], int]:
-    s = derive_seed(seed, *parts)
-    return {**params, "seed": s}, s
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:

@@ -24,7 +24,9 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ParameterError, PromptFileError
-from ..grading import Grader, grade, normalize
+from ..graders import Grader
+from ..grading import grade
+from ..text import normalize
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile, Variant, join_parts, version_of

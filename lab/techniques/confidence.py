@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from .. import calibration as cal
-from ..grading import Grader, grade
+from ..graders import Grader
+from ..grading import grade
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile

@@ -1,34 +1,40 @@
 """Conversations: context carried from turn to turn, retries of a turn, reset to a clean context.
 
 Every call is one logged run with the conversation's id, its ``turn`` (0, 1, ...), its
-``attempt`` (0 for the first try of a turn at that point of the tree, 1 for the first retry,
-...) and ``parent_id`` (the answer of the previous turn it continues from). Retrying a turn
+``attempt`` (0 for the first try of a turn at that point of the tree, 1 for the first reroll,
+...) and ``parent_id`` (the answer of the previous turn it continues from). Rerolling a turn
 makes the new attempt the current branch; the abandoned attempts, and any turns that followed
 them, stay in the log as branches of the tree.
+
+This is the one model of a conversation in the lab: :class:`lab.session.Session` (what the
+workbench shows) keeps its turns in a :class:`Conversation`, so numbering, seeds, context and
+logging are the same whichever way a conversation is driven.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import pandas as pd
 
-from ..errors import LabError, ParameterError
-from ..grading import Grader, _check_grader_list, grade, match, normalize
+from ..errors import CallCancelled, ConversationError, LabError, ParameterError
+from ..graders import Grader, check_grader_list, match
+from ..grading import grade
+from ..text import normalize
 from ..inputs import InputRow
 from ..providers import get_provider
-from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, run_sync
+from ..prompts import Variant
+from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, record_prompt_version, run_sync
 from ..stats import paired_difference, rates
 from ..store import RunLog, RunRecord, new_id
 from ..tables import side_by_side, with_grades
 from ._common import adhoc_variant, base_seed, check_int, experiment_id, open_log, seeded
 
-
-class ConversationError(LabError):
-    """A conversation cannot take this step (e.g. continuing after a turn that ended in an error)."""
+T = TypeVar("T")
 
 
 class Conversation:
@@ -36,7 +42,7 @@ class Conversation:
 
         conv = lab.conversation(system="You are terse.", seed=7)
         conv.ask("What is the capital of Australia?")
-        conv.retry()                 # the same turn again, attempt 1; it becomes the current branch
+        conv.reroll()                # the same turn again, attempt 1; it becomes the current branch
         conv.ask("And its population?")
         fresh = conv.reset()         # a new conversation: system prompt only, no earlier turns
         conv.tree()                  # every turn and attempt, abandoned branches included
@@ -44,57 +50,71 @@ class Conversation:
 
     def __init__(self, *, model: str = DEFAULT_MODEL, system: str | None = None, params: dict[str, Any] | None = None,
                  seed: int | None = None, log: RunLog | str | Path | None = None, experiment: str | None = None,
-                 label: str = "conversation", name: str = "conversation"):
+                 label: str = "conversation", name: str = "conversation", variant: Variant | None = None,
+                 provider_options: dict[str, dict[str, Any]] | None = None):
         self.model = model
         self.system = system
         self.params = {**DEFAULT_PARAMS, **(params or {})}
         self.params.pop("seed", None)
-        get_provider(model).check_params({**self.params, "seed": 0})  # before any call
+        self.provider_options = provider_options or {}
+        get_provider(model, **self.provider_options.get(model, {})).check_params({**self.params, "seed": 0})
         self.seed = base_seed(seed)
         self.log = open_log(log)
         self.experiment_id = experiment or experiment_id(name)
         self.name = name
         self.id = new_id()
-        self.variant = adhoc_variant(label, name, system, self.params)
+        # a prompt file's variant when the first turn is rendered from one (the workbench), else ad hoc
+        self.variant = variant if variant is not None else adhoc_variant(label, name, system, self.params)
         self._path: list[RunRecord] = []  # the current branch: one chosen answer per turn
         self._all: list[RunRecord] = []
+        self._calls: dict[str, Call] = {}  # run id -> the call that made it
         self._registered = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
 
     def __repr__(self) -> str:
         return f"Conversation({self.id[:8]}, {len(self._path)} turn(s) on {self.model}, experiment {self.experiment_id!r})"
 
     def _register(self) -> None:
         if not self._registered:
-            self.log.add_experiment(self.experiment_id, name=self.name, prompt_path=None, inputs_path=None,
-                                    models=[self.model], variants=[self.variant.name], repeats=1,
+            from_file = not self.variant.path.startswith("<")
+            self.log.add_experiment(self.experiment_id, name=self.name, prompt_path=self.variant.path if from_file else None,
+                                    inputs_path=None, models=[self.model], variants=[self.variant.name], repeats=1,
                                     params={"system": self.system, "params": self.params, "seed": self.seed})
+            if from_file:
+                record_prompt_version(self.log, self.variant)
             self._registered = True
 
     def messages(self, upto_turn: int | None = None) -> list[dict[str, str]]:
-        """The context a new turn would be sent after: system text, then each earlier turn's
-        question and chosen answer (up to ``upto_turn``, exclusive)."""
+        """The context a new turn would be sent after: the messages of the latest turn on the
+        branch (up to ``upto_turn``, exclusive) and its chosen answer; before any turn, the system text."""
         path = self._path if upto_turn is None else self._path[:upto_turn]
-        out = [{"role": "system", "content": self.system}] if self.system else []
         for rec in path:
             if rec.outcome == "error":
                 raise ConversationError(
-                    f"conversation {self.id[:8]}: turn {rec.turn} ended in an error ({rec.error}); retry it first"
+                    f"conversation {self.id[:8]}: turn {rec.turn} ended in an error ({rec.error}); reroll it first"
                 )
-            out += [rec.messages[-1], {"role": "assistant", "content": rec.output or ""}]
-        return out
+        if not path:
+            return [{"role": "system", "content": self.system}] if self.system else []
+        return [*path[-1].messages, {"role": "assistant", "content": path[-1].output or ""}]
+
+    def _call(self, messages: list[dict[str, str]], turn: int, row: InputRow, *,
+              seed_parts: tuple[object, ...] | None = None, repeat: int | None = None) -> Call:
+        parent = self._path[turn - 1].id if turn > 0 else None
+        attempt = sum(1 for r in self._all if r.turn == turn and r.parent_id == parent)
+        params, s = seeded(self.params, self.seed, *(seed_parts or (turn, attempt)))
+        return Call(model=self.model, messages=messages, params=params, repeat=attempt if repeat is None else repeat,
+                    seed=s, seed_chosen_by_user=True, variant=self.variant, row=row,
+                    escape_hatch=self.variant.escape_hatch, conversation_id=self.id, turn=turn, attempt=attempt,
+                    parent_id=parent, role="answer")
 
     def _call_for(self, text: str, turn: int, *, seed_parts: tuple[object, ...] | None = None,
                   input_id: str | None = None, expected: Any = None, repeat: int | None = None) -> Call:
         if not isinstance(text, str):
             raise ParameterError(f"ask: text must be a string, got {type(text).__name__}")
-        parent = self._path[turn - 1].id if turn > 0 else None
-        attempt = sum(1 for r in self._all if r.turn == turn and r.parent_id == parent)
         messages = self.messages(turn) + [{"role": "user", "content": text}]
-        params, s = seeded(self.params, self.seed, *(seed_parts or (turn, attempt)))
         row = InputRow(id=input_id or f"turn-{turn}", vars={"text": text}, expected=expected)
-        return Call(model=self.model, messages=messages, params=params, repeat=attempt if repeat is None else repeat,
-                    seed=s, seed_chosen_by_user=True, variant=self.variant, row=row, conversation_id=self.id,
-                    turn=turn, attempt=attempt, parent_id=parent, role="answer")
+        return self._call(messages, turn, row, seed_parts=seed_parts, repeat=repeat)
 
     def _take(self, rec: RunRecord, turn: int) -> RunRecord:
         self._all.append(rec)
@@ -102,15 +122,78 @@ class Conversation:
         self._path.append(rec)
         return rec
 
-    async def _acall(self, call: Call, runner: Runner | None) -> RunRecord:
-        self._register()
+    async def _acall(self, call: Call, runner: Runner | None, *, take: bool = True) -> RunRecord:
         if runner is not None:
-            return self._take(await runner.call(call), call.turn)
-        own = Runner(self.log, self.experiment_id)
+            self._register()
+            rec = await runner.call(call)
+        else:
+            rec = await self._astep(lambda own: own.call(call))
+        self._calls[rec.id] = call
+        return self._take(rec, call.turn) if take else rec
+
+    async def _astep(self, step: Callable[[Runner], Awaitable[T]]) -> T:
+        self._register()
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        runner = Runner(self.log, self.experiment_id, provider_options=self.provider_options)
         try:
-            return self._take(await own.call(call), call.turn)
+            return await step(runner)
         finally:
-            await own.aclose()
+            self._task = None
+            await runner.aclose()
+
+    def _sync(self, call: Call, *, take: bool = True) -> RunRecord:
+        return self.step(lambda runner: self._acall(call, runner, take=take))
+
+    def step(self, step: Callable[[Runner], Awaitable[T]]) -> T:
+        """Run ``step(runner)``, whose calls go through ``runner``, as part of this conversation:
+        logged in its experiment, with its provider options, cancellable by :meth:`cancel`."""
+        try:
+            return run_sync(lambda: self._astep(step))
+        except asyncio.CancelledError:
+            raise CallCancelled("cancelled: the call was stopped before it finished; nothing was logged") from None
+
+    def remember(self, call: Call, rec: RunRecord) -> None:
+        """Note that ``call`` made ``rec`` (a call made through :meth:`step`), so it can be sampled :meth:`again`."""
+        self._calls[rec.id] = call
+
+    def again(self, rec: RunRecord) -> RunRecord:
+        """Another sample of the call that made ``rec`` (same messages, parent, role and round): the
+        next attempt at that place, with its own seed. An answer on the branch is :meth:`reroll`-ed instead."""
+        if rec.id in {r.id for r in self._path}:
+            return self.reroll(self._path.index(next(r for r in self._path if r.id == rec.id)))
+        call = self._calls[rec.id]
+        place = (call.turn, call.parent_id, call.role, call.round)
+        attempt = 1 + max(c.attempt for c in self._calls.values() if (c.turn, c.parent_id, c.role, c.round) == place)
+        params, s = seeded({k: v for k, v in call.params.items() if k != "seed"}, self.seed, call.role, call.round,
+                           call.turn, attempt)
+        new = dataclasses.replace(call, params=params, seed=s, seed_chosen_by_user=True, attempt=attempt,
+                                  repeat=attempt, run_id=new_id())
+        return self._sync(new, take=False)
+
+    def adopt(self, rec: RunRecord, turn: int | None = None) -> RunRecord:
+        """Continue from ``rec``, a sample of this conversation off the branch (a revision after a
+        critique): it becomes the answer of ``turn`` (default: the last), and the next turn follows it."""
+        turn = max(len(self._path) - 1, 0) if turn is None else turn
+        return self._take(rec, turn)
+
+    def cancel(self) -> bool:
+        """Stop the call in flight (from another thread); it is not logged. True if there was one."""
+        loop, task = self._loop, self._task
+        if loop is None or task is None or task.done():
+            return False
+        loop.call_soon_threadsafe(task.cancel)
+        return True
+
+    def call_of(self, rec: RunRecord) -> Call:
+        """The call that made ``rec`` (one of this conversation's runs): its messages, parameters and seed."""
+        return self._calls[rec.id]
+
+    def start(self, messages: list[dict[str, str]], row: InputRow) -> RunRecord:
+        """Ask the first turn with ``messages`` as they are (a prompt file's variant rendered for
+        ``row``: system text, examples, the user's message). Later turns continue with :meth:`ask`."""
+        if self._path:
+            raise ConversationError(f"start: conversation {self.id[:8]} has begun; reset() for a new one")
+        return self._sync(self._call(list(messages), 0, row))
 
     async def aask(self, text: str, *, runner: Runner | None = None, **kw: Any) -> RunRecord:
         """Async :meth:`ask` (for code already on an event loop)."""
@@ -118,21 +201,29 @@ class Conversation:
 
     def ask(self, text: str) -> RunRecord:
         """Ask the next turn with the whole current branch as context. Returns the logged run."""
-        call = self._call_for(text, len(self._path))
-        return run_sync(lambda: self._acall(call, None))
+        return self._sync(self._call_for(text, len(self._path)))
 
-    def retry(self, turn: int | None = None) -> RunRecord:
+    def reroll(self, turn: int | None = None) -> RunRecord:
         """Ask turn ``turn`` (default: the last) again in the same context, as a new attempt.
         The new answer becomes the current branch; later turns of the old branch are abandoned
         (they stay in the log)."""
         if not self._path:
-            raise ConversationError("retry: nothing asked yet; use ask(text) first")
+            raise ConversationError("reroll: nothing asked yet; use ask(text) first")
         turn = len(self._path) - 1 if turn is None else turn
         if isinstance(turn, bool) or not isinstance(turn, int) or not 0 <= turn < len(self._path):
-            raise ParameterError(f"retry: turn must be between 0 and {len(self._path) - 1}, got {turn!r}")
-        text = self._path[turn].messages[-1]["content"]
-        call = self._call_for(text, turn)
-        return run_sync(lambda: self._acall(call, None))
+            raise ParameterError(f"reroll: turn must be between 0 and {len(self._path) - 1}, got {turn!r}")
+        asked = self._calls.get(self._path[turn].id)
+        row = asked.row if asked is not None and asked.row is not None else InputRow(
+            id=f"turn-{turn}", vars={"text": self._path[turn].messages[-1]["content"]})
+        return self._sync(self._call(list(self._path[turn].messages), turn, row))
+
+    def retry(self, turn: int | None = None) -> RunRecord:
+        """Deprecated spelling of :meth:`reroll` (lab.retry is N independent samples; this is not)."""
+        import warnings
+
+        warnings.warn("Conversation.retry() is deprecated and goes away in the next version; use "
+                      "Conversation.reroll()", DeprecationWarning, stacklevel=2)
+        return self.reroll(turn)
 
     def choose(self, attempt: int, turn: int | None = None) -> RunRecord:
         """Continue from another attempt of ``turn`` (default: the last turn) with the same parent."""
@@ -149,7 +240,8 @@ class Conversation:
         """A new conversation in the same experiment: same model, system text, parameters and seed,
         and a clean context (no earlier turns)."""
         new = Conversation(model=self.model, system=self.system, params=self.params, seed=self.seed, log=self.log,
-                           experiment=self.experiment_id, label=self.variant.name, name=self.name)
+                           experiment=self.experiment_id, label=self.variant.name, name=self.name,
+                           variant=self.variant, provider_options=self.provider_options)
         new._registered = self._registered
         return new
 
@@ -241,7 +333,7 @@ def context_effect(question: str, earlier: list[str], *, n: int = 5, model: str 
         raise ParameterError("context_effect: question must be a non-empty string")
     if not isinstance(earlier, (list, tuple)) or not earlier or not all(isinstance(t, str) for t in earlier):
         raise ParameterError("context_effect: earlier must be a non-empty list of strings (the turns before)")
-    graders = _check_grader_list(grader) or ([match(mode="normalized", location="anywhere")] if expected is not None else [])
+    graders = check_grader_list(grader) or ([match(mode="normalized", location="anywhere")] if expected is not None else [])
     seed = base_seed(seed)
     log = open_log(log)
     exp = id or experiment_id("context-effect")

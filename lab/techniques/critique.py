@@ -19,12 +19,16 @@ import pandas as pd
 
 from ..names import html_text
 from ..errors import BudgetExceeded, ParameterError
-from ..grading import Grader, fill, grade, judge
+from ..graders import Grader
+from ..grading import grade
+from ..judges import judge
+from ..text import fill
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import EscapeHatch, PromptFile
 from ..providers import get_provider
-from ..runner import DEFAULT_MODEL, Call, Experiment, Runner, derive_seed, run_sync
+from ..runner import DEFAULT_MODEL, Call, Experiment, Runner, run_sync
+from ..seeds import derive_seed
 from ..stats import proportion_ci
 from ..store import RunLog, RunRecord
 from ..tables import critique_rounds, side_by_side
@@ -72,6 +76,60 @@ def revision_messages(messages: list[dict[str, str]], answer: str, critique: str
     request to revise."""
     return [*messages, {"role": "assistant", "content": answer},
             {"role": "user", "content": fill(REVISE_TEMPLATE, rubric=rubric, critique=critique)}]
+
+
+@dataclass
+class Round:
+    """What one critique round did. ``stopped``: None when the answer was revised, else why the
+    chain ends here (``nothing to fix``, ``error``, ``budget``)."""
+
+    critique: RunRecord | None
+    revision: RunRecord | None
+    stopped: str | None
+    critique_call: Call | None = None
+    revision_call: Call | None = None
+
+
+async def critique_round(runner: Runner, asked: Call, answer: RunRecord, rnd: int, *, rubric: str,
+                         stop_phrase: str = STOP_PHRASE, critic: str | None = None,
+                         critique_params: dict[str, Any] | None = None) -> Round:
+    """One self-critique round on ``answer``, which the call ``asked`` made (or an earlier round revised).
+
+    The critic (``critic``, default the answer's model, with ``critique_params``, default the
+    answer's parameters) reviews the answer against ``rubric`` in a fresh context; unless the
+    review says ``stop_phrase`` as a word (or fails), the model revises in the answer's own
+    conversation. Both calls are logged: role ``critique`` (parent: the answer) and ``revision``
+    (parent: the critique), round ``rnd``. :func:`self_critique` and the workbench both use this.
+    """
+    request = asked.messages[-1]["content"]
+    cp = dict(critique_params if critique_params is not None else asked.params)
+    if "seed" in asked.params or asked.seed_chosen_by_user:
+        cp["seed"] = derive_seed(asked.params.get("seed", 0), "critique", rnd)
+    crit_call = Call(model=critic or asked.model, messages=critique_messages(request, answer.output or "", rubric, stop_phrase),
+                     params=cp, repeat=asked.repeat, seed=cp.get("seed"), seed_chosen_by_user=asked.seed_chosen_by_user,
+                     variant=asked.variant, row=asked.row, conversation_id=answer.conversation_id or asked.conversation_id,
+                     round=rnd, parent_id=answer.id, role="critique")
+    try:
+        crit = await runner.call(crit_call)
+    except BudgetExceeded:
+        return Round(None, None, "budget")
+    if crit.outcome == "error":
+        return Round(crit, None, "error", crit_call)
+    if EscapeHatch(text=stop_phrase, match="word").detect(crit.output):
+        return Round(crit, None, "nothing to fix", crit_call)
+    rp = dict(asked.params)
+    if "seed" in rp:
+        rp["seed"] = derive_seed(rp["seed"], "revision", rnd)
+    messages = revision_messages(asked.messages, answer.output or "", crit.output or "", rubric)
+    rev_call = Call(model=asked.model, messages=messages, params=rp, repeat=asked.repeat, seed=rp.get("seed"),
+                    seed_chosen_by_user=asked.seed_chosen_by_user, variant=asked.variant, row=asked.row,
+                    escape_hatch=asked.escape_hatch, conversation_id=crit_call.conversation_id, round=rnd,
+                    parent_id=crit.id, role="revision")
+    try:
+        rev = await runner.call(rev_call)
+    except BudgetExceeded:
+        return Round(crit, None, "budget", crit_call)
+    return Round(crit, rev, "error" if rev.outcome == "error" else None, crit_call, rev_call)
 
 
 @dataclass
@@ -171,7 +229,6 @@ def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet
     cparams_base = dict(critique_params) if critique_params is not None else None
     if cparams_base is not None:
         get_provider(critic).check_params(cparams_base)
-    stop = EscapeHatch(text=stop_phrase, match="word")
     first = exp.run()
     chains = [_Chain(calls[r.id], r) for r in first.records]
     for ch in chains:
@@ -191,45 +248,14 @@ def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet
             await runner.aclose()
 
     async def _round(runner: Runner, ch: _Chain, rnd: int) -> None:
-        base = ch.call
-        request = base.messages[-1]["content"]
-        cp = dict(cparams_base if cparams_base is not None else base.params)
-        if "seed" in base.params or base.seed_chosen_by_user:
-            cp["seed"] = derive_seed(base.params.get("seed", 0), "critique", rnd)
-        crit_call = Call(model=critic, messages=critique_messages(request, ch.answer.output or "", rubric, stop_phrase),
-                         params=cp, repeat=base.repeat,
-                         seed=cp.get("seed"), seed_chosen_by_user=base.seed_chosen_by_user, variant=base.variant,
-                         row=base.row, conversation_id=ch.answer.conversation_id or base.conversation_id,
-                         round=rnd, parent_id=ch.answer.id, role="critique")
-        try:
-            crit = await runner.call(crit_call)
-        except BudgetExceeded:
-            ch.stopped = "budget"
-            return
-        if crit.outcome == "error":
-            ch.stopped = "error"
-            return
-        if stop.detect(crit.output):
-            ch.stopped = "nothing to fix"
-            return
-        rp = dict(base.params)
-        if "seed" in rp:
-            rp["seed"] = derive_seed(rp["seed"], "revision", rnd)
-        messages = revision_messages(base.messages, ch.answer.output or "", crit.output or "", rubric)
-        rev_call = Call(model=base.model, messages=messages, params=rp, repeat=base.repeat, seed=rp.get("seed"),
-                        seed_chosen_by_user=base.seed_chosen_by_user, variant=base.variant, row=base.row,
-                        escape_hatch=base.escape_hatch, conversation_id=crit_call.conversation_id, round=rnd,
-                        parent_id=crit.id, role="revision")
-        try:
-            rev = await runner.call(rev_call)
-        except BudgetExceeded:
-            ch.stopped = "budget"
-            return
-        ch.rounds_done = rnd
-        if rev.outcome == "error":
-            ch.stopped = "error"
-            return
-        ch.answer = rev
+        r = await critique_round(runner, ch.call, ch.answer, rnd, rubric=rubric, stop_phrase=stop_phrase,
+                                 critic=critic, critique_params=cparams_base)
+        if r.revision is not None:
+            ch.rounds_done = rnd
+        if r.stopped is not None:
+            ch.stopped = r.stopped
+        elif r.revision is not None:
+            ch.answer = r.revision
 
     run_sync(go)
     for ch in chains:

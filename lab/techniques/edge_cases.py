@@ -14,7 +14,7 @@ import yaml
 
 from ..names import html_text
 from ..errors import InputSetError, ParameterError
-from ..grading import fill
+from ..text import fill
 from ..inputs import InputRow, InputSet, load_inputs, rows_from_records
 from ..prompts import PromptFile
 from ..providers import get_provider

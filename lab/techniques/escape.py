@@ -19,7 +19,7 @@ def escape_report(runs: pd.DataFrame, *, by: str | Sequence[str] = "variant", co
     ``over_abstention`` (with interval), and ``coverage`` is the share of them answered. Intervals are
     over inputs (:func:`lab.stats.rates`).
     ``accuracy_on_answered`` (with interval) is the pass rate on answerable inputs the model
-    answered; it needs a ``passed`` column (:func:`lab.with_grades`), else it is NaN. Error
+    answered; it needs a ``passed`` column (:func:`lab.tables.with_grades`), else it is NaN. Error
     rows are counted in ``errors`` and left out of every rate.
     """
     keys = [by] if isinstance(by, str) else list(by)

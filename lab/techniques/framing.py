@@ -12,7 +12,8 @@ import pandas as pd
 from ..names import html_text
 from ..errors import ParameterError
 from ..findings import Findings, findings
-from ..grading import Grader, grade, graders_or_default
+from ..graders import Grader, graders_or_default
+from ..grading import grade
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile

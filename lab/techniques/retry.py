@@ -13,9 +13,12 @@ from typing import Any, Callable, Literal
 
 import pandas as pd
 
+from ..errors import ParameterError
 from ..names import html_text
 from ..findings import Findings, findings
-from ..grading import Grader, grade, graders_or_default, normalize, numbers_in
+from ..graders import Grader, graders_or_default
+from ..grading import grade
+from ..text import normalize, numbers_in
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile
@@ -39,7 +42,7 @@ def _keyer(key: AnswerKey | Callable[[str], str]) -> Callable[[Any], str]:
         return lambda s: normalize((s or "").strip().split("\n", 1)[0])
     if key == "number":
         return lambda s: (lambda n: f"{n[-1]:g}" if n else "(no number)")(numbers_in(s))
-    raise ValueError(f"key must be 'normalized', 'exact', 'number', 'first_line' or a function, got {key!r}")
+    raise ParameterError(f"key must be 'normalized', 'exact', 'number', 'first_line' or a function, got {key!r}")
 
 
 def spread(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, grader: str | None = None,
@@ -87,7 +90,7 @@ def answer_counts(runs: pd.DataFrame, *, key: AnswerKey | Callable[[str], str] =
 
 
 @dataclass
-class Spread:
+class Retries:
     """What :func:`retry` did: the experiment's rows, their grades, and the spread of answers."""
 
     experiment_id: str
@@ -124,7 +127,7 @@ class Spread:
                 + self.spread.to_html())
 
     def __repr__(self) -> str:
-        return f"Spread({self.experiment_id!r})\n{self.spread.drop(columns=['answers']).to_string()}"
+        return f"Retries({self.experiment_id!r})\n{self.spread.drop(columns=['answers']).to_string()}"
 
 
 def retry(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
@@ -132,7 +135,7 @@ def retry(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[
           key: AnswerKey | Callable[[str], str] = "normalized", model: str = DEFAULT_MODEL,
           params: dict[str, Any] | None = None, seed: int | None = None, log: RunLog | str | Path | None = None,
           tags: list[str] | None = None, concurrency: int | None = None, budget_usd: float | None = None,
-          replay: bool = False, progress: ProgressMode = None, id: str | None = None) -> Spread:
+          replay: bool = False, progress: ProgressMode = None, id: str | None = None) -> Retries:
     """Sample ``prompt`` ``n`` times per input (one variant, or all) and show the spread.
 
     Each sample is a real call with its own repeat index and seed (never served from the log
@@ -155,4 +158,4 @@ def retry(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[
     graders = graders_or_default(graders, runs.df)
     if graders:
         grade(runs, graders)
-    return Spread(exp.id, exp.log, graders[-1].name if graders else None, key)
+    return Retries(exp.id, exp.log, graders[-1].name if graders else None, key)

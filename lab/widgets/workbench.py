@@ -19,7 +19,7 @@ from typing import Any, Callable
 import ipywidgets as W
 
 from ..errors import LabError
-from ..grading import normalize
+from ..text import normalize
 from ..inputs import InputSet, load_inputs
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
@@ -305,7 +305,7 @@ class Workbench(W.VBox):
 
     def _do_retry(self) -> None:
         self._apply_settings()
-        self.session.retry()
+        self.session.reroll()
 
     def _do_follow_up(self) -> None:
         self._apply_settings()

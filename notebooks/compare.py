@@ -1,0 +1,72 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Compare experiments from the log
+#
+# Everything here is drawn from the run log, so it can be re-drawn exactly as it was (`as_of`).
+# Pick experiments (default: the latest), then read outcomes per variant and tag, cost, and the
+# outputs side by side. The interactive view at the end does the same with widgets.
+
+# %%
+import lab
+
+root = lab.notebooks.project_root(chdir=True)  # paths below are relative to the project root
+
+# %% tags=["parameters"]
+experiments = None  # a list of experiment ids; None: the latest one in the log
+as_of = None  # a log version (int) or a UTC timestamp: redraw the log as it was then
+
+# %%
+log = lab.log()
+chosen = experiments or list(log.experiments()["id"].tail(1))
+runs = log.runs(experiment=chosen, as_of=as_of)
+grades = log.grades(as_of=as_of)
+lab.widgets.findings_block(runs, grades)
+
+# %% [markdown]
+# ## Per variant: calls, outcomes, latency and cost
+
+# %%
+lab.tables.summary(runs)
+
+# %% [markdown]
+# ## Outcomes per variant and input tag
+
+# %%
+lab.plots.outcome_rates(runs, grades)
+
+# %% [markdown]
+# ## Score by prompt version: did the edits help?
+
+# %%
+lab.plots.score_by_version(runs, grades)
+
+# %% [markdown]
+# ## Latency, tokens and cost
+
+# %%
+lab.plots.cost_latency(runs)
+
+# %% [markdown]
+# ## Outputs side by side, per input
+
+# %%
+lab.tables.side_by_side(runs, grades)
+
+# %% [markdown]
+# ## Interactive: choose experiments, variants and tags
+
+# %%
+lab.compare_view(experiments=chosen)

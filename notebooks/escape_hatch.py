@@ -1,0 +1,62 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Give the model a way out, then read the outs
+#
+# The prompt declares a way out (`UNSURE`). Here we run it on edge cases and look at where the model
+# took it: escapes on `unanswerable` inputs mean the way out works; escapes on answerable ones tell
+# us where the prompt or the data is strange. The escaped outputs themselves are the report.
+
+# %%
+import lab
+
+root = lab.notebooks.project_root(chdir=True)  # paths below are relative to the project root
+
+# %% tags=["parameters"]
+model = "local:smollm2"
+prompt = "prompts/sentiment.yaml"
+inputs = "prompts/sentiment_inputs.yaml"
+repeats = 2
+rounds = 1
+concurrency = None
+budget_usd = None
+seed = 7
+max_tokens = 24
+experiment_id = None  # set by `python -m lab run-notebook`; None makes one up
+tags = None  # e.g. ["edge", "unanswerable"]: only inputs with these tags
+
+# %%
+exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
+                     budget_usd=budget_usd, params={"max_tokens": max_tokens}, id=experiment_id, tags=tags)
+runs = exp.run()
+runs.summary()
+
+# %% [markdown]
+# ## How the way out was used
+#
+# Escapes on `unanswerable` inputs (right) against over-abstention on answerable ones (wrong), and
+# coverage, per variant, with 95% intervals.
+
+# %%
+lab.techniques.escape_report(runs.df)
+
+# %%
+lab.plots.outcome_rates(runs.df)
+
+# %% [markdown]
+# ## The outs themselves: where did the model say it cannot tell?
+
+# %%
+runs.df.query("outcome == 'escaped'")[["variant", "input_id", "input_tags", "output"]]
