@@ -44,6 +44,17 @@ runs = exp.run()
 runs.summary()
 
 # %% [markdown]
+# ## Findings
+#
+# Answers are graded against the inputs' `expected` answers (no grader is named, so the default:
+# normalized match at the start of the output). Per framing: rates with 95% intervals over inputs
+# and n = inputs x repeats, the verdict between the framings in words, and the caveats that apply.
+
+# %%
+lab.grade(runs, lab.grading.default_grader())
+lab.findings.from_log(exp.log, exp.id)
+
+# %% [markdown]
 # ## How the way out was used
 #
 # Escapes on `unanswerable` inputs (right) against over-abstention on answerable ones (wrong), and
@@ -53,7 +64,7 @@ runs.summary()
 lab.techniques.escape_report(runs.df)
 
 # %%
-lab.plots.outcome_rates(runs.df)
+lab.plots.outcome_rates(runs.df, exp.log.grades(exp.id))
 
 # %% [markdown]
 # ## The outs themselves: where did the model say it cannot tell?

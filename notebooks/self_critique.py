@@ -43,6 +43,12 @@ experiment_id = None  # set by `python -m lab run-notebook`; None makes one up
 critique = lab.techniques.self_critique(prompt, inputs, rubric=rubric, rounds=rounds, model=model,
                                        repeats=repeats, seed=seed, params={"max_tokens": max_tokens},
                                        concurrency=concurrency, budget_usd=budget_usd, id=experiment_id)
+critique.findings()
+
+# %% [markdown]
+# ## Pass rate by round, per variant (95% intervals over inputs), and what each revision did
+
+# %%
 critique.by_round()
 
 # %% [markdown]

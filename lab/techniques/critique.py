@@ -29,7 +29,8 @@ from ..prompts import EscapeHatch, PromptFile
 from ..providers import get_provider
 from ..runner import DEFAULT_MODEL, Call, Experiment, Runner, run_sync
 from ..seeds import derive_seed
-from ..stats import proportion_ci
+from ..findings import Findings, findings
+from ..stats import rates
 from ..store import RunLog, RunRecord
 from ..tables import critique_rounds, side_by_side
 from ._common import as_prompt, check_int, resolve_graders
@@ -159,14 +160,17 @@ class Critique:
         return critique_rounds(self.runs, self.log.grades(self.experiment_id), grader=self.grader)
 
     def by_round(self) -> pd.DataFrame:
-        """Per variant and round: answers, pass rate (Wilson interval) or mean score, how many
-        revisions helped / hurt / changed nothing against the previous round's grade, and cost."""
+        """Per variant and round: answers, pass rate with an interval over inputs (repeats of one
+        input are one piece of evidence), mean score, how many revisions helped / hurt / changed
+        nothing against the previous round's grade, and cost."""
         r = self.rounds
         prev = r.set_index(["variant", "input_id", "repeat", "round"])
+        intervals = rates(r, value="passed", by=["variant", "round"]) if len(r) else None
         rows = []
         for (variant, rnd), g in r.groupby(["variant", "round"], sort=True):
             graded = g["passed"].dropna()
-            low, high = proportion_ci(int((graded > 0.5).sum()), len(graded))
+            low, high = ((math.nan, math.nan) if intervals is None or not len(graded)
+                         else intervals.loc[(variant, rnd), ["low", "high"]])
             helped = hurt = same = 0
             if rnd > 0:
                 for _, x in g.iterrows():
@@ -193,8 +197,15 @@ class Critique:
         return side_by_side(self.runs, self.log.grades(self.experiment_id), grader=self.grader, columns="round",
                             index=("variant", "input_id", "repeat"))
 
+    def findings(self, **kwargs: Any) -> Findings:
+        """The findings block for the first answers (per framing rates with intervals over inputs,
+        the verdict between the first two variants, caveats); :meth:`by_round` reads the rounds."""
+        return findings(self.runs, self.log.grades(self.experiment_id), grader=self.grader,
+                        experiment_id=self.experiment_id, **kwargs)
+
     def _repr_html_(self) -> str:
-        return f"<p><b>{html_text(self.experiment_id)}</b>: self-critique</p>" + self.by_round().to_html()
+        return (self.findings()._repr_html_() + f"<p><b>{html_text(self.experiment_id)}</b>: self-critique</p>"
+                + self.by_round().to_html())
 
 
 def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
