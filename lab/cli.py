@@ -207,6 +207,11 @@ def cmd_run_notebook(args: argparse.Namespace) -> int:
         _say(f"the notebook made no model calls under experiment {run.experiment_id}")
     else:
         _print_df(summary(df)[["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]])
+        from .findings import findings
+        from .store import RunLog
+
+        print()  # the notebook's own findings, read back from the log (its grades included)
+        print(findings(df, RunLog(run.log_path).grades(run.experiment_id), experiment_id=run.experiment_id))
     _say(f"\nexperiment {run.experiment_id}: {len(df)} calls, notebook ran in {run.wall_s:.1f}s")
     _say(f"Log:      {run.log_path}")
     _say(f"Notebook: {run.notebook}")

@@ -454,7 +454,11 @@ def _reading(row: dict[str, object], value: str, confidence: float) -> str:
         return (f"{TOO_FEW} ({k} inputs; a verdict needs {MIN_INPUTS}): {value} {a} - {b} = "
                 f"{row['difference']:+.3f} ({ci})")
     if row["verdict"] == "no detectable difference":
-        return f"no detectable difference in {value} between {a} and {b} {size}: {a} - {b} = {row['difference']:+.3f} ({ci})"
+        said = f"no detectable difference in {value} between {a} and {b} {size}: {a} - {b} = {row['difference']:+.3f} ({ci}"
+        p = row.get("p_value")
+        if row["low"] > 0 or row["high"] < 0:  # the interval alone would say otherwise: say why it does not decide
+            said += f"; the exact sign-flip test over {k} inputs does not agree, p = {p:.2f}" if p == p else ""
+        return said + ")"
     if row["verdict"] in ("A higher", "B higher"):
         higher, lower = (a, b) if row["verdict"] == "A higher" else (b, a)
         return f"{value} is higher for {higher} than for {lower}: {a} - {b} = {row['difference']:+.3f} {size} ({ci})"

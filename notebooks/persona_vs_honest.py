@@ -78,7 +78,8 @@ lab.plots.outcome_rates(runs.df, grades)
 lab.plots.paired_difference(runs.df, "honest", "persona", grades)
 
 # %%
-lab.stats.paired_difference(lab.tables.with_grades(runs.df, grades), "honest", "persona", split_by_tag=True)
+difference = lab.stats.paired_difference(lab.tables.with_grades(runs.df, grades), "honest", "persona", split_by_tag=True)
+difference[["difference", "low", "high", "inputs", "pairs", "p_value", "verdict"]]
 
 # %% [markdown]
 # ## What it cost
