@@ -163,7 +163,7 @@ def test_every_html_export_draws_its_figures_in_chromium_offline(executed):
 
 
 @pytest.mark.slow
-def test_run_notebook_cli_prints_the_summary_and_where_the_log_and_html_are(tmp_path):
+def test_run_notebook_cli_prints_the_summary_the_findings_and_where_the_log_and_html_are(tmp_path):
     inputs = tmp_path / "tiny.yaml"
     inputs.write_text(TINY_INPUTS.split("- id: sarcasm")[0])
     log_path = tmp_path / "cli.db"
@@ -178,6 +178,7 @@ def test_run_notebook_cli_prints_the_summary_and_where_the_log_and_html_are(tmp_
     for col in ("n", "answered", "escaped", "errors", "mean_latency_ms"):
         assert col in out
     assert "persona" in out and "honest" in out
+    assert out.index("mean_latency_ms") < out.index("Findings for ") < out.index("Log:")  # the verdict in words
     assert f"Log:      {log_path}" in out
     assert (tmp_path / "out" / "persona_vs_honest.html").is_file()
 

@@ -259,3 +259,14 @@ def test_a_difference_in_escapes_is_reported_as_higher_not_better_unless_told_wh
     esc = lab.stats.paired_difference(frame([1] * 20, [0] * 20, n_inputs=10), "A", "B", value="escaped")  # B escapes every time
     assert esc["verdict"].iloc[0] == "B higher"
     assert esc["reading"].iloc[0].startswith("escaped is higher for B than for A")
+
+
+def test_an_interval_that_excludes_zero_without_a_verdict_says_the_exact_test_disagrees():
+    # 8 inputs x 3 repeats: the clustered interval excludes 0, the exact sign-flip test over inputs does not
+    a = [0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1, 0, 1, 0]
+    b = [0, 1, 0, 1, 0, 1, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1]
+    rows = [{"input_id": f"i{k // 3}", "repeat": k % 3, "model": "m", "variant": v, "escaped": float(x)}
+            for v, xs in (("a", a), ("b", b)) for k, x in enumerate(xs)]
+    row = lab.stats.paired_difference(pd.DataFrame(rows), "a", "b", value="escaped").iloc[0]
+    assert row["high"] < 0 and row["verdict"] == "no detectable difference"
+    assert f"the exact sign-flip test over 8 inputs does not agree, p = {row['p_value']:.2f}" in row["reading"]
