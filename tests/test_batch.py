@@ -128,8 +128,9 @@ def test_batch_rows_have_the_columns_and_request_a_live_run_has(files, claude_sr
 
 
 def test_partial_failures_and_expired_requests_become_error_rows_with_reasons(files, claude_srv, run_log):
-    # six requests over 0.3 s; the window closes at 0.2 s; the second one fails
-    claude_srv.batches.plan = BatchPlan(seconds=0.3, expire_after=0.2, outcomes=["ok", "error"])
+    # six requests over 1.5 s; the window closes at 1.0 s (the first poll comes well before, even under
+    # load); the second one fails
+    claude_srv.batches.plan = BatchPlan(seconds=1.5, expire_after=1.0, outcomes=["ok", "error"])
     exp = plan(files, claude_srv, CLAUDE, run_log)
     lab.batch.submit(exp)
     first = lab.batch.poll(exp.id, log=run_log)
@@ -154,7 +155,8 @@ def test_partial_failures_and_expired_requests_become_error_rows_with_reasons(fi
 
 
 def test_openai_batch_goes_through_its_states_and_reads_output_and_error_files(files, gpt_srv, run_log):
-    gpt_srv.batches.plan = BatchPlan(seconds=0.3, validate_seconds=0.1, finalize_seconds=0.1,
+    # finalizing lasts long enough that a poll every 0.03 s sees it even on a loaded 2-core machine
+    gpt_srv.batches.plan = BatchPlan(seconds=0.3, validate_seconds=0.1, finalize_seconds=0.6,
                                      outcomes=["ok", "ok", "ok", "error"])
     exp = plan(files, gpt_srv, GPT, run_log)
     assert lab.batch.submit(exp).batches.state.tolist() == ["validating"]
