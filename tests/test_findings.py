@@ -91,3 +91,12 @@ def test_one_variant_without_grades_gives_no_pairs_not_a_crash(run_log):
     cmp = lab.techniques.framing.Comparison(exp.id, run_log, ["persona", "honest"], "match:normalized")
     res = cmp.difference()
     assert res.loc["all", "pairs"] == 0 and res.loc["all", "reading"].startswith("no pairs where both")
+
+
+def test_ungraded_runs_with_expected_answers_give_no_verdict_and_say_how_to_grade_them(run_log):
+    exp = lab.experiment("prompts/sentiment.yaml", inputs="prompts/sentiment_inputs.yaml", model="scripted:seeded",
+                         repeats=1, seed=1, log=run_log, progress="off")
+    exp.run()
+    f = findings(run_log.runs(experiment=exp.id), run_log.grades(exp.id))
+    assert f.verdict is None and f.headline.startswith("No verdict between persona and honest")
+    assert any("lab.grade(runs, lab.grading.default_grader())" in c for c in f.caveats)
