@@ -84,7 +84,9 @@ def test_the_call_after_a_crash_answers_with_the_same_seeded_output_as_before(pr
 
 
 def test_cancel_really_stops_a_generation_and_the_next_call_starts_a_new_worker(worker, run_log):
-    s = Session(prompt_file(), model="local:smollm2", params={"max_tokens": 3000, "temperature": 0.2},
+    # seeded, and counting to 200 from 1 takes the model about 120 tokens (over a second here): still
+    # generating when cancelled 0.2 s after the worker took the call
+    s = Session(prompt_file(), model="local:smollm2", params={"max_tokens": 3000, "temperature": 0.2, "seed": 5},
                 log=run_log)
     out: dict = {}
 
@@ -96,9 +98,9 @@ def test_cancel_really_stops_a_generation_and_the_next_call_starts_a_new_worker(
 
     t = threading.Thread(target=call)
     t.start()
-    while not worker.busy:
+    while not (worker.busy and worker.pid):
         time.sleep(0.01)
-    time.sleep(0.5)
+    time.sleep(0.2)
     pid = worker.pid
     t0 = time.perf_counter()
     assert s.cancel()
