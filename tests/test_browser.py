@@ -76,13 +76,7 @@ def test_workbench_in_jupyterlab_runs_and_retries_and_shows_both_samples(jupyter
     ARTIFACTS.mkdir(exist_ok=True)
     with browser() as b:
         page = b.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(f"{base}/lab/tree/notebooks/workbench.ipynb?token={token}")
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                               " && window.jupyterapp.shell.currentWidget.sessionContext"
-                               " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-                               " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel")
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        _run_all_cells(page, base, token, "notebooks/workbench.ipynb", timeout_ms=60_000)
         bench = page.locator(".promptlab-workbench")
         bench.wait_for()
         # the plot under the workbench renders too (plotly's JupyterLab extension)
@@ -124,14 +118,19 @@ CUT = ("sel => [...document.querySelectorAll(sel)].filter(e => e.offsetParent !=
        " + ' (' + e.scrollWidth + ' > ' + e.clientWidth + ')')")
 
 
-def _open_workbench(page, base: str, token: str):
-    page.set_default_timeout(120_000)
-    page.goto(f"{base}/lab/tree/notebooks/workbench.ipynb?token={token}")
+def _run_all_cells(page, base: str, token: str, notebook: str, *, timeout_ms: int = 120_000) -> None:
+    """Open ``notebook`` in JupyterLab, wait for its kernel, and run every cell (as Run > Run All)."""
+    page.set_default_timeout(timeout_ms)
+    page.goto(f"{base}/lab/tree/{notebook}?token={token}")
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                            " && window.jupyterapp.shell.currentWidget.sessionContext"
                            " && window.jupyterapp.shell.currentWidget.sessionContext.session"
                            " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel")
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def _open_workbench(page, base: str, token: str):
+    _run_all_cells(page, base, token, "notebooks/workbench.ipynb")
     bench = page.locator(".promptlab-workbench")
     bench.wait_for()
     return bench
@@ -258,13 +257,7 @@ def test_compare_view_hides_variant_names_in_the_figure_and_cuts_no_label(jupyte
     ARTIFACTS.mkdir(exist_ok=True)
     with browser() as b:
         page = b.new_page(viewport={"width": 1280, "height": 1100})
-        page.set_default_timeout(120_000)
-        page.goto(f"{base}/lab/tree/notebooks/view.ipynb?token={token}")
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                               " && window.jupyterapp.shell.currentWidget.sessionContext"
-                               " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-                               " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel")
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        _run_all_cells(page, base, token, "notebooks/view.ipynb")
         view = page.locator(".promptlab-compare")
         view.wait_for()
         view.locator(".js-plotly-plot .main-svg").first.wait_for()
