@@ -24,13 +24,13 @@ def input_set_table(records: list[RunRecord], prompt: PromptFile, log: RunLog) -
     """
 
     from .. import plots
-    from ..graders import grader_from_spec, graders_or_default
+    from ..graders import graders_or_default
     from ..grading import grade
+    from ..techniques._common import resolve_graders
 
     df = pd.DataFrame([dataclasses.asdict(r) for r in records])
     grades = None
-    named = [grader_from_spec(prompt.grader, f"{prompt.path}: grader")] if prompt.grader is not None else []
-    graders = graders_or_default(named, df) if len(df) else []
+    graders = graders_or_default(resolve_graders(None, prompt), df) if len(df) else []
     if graders:
         grade(df, graders, log=log)
         grades = log.grades(experiment=records[0].experiment_id)
