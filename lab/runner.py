@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import collections
 import os
 import hashlib
@@ -272,16 +273,21 @@ class Runner:
         return est
 
     async def call(self, call: Call) -> RunRecord:
-        """Make one call (or replay it from the log) and append its row. Raises BudgetExceeded."""
+        """Make one call (or replay it from the log) and append its row; returns once the row is
+        committed. Raises BudgetExceeded."""
+        rec = await self._make(call)
+        await self.log.append_run(rec)  # committed (or kept in the recovery file) before the call counts as done
+        return rec
+
+    async def _make(self, call: Call) -> RunRecord:
+        """Make one call (or replay it from the log): its row, not yet written. Raises BudgetExceeded."""
         if self.cancelled:
             raise asyncio.CancelledError()
         if self.replay:
             cached = self.log.find_cached(call.key)
             if cached is not None:
-                rec = self._replayed(call, cached)
-                await self.log.append_run(rec)
                 self.counts["replayed"] += 1
-                return rec
+                return self._replayed(call, cached)
         provider = self.provider(call.model)
         limiter = self.limiter(call.model)
         retries = 0
@@ -329,7 +335,6 @@ class Runner:
             confidence=summarize(completion.logprobs, call.escape_hatch and call.escape_hatch.text)
             if completion is not None and completion.logprobs else None,
         )
-        await self.log.append_run(rec)  # committed (or kept in the recovery file) before the call counts as done
         return rec
 
     def _replayed(self, call: Call, hit: dict[str, Any]) -> RunRecord:
@@ -386,21 +391,53 @@ class Runner:
             if self.concurrency is None:  # other models' limits are known only once their calls come up
                 workers = max(workers, 16)
 
+        # A worker hands each finished row to the log's writer thread and goes on to its next call;
+        # the call is reported (kept in ``records``, counted by ``progress``) only once its row is
+        # committed. Waiting for the commit in the worker would keep a slot idle for as long as a
+        # commit takes to be acknowledged, which on a busy event loop is longer than a call (80-110 ms
+        # against 50 ms at 4k calls, concurrency 64). At most ``unacked`` rows wait at once: a log
+        # that stops taking rows (locked by another process) stops the run after that many.
+        unacked = asyncio.Semaphore(max(16, 2 * workers))
+        pending: set[asyncio.Future] = set()
+        failed: list[BaseException] = []
+
+        def committed(rec: RunRecord, fut: asyncio.Future) -> None:
+            pending.discard(fut)
+            unacked.release()
+            if fut.cancelled():
+                return
+            exc = fut.exception()
+            if exc is not None:
+                failed.append(exc)
+                return
+            records.append(rec)
+            progress.update(rec.outcome)
+
         async def worker() -> None:
             for c in it:  # a shared iterator: each call is taken by exactly one worker
+                if failed:
+                    return
                 try:
-                    rec = await self.call(c)
+                    rec = await self._make(c)
                 except BudgetExceeded:
                     return
-                records.append(rec)
-                progress.update(rec.outcome)
+                await unacked.acquire()
+                fut = self.log.submit_run(rec)
+                pending.add(fut)
+                fut.add_done_callback(functools.partial(committed, rec))
 
         tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, workers))]
         try:
             await asyncio.gather(*tasks)
+            while pending:  # the last rows' commits
+                await asyncio.wait(list(pending))
         finally:
             for t in tasks:
                 t.cancel()
+            for fut in list(pending):  # interrupted: the writer still commits these rows; nobody reports them
+                fut.cancel()
+        if failed:
+            raise failed[0]
         return records
 
     def _replay_from_log(self, calls: Iterator[Call], records: list[RunRecord], progress: Progress,

@@ -39,24 +39,29 @@ def secret_values() -> dict[str, str]:
     return dict(found)
 
 
-def redact(text: str) -> str:
-    """Return ``text`` with every secret value from the environment, and key-shaped strings, masked."""
+def redact(text: str, secrets: dict[str, str] | None = None) -> str:
+    """Return ``text`` with every secret value from the environment, and key-shaped strings, masked.
+    ``secrets``: :func:`secret_values`, when the caller already has them (redacting many strings)."""
     if not text:
         return text
-    for name, value in secret_values().items():
+    for name, value in (secret_values() if secrets is None else secrets).items():
         if value in text:
             text = text.replace(value, f"[REDACTED:{name}]")
-    return _SECRET_SHAPES.sub("[REDACTED]", text)
+    if "sk-" in text or "AKIA" in text:  # every key shape has one of these: skip the regex scan otherwise
+        text = _SECRET_SHAPES.sub("[REDACTED]", text)
+    return text
 
 
-def redact_value(value: Any) -> Any:
+def redact_value(value: Any, secrets: dict[str, str] | None = None) -> Any:
     """:func:`redact` applied to every string inside lists and dicts (messages, input variables)."""
+    if secrets is None:
+        secrets = secret_values()
     if isinstance(value, str):
-        return redact(value)
+        return redact(value, secrets)
     if isinstance(value, (list, tuple)):
-        return [redact_value(v) for v in value]
+        return [redact_value(v, secrets) for v in value]
     if isinstance(value, dict):
-        return {k: redact_value(v) for k, v in value.items()}
+        return {k: redact_value(v, secrets) for k, v in value.items()}
     return value
 
 

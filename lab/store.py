@@ -30,7 +30,7 @@ from .version import __version__
 from .errors import StoreError
 from .migrations import migrate
 from .names import folder_value
-from .secrets import redact, redact_value
+from .secrets import redact, redact_value, secret_values
 
 try:
     import fcntl
@@ -38,6 +38,8 @@ except ImportError:  # Windows: the recovery file is then written without a lock
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
+    import asyncio
+
     import pandas as pd
 
 DEFAULT_LOG = Path("results") / "promptlab.db"
@@ -60,16 +62,31 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+_ids: list[str] = []
+_ids_lock = threading.Lock()
+if hasattr(os, "register_at_fork"):  # a forked child must not hand out its parent's ids
+    os.register_at_fork(after_in_child=_ids.clear)
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random id (a version-4 UUID in hex). Drawn 256 at a time from ``os.urandom``: a batch takes
+    two ids a call, and one system call for each would cost more than the rest of the id."""
+    with _ids_lock:
+        if not _ids:
+            raw = os.urandom(16 * 256)
+            _ids.extend(uuid.UUID(bytes=raw[i:i + 16], version=4).hex for i in range(0, len(raw), 16))
+        return _ids.pop()
 
 
 def default_log_path() -> Path:
     return Path(os.environ.get("PROMPTLAB_LOG") or DEFAULT_LOG)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder for every row, not one a value
+
+
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+    return None if value is None else _ENCODER.encode(value)
 
 
 @dataclass(slots=True)  # a batch keeps one per call: slots make each a quarter of the size
@@ -149,11 +166,27 @@ def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     return db
 
 
-@functools.lru_cache(maxsize=64)
-def _insert_sql(table: str, cols: tuple[str, ...], ignore: bool = False) -> str:
+@functools.lru_cache(maxsize=128)
+def _insert_sql(table: str, cols: tuple[str, ...], ignore: bool = False, rows: int = 1) -> str:
     cols = cols + (("seq",) if table in _VERSIONED else ())
     verb = "INSERT OR IGNORE" if ignore else "INSERT"
-    return f"{verb} INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+    one = f"({', '.join('?' for _ in cols)})"
+    return f"{verb} INTO {table} ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
+
+
+_MAX_ROWS_A_STATEMENT = 64  # x ~40 columns: well under SQLite's 32766 bound variables
+
+
+def _insert_many(db: sqlite3.Connection, table: str, cols: tuple[str, ...], ignore: bool, values: list[tuple]) -> None:
+    """Insert rows with as few statements as possible: multi-row INSERTs of 64, 32, ... 1 rows (a
+    handful of distinct statements, all cached). One statement steps once: the writer thread gives
+    the GIL back to the event loop once per statement instead of once per row (executemany)."""
+    i = 0
+    while i < len(values):
+        n = min(_MAX_ROWS_A_STATEMENT, 1 << ((len(values) - i).bit_length() - 1))
+        chunk = values[i:i + n]
+        db.execute(_insert_sql(table, cols, ignore, n), [x for row in chunk for x in row])
+        i += n
 
 
 def _write_items(db: sqlite3.Connection, items: list[Item]) -> None:
@@ -163,7 +196,7 @@ def _write_items(db: sqlite3.Connection, items: list[Item]) -> None:
     try:
         seq = None
         i = 0
-        while i < len(items):  # consecutive items with the same statement go in one executemany
+        while i < len(items):  # consecutive items with the same statement go in one multi-row INSERT
             table, cols, _, ignore = items[i]
             j = i + 1
             while j < len(items) and items[j][0] == table and items[j][1] == cols and items[j][3] == ignore:
@@ -174,7 +207,7 @@ def _write_items(db: sqlite3.Connection, items: list[Item]) -> None:
                     seq = int(db.execute(_NEXT_SEQ).fetchone()[0])
                 values = [(*v, seq + k) for k, v in enumerate(values)]
                 seq += len(values)
-            db.executemany(_insert_sql(table, cols, ignore), values)
+            _insert_many(db, table, cols, ignore, values)
             i = j
         db.execute("COMMIT")
     except BaseException:
@@ -371,7 +404,9 @@ class RunLog:
         """Commit ``items`` in one transaction; False when they were kept in the recovery file."""
         return self._writer.write(items)
 
-    async def _awrite(self, items: list[Item]) -> None:
+    def _submit(self, items: list[Item]) -> "asyncio.Future[None]":
+        """Queue ``items`` for the writer thread (one transaction); the future (of the running event
+        loop) is done once they are committed or kept in the recovery file."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -383,7 +418,10 @@ class RunLog:
             batch = self._outbox[loop] = []
             loop.call_soon(self._hand_off, loop)
         batch.append(ticket)
-        await ticket.future
+        return ticket.future
+
+    async def _awrite(self, items: list[Item]) -> None:
+        await self._submit(items)
 
     def _hand_off(self, loop: Any) -> None:
         self._writer.submit(self._outbox.pop(loop))
@@ -401,10 +439,11 @@ class RunLog:
         row = {name: getattr(rec, name) for name in _RECORD_FIELDS}
         row["id"] = row["id"] or new_id()
         row["finished_at"] = row["finished_at"] or now()
-        row["output"] = redact(row["output"]) if row["output"] else row["output"]
-        row["error"] = redact(row["error"]) if row["error"] else row["error"]
+        secrets = secret_values()  # once a row, not once a string
+        row["output"] = redact(row["output"], secrets) if row["output"] else row["output"]
+        row["error"] = redact(row["error"], secrets) if row["error"] else row["error"]
         for col in ("messages", "input_vars", "expected"):  # a key pasted into an input by mistake
-            row[col] = redact_value(row[col])
+            row[col] = redact_value(row[col], secrets)
         row["lab_version"] = __version__
         return row
 
@@ -418,9 +457,17 @@ class RunLog:
         """:meth:`add_run` for async code: the event loop keeps running while the writer thread
         commits, and rows finished at about the same time share one commit. Returns once the row is
         committed (or kept in the recovery file)."""
+        await self.submit_run(rec)
+        return rec.id
+
+    def submit_run(self, rec: RunRecord) -> "asyncio.Future[None]":
+        """Queue one finished call for the writer thread and return at once (call it on a running
+        event loop). The returned future is done once the row is committed (or kept in the recovery
+        file), and raises StoreError when it could be kept nowhere: report the call only then.
+        Fills in ``rec.id`` (and ``rec.finished_at``) when they are empty."""
         row = self._run_row(rec)
-        await self._awrite([self._item("runs", row)])
-        return row["id"]
+        rec.id, rec.finished_at = row["id"], row["finished_at"]
+        return self._submit([self._item("runs", row)])
 
     def add_runs(self, recs: list[RunRecord]) -> list[str]:
         """Append several rows in one transaction (all or none). For rows that cost nothing to
@@ -451,7 +498,10 @@ class RunLog:
                         known[table] = set(self._columns(table)) if table in _JSON_COLUMNS else set()
                     if not cols or not set(cols) <= known[table]:
                         continue  # not a row this log can hold
-                    items.append((table, cols, tuple(d["values"]), True))  # a row already in the log is skipped
+                    values = tuple(d["values"])
+                    if table == "events" and self._has_event(dict(zip(cols, values))):
+                        continue  # events have no id of their own: an identical one is this one, ingested before
+                    items.append((table, cols, values, True))  # a row already in the log is skipped (same id)
                 except (ValueError, KeyError, TypeError):
                     continue  # a line torn by a crash while it was written
             if items:
@@ -469,6 +519,11 @@ class RunLog:
                 added = 0
             os.unlink(path)
         return added
+
+    def _has_event(self, row: dict[str, Any]) -> bool:
+        return self._db.execute(
+            "SELECT 1 FROM events WHERE experiment_id = ? AND at = ? AND kind = ? AND detail IS ? LIMIT 1",
+            (row.get("experiment_id"), row.get("at"), row.get("kind"), row.get("detail"))).fetchone() is not None
 
     def add_experiment(self, id: str, *, name: str | None, prompt_path: str | None, inputs_path: str | None,
                        models: list[str], variants: list[str], repeats: int, params: dict[str, Any]) -> None:

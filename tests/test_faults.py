@@ -210,8 +210,9 @@ def test_killed_batch_resumes_without_repeating_finished_calls(write, tmp_path):
             assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             done = {r[0] for r in con.execute("SELECT input_id FROM runs WHERE experiment_id = 'X'")}
         assert 30 <= len(done) < n
-        # every call the server answered is in the log, but for the few in flight at the kill
-        assert 0 <= answered_before - len(done) <= 4
+        # every call the server answered is in the log, but for the few in flight at the kill (concurrency
+        # 4) and the rows handed to the log's writer thread whose commit had not ended (a few ms' worth)
+        assert 0 <= answered_before - len(done) <= 4 + 4
 
         srv.reset_stats()
         res = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=120)

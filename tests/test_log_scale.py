@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import lab
+from lab.providers.base import Completion
 from lab.store import RunRecord
 from lab.tables import summary
 from tests import scripted
@@ -91,6 +93,58 @@ def test_calls_finished_while_the_log_stays_locked_go_to_a_recovery_file_that_th
     again.recovery_path.write_text(kept)
     assert again.ingest_recovery() == 0
     assert len(lab.log(path).runs(experiment=exp.id)) == 20
+
+
+def test_an_event_kept_in_the_recovery_file_is_ingested_once(tmp_path):
+    # events have no id of their own: a file ingested twice (a crash before it was removed) must not
+    # leave the "finished" event of a run twice in the log
+    path = tmp_path / "log.db"
+    log = lab.log(path)
+    log.add_event("e1", "started", calls=3)
+    row = {"experiment_id": "e1", "at": "2026-11-29T01:00:00.000001+00:00", "kind": "finished", "detail": '{"made": 3}'}
+    line = ('{"table": "events", "columns": %s, "values": %s, "ignore": false}\n'
+            % (json.dumps(list(row)), json.dumps(list(row.values()))))
+    log.recovery_path.write_text(line)
+    assert log.ingest_recovery() == 1
+    log.recovery_path.write_text(line)
+    assert log.ingest_recovery() == 0
+    assert list(log.events("e1")["kind"]) == ["started", "finished"]
+
+
+def test_a_worker_starts_its_next_call_while_the_last_row_is_still_being_committed(write, run_log, monkeypatch):
+    # a commit slower than a call must not leave concurrency slots idle: with 4 slots and every commit
+    # held for 1 s, all 12 calls are made during the first commit, and each is reported only once its
+    # row is in the log (a worker that waited for its commit would make calls 5-12 after it)
+    in_flight, peak, call_ends, commit_ends = [0], [0], [], []
+
+    async def answer_later(self, messages, params):
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        await asyncio.sleep(0.02)
+        in_flight[0] -= 1
+        call_ends.append(time.monotonic())
+        return Completion(text="ok")
+
+    slow_commit = lab.store._Writer._commit
+
+    def held(self, items):
+        if not any(table == "runs" for table, *_ in items):
+            return slow_commit(self, items)
+        time.sleep(1.0)
+        try:
+            return slow_commit(self, items)
+        finally:
+            commit_ends.append(time.monotonic())
+
+    monkeypatch.setattr(scripted.ScriptedProvider, "complete", answer_later)
+    monkeypatch.setattr(lab.store._Writer, "_commit", held)
+    exp = lab.experiment(write("p.yaml", PROMPT), [{"id": f"i{i}", "n": i} for i in range(6)],
+                         model="scripted:echo", concurrency=4, log=run_log)
+    runs = exp.run()
+    assert len(runs) == 12 and peak[0] == 4
+    assert max(call_ends) < min(commit_ends)
+    committed = set(run_log.runs(experiment=exp.id, columns=["id"])["id"])
+    assert {r.id for r in runs.records} == committed
 
 
 def test_rows_appended_concurrently_share_commits_and_one_sequence_with_grades(run_log):
