@@ -112,7 +112,7 @@ class Call:
     role: str = "answer"
     run_id: str = field(default_factory=new_id)
 
-    @property
+    @functools.cached_property  # a call's fields are not changed once planned (dataclasses.replace makes a new one)
     def key(self) -> str:
         """Cache key: model, messages, parameters (with the seed only if the user chose it) and repeat."""
         params = self.params if self.seed_chosen_by_user else {k: v for k, v in self.params.items() if k != "seed"}
