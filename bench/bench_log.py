@@ -169,6 +169,8 @@ def reading_at_scale(runs: int, rows: int) -> list[str]:
         for i in range(0, rows, 10_000):
             log.add_runs([record(j, "big", ("persona", "honest")[j % 2], j // 2, rng)
                           for j in range(i, min(rows, i + 10_000))])
+        show_summary = median([_fresh(["-m", "lab", "--log", str(path), "show", "big", "--summary-only"])
+                               for _ in range(runs)])
         show = median([_fresh(["-m", "lab", "--log", str(path), "show", "big"]) for _ in range(runs)])
         summ = median([timed(lambda: log.summary("big"))[0] for _ in range(runs)])
         cols = ["input_id", "variant", "outcome", "output", "input_vars"]
@@ -185,9 +187,10 @@ def reading_at_scale(runs: int, rows: int) -> list[str]:
     imp = median([_fresh(["-c", "import lab"]) for _ in range(runs)])
     helps = median([_fresh(["-m", "lab", "--help"]) for _ in range(runs)])
     return [
-        f"Reading at scale ({rows:,}-row experiment, median of {runs}): `python -m lab show` in a fresh process "
-        f"**{show:.3f} s** (target <= 0.5 s: {verdict(show <= 0.5)}; the SQL summary itself, `log.summary()`, "
-        f"{summ * 1000:.0f} ms). `log.runs(columns=[5 columns, one JSON])` {lab_s:.3f} s against `pandas.read_sql` of "
+        f"Reading at scale ({rows:,}-row experiment, median of {runs}): `python -m lab show --summary-only` in a "
+        f"fresh process **{show_summary:.3f} s** (target <= 0.5 s: {verdict(show_summary <= 0.5)}; the SQL summary "
+        f"itself, `log.summary()`, {summ * 1000:.0f} ms); plain `python -m lab show` (the summary, then the findings "
+        f"block, which reads the columns it needs) **{show:.3f} s** (<= 0.5 s: {verdict(show <= 0.5)}). `log.runs(columns=[5 columns, one JSON])` {lab_s:.3f} s against `pandas.read_sql` of "
         f"the same columns {raw_s:.3f} s ({lab_s / raw_s:.2f}x); every column: {full_s:.3f} s against "
         f"{raw_full:.3f} s ({full_s / raw_full:.2f}x, five JSON columns parsed).",
         "",

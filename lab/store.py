@@ -85,6 +85,38 @@ def default_log_path() -> Path:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder for every row, not one a value
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _decode_json_column(values: Iterable[Any]) -> list[Any]:
+    """JSON texts to values, each distinct text parsed once (tags and expected answers repeat across a
+    big experiment's rows). Each row gets its own list or dict, so that changing one cell changes no
+    other; only flat ones are cached (copied per row), nested ones are parsed per row."""
+    loads = json.loads
+    cache: dict[str, Any] = {}
+    out: list[Any] = []
+    append = out.append
+    for v in values:
+        if v.__class__ is not str:  # NULL (pandas 3 reads it as NaN)
+            append(None)
+            continue
+        hit = cache.get(v, cache)
+        if hit is cache:
+            hit = loads(v)
+            if hit.__class__ is list and all(x.__class__ in _SCALARS for x in hit):
+                cache[v] = hit
+                hit = list(hit)
+            elif hit.__class__ is dict and all(x.__class__ in _SCALARS for x in hit.values()):
+                cache[v] = hit
+                hit = dict(hit)
+            elif hit.__class__ in _SCALARS:
+                cache[v] = hit
+            append(hit)
+            continue
+        append(list(hit) if hit.__class__ is list else dict(hit) if hit.__class__ is dict else hit)
+    return out
+
+
 def _dumps(value: Any) -> str | None:
     return None if value is None else _ENCODER.encode(value)
 
@@ -604,10 +636,9 @@ class RunLog:
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()
         df = pd.DataFrame.from_records(rows, columns=names)
-        loads = json.loads
         for col in _JSON_COLUMNS.get(table, ()):
             if col in df:
-                df[col] = [loads(v) if v.__class__ is str else None for v in df[col]]  # pandas 3 reads NULL as NaN
+                df[col] = _decode_json_column(df[col])
         return df
 
     def _columns(self, table: str) -> list[str]:
