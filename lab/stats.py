@@ -72,6 +72,8 @@ def _t_sf(x, df):
     from scipy import special
 
     return special.stdtr(df, -np.asarray(x, dtype=float))
+
+
 PAIR_KEYS = ("input_id", "repeat", "model")
 
 

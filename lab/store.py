@@ -86,34 +86,36 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder for 
 
 
 _SCALARS = (str, int, float, bool, type(None))
+_MISSING = object()
+
+
+def _flat(value: Any) -> bool:
+    """A scalar, or a list or dict of scalars: safe to share after a shallow copy."""
+    if value.__class__ is list:
+        return all(x.__class__ in _SCALARS for x in value)
+    if value.__class__ is dict:
+        return all(x.__class__ in _SCALARS for x in value.values())
+    return value.__class__ in _SCALARS
 
 
 def _decode_json_column(values: Iterable[Any]) -> list[Any]:
     """JSON texts to values, each distinct text parsed once (tags and expected answers repeat across a
     big experiment's rows). Each row gets its own list or dict, so that changing one cell changes no
     other; only flat ones are cached (copied per row), nested ones are parsed per row."""
-    loads = json.loads
     cache: dict[str, Any] = {}
     out: list[Any] = []
-    append = out.append
     for v in values:
         if v.__class__ is not str:  # NULL (pandas 3 reads it as NaN)
-            append(None)
+            out.append(None)
             continue
-        hit = cache.get(v, cache)
-        if hit is cache:
-            hit = loads(v)
-            if hit.__class__ is list and all(x.__class__ in _SCALARS for x in hit):
-                cache[v] = hit
-                hit = list(hit)
-            elif hit.__class__ is dict and all(x.__class__ in _SCALARS for x in hit.values()):
-                cache[v] = hit
-                hit = dict(hit)
-            elif hit.__class__ in _SCALARS:
-                cache[v] = hit
-            append(hit)
-            continue
-        append(list(hit) if hit.__class__ is list else dict(hit) if hit.__class__ is dict else hit)
+        hit = cache.get(v, _MISSING)
+        if hit is _MISSING:
+            hit = json.loads(v)
+            if not _flat(hit):
+                out.append(hit)
+                continue
+            cache[v] = hit
+        out.append(hit.copy() if hit.__class__ in (list, dict) else hit)
     return out
 
 
@@ -451,9 +453,6 @@ class RunLog:
             loop.call_soon(self._hand_off, loop)
         batch.append(ticket)
         return ticket.future
-
-    async def _awrite(self, items: list[Item]) -> None:
-        await self._submit(items)
 
     def _hand_off(self, loop: Any) -> None:
         self._writer.submit(self._outbox.pop(loop))
