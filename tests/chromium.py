@@ -33,12 +33,17 @@ def browser() -> Iterator[object]:
             b.close()
 
 
+def offline(page) -> None:
+    """Refuse every request of ``page`` that is not for a local file (a report must render offline)."""
+    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+
+
 def rendered_figures(b, html: Path) -> list[str]:
     """Open ``html`` offline (every non-file request is refused) and return the titles of the
     plotly figures that actually drew an SVG."""
     page = b.new_page()
     try:
-        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+        offline(page)
         page.goto(html.resolve().as_uri())
         page.wait_for_load_state("load")
         with contextlib.suppress(Exception):  # a page with no figure at all is judged by the caller

@@ -3,6 +3,7 @@ run it, click Run and Retry, and see a second sample appear next to the first.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -16,12 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.chromium import browser
+from tests.chromium import browser, offline
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@contextlib.contextmanager
+def _page(width: int, height: int):
+    """A chromium page of this size; screenshots go to test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with browser() as b:
+        yield b.new_page(viewport={"width": width, "height": height})
 
 
 def _free_port() -> int:
@@ -73,9 +82,7 @@ def jupyterlab(tmp_path):
 
 def test_workbench_in_jupyterlab_runs_and_retries_and_shows_both_samples(jupyterlab):
     base, token = jupyterlab
-    ARTIFACTS.mkdir(exist_ok=True)
-    with browser() as b:
-        page = b.new_page(viewport={"width": 1400, "height": 1000})
+    with _page(1400, 1000) as page:
         _run_all_cells(page, base, token, "notebooks/workbench.ipynb", timeout_ms=60_000)
         bench = page.locator(".promptlab-workbench")
         bench.wait_for()
@@ -151,9 +158,7 @@ def _button(bench, text: str):
 @pytest.mark.parametrize("width", WIDTHS)
 def test_no_workbench_label_is_cut_and_three_cards_fit_a_row(jupyterlab, width):
     base, token = jupyterlab
-    ARTIFACTS.mkdir(exist_ok=True)
-    with browser() as b:
-        page = b.new_page(viewport={"width": width, "height": 1100})
+    with _page(width, 1100) as page:
         bench = _open_workbench(page, base, token)
         _button(bench, "Run").click()
         bench.locator(".promptlab-sample").first.wait_for()
@@ -176,9 +181,7 @@ def test_no_workbench_label_is_cut_and_three_cards_fit_a_row(jupyterlab, width):
 
 def test_blind_context_holds_no_variant_name_until_rated(jupyterlab):
     base, token = jupyterlab
-    ARTIFACTS.mkdir(exist_ok=True)
-    with browser() as b:
-        page = b.new_page(viewport={"width": 1280, "height": 1100})
+    with _page(1280, 1100) as page:
         bench = _open_workbench(page, base, token)
         bench.locator(".widget-checkbox input").first.check()
         _button(bench, "Run").click()
@@ -196,9 +199,7 @@ def test_blind_context_holds_no_variant_name_until_rated(jupyterlab):
 
 def test_a_failed_call_leaves_the_earlier_cards(jupyterlab):
     base, token = jupyterlab
-    ARTIFACTS.mkdir(exist_ok=True)
-    with browser() as b:
-        page = b.new_page(viewport={"width": 1280, "height": 1100})
+    with _page(1280, 1100) as page:
         bench = _open_workbench(page, base, token)
         _button(bench, "Run").click()
         bench.locator(".promptlab-sample").first.wait_for()
@@ -227,10 +228,8 @@ def test_the_report_opens_with_the_findings_above_the_first_figure_and_no_stderr
     exp.run()
     result = run_notebook(ROOT / "notebooks" / "compare.ipynb", {"experiments": [exp.id]}, log=log,
                           output_dir=tmp_path / "out", cwd=ROOT, timeout_s=300)
-    ARTIFACTS.mkdir(exist_ok=True)
-    with browser() as b:
-        page = b.new_page(viewport={"width": width, "height": 1100})
-        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+    with _page(width, 1100) as page:
+        offline(page)
         page.goto(result.html.resolve().as_uri())
         page.wait_for_function("() => document.querySelector('.js-plotly-plot .main-svg')")
         page.screenshot(path=str(ARTIFACTS / f"report-compare-{width}.png"), full_page=True)
@@ -254,9 +253,7 @@ def test_compare_view_hides_variant_names_in_the_figure_and_cuts_no_label(jupyte
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import lab\nlab.compare_view()")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "notebooks" / "view.ipynb")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with browser() as b:
-        page = b.new_page(viewport={"width": 1280, "height": 1100})
+    with _page(1280, 1100) as page:
         _run_all_cells(page, base, token, "notebooks/view.ipynb")
         view = page.locator(".promptlab-compare")
         view.wait_for()

@@ -14,7 +14,7 @@ import pytest
 
 from lab.errors import NotebookError
 from lab.notebooks import run_notebook
-from tests.chromium import browser
+from tests.chromium import browser, offline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def banner_on_first_screen(html: Path) -> str:
     with browser() as b:
         page = b.new_page(viewport={"width": 1280, "height": 800})
         try:
-            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+            offline(page)
             page.goto(html.resolve().as_uri())
             page.wait_for_load_state("load")
             banner = page.locator(".promptlab-failure").first
