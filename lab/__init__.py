@@ -50,6 +50,8 @@ _EVERYDAY = {
     "propose_edge_cases": ("lab.techniques", "propose_edge_cases"),
     "ablate": ("lab.techniques", "ablate"),
     "confidence": ("lab.techniques", "confidence"),
+    "split_inputs": ("lab.holdout", "split_inputs"),  # held-out inputs and the confirm step (issue 19)
+    "confirm": ("lab.techniques", "confirm"),
     "workbench": ("lab.widgets", "workbench"),
     "compare_view": ("lab.widgets", "compare_view"),
 }
@@ -57,7 +59,7 @@ _EVERYDAY = {
 # the namespaces, imported on first use (`lab.stats.rates(...)` works after a bare `import lab`)
 _NAMESPACES = ("graders", "judges", "grading", "stats", "tables", "plots", "techniques", "batch", "notebooks",
                "session", "widgets", "prompts", "inputs", "store", "runner", "runs", "providers", "pricing",
-               "errors", "whole_context", "calibration", "findings", "text")
+               "errors", "whole_context", "calibration", "findings", "text", "holdout", "selection")
 
 # old spellings, kept for one version: name -> (module, attribute, the spelling to use now)
 _MOVED = {

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, 
 
 from .seeds import derive_seed
 from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
+from .holdout import Part, choose_part
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
 from .names import check_id, html_text
 from .logprobs import TOP_LOGPROBS, summarize
@@ -488,7 +489,8 @@ class Experiment:
                  budget_usd: float | None = None, replay: bool = False, resume: bool = False,
                  log: RunLog | str | Path | None = None, id: str | None = None, name: str | None = None,
                  tags: list[str] | None = None, provider_options: dict[str, dict[str, Any]] | None = None,
-                 progress: ProgressMode = None, confidence: bool = False, max_calls: int | None = None):
+                 progress: ProgressMode = None, confidence: bool = False, max_calls: int | None = None,
+                 split: Part | None = None):
         self.prompt = prompt if isinstance(prompt, PromptFile) else load_prompt(prompt)
         if inputs is None:
             needed = sorted(set().union(*(v.variables for v in self.prompt.variants.values())))
@@ -530,6 +532,11 @@ class Experiment:
         if resume and id is None:
             raise ParameterError("resume=True needs the id of the experiment to resume (id=...)")
         self.log = log if isinstance(log, RunLog) else RunLog(log)
+        # an input set with a split (lab.holdout) runs on its dev part unless split= says otherwise
+        self.split: str | None = None
+        self.split_note: str | None = None
+        if inputs is not None:
+            self.inputs, self.split, self.split_note = choose_part(self.inputs, self.log, split)
         self.name = name or self.prompt.task
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.id = id or f"{self.name}-{stamp}-{new_id()[:4]}"
@@ -675,12 +682,14 @@ class Experiment:
                 "variants": [v.name for v in self.variants], "repeats": self.repeats, "params": self.params,
                 "seed": self.seed, "concurrency": self.concurrency, "budget_usd": self.budget_usd,
                 "replay": self.replay, "versions": {v.name: v.version for v in self.variants},
-                "confidence": self.confidence, "no_confidence": self.no_confidence}
+                "confidence": self.confidence, "no_confidence": self.no_confidence, "split": self.split}
 
     async def arun(self) -> "Runs":
         """Run the experiment on the current event loop (``await exp.arun()`` in async code)."""
         self.check()
         self.register()
+        if self.split_note:
+            print(self.split_note)
         total = self.size
         calls: Iterable[Call] = self.iter_plan()
         skipped = 0
@@ -727,7 +736,9 @@ def experiment(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | 
     ``tags`` (only inputs with these tags), ``progress`` (``auto``, ``text``, ``off``),
     ``confidence`` (True: ask providers that can for token log-probabilities and keep a small
     confidence record per run, see :mod:`lab.logprobs`; others say "no confidence available"),
-    ``max_calls`` (a plan larger than this, 1,000,000 by default or ``$PROMPTLAB_MAX_CALLS``, is refused).
+    ``max_calls`` (a plan larger than this, 1,000,000 by default or ``$PROMPTLAB_MAX_CALLS``, is refused),
+    ``split`` (an input set split by ``lab.split_inputs`` runs on its ``"dev"`` part by default;
+    ``"held_out"`` or ``"all"`` say otherwise, explicitly).
     Errors in any of them are raised here or by :meth:`Experiment.plan`, before any call.
     """
     exp = Experiment(prompt, inputs, **kwargs)

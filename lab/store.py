@@ -885,6 +885,30 @@ class RunLog:
             found.update(r[0] for r in rows)
         return found
 
+    # ---- the search: versions tried on a set of inputs (issue 19) ---------------------------
+
+    def event_details(self, experiment_id: str, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(at, detail)`` of each event of this kind, oldest first, without pandas (a run reads it)."""
+        with self._sql("read the events table"):
+            rows = self._db.execute("SELECT at, detail FROM events WHERE experiment_id = ? AND kind = ? ORDER BY seq",
+                                    (experiment_id, kind)).fetchall()
+        return [(at, json.loads(d) if d else {}) for at, d in rows]
+
+    def versions_tried(self, task: str, input_ids: list[str], *, until: str | None = None) -> "pd.DataFrame":
+        """Per variant and prompt version of ``task``: on how many of ``input_ids`` it was run, its
+        calls, and its first and last call (``until``: only versions first run by then), oldest first."""
+        import pandas as pd
+
+        sql = ("SELECT variant, prompt_version, count(DISTINCT input_id), count(*), min(finished_at),"
+               " max(finished_at) FROM runs WHERE task = ? AND coalesce(role, 'answer') = 'answer'"
+               " AND input_id IN (SELECT value FROM json_each(?)) GROUP BY variant, prompt_version")
+        sql += " HAVING min(finished_at) <= ?" if until is not None else ""
+        args: list[Any] = [task, json.dumps(list(input_ids))] + ([until] if until is not None else [])
+        with self._sql("count the versions tried on these inputs"):
+            rows = self._db.execute(sql + " ORDER BY min(seq)", args).fetchall()
+        return pd.DataFrame.from_records(rows, columns=["variant", "prompt_version", "inputs", "calls", "first_at",
+                                                        "last_at"])
+
 def log(path: str | Path | None = None) -> RunLog:
     """Open the run log (``results/promptlab.db`` by default, or ``$PROMPTLAB_LOG``)."""
     return RunLog(path)

@@ -8,11 +8,13 @@
 - :func:`compare_framings`: persona vs honest context (and persona + escape hatch), paired;
 - :func:`propose_edge_cases`: a model proposes inputs likely to break a prompt, for review;
 - :func:`ablate`: leave each named part of a variant's context out (or add it to a base), paired;
-- :func:`confidence`: token probabilities as confidence: calibration and selective answering.
+- :func:`confidence`: token probabilities as confidence: calibration and selective answering;
+- :func:`confirm`: a chosen version and its baseline on the held-out inputs, once per choice.
 """
 
 from .ablation import Ablation, ablate
 from .confidence import ConfidenceReport, confidence
+from .confirm import Confirmation, confirm, confirmations
 
 from .conversation import ContextEffect, Conversation, ConversationError, context_effect, conversation
 from .critique import Critique, self_critique
@@ -29,6 +31,7 @@ __all__ = [
     "compare_framings", "Comparison",
     "propose_edge_cases", "ProposedEdgeCases",
     "ablate", "Ablation", "confidence", "ConfidenceReport",
+    "confirm", "Confirmation", "confirmations",
 ]
 
 

@@ -14,6 +14,7 @@ from ..errors import ParameterError
 from ..findings import Findings, findings
 from ..graders import Grader, graders_or_default
 from ..grading import grade
+from ..holdout import with_selection
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile
@@ -79,10 +80,12 @@ class Comparison:
                              grader=self.grader, on=on)
 
     def findings(self, a: str | None = None, b: str | None = None, **kwargs: Any) -> Findings:
-        """The findings block: per framing rates by what escapes mean, the verdict a - b in words, caveats."""
-        return findings(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
-                        a=a or self.variants[0], b=b or (self.variants[1] if len(self.variants) > 1 else None),
-                        grader=self.grader, experiment_id=self.experiment_id, **kwargs)
+        """The findings block: per framing rates by what escapes mean, the verdict a - b in words, caveats
+        (the first says so when these inputs were used to choose between versions: lab.selection)."""
+        f = findings(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
+                     a=a or self.variants[0], b=b or (self.variants[1] if len(self.variants) > 1 else None),
+                     grader=self.grader, experiment_id=self.experiment_id, **kwargs)
+        return with_selection(f, self.log, self.experiment_id)
 
     def _repr_html_(self) -> str:
         parts = [self.findings()._repr_html_(),

@@ -1,0 +1,94 @@
+"""Selection-aware reading: a comparison on inputs that were used to choose between versions.
+
+After k versions of a variant were tried on the same inputs, the one that looks best there is
+partly the one that fit those inputs' noise (the winner's curse; adaptive overfitting to a
+holdout, Dwork et al. 2015): its advantage over the baseline on those inputs is optimistic. The
+findings say so in one clause and give a reading that allows for the search: the same paired
+comparison (:func:`lab.stats.paired_difference`) with its interval widened for the best of k
+(Bonferroni: level ``1 - alpha / k``), which holds whatever the versions' dependence. Only inputs
+that took no part in the choice (the held-out part, :func:`lab.confirm`) give an unbiased estimate.
+
+Pure functions over run rows and a count of the search (``lab.holdout.search`` reads it from the log).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .findings import Findings, behaviour
+from .stats import paired_difference
+from .tables import with_grades
+
+
+@dataclass(frozen=True)
+class Search:
+    """How many versions of the compared variants were tried on these inputs."""
+
+    versions: dict[str, int]  # variant -> distinct versions tried on these inputs
+    inputs: int
+
+    @property
+    def candidate(self) -> str | None:
+        """The variant that was searched over most (its versions were chosen between)."""
+        return max(self.versions, key=lambda v: self.versions[v]) if self.versions else None
+
+    @property
+    def k(self) -> int:
+        """Versions the comparison's winner was chosen from: all versions tried but the baseline's one."""
+        return max(1, sum(self.versions.values()) - 1)
+
+    @property
+    def selected(self) -> bool:
+        return self.k >= 2
+
+
+def search_of(tried: pd.DataFrame, variants: Sequence[str], inputs: int) -> Search:
+    """The :class:`Search` behind a comparison of ``variants``, from ``RunLog.versions_tried`` rows."""
+    rows = tried[tried["variant"].isin(list(variants))] if len(tried) else tried
+    counts = rows.groupby("variant")["prompt_version"].nunique().to_dict() if len(rows) else {}
+    return Search({str(v): int(counts.get(v, 1)) for v in variants}, int(inputs))
+
+
+def clause(search: Search) -> str:
+    """The one clause the findings carry: what was chosen, from how many, on how many inputs."""
+    return (f"{search.candidate} is the best of {search.k} versions tried on these {search.inputs} inputs: "
+            "its advantage here is optimistic")
+
+
+def selection_aware(df: pd.DataFrame, a: str, b: str, k: int, *, value: str = "passed", confidence: float = 0.95,
+                    higher_is_better: bool | None = True) -> dict[str, Any]:
+    """The paired comparison a - b read as the best of ``k``: :func:`lab.stats.paired_difference`
+    at level ``1 - (1 - confidence) / k``. One row (dict) with ``confidence`` added."""
+    level = 1 - (1 - confidence) / max(1, k)
+    row = paired_difference(df, a, b, value=value, confidence=level, higher_is_better=higher_is_better).iloc[0]
+    return {**row.to_dict(), "confidence": level}
+
+
+def reading(row: dict[str, Any], k: int) -> str:
+    """The selection-aware reading in words."""
+    ci = f"best of {k}: {row['confidence']:.2%} interval {row['low']:+.2f} to {row['high']:+.2f}"
+    if row["verdict"] in ("A better", "B better"):
+        return (f"allowing for the search ({ci}) the difference still holds; confirm it on held-out inputs "
+                "(lab.confirm) before reporting it")
+    return f"allowing for the search ({ci}) no difference is shown: only held-out inputs can confirm it (lab.confirm)"
+
+
+def annotate(f: Findings, runs: pd.DataFrame, grades: pd.DataFrame | None, search: Search,
+             confidence: float | None = None) -> Findings:
+    """``f`` with the selection clause (and the selection-aware reading where there is a verdict to
+    read) as its first caveat; ``f`` unchanged when no version was chosen on these inputs."""
+    if not search.selected:
+        return f
+    text = clause(search)
+    if f.verdict is not None and f.verdict_value and f.a and f.b:
+        df = runs[runs["role"].fillna("answer") == "answer"] if "role" in runs else runs
+        df = behaviour(with_grades(df, grades, grader=f.grader))
+        row = selection_aware(df, f.a, f.b, search.k, value=f.verdict_value, confidence=confidence or f.confidence)
+        text += "; " + reading(row, search.k)
+    else:
+        text += "; only held-out inputs can confirm a choice (lab.confirm)"
+    return dataclasses.replace(f, caveats=[text, *f.caveats])

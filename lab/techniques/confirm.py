@@ -1,0 +1,129 @@
+"""Confirm a choice once: the chosen version and the baseline on the held-out inputs.
+
+A version chosen because it looked best on the dev inputs has an optimistic advantage there
+(:mod:`lab.selection`). Held-out inputs took no part in the choice, so the paired comparison on
+them is the confirmed result. Confirming spends them: each confirmation is recorded in the log
+(``lab.holdout.uses``), and a later one on the same held-out inputs says how many choices they
+have been used for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ParameterError
+from ..findings import Findings
+from ..graders import Grader, graders_or_default
+from ..grading import grade
+from ..holdout import Split, as_inputs, find_split, record_use, uses
+from ..inputs import InputSet
+from ..progress import ProgressMode
+from ..prompts import PromptFile, Variant
+from ..runner import DEFAULT_MODEL, Experiment
+from ..store import RunLog
+from ._common import as_prompt, check_int, open_log, resolve_graders
+from .framing import Comparison
+
+
+@dataclass
+class Confirmation(Comparison):
+    """A :class:`Comparison` of a chosen version and its baseline on held-out inputs."""
+
+    input_set: str = ""
+    held_out: int = 0
+    uses: int = 1  # choices these held-out inputs have been used for, this one included
+
+    @property
+    def candidate(self) -> str:
+        return self.variants[0]
+
+    @property
+    def baseline(self) -> str:
+        return self.variants[1]
+
+    def use_note(self) -> str:
+        """How spent the held-out inputs are, in one sentence."""
+        where = f"the {self.held_out} held-out inputs of {self.input_set!r}"
+        if self.uses == 1:
+            return f"confirmed on {where}, which took no part in the choice (their first use for a choice)"
+        return (f"{where} have now been used for {self.uses} choices (every use is in the log): each reuse makes "
+                "a confirmation on them more optimistic; fresh inputs confirm best")
+
+    def findings(self, a: str | None = None, b: str | None = None, **kwargs: Any) -> Findings:
+        f = super().findings(a, b, **kwargs)
+        return dataclasses.replace(f, caveats=[self.use_note(), *f.caveats])
+
+    def __repr__(self) -> str:
+        return (f"Confirmation({self.experiment_id!r}, candidate={self.candidate!r}, baseline={self.baseline!r}, "
+                f"uses={self.uses})")
+
+
+def _variant(pf: PromptFile, which: str | Variant, log: RunLog, role: str) -> Variant:
+    """A variant of ``pf`` by name, a :class:`Variant` as given, or an earlier version by its id."""
+    if isinstance(which, Variant):
+        return which
+    if which in pf.variants:
+        return pf.variants[which]
+    known = log.prompt_versions(pf.path)
+    hit = known[known["version"].astype(str).str.startswith(str(which))] if len(known) else known
+    if len(hit) == 1 and hit.iloc[0]["variant"] in pf.variants:
+        row = hit.iloc[0]
+        templates = tuple((r, t) for r, t in row["templates"])
+        return dataclasses.replace(pf.variants[row["variant"]], templates=templates, version=str(row["version"]))
+    raise ParameterError(f"{role}={which!r}: not a variant of {pf.path} ({sorted(pf.variants)}) nor one version "
+                         "of it in the log")
+
+
+def _distinct(cand: Variant, base: Variant) -> tuple[Variant, Variant]:
+    """Two versions of one variant get names that tell them apart (``name@version``)."""
+    if cand.name != base.name:
+        return cand, base
+    if cand.version == base.version:
+        raise ParameterError(f"candidate and baseline are the same version of {cand.name!r} ({cand.version})")
+    return (dataclasses.replace(cand, name=f"{cand.name}@{cand.version[:8]}"),
+            dataclasses.replace(base, name=f"{base.name}@{base.version[:8]}"))
+
+
+def confirm(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict], *,
+            candidate: str | Variant, baseline: str | Variant, repeats: int = 3, seed: int | None = 0,
+            grader: Grader | list[Grader] | None = None, model: str | list[str] = DEFAULT_MODEL,
+            params: dict[str, Any] | None = None, log: RunLog | str | Path | None = None,
+            concurrency: int | None = None, budget_usd: float | None = None, progress: ProgressMode = None,
+            id: str | None = None) -> Confirmation:
+    """Run ``candidate`` (the chosen version) and ``baseline`` on the held-out part of ``inputs``
+    with the usual repeats and paired seeds, grade them, and return the confirmed result.
+
+    ``candidate`` / ``baseline``: a variant name of ``prompt``, a :class:`lab.prompts.Variant`
+    (e.g. the workbench's edited one), or an earlier version's id from the log. The input set
+    needs a split (:func:`lab.split_inputs`, made before iterating). Each call is one use of the
+    held-out inputs, recorded in the log; the result's findings say how many there have been."""
+    check_int("repeats", repeats, 1)
+    pf = as_prompt(prompt)
+    rows = as_inputs(inputs)
+    run_log = open_log(log)
+    split: Split | None = find_split(rows, run_log)
+    if split is None:
+        raise ParameterError(f"input set {rows.name!r} has no held-out part: split it with lab.split_inputs(...) "
+                             "before iterating (inputs used to choose a version cannot confirm it)")
+    cand, base = _distinct(_variant(pf, candidate, run_log, "candidate"), _variant(pf, baseline, run_log, "baseline"))
+    chosen = dataclasses.replace(pf, variants={cand.name: cand, base.name: base})
+    graders = resolve_graders(grader, pf)
+    exp = Experiment(chosen, rows, split="held_out", model=model, repeats=repeats, variants=[cand.name, base.name],
+                     params=params, seed=seed, log=run_log, concurrency=concurrency, budget_usd=budget_usd,
+                     progress=progress, id=id, name=f"{pf.task}-confirm")
+    runs = exp.run()
+    graders = graders_or_default(graders, runs.df)
+    if graders:
+        grade(runs, graders)
+    n = record_use(run_log, split, experiment=exp.id, candidate=cand.name, candidate_version=cand.version,
+                   baseline=base.name, baseline_version=base.version)
+    return Confirmation(exp.id, run_log, [cand.name, base.name], graders[-1].name if graders else None,
+                        [g.name for g in graders], input_set=split.input_set, held_out=len(exp.inputs), uses=n)
+
+
+def confirmations(input_set: str, log: RunLog | str | Path | None = None) -> Any:
+    """Every confirmation on an input set's held-out part (a table, oldest first)."""
+    return uses(open_log(log), input_set)

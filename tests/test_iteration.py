@@ -1,0 +1,126 @@
+"""Iteration that cannot fool you: held-out inputs, the search in the findings, confirm once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import random
+
+import pytest
+
+import lab
+from tests import scripted
+from tests.conftest import ROOT
+
+# answers right on about 60% of seeds, whatever the prompt: no version is truly better
+scripted.SCRIPTS["coin"] = lambda m, p: random.Random(p.get("seed")).choice(["yes", "yes", "yes", "no", "no"])
+
+PROMPT = """task: iterate
+variants:
+  base:
+    user: "Answer yes. {{{{ q }}}}"
+  edit:
+    user: "{user}"
+"""
+
+
+def _inputs(write, n: int = 24):
+    rows = "".join(f"- id: q{i}\n  tags: [{'edge' if i % 3 == 0 else 'normal'}]\n  q: question {i}\n  expected: 'yes'\n"
+                   for i in range(n))
+    return write("iter_inputs.yaml", rows)
+
+
+def _prompt(write, user: str):
+    return write("iter.yaml", PROMPT.format(user=user + " {{ q }}"))
+
+
+def test_a_split_is_stratified_recorded_and_the_same_in_another_process(write, run_log):
+    inputs = _inputs(write)
+    s = lab.split_inputs(inputs, held_out=12, seed=3, log=run_log)
+    assert len(s.dev) == 12 and len(s.held_out) == 12 and not set(s.dev) & set(s.held_out)
+    edge = {f"q{i}" for i in range(0, 24, 3)}
+    assert len(edge & set(s.held_out)) == 4  # 8 edge rows, half held out
+    code = ("import lab, sys\n"
+            f"s = lab.split_inputs({str(inputs)!r}, held_out=12, seed=3, log=lab.log(sys.argv[1] + '/other.db'))\n"
+            "print(','.join(s.held_out))\n")
+    other = subprocess.run([sys.executable, "-c", code, str(run_log.path.parent)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.strip().splitlines()[-1] == ",".join(s.held_out)  # a fresh log draws the same split
+    assert lab.split_inputs(inputs, log=run_log) == s  # asking again reads the recorded one
+    with pytest.raises(lab.ParameterError, match="never redrawn"):
+        lab.split_inputs(inputs, held_out=6, seed=3, log=run_log)
+
+
+def test_run_uses_the_dev_part_by_default_and_says_so(write, run_log, capsys):
+    inputs = _inputs(write)
+    s = lab.split_inputs(inputs, held_out=10, log=run_log)
+    exp = lab.experiment(_prompt(write, "Say yes."), inputs, model="scripted:coin", seed=1, log=run_log)
+    runs = exp.run()
+    assert "using the dev part" in capsys.readouterr().out
+    assert set(runs.df["input_id"]) == set(s.dev) and exp.split == "dev"
+    held = lab.experiment(_prompt(write, "Say yes."), inputs, model="scripted:coin", split="held_out", log=run_log)
+    assert {r.id for r in held.inputs} == set(s.held_out)
+    with pytest.raises(lab.ParameterError, match="split it|lab.split_inputs"):
+        lab.experiment(_prompt(write, "Say yes."), inputs, model="scripted:coin", split="held_out",
+                       log=lab.log(run_log.path.with_name("fresh.db")))
+
+
+def _iterate(write, run_log, inputs, edits):
+    cmp = None
+    for user in edits:
+        cmp = lab.compare_framings(_prompt(write, user), inputs, variants=["edit", "base"], repeats=2, seed=0,
+                                   model="scripted:coin", grader=lab.graders.match(), log=run_log)
+    return cmp
+
+
+def test_a_finding_on_dev_after_three_versions_carries_the_selection_clause(write, run_log):
+    inputs = _inputs(write)
+    lab.split_inputs(inputs, held_out=12, log=run_log)
+    first = _iterate(write, run_log, inputs, ["Say yes."])
+    assert not any("versions tried" in c for c in first.findings().caveats)
+    third = _iterate(write, run_log, inputs, ["Please say yes.", "Reply yes."])
+    caveat = third.findings().caveats[0]
+    assert "edit is the best of 3 versions tried on these 12 inputs: its advantage here is optimistic" in caveat
+    assert "allowing for the search (best of 3" in caveat and "lab.confirm" in caveat
+    tried = lab.holdout.search(run_log, "iterate", lab.split_inputs(inputs, log=run_log).dev)
+    assert tried.groupby("variant")["prompt_version"].nunique().to_dict() == {"base": 1, "edit": 3}
+
+
+def test_confirm_writes_its_own_experiment_and_a_second_confirm_reports_the_reuse(write, run_log):
+    inputs = _inputs(write)
+    s = lab.split_inputs(inputs, held_out=12, log=run_log)
+    _iterate(write, run_log, inputs, ["Say yes.", "Reply yes."])
+    conf = lab.confirm(_prompt(write, "Reply yes."), inputs, candidate="edit", baseline="base",
+                       model="scripted:coin", grader=lab.graders.match(), log=run_log)
+    runs = run_log.runs(experiment=conf.experiment_id)
+    assert set(runs["input_id"]) == set(s.held_out) and len(runs) == 12 * 2 * 3
+    f = conf.findings()
+    assert f.experiment_id == conf.experiment_id and f.verdict is not None
+    assert "took no part in the choice" in f.caveats[0]
+    again = lab.confirm(_prompt(write, "Answer: yes."), inputs, candidate="edit", baseline="base",
+                        model="scripted:coin", grader=lab.graders.match(), log=run_log)
+    assert again.uses == 2 and again.experiment_id != conf.experiment_id
+    assert "have now been used for 2 choices" in str(again.findings())
+    used = lab.holdout.uses(run_log, "iter_inputs")
+    assert list(used["detail"].map(lambda d: d["experiment"])) == [conf.experiment_id, again.experiment_id]
+
+
+def test_confirm_needs_a_split_made_before_iterating(write, run_log):
+    with pytest.raises(lab.ParameterError, match="no held-out part"):
+        lab.confirm(_prompt(write, "Say yes."), _inputs(write), candidate="edit", baseline="base",
+                    model="scripted:coin", log=run_log)
+
+
+@pytest.mark.slow
+def test_the_loop_on_the_local_model(write, run_log):
+    inputs = write("tiny.yaml", "".join(f"- id: t{i}\n  q: 'Is {i} + 1 = {i + 1}? Answer yes or no.'\n  expected: 'yes'\n"
+                                        for i in range(6)))
+    lab.split_inputs(inputs, held_out=3, log=run_log)
+    for user in ("Answer yes or no.", "Reply with one word."):
+        lab.compare_framings(_prompt(write, user), inputs, variants=["edit", "base"], repeats=1, seed=0,
+                             grader=lab.graders.match(), log=run_log, params={"max_tokens": 4})
+    conf = lab.confirm(_prompt(write, "Reply with one word."), inputs, candidate="edit", baseline="base",
+                       repeats=1, grader=lab.graders.match(), log=run_log, params={"max_tokens": 4})
+    assert len(run_log.runs(experiment=conf.experiment_id)) == 3 * 2 and conf.uses == 1
+    assert "took no part in the choice" in str(conf.findings())
