@@ -106,6 +106,23 @@ def test_confirm_writes_its_own_experiment_and_a_second_confirm_reports_the_reus
     assert list(used["detail"].map(lambda d: d["experiment"])) == [conf.experiment_id, again.experiment_id]
 
 
+def test_try_version_steps_the_loop_on_dev_and_the_figure_shows_every_version_beside_the_confirmation(write, run_log):
+    inputs = _inputs(write)
+    s = lab.split_inputs(inputs, held_out=12, log=run_log)
+    prompt = _prompt(write, "Say yes.")
+    steps = [lab.techniques.try_version(prompt, inputs, "edit", "base", user=text + " {{ q }}", model="scripted:coin",
+                                        grader=lab.graders.match(), log=run_log, repeats=2)
+             for text in ("Reply yes.", "Answer: yes.", "Yes?")]
+    assert all(set(c.runs["input_id"]) == set(s.dev) for c in steps)
+    assert "best of 3 versions" in steps[-1].findings().caveats[0]
+    conf = lab.confirm(prompt, inputs, candidate=steps[1].runs["prompt_version"].iloc[0], baseline="base",
+                       model="scripted:coin", grader=lab.graders.match(), log=run_log, repeats=1)
+    assert conf.candidate == "edit" and conf.uses == 1
+    fig = conf.figure()
+    dev, held = fig.data
+    assert len(dev.x) == 4 and list(held.x) == ["held-out: edit", "held-out: base"]  # 3 edits + the baseline
+
+
 def test_confirm_needs_a_split_made_before_iterating(write, run_log):
     with pytest.raises(lab.ParameterError, match="no held-out part"):
         lab.confirm(_prompt(write, "Say yes."), _inputs(write), candidate="edit", baseline="base",

@@ -9,6 +9,7 @@
 - :func:`propose_edge_cases`: a model proposes inputs likely to break a prompt, for review;
 - :func:`ablate`: leave each named part of a variant's context out (or add it to a base), paired;
 - :func:`confidence`: token probabilities as confidence: calibration and selective answering;
+- :func:`try_version`: one step of the loop, an edited variant against a baseline on the dev inputs;
 - :func:`confirm`: a chosen version and its baseline on the held-out inputs, once per choice.
 """
 
@@ -20,6 +21,7 @@ from .conversation import ContextEffect, Conversation, ConversationError, contex
 from .critique import Critique, self_critique
 from .edge_cases import ProposedEdgeCases, propose_edge_cases
 from .escape import escape_report
+from .iterate import try_version
 from .framing import Comparison, compare_framings
 from .retry import Retries, answer_counts, retry, spread
 
@@ -31,7 +33,7 @@ __all__ = [
     "compare_framings", "Comparison",
     "propose_edge_cases", "ProposedEdgeCases",
     "ablate", "Ablation", "confidence", "ConfidenceReport",
-    "confirm", "Confirmation", "confirmations",
+    "confirm", "Confirmation", "confirmations", "try_version",
 ]
 
 

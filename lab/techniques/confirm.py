@@ -56,6 +56,40 @@ class Confirmation(Comparison):
         f = super().findings(a, b, **kwargs)
         return dataclasses.replace(f, caveats=[self.use_note(), *f.caveats])
 
+    def figure(self, value: str = "passed") -> Any:
+        """Every version's rate of ``value`` on the dev inputs (the search, oldest first) beside the
+        confirmed rates of the candidate and the baseline on the held-out inputs, with 95% intervals
+        over inputs (:func:`lab.stats.rates`)."""
+        import plotly.graph_objects as go
+
+        from ..stats import rates
+        from ..tables import with_grades
+
+        held = with_grades(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
+                           grader=self.grader)
+        split = find_split(self.input_set, self.log)
+        names = {v.split("@")[0] for v in self.variants}
+        every = self.log.runs()
+        dev = every[every["input_id"].isin(split.dev if split else []) & every["variant"].isin(names)
+                    & (every["task"] == held["task"].iloc[0]) & (every["role"].fillna("answer") == "answer")]
+        dev = with_grades(dev, self.log.grades(), grader=self.grader)
+        searched = rates(dev.assign(version=dev["variant"] + " " + dev["prompt_version"].str[:7]), value=value,
+                         by="version")
+        confirmed = rates(held, value=value).reindex(self.variants)
+        fig = go.Figure()
+        for label, r, symbol in (("dev (chosen on these)", searched, "circle"),
+                                 ("held-out (confirmed)", confirmed, "diamond")):
+            fig.add_trace(go.Scatter(
+                x=[str(i) if symbol == "circle" else f"held-out: {i}" for i in r.index], y=r["rate"], name=label,
+                mode="markers", marker={"symbol": symbol, "size": 11},
+                error_y={"type": "data", "symmetric": False, "array": r["high"] - r["rate"],
+                         "arrayminus": r["rate"] - r["low"]}))
+        fig.update_layout(title=f"{value} by version: {len(searched)} tried on {len(split.dev) if split else 0} dev "
+                                f"inputs, confirmed on {self.held_out} held-out (use {self.uses})",
+                          yaxis={"range": [0, 1], "title": f"{value} rate (95% interval over inputs)"},
+                          xaxis={"title": "version"}, template="plotly_white")
+        return fig
+
     def __repr__(self) -> str:
         return (f"Confirmation({self.experiment_id!r}, candidate={self.candidate!r}, baseline={self.baseline!r}, "
                 f"uses={self.uses})")
