@@ -141,3 +141,17 @@ def test_the_loop_on_the_local_model(write, run_log):
                        repeats=1, grader=lab.graders.match(), log=run_log, params={"max_tokens": 4})
     assert len(run_log.runs(experiment=conf.experiment_id)) == 3 * 2 and conf.uses == 1
     assert "took no part in the choice" in str(conf.findings())
+
+
+def test_the_workbench_offers_the_dev_part_and_confirms_an_edit_on_the_held_out_part(write, run_log):
+    inputs = _inputs(write)
+    s = lab.split_inputs(inputs, held_out=12, log=run_log)
+    wb = lab.workbench(_prompt(write, "Say yes."), inputs, variant="edit", model="scripted:coin", log=run_log)
+    assert set(wb.input.options) - {"(typed input)"} == set(s.dev)
+    assert "using the dev part" in wb.status.value
+    wb.user.value = "Reply yes. {{ q }}"
+    wb.confirm_button.click()
+    wb.wait(60)
+    assert "Findings for" in wb.input_set_view.value and "took no part in the choice" in wb.input_set_view.value
+    used = lab.holdout.uses(run_log, "iter_inputs")
+    assert len(used) == 1 and set(run_log.runs(experiment=used["detail"][0]["experiment"])["input_id"]) == set(s.held_out)

@@ -19,11 +19,13 @@ from typing import Any, Callable
 import ipywidgets as W
 
 from ..errors import LabError
+from ..holdout import choose_part
 from ..text import normalize
 from ..inputs import InputSet, load_inputs
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
 from ..store import RunLog, RunRecord
+from ..techniques.confirm import confirm
 from .session import CallCancelled, Session, find_input_sets, find_prompt_files, input_set_table
 
 TYPED = "(typed input)"
@@ -137,6 +139,9 @@ class Workbench(W.VBox):
         self.user = W.Textarea(description="user", layout=W.Layout(width="98%", height="90px"))
         self.save_version = W.Button(description="Save as new version", icon="save", layout=W.Layout(width="auto"),
                                      tooltip="the edited template becomes a new, logged prompt version")
+        self.confirm_button = W.Button(description="Confirm on held-out", icon="check", layout=W.Layout(width="auto"),
+                                       tooltip="this version against the file's version of the variant on the "
+                                               "input set's held-out part (lab.confirm); every use is logged")
         self.model = W.Text(value=model, description="model", style=WIDE, layout=W.Layout(width="420px"))
         self.temperature = W.FloatSlider(value=float(p.get("temperature", 0.7)), min=0, max=2, step=0.05,
                                          description="temperature", style=WIDE, layout=W.Layout(width="320px"))
@@ -178,12 +183,13 @@ class Workbench(W.VBox):
         self._blind_next = 0
 
         self._actions = [self.run_button, self.retry_button, self.reset_button, self.run_set_button,
-                         self.follow_button, self.critique_button, self.save_version]
+                         self.follow_button, self.critique_button, self.save_version, self.confirm_button]
         self.prompt_file.observe(self._on_prompt, names="value")
         self.variant.observe(self._on_variant, names="value")
         self.version.observe(self._on_version, names="value")
         self.input_set.observe(self._on_input_set, names="value")
         self.save_version.on_click(lambda _: self._guard(self._save_version))
+        self.confirm_button.on_click(lambda _: self._start("confirm", self._do_confirm))
         self.run_button.on_click(lambda _: self._start("run", self._do_run))
         self.retry_button.on_click(lambda _: self._start("retry", self._do_retry))
         self.reset_button.on_click(lambda _: self._reset())
@@ -192,7 +198,8 @@ class Workbench(W.VBox):
         self.critique_button.on_click(lambda _: self._start("self-critique", self._do_critique))
         self.cancel_button.on_click(lambda _: self._cancel())
 
-        template = W.Accordion([W.VBox([self.system, self.user, self.save_version])], titles=("template",))
+        template = W.Accordion([W.VBox([self.system, self.user, W.HBox([self.save_version, self.confirm_button])])],
+                               titles=("template",))
         template.selected_index = None
         self._blind_hides = [self.variant, self.version, template]  # each would tell the variants apart
         self.blind.observe(self._on_blind, names="value")
@@ -272,8 +279,11 @@ class Workbench(W.VBox):
         ids: list[str] = []
         if path:
             try:
-                self.inputs = load_inputs(path)
+                # a split input set shows (and runs) its dev part; the held-out part is for Confirm
+                self.inputs, _, note = choose_part(load_inputs(path), self.session.log, None)
                 ids = [r.id for r in self.inputs]
+                if note:
+                    self._say(note)
             except LabError as exc:
                 self.inputs = None
                 self._error(exc)
@@ -343,6 +353,16 @@ class Workbench(W.VBox):
         table = input_set_table(records, self.session.prompt, self.session.log)
         self.input_set_view.value = _input_set_html(table, self.inputs.path)
         self.critique_view.value = ""
+
+    def _do_confirm(self) -> None:
+        self._apply_settings()
+        if not self.input_set.value:
+            raise LabError("pick an input set with a held-out part first (lab.split_inputs)")
+        s = self.session
+        conf = confirm(s.prompt, self.input_set.value, candidate=s.variant, baseline=s.prompt.variant(s.variant.name),
+                       model=s.model, params={k: v for k, v in s.params.items() if k != "seed"}, log=s.log,
+                       progress="off")
+        self.input_set_view.value = conf.findings()._repr_html_()
 
     def _badge(self, rec: RunRecord) -> str:
         color, badge = OUTCOME_STYLE.get(rec.outcome, ("#444", rec.outcome))
