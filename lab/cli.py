@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.prompt, inputs=args.inputs, model=args.model, repeats=args.repeats, variants=args.variant,
         params=dict(args.param or []), seed=args.seed, concurrency=args.concurrency, budget_usd=args.budget,
         replay=args.replay, resume=args.resume, log=args.log, id=args.id, tags=args.tag,
-        progress=args.progress, max_calls=args.max_calls,
+        progress=args.progress, max_calls=args.max_calls, split=args.split,
     )
     _say(f"experiment {exp.id}: {exp.describe()}", flush=True)
     runs = exp.run()
@@ -108,6 +108,7 @@ def _grade_and_print_findings(exp: Any, runs: Any) -> None:
     then print the findings block."""
     from .findings import from_log
     from .graders import graders_or_default
+    from .holdout import with_selection
     from .grading import grade
     from .techniques._common import resolve_graders
 
@@ -115,7 +116,7 @@ def _grade_and_print_findings(exp: Any, runs: Any) -> None:
     if graders:
         grade(runs, graders)
     print()
-    print(from_log(exp.log, exp.id))
+    print(with_selection(from_log(exp.log, exp.id), exp.log, exp.id))
 
 
 @command("runs")
@@ -297,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeats", "-n", type=int, default=1)
     r.add_argument("--variant", "-v", action="append", help="only this variant (repeatable)")
     r.add_argument("--tag", "-t", action="append", help="only inputs with this tag (repeatable)")
+    r.add_argument("--split", choices=["dev", "held_out", "all"],
+                   help="part of a split input set (lab.split_inputs); default: dev when the set has a split")
     r.add_argument("--param", "-p", action="append", type=_param, help="override a parameter: NAME=VALUE")
     r.add_argument("--seed", type=int)
     r.add_argument("--concurrency", type=int)

@@ -9,6 +9,7 @@ import random
 import pytest
 
 import lab
+import lab.cli
 from tests import scripted
 from tests.conftest import ROOT
 
@@ -155,3 +156,16 @@ def test_the_workbench_offers_the_dev_part_and_confirms_an_edit_on_the_held_out_
     assert "Findings for" in wb.input_set_view.value and "took no part in the choice" in wb.input_set_view.value
     used = lab.holdout.uses(run_log, "iter_inputs")
     assert len(used) == 1 and set(run_log.runs(experiment=used["detail"][0]["experiment"])["input_id"]) == set(s.held_out)
+
+
+def test_the_cli_runs_the_dev_part_by_default_and_held_out_when_asked(write, run_log, capsys):
+    inputs = _inputs(write)
+    s = lab.split_inputs(inputs, held_out=12, log=run_log)
+    prompt = str(_prompt(write, "Say yes."))
+    assert lab.cli.main(["--log", str(run_log.path), "run", prompt, "-i", str(inputs), "-m", "scripted:coin"]) == 0
+    assert "using the dev part" in capsys.readouterr().out
+    assert lab.cli.main(["--log", str(run_log.path), "run", prompt, "-i", str(inputs), "-m", "scripted:coin",
+                         "--split", "held_out"]) == 0
+    assert "using the held_out part" in capsys.readouterr().out
+    last = run_log.experiments()["id"].iloc[-1]
+    assert set(run_log.runs(experiment=last)["input_id"]) == set(s.held_out)
