@@ -23,7 +23,7 @@ NOTEBOOKS = ROOT / "notebooks"
 PLOTLY = "application/vnd.plotly.v1+json"
 # compare.ipynb reads the log the others wrote, so it runs last
 ORDER = ["workbench.ipynb", "persona_vs_honest.ipynb", "escape_hatch.ipynb", "retry_spread.ipynb",
-         "self_critique.ipynb", "ablation.ipynb", "confidence.ipynb", "compare.ipynb"]
+         "self_critique.ipynb", "ablation.ipynb", "confidence.ipynb", "iteration.ipynb", "compare.ipynb"]
 TINY_INPUTS = """
 - id: love-it
   text: I love this kettle. It boils fast and looks great.

@@ -57,22 +57,24 @@ class Confirmation(Comparison):
         return dataclasses.replace(f, caveats=[self.use_note(), *f.caveats])
 
     def figure(self, value: str = "passed") -> Any:
-        """Every version's rate of ``value`` on the dev inputs (the search, oldest first) beside the
+        """Every version's rate of ``value`` (``passed``, or a measure of :mod:`lab.findings` such as
+        ``appropriate``) on the dev inputs (the search, oldest first) beside the
         confirmed rates of the candidate and the baseline on the held-out inputs, with 95% intervals
         over inputs (:func:`lab.stats.rates`)."""
         import plotly.graph_objects as go
 
+        from ..findings import behaviour
         from ..stats import rates
         from ..tables import with_grades
 
-        held = with_grades(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
-                           grader=self.grader)
+        held = behaviour(with_grades(self.log.runs(experiment=self.experiment_id), self.log.grades(self.experiment_id),
+                                     grader=self.grader))
         split = find_split(self.input_set, self.log)
         names = {v.split("@")[0] for v in self.variants}
         every = self.log.runs()
         dev = every[every["input_id"].isin(split.dev if split else []) & every["variant"].isin(names)
                     & (every["task"] == held["task"].iloc[0]) & (every["role"].fillna("answer") == "answer")]
-        dev = with_grades(dev, self.log.grades(), grader=self.grader)
+        dev = behaviour(with_grades(dev, self.log.grades(), grader=self.grader))
         searched = rates(dev.assign(version=dev["variant"] + " " + dev["prompt_version"].str[:7]), value=value,
                          by="version")
         confirmed = rates(held, value=value).reindex(self.variants)
