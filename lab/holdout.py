@@ -175,10 +175,12 @@ def choose_part(inputs: InputSet, log: RunLog, split: Part | None) -> tuple[Inpu
     return s.part(inputs, which), which, s.describe(which, inputs)
 
 
-def search(log: RunLog, task: str, input_ids: Iterable[str], *, until: str | None = None) -> "pd.DataFrame":
-    """What was tried on these inputs: per variant and prompt version of ``task``, the inputs it
-    ran on, its calls and when (first and last call), oldest first."""
-    return log.versions_tried(task, list(input_ids), until=until)
+def search(log: RunLog, task: str, inputs: InputSet | Iterable[str], *, until: str | None = None) -> "pd.DataFrame":
+    """What was tried on these inputs (an input set, its ``split.part(...)``, or row ids): per
+    variant and prompt version of ``task``, the inputs it ran on, its calls and when (first and
+    last call), oldest first."""
+    ids = [r.id for r in inputs] if isinstance(inputs, InputSet) else [str(i) for i in inputs]
+    return log.versions_tried(task, ids, until=until)
 
 
 def record_use(log: RunLog, split: Split, **detail: Any) -> int:

@@ -676,6 +676,8 @@ class Experiment:
                                 params={**self._params_record(), **extra})
         for v in self.variants:
             record_prompt_version(self.log, v)
+        if self.split_note:  # the part of a split input set this runs on, said each time it runs
+            print(self.split_note)
 
     def _params_record(self) -> dict[str, Any]:
         return {"prompt": self.prompt.path, "inputs": self.inputs.path, "models": self.models,
@@ -688,8 +690,6 @@ class Experiment:
         """Run the experiment on the current event loop (``await exp.arun()`` in async code)."""
         self.check()
         self.register()
-        if self.split_note:
-            print(self.split_note)
         total = self.size
         calls: Iterable[Call] = self.iter_plan()
         skipped = 0
