@@ -71,7 +71,8 @@ class Confirmation(Comparison):
                                      grader=self.grader))
         split = find_split(self.input_set, self.log)
         names = {v.split("@")[0] for v in self.variants}
-        every = self.log.runs()
+        every = self.log.runs(columns=["id", "experiment_id", "task", "variant", "prompt_version", "input_id",
+                                       "input_tags", "outcome", "role", "repeat", "model"])
         dev = every[every["input_id"].isin(split.dev if split else []) & every["variant"].isin(names)
                     & (every["task"] == held["task"].iloc[0]) & (every["role"].fillna("answer") == "answer")]
         dev = behaviour(with_grades(dev, self.log.grades(), grader=self.grader))
