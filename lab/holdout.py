@@ -101,6 +101,17 @@ def as_inputs(inputs: str | Path | InputSet | list[dict]) -> InputSet:
     return load_inputs(inputs)
 
 
+def _planned_size(plan: Any, n: int) -> int:
+    from .stats import MIN_INPUTS
+
+    wanted = int(plan.recommended.inputs)
+    spare = max(1, n - MIN_INPUTS) if n > MIN_INPUTS else max(1, n - 1)
+    if wanted > spare:
+        print(f"the plan asks for {wanted} held-out inputs (to detect {plan.difference:+.2f} with power "
+              f"{plan.power:.0%} at {plan.recommended.repeats} repeats); this set spares {spare}: add inputs")
+    return min(wanted, spare)
+
+
 def _open(log: RunLog | str | Path | None) -> RunLog:
     return log if isinstance(log, RunLog) else RunLog(log)
 
@@ -115,12 +126,14 @@ def find_split(inputs: InputSet | str, log: RunLog) -> Split | None:
     return Split(name, int(d["seed"]), tuple(d["dev"]), tuple(d["held_out"]), at)
 
 
-def split_inputs(inputs: str | Path | InputSet | list[dict], *, held_out: int | float | None = None,
+def split_inputs(inputs: str | Path | InputSet | list[dict], *, held_out: int | float | Any = None,
                  seed: int | None = None,
                  log: RunLog | str | Path | None = None) -> Split:
     """Split ``inputs`` into ``dev`` and ``held_out`` once and record it in the log.
 
-    ``held_out``: a number of rows, or a fraction of the set (default: half). Stratified by tag.
+    ``held_out``: a number of rows, a fraction of the set, or a :class:`lab.stats.Plan` (from
+    ``lab.stats.plan(pilot, a, b, difference=...)``: its recommended number of inputs, as many as
+    the set can spare while leaving a dev part); default: half. Stratified by tag.
     ``seed`` (default 0) fixes the draw.
     Asking again returns the recorded split; asking for a different size or seed than the one
     recorded raises, since redrawing would let held-out inputs leak into the iteration."""
@@ -129,6 +142,8 @@ def split_inputs(inputs: str | Path | InputSet | list[dict], *, held_out: int | 
     n = len(rows)
     if n < 2:
         raise ParameterError(f"input set {rows.name!r} has {n} row; a split needs at least 2")
+    if hasattr(held_out, "recommended"):  # a lab.stats.Plan: the inputs it needs for its power
+        held_out = _planned_size(held_out, n)
     if held_out is None:
         size = suggested_size(n)
     elif isinstance(held_out, float) and 0 < held_out < 1:

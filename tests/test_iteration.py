@@ -169,3 +169,12 @@ def test_the_cli_runs_the_dev_part_by_default_and_held_out_when_asked(write, run
     assert "using the held_out part" in capsys.readouterr().out
     last = run_log.experiments()["id"].iloc[-1]
     assert set(run_log.runs(experiment=last)["input_id"]) == set(s.held_out)
+
+
+def test_a_plan_from_a_pilot_sizes_the_held_out_part(write, run_log, capsys):
+    inputs = _inputs(write)
+    pilot = lab.compare_framings(_prompt(write, "Say yes."), inputs, variants=["edit", "base"], repeats=2,
+                                 model="scripted:coin", grader=lab.graders.match(), log=run_log).runs
+    plan = lab.stats.plan(pilot, "edit", "base", difference=0.3)
+    s = lab.split_inputs(inputs, held_out=plan, log=lab.log(run_log.path.with_name("split.db")))
+    assert len(s.held_out) == min(plan.recommended.inputs, 24 - 6)
