@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pandas (through stats and findings) is loaded when a table 
     import pandas as pd
 
     from .findings import Findings
+    from .stats import Plan
 
 Part = Literal["dev", "held_out", "all"]
 PARTS = ("dev", "held_out", "all")
@@ -101,7 +102,7 @@ def as_inputs(inputs: str | Path | InputSet | list[dict]) -> InputSet:
     return load_inputs(inputs)
 
 
-def _planned_size(plan: Any, n: int) -> int:
+def _planned_size(plan: Plan, n: int) -> int:
     from .stats import MIN_INPUTS
 
     wanted = int(plan.recommended.inputs)
@@ -126,9 +127,8 @@ def find_split(inputs: InputSet | str, log: RunLog) -> Split | None:
     return Split(name, int(d["seed"]), tuple(d["dev"]), tuple(d["held_out"]), at)
 
 
-def split_inputs(inputs: str | Path | InputSet | list[dict], *, held_out: int | float | Any = None,
-                 seed: int | None = None,
-                 log: RunLog | str | Path | None = None) -> Split:
+def split_inputs(inputs: str | Path | InputSet | list[dict], *, held_out: int | float | Plan | None = None,
+                 seed: int | None = None, log: RunLog | str | Path | None = None) -> Split:
     """Split ``inputs`` into ``dev`` and ``held_out`` once and record it in the log.
 
     ``held_out``: a number of rows, a fraction of the set, or a :class:`lab.stats.Plan` (from
@@ -142,6 +142,9 @@ def split_inputs(inputs: str | Path | InputSet | list[dict], *, held_out: int | 
     n = len(rows)
     if n < 2:
         raise ParameterError(f"input set {rows.name!r} has {n} row; a split needs at least 2")
+    if not rows.name or rows.name.startswith("<"):
+        raise ParameterError("the split is kept under the input set's name, and this one has none: split a file, "
+                             "or an InputSet with a name")
     if hasattr(held_out, "recommended"):  # a lab.stats.Plan: the inputs it needs for its power
         held_out = _planned_size(held_out, n)
     if held_out is None:
