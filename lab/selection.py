@@ -55,8 +55,9 @@ def search_of(tried: pd.DataFrame, variants: Sequence[str], inputs: int) -> Sear
 
 def clause(search: Search) -> str:
     """The one clause the findings carry: what was chosen, from how many, on how many inputs."""
-    return (f"{search.candidate} is the best of {search.k} versions tried on these {search.inputs} inputs: "
-            "its advantage here is optimistic")
+    c = search.candidate
+    return (f"{c} was tried in {search.versions[c]} versions on these {search.inputs} inputs: read as the best of "
+            f"{search.k}, its advantage here is optimistic")
 
 
 def selection_aware(df: pd.DataFrame, a: str, b: str, k: int, *, value: str = "passed", confidence: float = 0.95,

@@ -82,7 +82,8 @@ def test_a_finding_on_dev_after_three_versions_carries_the_selection_clause(writ
     assert not any("versions tried" in c for c in first.findings().caveats)
     third = _iterate(write, run_log, inputs, ["Please say yes.", "Reply yes."])
     caveat = third.findings().caveats[0]
-    assert "edit is the best of 3 versions tried on these 12 inputs: its advantage here is optimistic" in caveat
+    assert "edit was tried in 3 versions on these 12 inputs: read as the best of 3, its advantage here is optimistic" \
+        in caveat
     assert "allowing for the search (best of 3" in caveat and "lab.confirm" in caveat
     tried = lab.holdout.search(run_log, "iterate", lab.split_inputs(inputs, log=run_log).dev)
     assert tried.groupby("variant")["prompt_version"].nunique().to_dict() == {"base": 1, "edit": 3}
@@ -115,7 +116,7 @@ def test_try_version_steps_the_loop_on_dev_and_the_figure_shows_every_version_be
                                         grader=lab.graders.match(), log=run_log, repeats=2)
              for text in ("Reply yes.", "Answer: yes.", "Yes?")]
     assert all(set(c.runs["input_id"]) == set(s.dev) for c in steps)
-    assert "best of 3 versions" in steps[-1].findings().caveats[0]
+    assert "tried in 3 versions" in steps[-1].findings().caveats[0]
     conf = lab.confirm(prompt, inputs, candidate=steps[1].runs["prompt_version"].iloc[0], baseline="base",
                        model="scripted:coin", grader=lab.graders.match(), log=run_log, repeats=1)
     assert conf.candidate == "edit" and conf.uses == 1
