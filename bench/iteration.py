@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, report, verdict  # noqa: E402
+from _common import machine, verdict, write_section  # noqa: E402
 
 from lab import selection, stats  # noqa: E402
 
@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
               "Power counts a reading that calls the chosen version better when it is the truly better one.", "",
               f"false improvements: naive {null20['naive']:.0%}, selection-aware {null20['aware']:.0%}, "
               f"confirmed {null20['confirmed']:.0%}"]
-    report("Iteration: the best of K versions", lines, write=not args.no_write)
+    if not args.no_write:
+        write_section("Iteration: the best of K versions", lines)
+    print("\n".join(lines))  # its last line is the summary line, last on stdout too
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import random
+import re
 
 import pytest
 
@@ -179,3 +180,11 @@ def test_a_plan_from_a_pilot_sizes_the_held_out_part(write, run_log, capsys):
     plan = lab.stats.plan(pilot, "edit", "base", difference=0.3)
     s = lab.split_inputs(inputs, held_out=plan, log=lab.log(run_log.path.with_name("split.db")))
     assert len(s.held_out) == min(plan.recommended.inputs, 24 - 6)
+
+
+def test_the_iteration_bench_ends_with_its_summary_line():
+    out = subprocess.run([sys.executable, "bench/iteration.py", "--trials", "10", "--no-write"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"false improvements: naive \d+%, selection-aware \d+%, confirmed \d+%", last), last
