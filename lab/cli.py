@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.prompt, inputs=args.inputs, model=args.model, repeats=args.repeats, variants=args.variant,
         params=dict(args.param or []), seed=args.seed, concurrency=args.concurrency, budget_usd=args.budget,
         replay=args.replay, resume=args.resume, log=args.log, id=args.id, tags=args.tag,
-        progress=args.progress, max_calls=args.max_calls,
+        progress=args.progress, max_calls=args.max_calls, new_version=args.new_version,
     )
     _say(f"experiment {exp.id}: {exp.describe()}", flush=True)
     runs = exp.run()
@@ -304,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--replay", action="store_true", help="serve identical calls from the log")
     r.add_argument("--resume", action="store_true", help="skip calls experiment --id already finished")
     r.add_argument("--id", help="experiment id (needed for --resume)")
+    r.add_argument("--new-version", action="store_true",
+                   help="with --resume: the prompt file changed since; run the new version's calls under this id")
     r.add_argument("--progress", choices=["auto", "text", "off"])
     r.add_argument("--max-calls", type=int, metavar="N",
                    help="run a plan of up to N calls (default $PROMPTLAB_MAX_CALLS or 1,000,000; larger plans are refused)")

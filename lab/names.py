@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +35,27 @@ def name_problem(value: Any, *, limit: int = MAX_NAME) -> str | None:
     if len(value) > limit:
         return f"is {len(value)} characters long; the limit is {limit}"
     return None
+
+
+# Characters that make text look other than it is: bidi controls (U+202A-E, U+2066-9, marks), zero-width and
+# other invisible format characters (Unicode category Cf), controls, lone surrogates, private use.
+_INVISIBLE_CATEGORIES = {"Cf", "Cc", "Cs", "Co", "Cn"}
+
+
+def free_id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a free-text id (an input id): it holds a character that hides or
+    disguises what it says (a right-to-left override, a zero-width space, a control), or None."""
+    for i, ch in enumerate(value):
+        if unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
+            name = unicodedata.name(ch, "a control or unassigned character")
+            return (f"holds U+{ord(ch):04X} ({name}) at character {i + 1}, an invisible or direction-changing "
+                    "character that makes ids look alike; remove it")
+    return None
+
+
+def canonical_id(value: str) -> str:
+    """A free-text id as ids are compared: Unicode NFC, surrounding white space removed."""
+    return unicodedata.normalize("NFC", value).strip()
 
 
 def check_id(value: Any, what: str, error: type[Exception]) -> str:

@@ -113,8 +113,9 @@ def test_escape_built_at_render_time_is_blocked_when_the_experiment_is_planned(c
 
 def test_include_of_a_file_from_a_template_is_refused(write, model_calls):
     prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: \"{% include '/etc/passwd' %}\"\n")
-    refused(lab.PromptFileError, r"variant 'a' user template", model_calls, prompt=prompt,
-            inputs=[{"id": "r1", "text": "hi"}])
+    msg = refused(lab.PromptFileError, r"p\.yaml line 3: variants\.a\.user: template uses \{% include %\}",
+                  model_calls, prompt=prompt, inputs=[{"id": "r1", "text": "hi"}])
+    assert "cannot read other files" in msg and "no loader" not in msg
 
 
 @pytest.mark.parametrize("content,match", [
