@@ -118,13 +118,25 @@ def _grade_and_print_findings(exp: Any, runs: Any) -> None:
     print(from_log(exp.log, exp.id))
 
 
-@command("runs")
-def cmd_runs(args: argparse.Namespace) -> int:
+def _existing_log(args: argparse.Namespace) -> Any:
+    """The run log a reading command names: a ``--log`` that does not exist is a mistake, not a new log."""
+    from pathlib import Path
+
+    from .errors import StoreError
     from .store import RunLog
 
-    df = RunLog(args.log).experiments()
+    if args.log is not None and not Path(args.log).exists():
+        raise StoreError(f"{args.log}: no run log there; check the path (reading commands never create a log; "
+                         "`python -m lab runs` without --log lists the default one's experiments)")
+    return RunLog(args.log)
+
+
+@command("runs")
+def cmd_runs(args: argparse.Namespace) -> int:
+    log = _existing_log(args)
+    df = log.experiments()
     if df.empty:
-        print(f"no experiments in {RunLog(args.log).path}")
+        print(f"no experiments in {log.path}")
         return 0
     _print_df(df[["id", "created_at", "prompt_path", "repeats", "calls", "answered", "escaped", "errors", "cost_usd"]])
     return 0
@@ -137,9 +149,7 @@ FINDINGS_COLUMNS = ["id", "experiment_id", "variant", "prompt_version", "input_i
 
 @command("show")
 def cmd_show(args: argparse.Namespace) -> int:
-    from .store import RunLog
-
-    log = RunLog(args.log)
+    log = _existing_log(args)
     by, cols, rows = log.summary_rows(args.experiment)  # computed by SQLite; printed before anything slower
     if not rows:
         _say(f"no runs for experiment {args.experiment!r} in {log.path}; `python -m lab runs` lists them",
@@ -156,17 +166,25 @@ def cmd_show(args: argparse.Namespace) -> int:
                    experiment_id=args.experiment))
     if args.outputs:
         print()
-        _print_df(log.runs(experiment=args.experiment,
-                           columns=["variant", "input_id", "repeat", "outcome", "output", "error"]))
+        _print_outputs(log.runs(experiment=args.experiment,
+                                columns=["variant", "input_id", "repeat", "outcome", "output", "error"]))
     return 0
+
+
+def _print_outputs(df: "pd.DataFrame") -> None:
+    """Each call's output (or error) in full under a one-line heading: a table would pad every line
+    to the longest output."""
+    for r in df.itertuples(index=False):
+        _say(f"[{r.variant} | input {r.input_id} | repeat {r.repeat} | {r.outcome}]")
+        text = r.error if r.outcome == "error" and isinstance(r.error, str) else r.output
+        for line in (text if isinstance(text, str) else "").splitlines() or [""]:
+            _say(f"  {line}")
 
 
 @command("export")
 def cmd_export(args: argparse.Namespace) -> int:
-    from .store import RunLog
-
     parts = getattr(args, "partition_by", None)
-    out = RunLog(args.log).export(args.experiment, args.dest, partition_by=parts)
+    out = _existing_log(args).export(args.experiment, args.dest, partition_by=parts)
     _say(f"wrote {out}/{'runs/ (partitioned by ' + ', '.join(parts) + ')' if parts else 'runs.parquet'}"
          f" and {out}/grades.parquet")
     return 0

@@ -1096,6 +1096,7 @@ class RunLog:
             found.update(r[0] for r in rows)
         return found
 
-def log(path: str | Path | None = None) -> RunLog:
-    """Open the run log (``results/promptlab.db`` by default, or ``$PROMPTLAB_LOG``)."""
-    return RunLog(path)
+def log(path: str | Path | None = None, *, busy_timeout_s: float = 60.0, lock_wait_s: float = 600.0) -> RunLog:
+    """Open the run log (``results/promptlab.db`` by default, or ``$PROMPTLAB_LOG``); the options are
+    :class:`RunLog`'s."""
+    return RunLog(path, busy_timeout_s=busy_timeout_s, lock_wait_s=lock_wait_s)
