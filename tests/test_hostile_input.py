@@ -7,9 +7,12 @@ scripted provider saw no call at all.
 
 from __future__ import annotations
 
+import asyncio
 import html
+import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -525,3 +528,182 @@ def test_exported_html_makes_no_network_request_and_its_figures_render(tmp_path)
         page.wait_for_function("() => document.querySelector('.js-plotly-plot .main-svg') !== null", timeout=30000)
         page.wait_for_timeout(500)
         assert requests == []
+
+
+# ---- round three: no byte breaks it ------------------------------------------------------------------------
+
+def jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def surrogate_server(bad: str = "item 7", answer: str = "bad \ud800 answer"):
+    from tests.loopback import OpenAIServer
+    from tests.loopback._http import last_user_text
+
+    def respond(request):
+        text = last_user_text(request["messages"])
+        return answer if text.endswith(bad) else f"echo: {text}"
+
+    return OpenAIServer(responder=respond)
+
+
+def test_a_lone_surrogate_in_a_models_answer_is_stored_escaped_and_flagged_and_the_run_goes_on(
+        write, tmp_path, capsys):
+    prompt = write("p.yaml", GOOD_PROMPT)
+    inputs = write("in.jsonl", jsonl([{"id": f"r{i}", "text": f"item {i}"} for i in range(50)]))
+    log = tmp_path / "l.db"
+    with surrogate_server() as srv:
+        model = f"openai-compatible:{srv.base_url}#gpt-loopback"
+        argv = ["--log", str(log), "run", str(prompt), "--inputs", str(inputs), "-m", model, "--id", "e1"]
+        assert cli_main(argv + ["--concurrency", "8"]) == 0
+        first = capsys.readouterr()
+        assert "input 'r7'" in first.err and "escaped as \\uXXXX" in first.err and "Traceback" not in first.err
+        made = srv.stats()["requests"]
+        assert cli_main(argv + ["--resume"]) == 0  # nothing left to do: no call is paid for twice
+        assert "50 already done" in capsys.readouterr().out and srv.stats()["requests"] == made == 50
+    df = lab.log(log).runs("e1")
+    assert len(df) == 50 and set(df["outcome"]) == {"answered"}
+    bad = df.set_index("input_id").loc["r7"]
+    assert bad["output"] == "bad \\ud800 answer"  # the information kept: the escape, as text
+    events = lab.log(log).events("e1")
+    flagged = events[events["kind"] == "text_escaped"]
+    assert len(flagged) == 1 and flagged["detail"].iloc[0] == {"run_id": bad["id"], "escaped": {"output": 1}}
+    assert cli_main(["--log", str(log), "show", "e1", "--outputs"]) == 0
+    assert "bad \\ud800 answer" in capsys.readouterr().out
+
+
+def test_the_python_api_gets_the_same_escaped_text_the_log_holds(write, run_log):
+    with surrogate_server(bad="item 1") as srv:
+        runs = lab.experiment(write("p.yaml", GOOD_PROMPT), [{"id": "a", "text": "item 1"}, {"id": "b", "text": "x"}],
+                              model=f"openai-compatible:{srv.base_url}#m", log=run_log).run()
+    outputs = {r.input_id: r.output for r in runs.records}
+    assert outputs["a"] == "bad \\ud800 answer" == runs.df.set_index("input_id").loc["a", "output"]
+    assert outputs["b"] == "echo: Say x"
+
+
+def test_a_row_that_cannot_be_written_costs_no_other_row_in_its_commit_group(run_log):
+    from lab.store import RunRecord
+
+    def rec(i, **extra):
+        return RunRecord(experiment_id="g", model="m", messages=[{"role": "user", "content": "hi"}],
+                         outcome="answered", input_id=f"r{i}", output=f"out {i}", **extra)
+
+    async def submit_together():
+        futures = [run_log.submit_run(rec(i)) for i in range(5)] + [run_log.submit_run(rec(9, seed={"x": 1}))]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    results = asyncio.run(submit_together())
+    assert results[:5] == [None] * 5
+    assert isinstance(results[5], lab.StoreError) and "could not be written" in str(results[5])
+    assert sorted(run_log.runs("g")["input_id"]) == [f"r{i}" for i in range(5)]
+
+
+def test_a_huge_token_count_from_a_server_does_not_lose_the_row(run_log):
+    from lab.store import RunRecord
+
+    run_log.add_run(RunRecord(experiment_id="big", model="m", messages=[], outcome="answered", output="ok",
+                              output_tokens=10**30))
+    assert run_log.runs("big")["output"].tolist() == ["ok"]
+
+
+@pytest.mark.parametrize("name,content,match", [
+    ("in.jsonl", '{"id": "r1", "text": "fine"}\n{"id": "r2", "text": "lone \\ud800"}\n',
+     r"in\.jsonl line 2: 'text' holds a lone surrogate \(U\+D800\)"),
+    ("in.yaml", '- id: r1\n  text: fine\n- id: "r2\\ud800"\n  text: x\n', r"in\.yaml line 3: YAML error: a value holds a lone surrogate"),
+    ("in.jsonl", '{"id": "r\\udc80", "text": "x"}\n', r"in\.jsonl line 1: id .* holds U\+DC80"),
+])
+def test_an_input_with_text_the_log_cannot_hold_is_refused_naming_file_and_line(name, content, match, write,
+                                                                                 model_calls):
+    refused(lab.InputSetError, match, model_calls, prompt=write("p.yaml", GOOD_PROMPT), inputs=write(name, content))
+
+
+def test_an_inline_input_with_a_lone_surrogate_is_refused_before_any_call(write, model_calls):
+    refused(lab.InputSetError, r"row 1: 'text' holds a lone surrogate", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=[{"id": "r1", "text": "a\udfffb"}])
+
+
+# -- the recovery file
+
+def recovery_lines(write, tmp_path, n: int = 3) -> tuple[Path, list[bytes]]:
+    """A fresh log and ``n`` run rows as its recovery file would hold them (made by a real run elsewhere)."""
+    source = lab.log(tmp_path / "source.db")
+    lab.experiment(write("p.yaml", GOOD_PROMPT), [{"id": f"r{i}", "text": f"café {i}"} for i in range(n)],
+                   model="scripted:echo", log=source, id="rec").run()
+    con = sqlite3.connect(source.path)
+    cur = con.execute("SELECT * FROM runs ORDER BY seq")
+    cols = [d[0] for d in cur.description]
+    lines = []
+    for row in cur.fetchall():
+        d = {c: v for c, v in zip(cols, row) if c != "seq"}
+        lines.append(json.dumps({"table": "runs", "columns": list(d), "values": list(d.values()), "ignore": False},
+                                ensure_ascii=False).encode() + b"\n")
+    target = tmp_path / "target.db"
+    lab.log(target).close()
+    return target, lines
+
+
+def recovery_of(path: Path) -> Path:
+    return path.with_name(path.name + ".recovery.jsonl")
+
+
+def rejected_of(path: Path) -> list[dict]:
+    f = path.with_name(path.name + ".recovery.jsonl.rejected")
+    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+
+
+def test_a_recovery_file_torn_inside_a_character_is_ingested_and_the_torn_line_set_aside(write, tmp_path, capsys):
+    path, lines = recovery_lines(write, tmp_path)
+    torn = lines[2][: lines[2].index("é".encode()) + 1]  # a crash in the middle of a two-byte character
+    recovery_of(path).write_bytes(lines[0] + lines[1] + torn)
+    capsys.readouterr()
+    assert cli_main(["--log", str(path), "runs"]) == 0
+    err = capsys.readouterr().err
+    assert "1 line(s) of target.db.recovery.jsonl could not be ingested (first: line 3, torn line" in err
+    assert "Traceback" not in err and "UnicodeDecodeError" not in err
+    assert len(lab.log(path).runs("rec")) == 2 and not recovery_of(path).exists()
+    assert [r["reason"] for r in rejected_of(path)] == ["torn line (the write was cut short)"]
+
+
+def test_a_directory_where_the_recovery_file_goes_is_one_line_not_a_traceback(write, tmp_path, capsys):
+    path, _ = recovery_lines(write, tmp_path)
+    recovery_of(path).mkdir()
+    capsys.readouterr()
+    assert cli_main(["--log", str(path), "runs"]) == 0
+    err = capsys.readouterr().err
+    assert "cannot read the recovery file" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("mangle,reason", [
+    (lambda d: d["values"].__setitem__(d["columns"].index("output"), {"a": 1}), "value of output is not text or a number"),
+    (lambda d: d["values"].pop(), "values for"),
+    (lambda d: d["values"].__setitem__(d["columns"].index("model"), None), "runs row without model"),
+    (lambda d: d["values"].__setitem__(d["columns"].index("messages"), "not json"), "messages is not JSON text"),
+    (lambda d: d["columns"].__setitem__(0, "no_such_column"), "are not the runs table's"),
+])
+def test_a_malformed_recovery_row_is_set_aside_and_the_others_are_ingested_exactly_once(mangle, reason, write,
+                                                                                         tmp_path, capsys):
+    path, lines = recovery_lines(write, tmp_path, n=4)
+    d = json.loads(lines[1])
+    mangle(d)
+    recovery_of(path).write_bytes(lines[0] + json.dumps(d).encode() + b"\n" + lines[2] + lines[3])
+    log = lab.log(path)
+    assert sorted(log.runs("rec")["input_id"]) == ["r0", "r2", "r3"]
+    err = capsys.readouterr().err
+    assert err.count("could not be ingested") == 1 and reason in err
+    (rej,) = rejected_of(path)
+    assert rej["line"] == 2 and reason in rej["reason"]
+    # the user repairs the row and puts every line back: only the repaired row is new
+    recovery_of(path).write_bytes(b"".join(lines))
+    assert log.ingest_recovery() == 1
+    assert sorted(lab.log(path).runs("rec")["input_id"]) == ["r0", "r1", "r2", "r3"]
+    assert log.ingest_recovery() == 0 and not recovery_of(path).exists()
+
+
+def test_recovery_rows_are_never_ingested_twice_whatever_the_order_of_repairs(write, tmp_path):
+    path, lines = recovery_lines(write, tmp_path, n=3)
+    for chunk in (lines[2] + lines[0], lines[1] + b"garbage\n", b"".join(lines), lines[0]):
+        recovery_of(path).write_bytes(chunk)
+        lab.log(path).close()
+    df = lab.log(path).runs("rec")
+    assert len(df) == 3 and df["id"].is_unique
