@@ -125,7 +125,7 @@ def _row_id(raw: dict, where: str) -> str:
     rid = raw["id"]
     if not isinstance(rid, (str, int)) or isinstance(rid, bool):
         raise InputSetError(f"{where}: 'id' must be a string or integer, got {terminal_text(repr(rid))[:200]}")
-    problem = free_id_problem(str(rid))
+    problem = free_id_problem(str(rid).strip())
     if problem:
         raise InputSetError(f"{where}: id {terminal_text(ascii(str(rid)))[:200]} {problem}")
     return canonical_id(str(rid))

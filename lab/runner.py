@@ -569,7 +569,7 @@ class Experiment:
         ``max_tokens`` (about 2 characters a token, as the budget check reckons)."""
         unknown = [m for m in self.models if price_of(m) is None]
         if unknown:
-            return f"cost unknown (no price for {', '.join(unknown)}; lab.pricing.set_price declares one)"
+            return f"cost unknown (no price for {', '.join(map(redact, unknown))}; lab.pricing.set_price declares one)"
         row = next(iter(self.inputs))
         total = 0.0
         for v in self.variants:
@@ -613,7 +613,7 @@ class Experiment:
             params[v.name].pop("seed", None)  # each call gets its own, below
         self.no_confidence = [m for m, p in providers.items() if self.confidence and not p.returns_logprobs]
         for m in self.no_confidence:
-            print(f"{m}: no confidence available (it returns no token log-probabilities); the rest runs as usual")
+            print(f"{redact(m)}: no confidence available (it returns no token log-probabilities); the rest runs as usual")
         # rendered once per (input, variant): the repeats and models share it
         rendered = [{v.name: v.render(row.vars, input_id=row.id) for v in self.variants} for row in self.inputs]
         self._checked = (providers, params, rendered)

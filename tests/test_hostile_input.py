@@ -707,3 +707,228 @@ def test_recovery_rows_are_never_ingested_twice_whatever_the_order_of_repairs(wr
         lab.log(path).close()
     df = lab.log(path).runs("rec")
     assert len(df) == 3 and df["id"].is_unique
+
+
+# -- templates and files that would exhaust the machine
+
+@pytest.mark.parametrize("template,match", [
+    ("{{ text|center(1000000000) }}", r"builds a value of 1,000,000,000 characters"),
+    ("{{ text * 100000 }}", r"builds a value of 30,000,000 characters"),
+    ("{% for a in text %}{% for b in text %}{% for c in text %}{% for d in text %}{% endfor %}{% endfor %}"
+     "{% endfor %}{% endfor %}", r"loops run more than 1,000,000 times"),
+    ("{{ (text * 100)|replace('', text * 100) }}", r"builds a value of 900,060,000 characters"),
+    ("{{ '%999999999s' % text }}", r"formats with a width of '999999999'"),
+    ("{{ 9 ** 9999999 }}", r"a number too large to print"),
+])
+def test_a_template_that_would_build_something_huge_is_refused_before_any_call(template, match, write, model_calls):
+    prompt = write("p.yaml", f"task: t\nvariants:\n  big:\n    user: \"{template}\"\n")
+    t0 = time.perf_counter()
+    msg = refused(lab.PromptFileError, match, model_calls, prompt=prompt, inputs=[{"id": "r1", "text": "x" * 300}])
+    assert time.perf_counter() - t0 < 10
+    assert "p.yaml: variant 'big' user template with input 'r1'" in msg
+
+
+def test_the_message_size_and_render_time_bounds_are_configurable(write, model_calls, monkeypatch):
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: '{{ text }}'\n")
+    monkeypatch.setenv("PROMPTLAB_MAX_MESSAGE_CHARS", "100")
+    refused(lab.PromptFileError, r"renders to more than 100 characters.*PROMPTLAB_MAX_MESSAGE_CHARS", model_calls,
+            prompt=prompt, inputs=[{"id": "r1", "text": "x" * 101}])
+    monkeypatch.delenv("PROMPTLAB_MAX_MESSAGE_CHARS")
+    monkeypatch.setenv("PROMPTLAB_MAX_RENDER_S", "0.05")
+    slow = write("slow.yaml", "task: t\nvariants:\n  a:\n    user: \"{% for a in text %}{% for b in text %}"
+                              "{{ a }}{% endfor %}{% endfor %}\"\n")
+    refused(lab.PromptFileError, r"takes longer than 0.05 s to render", model_calls, prompt=slow,
+            inputs=[{"id": "r1", "text": "x" * 999}])
+
+
+def test_ordinary_loops_and_filters_still_render(write, run_log, model_calls):
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: \"{% for w in words %}{{ loop.index }}. "
+                             "{{ w|upper|center(9) }}{% endfor %} {{ text * 2 }} {{ text|replace('a', 'b') }}\"\n")
+    lab.experiment(prompt, [{"id": "r1", "words": ["x", "y"], "text": "ab"}], model="scripted:echo", log=run_log).run()
+    assert model_calls[0]["messages"][-1]["content"] == "1.     X    2.     Y     abab bb"
+
+
+def deep(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize("name,content,error,match", [
+    ("p.yaml", f"task: {deep(20000)}\nvariants: {{a: {{user: hi}}}}\n", lab.PromptFileError,
+     r"p\.yaml line 1: YAML error: lists or mappings nest more than 64 deep"),
+    ("in.yaml", f"- id: r1\n  text: {deep(20000)}\n", lab.InputSetError, r"in\.yaml line 2: YAML error: .*nest more than 64"),
+    ("in.jsonl", '{"id": "r1", "text": ' + deep(20000) + "}\n", lab.InputSetError,
+     r"in\.jsonl line 1: the JSON nests more than 64 deep"),
+    ("in.jsonl", '{"id": "r1", "text": ' + deep(200) + "}\n", lab.InputSetError, r"'text' nests lists or mappings"),
+])
+def test_deep_nesting_in_a_file_is_one_line_not_a_recursion_error(name, content, error, match, write, model_calls,
+                                                                   capsys):
+    files = {"prompt": write("p.yaml", GOOD_PROMPT), "inputs": write("in.yaml", GOOD_INPUTS)}
+    files["prompt" if name == "p.yaml" else "inputs"] = write(name, content)
+    msg = refused(error, match, model_calls, **files)
+    assert "\n" not in msg and "RecursionError" not in msg
+
+
+# -- secrets in model strings
+
+def test_a_key_in_a_model_url_is_in_no_column_and_resume_still_finds_the_finished_calls(write, tmp_path, capsys):
+    from tests.loopback import OpenAIServer
+
+    key = "sk-ant-api03-" + "k" * 40
+    inputs = write("in.yaml", GOOD_INPUTS)
+    log = tmp_path / "l.db"
+    with OpenAIServer() as srv:
+        model = f"openai-compatible:{srv.base_url.replace('://', f'://u:{key}@')}#echo"
+        argv = ["--log", str(log), "run", str(write("p.yaml", GOOD_PROMPT)), "--inputs", str(inputs), "-m", model,
+                "--id", "k1"]
+        assert cli_main(argv) == 0 and cli_main(argv + ["--resume"]) == 0
+        assert srv.stats()["requests"] == 2
+    printed = capsys.readouterr()
+    assert key not in printed.out + printed.err and "2 already done" in printed.out
+    with sqlite3.connect(log) as con:
+        dump = "\n".join(con.iterdump())
+    assert key not in dump and "u:[REDACTED]@" in dump
+    assert lab.secrets.redact("http://h/v1?x=1&api_key=hunter2hunter2#m") == "http://h/v1?x=1&api_key=[REDACTED]#m"
+
+
+# -- resume and parameters say what they do
+
+def test_resume_after_a_prompt_edit_refuses_naming_the_variant_and_both_versions(write, run_log, model_calls):
+    prompt = write("p.yaml", GOOD_PROMPT)
+    inputs = write("in.yaml", GOOD_INPUTS)
+    first = lab.experiment(prompt, inputs, model="scripted:echo", log=run_log, id="v1", tags=None)
+    first.run()
+    old = first.variants[0].version
+    write("p.yaml", GOOD_PROMPT.replace("Say", "Repeat"))
+    model_calls.clear()
+    msg = refused(lab.ParameterError, r"cannot resume 'v1': variant 'a'", model_calls, prompt=prompt, inputs=inputs,
+                  log=run_log, id="v1", resume=True)
+    new = lab.experiment(prompt, inputs, model="scripted:echo", log=run_log).variants[0].version
+    assert old in msg and new in msg and "--new-version" in msg
+    runs = lab.experiment(prompt, inputs, model="scripted:echo", log=run_log, id="v1", resume=True,
+                          new_version=True).run()
+    assert len(runs) == 2 and len(model_calls) == 2  # the new version's calls, none skipped as done
+    versions = run_log.runs("v1").groupby("prompt_version").size().to_dict()
+    assert versions == {old: 2, new: 2}
+
+
+def test_resume_with_the_same_prompt_still_skips_what_is_done(write, run_log, model_calls):
+    kw = dict(model="scripted:echo", log=run_log, id="same")
+    lab.experiment(write("p.yaml", GOOD_PROMPT), write("in.yaml", GOOD_INPUTS), **kw).run()
+    runs = lab.experiment(write("p.yaml", GOOD_PROMPT), write("in.yaml", GOOD_INPUTS), resume=True, **kw).run()
+    assert runs.skipped == 2 and len(model_calls) == 2
+
+
+@pytest.mark.parametrize("row,kind", [
+    ("text: null", "null"), ("text: yes", "the boolean true"), ("text: {a: 1}", "a mapping"), ("text: [1, 2]", "a list"),
+])
+def test_a_yaml_value_that_is_not_text_is_refused_naming_row_and_field(row, kind, write, model_calls):
+    inputs = write("in.yaml", f"- id: r1\n  text: fine\n- id: r2\n  {row}\n")
+    msg = refused(lab.InputSetError, rf"in\.yaml: line 3, row 'r2', field 'text' is {kind}", model_calls,
+                  prompt=write("p.yaml", GOOD_PROMPT), inputs=inputs)
+    assert "in quotes" in msg
+
+
+def test_a_value_the_template_uses_explicitly_may_be_null_or_a_list(write, run_log, model_calls):
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: \"{% if note is not none %}{{ note }}{% endif %}"
+                             "{{ items|join(',') }}!\"\n")
+    lab.experiment(prompt, write("in.yaml", "- {id: r1, note: null, items: [a, b]}\n"), model="scripted:echo",
+                   log=run_log).run()
+    assert model_calls[0]["messages"][-1]["content"] == "a,b!"
+
+
+@pytest.mark.parametrize("name,content,error,match", [
+    ("p.yaml", "task: t\nvariants:\n  a: {user: one}\n  a: {user: two}\n", lab.PromptFileError,
+     r"p\.yaml line 4: YAML error: the key 'a' appears twice in one mapping \(lines 3 and 4\)"),
+    ("in.yaml", "- id: r1\n  text: one\n  text: two\n", lab.InputSetError, r"in\.yaml line 3: .*'text' appears twice"),
+    ("in.jsonl", '{"id": "r1", "text": "one", "text": "two"}\n', lab.InputSetError,
+     r"in\.jsonl line 1: the key 'text' appears twice"),
+])
+def test_a_key_given_twice_is_an_error_not_a_silent_override(name, content, error, match, write, model_calls):
+    files = {"prompt": write("p.yaml", GOOD_PROMPT), "inputs": write("in.yaml", GOOD_INPUTS)}
+    files["prompt" if name == "p.yaml" else "inputs"] = write(name, content)
+    refused(error, match, model_calls, **files)
+
+
+def test_run_notebook_honours_experiment_id_given_as_a_parameter_or_refuses_two(tmp_path):
+    from lab.notebooks import run_notebook
+
+    nb = Path("notebooks/persona_vs_honest.ipynb").resolve()
+    with pytest.raises(lab.ParameterError, match=r"two experiment ids: experiment_id='a' and the parameter 'b'"):
+        run_notebook(nb, {"experiment_id": "b"}, experiment_id="a", cwd=tmp_path)
+    with pytest.raises(lab.ParameterError, match=r"experiment id '\.\./x' may only use"):
+        run_notebook(nb, {"experiment_id": "../x"}, cwd=tmp_path)
+
+
+# -- names cannot deceive
+
+@pytest.mark.parametrize("rid,what", [
+    ("abc\u202egpj.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"), ("a\u200bb", "U+200B (ZERO WIDTH SPACE)"),
+    ("a\u2066b", "U+2066"), ("\ufeffid", "U+FEFF"), ("a\x00b", "U+0000"),
+])
+def test_an_input_id_with_invisible_or_direction_changing_characters_is_refused(rid, what, write, model_calls):
+    inputs = write("in.jsonl", jsonl([{"id": "ok", "text": "x"}, {"id": rid, "text": "y"}]))
+    refused(lab.InputSetError, rf"in\.jsonl line 2: id .* holds {re_escape(what)}", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=inputs)
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+@pytest.mark.parametrize("a,b", [("caf\u00e9", "cafe\u0301"), ("r1", " r1 "), ("r1", "r1\t")])
+def test_ids_that_only_look_different_collide_naming_both_lines(a, b, write, model_calls):
+    inputs = write("in.jsonl", jsonl([{"id": a, "text": "x"}, {"id": "other", "text": "y"}, {"id": b, "text": "z"}]))
+    refused(lab.InputSetError, r"duplicate input id .* \(lines 1 and 3\); .*NFC", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=inputs)
+
+
+# -- smaller
+
+def test_show_and_runs_with_a_mistyped_log_create_nothing(tmp_path, capsys):
+    for argv in (["runs"], ["show", "x"], ["export", "x", str(tmp_path / "out")]):
+        assert cli_main(["--log", str(tmp_path / "typo.db"), *argv]) == 2
+        assert "no run log there" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lab_log_takes_the_options_the_readme_shows(tmp_path):
+    log = lab.log(tmp_path / "l.db", busy_timeout_s=5, lock_wait_s=10)
+    assert (log.busy_timeout_s, log.lock_wait_s) == (5.0, 10.0)
+
+
+@pytest.mark.parametrize("body,match", [
+    ({"choices": ["not a choice"]}, "the answer has no text"),
+    ({"choices": [{"message": {"role": "assistant", "content": None}, "finish_reason": "stop"}]},
+     "the answer has no text (content is null)"),
+    ("just a string", "response had no choices"),
+    ({"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "many"}}, None),
+])
+def test_an_unexpected_body_from_a_server_is_a_malformed_error_row(body, match, write, run_log):
+    from tests.loopback import OpenAIServer
+    from tests.loopback._http import Reply
+
+    class Odd(OpenAIServer):
+        def _answer(self, request, text, serial):
+            return Reply(200, json.dumps(body).encode())
+
+    with Odd() as srv:
+        runs = lab.experiment(write("p.yaml", GOOD_PROMPT), [{"id": "r1", "text": "x"}], log=run_log,
+                              model=f"openai-compatible:{srv.base_url}#m",
+                              provider_options={f"openai-compatible:{srv.base_url}#m": {"max_retries": 0}}).run()
+    row = runs.df.iloc[0]
+    if match is None:
+        assert row["outcome"] == "answered" and row["output"] == "hi" and row["input_tokens"] is None
+    else:
+        assert row["outcome"] == "error" and row["error"].startswith("malformed: ") and match in row["error"]
+        assert "AttributeError" not in row["error"]
+
+
+def test_prompt_file_errors_carry_no_pydantic_prefix_and_say_an_input_set(write, tmp_path, model_calls):
+    msg = refused(lab.PromptFileError, r"temperature must be", model_calls,
+                  prompt=write("p.yaml", "task: t\nparams: {temperature: 9}\nvariants:\n  a: {user: hi}\n"))
+    assert "Value error," not in msg
+    (tmp_path / "dir.yaml").mkdir()
+    refused(lab.InputSetError, r"is a directory, expected an input set", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=tmp_path / "dir.yaml")
