@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .version import __version__
 from .errors import StoreError
-from .migrations import migrate
+from .migrations import migrate, pending
 from .names import folder_value
 from .secrets import redact, redact_value, secret_values
 from .text import storable_value
@@ -398,6 +398,27 @@ def _as_store_error(exc: BaseException, path: Path) -> BaseException:
     return StoreError(f"{path}: a row could not be written ({type(exc).__name__}: {exc})")
 
 
+def _is_read_only(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that only reads: through SQLite's read-only mode when the WAL index can be used,
+    else as an immutable file (a read-only mount: no lock or index file can be made beside it)."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path.resolve()))}"
+    for mode in ("mode=ro", "immutable=1"):
+        db = sqlite3.connect(f"{uri}?{mode}", uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+    raise StoreError(f"{path}: cannot open the run log to read it either; check its permissions")
+
+
 def _say(message: str) -> None:
     print(f"promptlab: {message}", file=sys.stderr, flush=True)
 
@@ -469,8 +490,7 @@ class RunLog:
         self.busy_timeout_s, self.lock_wait_s = float(busy_timeout_s), float(lock_wait_s)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = _connect(self.path, self.busy_timeout_s)
-            migrate(self._db)
+            self._db = self._open()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot open the run log ({exc}); is it a promptlab log?") from None
         except OSError as exc:
@@ -481,6 +501,21 @@ class RunLog:
         weakref.finalize(self, self._writer.stop)
         if self.recovery_path.exists():
             self.ingest_recovery()
+
+    def _open(self) -> sqlite3.Connection:
+        """The connection, migrated; a log that cannot be written (a read-only mount) is opened to read."""
+        try:
+            db = _connect(self.path, self.busy_timeout_s)
+            migrate(db)
+            return db
+        except sqlite3.OperationalError as exc:
+            if not (self.path.is_file() and _is_read_only(exc)):
+                raise
+        db = _connect_read_only(self.path)
+        if pending(db):
+            raise StoreError(f"{self.path}: the log is read-only here and was written by an older promptlab; "
+                             "open it once where it can be written, to upgrade it")
+        return db
 
     def __repr__(self) -> str:
         return f"RunLog({str(self.path)!r})"

@@ -932,3 +932,22 @@ def test_prompt_file_errors_carry_no_pydantic_prefix_and_say_an_input_set(write,
     (tmp_path / "dir.yaml").mkdir()
     refused(lab.InputSetError, r"is a directory, expected an input set", model_calls,
             prompt=write("p.yaml", GOOD_PROMPT), inputs=tmp_path / "dir.yaml")
+
+
+def test_a_log_that_cannot_be_written_is_still_read_by_runs_show_and_export(write, tmp_path, monkeypatch, capsys):
+    import lab.store as store
+
+    path = tmp_path / "ro.db"
+    runs = lab.experiment(write("p.yaml", GOOD_PROMPT), write("in.yaml", GOOD_INPUTS), model="scripted:echo",
+                          log=lab.log(path), id="ro").run()
+    lab.log(path).close()
+
+    def read_only_mount(path, busy_timeout_s):  # what SQLite says on a read-only mount
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(store, "_connect", read_only_mount)
+    capsys.readouterr()
+    assert cli_main(["--log", str(path), "runs"]) == 0 and "ro" in capsys.readouterr().out
+    assert cli_main(["--log", str(path), "show", "ro", "--summary-only"]) == 0
+    assert cli_main(["--log", str(path), "export", "ro", str(tmp_path / "out")]) == 0
+    assert len(lab.log(path).runs("ro")) == len(runs) == 2
