@@ -31,7 +31,7 @@ from .errors import StoreError
 from .migrations import migrate, pending
 from .names import folder_value
 from .secrets import redact, redact_value, secret_values
-from .text import storable_value
+from .text import is_storable, storable_value
 
 try:
     import fcntl
@@ -451,15 +451,29 @@ def _storable_row(row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
     how many values were changed."""
     repairs: dict[str, int] = {}
     for col, value in row.items():
-        if value.__class__ is int and not -_INT_LIMIT <= value <= _INT_LIMIT:
+        if value is None or value.__class__ in (float, bool):
+            continue
+        if value.__class__ is int:
+            if -_INT_LIMIT <= value <= _INT_LIMIT:
+                continue
             row[col], n = str(value), 1
-        elif value is None or value.__class__ in (int, float, bool):
+        elif is_storable(value):
             continue
         else:
             row[col], n = storable_value(value)
-        if n:
-            repairs[col] = n
+        repairs[col] = n
     return row, repairs
+
+
+def _values_storable(values: tuple) -> bool:
+    """True when SQLite takes every value as it is (no lone surrogate in text, no integer past 64 bits)."""
+    for v in values:
+        if v.__class__ is str:
+            if not v.isascii() and not is_storable(v):
+                return False
+        elif v.__class__ is int and not -_INT_LIMIT <= v <= _INT_LIMIT:
+            return False
+    return True
 
 
 def _repairs_text(repairs: dict[str, int]) -> str:
@@ -550,20 +564,20 @@ class RunLog:
         self._writer.submit(self._outbox.pop(loop))
 
     def _item(self, table: str, row: dict[str, Any], *, ignore: bool = False, clean: bool = False) -> Item:
-        """A row as the writer takes it; ``clean``: already made storable (:func:`_storable_row`)."""
-        if not clean:
-            row = _storable_row(row)[0]
+        """A row as the writer takes it, made storable (:func:`_storable_row`) unless ``clean`` says the
+        caller sees to it."""
         json_cols = _JSON_COLUMNS.get(table, ())
         values = tuple(_dumps(v) if k in json_cols else v for k, v in row.items())
+        if not clean and not _values_storable(values):
+            return self._item(table, _storable_row(row)[0], ignore=ignore, clean=True)
         return (table, tuple(row), values, ignore)
 
     def _insert(self, table: str, row: dict[str, Any], *, ignore: bool = False) -> None:
         self._write([self._item(table, row, ignore=ignore)])
 
     @staticmethod
-    def _run_row(rec: RunRecord) -> tuple[dict[str, Any], dict[str, int]]:
-        """The row to write for ``rec``, redacted and made storable, and what was escaped (column ->
-        how many characters) so that the caller can flag it."""
+    def _run_row(rec: RunRecord) -> dict[str, Any]:
+        """The row to write for ``rec``, redacted."""
         row = {name: getattr(rec, name) for name in _RECORD_FIELDS}
         row["id"] = row["id"] or new_id()
         row["finished_at"] = row["finished_at"] or now()
@@ -573,17 +587,21 @@ class RunLog:
         for col in ("messages", "input_vars", "expected"):  # a key pasted into an input by mistake
             row[col] = redact_value(row[col], secrets)
         row["lab_version"] = __version__
-        return _storable_row(row)
+        return row
 
     def _run_items(self, rec: RunRecord) -> list[Item]:
         """The items that log ``rec``: its row, and an event naming what was escaped to store it. The
         record itself takes the stored values, so what the caller keeps is what the log holds."""
-        row, repairs = self._run_row(rec)
+        row, repairs = self._run_row(rec), {}
+        item = self._item("runs", row, clean=True)
+        if not _values_storable(item[2]):  # rare: checked on the encoded values, made storable only then
+            row, repairs = _storable_row(row)
+            item = self._item("runs", row, clean=True)
         rec.id, rec.finished_at = row["id"], row["finished_at"]
         for name in repairs:
             if name in _RECORD_FIELDS:
                 setattr(rec, name, row[name])
-        items = [self._item("runs", row, clean=True)]
+        items = [item]
         if repairs:
             _say(f"run {row['id']} (variant {row['variant']!r}, input {row['input_id']!r}): "
                  f"{_repairs_text(repairs)} escaped as \\uXXXX to store it; the row is kept and flagged "

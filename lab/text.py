@@ -123,6 +123,13 @@ def storable_value(value: Any) -> tuple[Any, int]:
     return value, 0
 
 
+def is_storable(value: Any) -> bool:
+    """True when no string inside ``value`` holds a lone surrogate (the fast check before :func:`storable_value`)."""
+    if value.__class__ is str:
+        return value.isascii() or _SURROGATE.search(value) is None
+    return _first_surrogate(value) is None
+
+
 def unstorable(value: Any) -> str | None:
     """Why ``value`` (text, or lists and dicts of it) cannot be stored as UTF-8 text, or None."""
     found = _first_surrogate(value)
