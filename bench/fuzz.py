@@ -100,7 +100,8 @@ def main() -> None:
              f"reason), and the log opens afterwards. Wall {wall:.0f} s.", "",
              "| property | examples run clean | first failure |", "| --- | ---: | --- |"]
     for name, clean, failure in results:
-        lines.append(f"| {name} | {clean:,} | {(failure or 'none').replace('|', '/')} |")
+        shown = " ".join((failure or "none").split()).replace("|", "/")
+        lines.append(f"| {name} | {clean:,} | {shown} |")
     report("Fuzzing hostile input", lines, write=not args.no_write)
 
 

@@ -63,15 +63,15 @@ class InputSet:
         repr). ``text_only``: variant -> the names its templates only print."""
         for row in self.rows:
             for variant, names in text_only.items():
-                for name in sorted(names & set(row.vars)):
-                    value = row.vars[name]
-                    if value is None or isinstance(value, (bool, list, dict)):
-                        where = f"line {row.line}, " if row.line else ""
-                        raise InputSetError(
-                            f"{self.path}: {where}row {terminal_text(row.id)!r}, field {name!r} is "
-                            f"{_kind_of(value)}, and variant {variant!r} prints it as text; write it as text "
-                            "(in quotes in YAML), or use it in the template explicitly "
-                            "(e.g. {% if " + name + " is not none %}{{ " + name + " }}{% endif %})")
+                bad = [n for n in sorted(names & set(row.vars)) if _not_text(row.vars[n])]
+                if bad:
+                    raise InputSetError(self._not_text_message(row, bad[0], variant))
+
+    def _not_text_message(self, row: InputRow, name: str, variant: str) -> str:
+        where = f"line {row.line}, " if row.line else ""
+        return (f"{self.path}: {where}row {terminal_text(row.id)!r}, field {name!r} is {_kind_of(row.vars[name])}, "
+                f"and variant {variant!r} prints it as text; write it as text (in quotes in YAML), or use it in "
+                "the template explicitly (e.g. {% if " + name + " is not none %}{{ " + name + " }}{% endif %})")
 
     def check_variables(self, needed: dict[str, frozenset[str]]) -> None:
         """Raise if a row lacks a variable that a variant's templates use. ``needed``: variant -> names."""
@@ -85,6 +85,10 @@ class InputSet:
         if problems:
             shown = problems[:20] + ([f"  ... and {len(problems) - 20} more"] if len(problems) > 20 else [])
             raise InputSetError(f"{self.path}: rows are missing template variables:\n" + "\n".join(shown))
+
+
+def _not_text(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, list, dict))
 
 
 def _kind_of(value: Any) -> str:

@@ -22,7 +22,8 @@ from urllib.parse import quote
 MAX_NAME = 64
 MAX_ID = 128
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# controls, and the bidi embeddings, overrides and isolates that reorder what a terminal shows
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|[\u202a-\u202e\u2066-\u2069]")
 RULE = "letters, digits, '_', '-' and '.', starting with a letter or digit"
 
 
@@ -72,10 +73,16 @@ def html_text(value: Any) -> str:
 
 
 def terminal_text(value: Any) -> Any:
-    """Control characters (ESC, BEL, ...) made visible as ``\\xNN``; non-text values unchanged."""
+    """Control characters (ESC, BEL, ...) made visible as ``\\xNN``, bidi overrides and isolates as
+    ``\\uNNNN``; non-text values unchanged."""
     if isinstance(value, str):
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+        return _CONTROL.sub(_visible, value)
     return value
+
+
+def _visible(m: re.Match) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def path_under(base: str | Path, *parts: str, what: str = "path", error: type[Exception] = ValueError) -> Path:

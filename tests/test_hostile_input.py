@@ -951,3 +951,19 @@ def test_a_log_that_cannot_be_written_is_still_read_by_runs_show_and_export(writ
     assert cli_main(["--log", str(path), "show", "ro", "--summary-only"]) == 0
     assert cli_main(["--log", str(path), "export", "ro", str(tmp_path / "out")]) == 0
     assert len(lab.log(path).runs("ro")) == len(runs) == 2
+
+
+def test_a_lone_surrogate_escape_in_a_prompt_file_is_refused_naming_the_line(write, model_calls):
+    prompt = write("p.yaml", 'task: t\nvariants:\n  a:\n    user: "Say \\ud800 {{ text }}"\n')
+    refused(lab.PromptFileError, r"p\.yaml line 4: YAML error: a value holds a lone surrogate \(U\+D800\)",
+            model_calls, prompt=prompt, inputs=write("in.yaml", GOOD_INPUTS))
+
+
+def test_a_bidi_override_from_an_older_log_is_shown_as_a_visible_escape(run_log, capsys):
+    from lab.store import RunRecord
+
+    run_log.add_run(RunRecord(experiment_id="old", model="m", messages=[], outcome="answered",
+                              input_id="abc\u202egpj.exe", variant="a", output="hi"))
+    assert cli_main(["--log", str(run_log.path), "show", "old", "--outputs"]) == 0
+    out = capsys.readouterr().out
+    assert "\u202e" not in out and "abc\\u202egpj.exe" in out
