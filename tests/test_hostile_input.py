@@ -967,3 +967,21 @@ def test_a_bidi_override_from_an_older_log_is_shown_as_a_visible_escape(run_log,
     assert cli_main(["--log", str(run_log.path), "show", "old", "--outputs"]) == 0
     out = capsys.readouterr().out
     assert "\u202e" not in out and "abc\\u202egpj.exe" in out
+
+
+def test_bytes_that_are_not_utf8_in_a_servers_answer_are_kept_as_visible_escapes(write, run_log):
+    from tests.loopback import OpenAIServer
+    from tests.loopback._http import Reply
+
+    body = b'{"choices":[{"message":{"role":"assistant","content":"caf\xe9 \xff ok"},"finish_reason":"stop"}]}'
+
+    class Latin1(OpenAIServer):
+        def _answer(self, request, text, serial):
+            return Reply(200, body)
+
+    with Latin1() as srv:
+        model = f"openai-compatible:{srv.base_url}#m"
+        runs = lab.experiment(write("p.yaml", GOOD_PROMPT), [{"id": "r1", "text": "x"}], model=model, log=run_log,
+                              provider_options={model: {"max_retries": 0}}).run()
+    row = runs.df.iloc[0]
+    assert row["outcome"] == "answered" and row["output"] == "caf\\xe9 \\xff ok"

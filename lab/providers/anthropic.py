@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import count, to_provider_error
+from ._utf8 import lenient_http_client
 from .base import Completion, Provider
 
 
@@ -62,7 +63,8 @@ class AnthropicProvider(Provider):
             import anthropic
 
             self._client = anthropic.AsyncAnthropic(
-                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
+                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout,
+                http_client=lenient_http_client(anthropic.DefaultAsyncHttpxClient),
             )
         return self._client
 

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import count, to_provider_error
+from ._utf8 import lenient_http_client
 from .base import LOGPROB_PARAMS, Completion, Provider, token_logprobs
 
 
@@ -89,7 +90,8 @@ class OpenAIProvider(Provider):
             import openai
 
             self._client = openai.AsyncOpenAI(
-                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
+                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout,
+                http_client=lenient_http_client(openai.DefaultAsyncHttpxClient),
             )
         return self._client
 
