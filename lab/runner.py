@@ -40,6 +40,7 @@ from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
 from .prompts import _check_params as _check_param_values
 from .providers import Provider, get_provider
 from .secrets import looks_like_secret, redact
+from .text import unstorable
 from .runs import Runs
 from .store import RunLog, RunRecord, new_id, now
 
@@ -88,7 +89,7 @@ def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
 
 def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any], repeat: int) -> str:
     blob = json.dumps([model, messages, params, repeat], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()  # any text hashes
 
 
 @dataclass
@@ -548,6 +549,8 @@ class Experiment:
         except ValueError as exc:
             raise ParameterError(f"params: {exc}") from None
         for k, v in self.params.items():
+            if unstorable(v) or unstorable(k):
+                raise ParameterError(f"parameter {ascii(k)} {unstorable(v) or unstorable(k)}; pass it as UTF-8 text")
             if looks_like_secret(k, v):
                 raise ParameterError(f"parameter {k!r} looks like a secret; keys come from the environment only")
         self.max_calls = _check_positive_int("max_calls", max_calls) if max_calls is not None else default_max_calls()

@@ -36,6 +36,13 @@ class EscapeHatch:
     text: str
     match: str = "word"
 
+    @property
+    def rule(self) -> str:
+        """The matching rule in plain words, for a findings line ("escaped = ...")."""
+        return {"word": f"the output contains {self.text!r} as a whole word (anywhere, even after 'not')",
+                "start": f"the output starts with {self.text!r}",
+                "exact": f"the output is just {self.text!r}"}.get(self.match, self.match)
+
     def detect(self, output: str | None) -> bool:
         """True when ``output`` takes the way out."""
         if not output:

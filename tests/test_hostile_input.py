@@ -985,3 +985,18 @@ def test_bytes_that_are_not_utf8_in_a_servers_answer_are_kept_as_visible_escapes
                               provider_options={model: {"max_retries": 0}}).run()
     row = runs.df.iloc[0]
     assert row["outcome"] == "answered" and row["output"] == "caf\\xe9 \\xff ok"
+
+
+def test_a_parameter_with_undecodable_bytes_from_the_command_line_is_one_line(write, capsys, model_calls):
+    argv = ["run", str(write("p.yaml", GOOD_PROMPT)), "--inputs", str(write("in.yaml", GOOD_INPUTS)),
+            "-m", "scripted:echo", "--param", "stop=\udcff"]  # what Python makes of the byte 0xff in argv
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "parameter 'stop' holds a lone surrogate" in err and model_calls == []
+
+
+def test_the_escape_hatch_says_its_matching_rule_in_words():
+    from lab.text import EscapeHatch
+
+    assert "whole word" in EscapeHatch("UNSURE").rule and "not" in EscapeHatch("UNSURE").rule
+    assert EscapeHatch("UNSURE", match="start").rule == "the output starts with 'UNSURE'"
