@@ -488,6 +488,21 @@ def _is_json(text: str) -> bool:
     return True
 
 
+_INGEST_CHUNK = 2000  # recovery-file lines read and written per transaction
+
+
+def _line_chunks(f: Any, size: int) -> Iterator[list[tuple[int, bytes]]]:
+    """The file's lines (bytes, newline kept), numbered from 1, ``size`` at a time."""
+    chunk: list[tuple[int, bytes]] = []
+    for n, raw in enumerate(f, start=1):
+        chunk.append((n, raw))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class RunLog:
     """A run log on disk. Reads return pandas DataFrames; writes are committed before they return.
 
@@ -655,37 +670,41 @@ class RunLog:
         with f:
             if fcntl is not None:
                 fcntl.flock(f, fcntl.LOCK_EX)
-            items, rejected = self._recovery_items(f.read())
-            added, failed = self._ingest_items(items)
-            if failed is None:
-                return 0  # the log is locked or unwritable: everything stays for the next open
-            rejected += failed
-            if rejected and not self._reject(rejected):
+            self._schema  # read now: a failure to read it is the log's, not a line's
+            added, rejected = 0, []
+            for lines in _line_chunks(f, _INGEST_CHUNK):  # a big file is read a chunk of lines at a time
+                items, refused = self._recovery_items(lines)
+                n, failed = self._ingest_items(items)
+                if failed is None:  # the log is locked or unwritable: the file stays for the next open
+                    return added  # (rows already in are skipped then: they are ingested once)
+                added += n
+                rejected += refused + failed
+            if added:
+                _say(f"run log {self.path}: ingested {added} row(s) kept in {path.name} while the log was locked")
+            if rejected and not self._reject(sorted(rejected, key=lambda r: r[0])):
                 return added
             os.unlink(path)
         return added
 
-    def _recovery_items(self, data: bytes) -> tuple[list[tuple[int, Item]], list[tuple[int, bytes, str]]]:
-        """The recovery file's rows (with their line numbers) and the lines refused, with a reason each."""
+    def _recovery_items(self, lines: list[tuple[int, bytes]]
+                        ) -> tuple[list[tuple[int, Item]], list[tuple[int, bytes, str]]]:
+        """The rows among these numbered lines, and the lines refused, with a reason each."""
         items: list[tuple[int, Item]] = []
         rejected: list[tuple[int, bytes, str]] = []
-        self._schema  # read now: a failure to read it is the log's, not a line's
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        elif lines:  # no newline at the end: a write cut short
-            rejected.append((len(lines), lines.pop(), "torn line (the write was cut short)"))
-        for n, raw in enumerate(lines, start=1):
+        for n, raw in lines:
+            if not raw.endswith(b"\n"):  # only the last line can lack it: a write cut short
+                if raw.strip():
+                    rejected.append((n, raw, "torn line (the write was cut short)"))
+                continue
             if not raw.strip():
                 continue
             try:
-                item = self._recovery_item(raw)
-            except StoreError as exc:  # this line's problem (the schema was read before the loop)
-                rejected.append((n, raw, str(exc)))
+                item = self._recovery_item(raw[:-1])
+            except StoreError as exc:  # this line's problem
+                rejected.append((n, raw[:-1], str(exc)))
                 continue
             if item is not None:
                 items.append((n, item))
-        rejected.sort(key=lambda r: r[0])
         return items, rejected
 
     def _recovery_item(self, raw: bytes) -> Item | None:
@@ -765,9 +784,7 @@ class RunLog:
                      f"({exc}); they stay there for the next open")
                 return 0, None
             return self._ingest_one_by_one(items)
-        added = self._db.total_changes - before
-        _say(f"run log {self.path}: ingested {added} row(s) kept in {self.recovery_path.name} while the log was locked")
-        return added, []
+        return self._db.total_changes - before, []
 
     def _ingest_one_by_one(self, items: list[tuple[int, Item]]) -> tuple[int, list[tuple[int, bytes, str]] | None]:
         added, failed = 0, []
@@ -784,7 +801,6 @@ class RunLog:
                 failed.append((n, line.encode(), f"the log refused it ({exc})"))
                 continue
             added += self._db.total_changes - before
-        _say(f"run log {self.path}: ingested {added} row(s) kept in {self.recovery_path.name} while the log was locked")
         return added, failed
 
     def _reject(self, rejected: list[tuple[int, bytes, str]]) -> bool:

@@ -1000,3 +1000,17 @@ def test_the_escape_hatch_says_its_matching_rule_in_words():
 
     assert "whole word" in EscapeHatch("UNSURE").rule and "not" in EscapeHatch("UNSURE").rule
     assert EscapeHatch("UNSURE", match="start").rule == "the output starts with 'UNSURE'"
+
+
+def test_a_long_recovery_file_is_ingested_a_chunk_at_a_time_with_each_row_once(write, tmp_path, monkeypatch, capsys):
+    import lab.store as store
+
+    monkeypatch.setattr(store, "_INGEST_CHUNK", 2)
+    path, lines = recovery_lines(write, tmp_path, n=5)
+    recovery_of(path).write_bytes(lines[0] + b"{not json\n" + b"".join(lines[1:]) + lines[2] + lines[4][:-9])
+    capsys.readouterr()
+    log = lab.log(path)
+    assert sorted(log.runs("rec")["input_id"]) == [f"r{i}" for i in range(5)]
+    err = capsys.readouterr().err
+    assert err.count("ingested 5 row(s)") == 1 and "2 line(s) of target.db.recovery.jsonl could not be ingested" in err
+    assert [r["line"] for r in rejected_of(path)] == [2, 8]
