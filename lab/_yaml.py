@@ -46,6 +46,8 @@ def read_bytes(path: Path, what: str, error: type[Exception], limit: int | None 
         limit = limit if limit is not None else max_file_bytes()
     except ValueError as exc:
         raise error(f"{path}: {exc}") from None
+    if unstorable(str(path)):  # the name would go into every run row: it must be text
+        raise error(f"{ascii(str(path))}: the file name is not valid UTF-8; rename the {what}")
     try:
         st = path.stat()
     except FileNotFoundError:

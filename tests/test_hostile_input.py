@@ -1014,3 +1014,10 @@ def test_a_long_recovery_file_is_ingested_a_chunk_at_a_time_with_each_row_once(w
     err = capsys.readouterr().err
     assert err.count("ingested 5 row(s)") == 1 and "2 line(s) of target.db.recovery.jsonl could not be ingested" in err
     assert [r["line"] for r in rejected_of(path)] == [2, 8]
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_before_any_call(tmp_path, write, model_calls):
+    bad = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.yaml"))
+    bad.write_text(GOOD_PROMPT)
+    refused(lab.PromptFileError, r"the file name is not valid UTF-8; rename the prompt file", model_calls,
+            prompt=bad, inputs=write("in.yaml", GOOD_INPUTS))
