@@ -618,13 +618,22 @@ class RunLog:
                 setattr(rec, name, row[name])
         items = [item]
         if repairs:
-            _say(f"run {row['id']} (variant {row['variant']!r}, input {row['input_id']!r}): "
-                 f"{_repairs_text(repairs)} escaped as \\uXXXX to store it; the row is kept and flagged "
-                 "(event 'text_escaped')")
+            self._say_escaped(row, repairs)
             items.append(self._item("events", {"experiment_id": row["experiment_id"], "at": now(),
                                                "kind": "text_escaped",
                                                "detail": {"run_id": row["id"], "escaped": repairs}}))
         return items
+
+    _ESCAPED_SAID = 3  # rows named one by one; later ones are counted in events only
+
+    def _say_escaped(self, row: dict[str, Any], repairs: dict[str, int]) -> None:
+        self._escaped = getattr(self, "_escaped", 0) + 1
+        if self._escaped <= self._ESCAPED_SAID:
+            _say(f"run {row['id']} (variant {row['variant']!r}, input {row['input_id']!r}): "
+                 f"{_repairs_text(repairs)} escaped as \\uXXXX to store it; the row is kept and flagged "
+                 "(event 'text_escaped')")
+        if self._escaped == self._ESCAPED_SAID:
+            _say("from now on, rows with escaped text are flagged by 'text_escaped' events without a message")
 
     def add_run(self, rec: RunRecord) -> str:
         """Append one finished call; returns (with the run id) once it is committed."""
