@@ -190,6 +190,15 @@ def applied(db: sqlite3.Connection) -> list[str]:
     return [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
 
 
+def pending(db: sqlite3.Connection) -> list[str]:
+    """Names of the migrations this log lacks (read only: a log that cannot be written can still say)."""
+    try:
+        done = {r[0] for r in db.execute("SELECT name FROM _migrations")}
+    except sqlite3.OperationalError:  # no _migrations table: a new, empty file
+        done = set()
+    return [m.__name__ for m in MIGRATIONS if m.__name__ not in done]
+
+
 def migrate(db: sqlite3.Connection, upto: str | None = None) -> list[str]:
     """Apply pending migrations in order (each in its own transaction). Returns the names applied."""
     done = set(applied(db))
