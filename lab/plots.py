@@ -370,7 +370,9 @@ def ablation_effects(effects: pd.DataFrame, *, measure: str = "correct", tag: st
     change = 100 * rows["change"].astype(float)
     plus = (100 * rows["high"].astype(float) - change).fillna(0.0)
     minus = (change - 100 * rows["low"].astype(float)).fillna(0.0)
-    colors = ["#d62728" if b else "#7f7f7f" for b in rows["beyond_noise"]]
+    # red only where the interval excludes 0 ("too few inputs to tell" is not an effect)
+    excludes = (rows["low"].astype(float) > 0) | (rows["high"].astype(float) < 0)
+    colors = ["#d62728" if b and x else "#7f7f7f" for b, x in zip(rows["beyond_noise"], excludes)]
     fig = go.Figure(go.Scatter(
         x=change, y=rows["part"].astype(str), mode="markers", marker={"size": 11, "color": colors},
         error_x={"type": "data", "array": plus, "arrayminus": minus, "symmetric": False},

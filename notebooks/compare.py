@@ -39,7 +39,7 @@ lab.widgets.findings_block(runs, grades)
 # ## Per variant: calls, outcomes, latency and cost
 
 # %%
-lab.tables.summary(runs)
+lab.tables.readable(lab.tables.summary(runs))
 
 # %% [markdown]
 # ## Outcomes per variant and input tag
@@ -63,7 +63,7 @@ lab.plots.cost_latency(runs)
 # ## Outputs side by side, per input
 
 # %%
-lab.tables.side_by_side(runs, grades)
+lab.tables.readable(lab.tables.side_by_side(runs, grades))
 
 # %% [markdown]
 # ## Interactive: choose experiments, variants and tags

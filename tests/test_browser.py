@@ -15,12 +15,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from tests.chromium import browser, offline
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
+PLOTLY = "application/vnd.plotly.v1+json"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -274,3 +276,60 @@ def test_compare_view_hides_variant_names_in_the_figure_and_cuts_no_label(jupyte
                             ".getBoundingClientRect().top, document.querySelector('.promptlab-compare"
                             " .js-plotly-plot').getBoundingClientRect().top]")
         assert top[0] < top[1]
+
+
+# ---- shared reports answer first -----------------------------------------------------------------------
+
+REPORTS = ["persona_vs_honest.ipynb", "ablation.ipynb", "self_critique.ipynb"]
+FIRST_SCREEN = {"width": 1280, "height": 800}
+STATIC = ("image/png", "image/svg+xml")
+RAW = re.compile(r"\bnan\b|\bNaN\b|\de-\d\d\b|\\n|\{'")
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    """The three long reports run on the local model with tiny inputs (as tests/test_notebooks.py does)."""
+    from lab.notebooks import notebook_parameters, run_notebook
+    from tests.test_notebooks import OVERRIDES, SMALL, TINY_ARITHMETIC, TINY_FACTS, TINY_INPUTS
+
+    base = tmp_path_factory.mktemp("reports")
+    for file, text in (("tiny.yaml", TINY_INPUTS), ("arithmetic.yaml", TINY_ARITHMETIC), ("facts.yaml", TINY_FACTS)):
+        (base / file).write_text(text)
+    out = {}
+    for name in REPORTS:
+        takes = notebook_parameters(ROOT / "notebooks" / name)
+        wanted = {**SMALL, "inputs": "tiny.yaml", **OVERRIDES.get(name, {})}
+        wanted["inputs"] = str(base / wanted["inputs"])
+        out[name] = run_notebook(ROOT / "notebooks" / name, {k: v for k, v in wanted.items() if k in takes},
+                                 output_dir=base / name.removesuffix(".ipynb"), log=base / "log.db", timeout_s=600)
+    return out
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_the_report_answers_on_its_first_screen_with_code_hidden_and_no_raw_values(reports, name):
+    run = reports[name]
+    stem = name.removesuffix(".ipynb")
+    with _page(**FIRST_SCREEN) as page:
+        offline(page)
+        page.goto(run.html.resolve().as_uri())
+        page.wait_for_function("() => document.querySelector('.js-plotly-plot .main-svg')")
+        page.screenshot(path=str(ARTIFACTS / f"report-{stem}-first-screen.png"))
+        page.screenshot(path=str(ARTIFACTS / f"report-{stem}-full.png"), full_page=True)
+        question = page.locator("h1").first.bounding_box()
+        headline = page.locator(".promptlab-headline").first
+        box = headline.bounding_box()
+        assert headline.inner_text().strip() and question["y"] < box["y"]
+        assert box["y"] + box["height"] <= FIRST_SCREEN["height"], f"the headline ends at {box['y'] + box['height']} px"
+        figure = page.locator(".js-plotly-plot").first.bounding_box()
+        assert figure["y"] < FIRST_SCREEN["height"], f"the headline figure starts at {figure['y']} px"
+        shown = "() => [...document.querySelectorAll('.jp-InputArea')].filter(e => e.offsetParent !== null).length"
+        assert page.evaluate(shown) == 0, "code is visible by default"
+        cells = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output')]"
+                              ".filter(e => !e.querySelector('.js-plotly-plot')).map(e => e.innerText)")
+        raw = [t[:200] for t in cells if RAW.search(t)]
+        assert raw == [], f"raw values in {name}: {raw}"
+        page.locator(".promptlab-code-toggle").click()
+        assert page.evaluate(shown) > 0, "the toggle does not show the code"
+    nb = nbformat.read(run.notebook, as_version=4)
+    figures = [o["data"] for c in nb.cells for o in c.get("outputs", []) if PLOTLY in o.get("data", {})]
+    assert figures and all(any(m in d for m in STATIC) for d in figures), "a plotly output has no static image"

@@ -87,8 +87,10 @@ def findings_block(runs: pd.DataFrame, grades: pd.DataFrame | None = None) -> Fi
     """The findings for a selection (:func:`lab.findings.findings`: per framing rates with intervals
     and n, the verdict in words, caveats) as an HTML block (class ``promptlab-findings``) that the
     compare view and the notebooks show first, above every figure."""
-    inner = "<p><b>Findings</b>: no calls selected yet</p>" if runs.empty else findings(runs, grades)._repr_html_()
-    return FindingsBlock(f"<div class='promptlab-findings' style='{FINDINGS_STYLE}'>{inner}</div>")
+    from ..report import answer
+
+    block = answer("Findings: no calls selected yet" if runs.empty else findings(runs, grades))
+    return FindingsBlock(block._repr_html_())
 
 def experiment_choices(log: RunLog) -> list[tuple[str, str]]:
     """(label, id) for every experiment with at least one call, grouped by task, newest first:
