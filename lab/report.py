@@ -129,7 +129,8 @@ def _json_text(value: Any) -> str:
 
 
 # nbconvert's lab template with every block that loads a script from a CDN left out: require.js,
-# MathJax, mermaid and the widget renderer. The figures need none of them (plotly.js is embedded
+# MathJax, mermaid and the widget renderer; printed lines (progress, plans) are marked so that the
+# report can keep them with the hidden code. The figures need none of them (plotly.js is embedded
 # by figures_to_html), so the report makes no network request at all.
 _OFFLINE_TEMPLATE = "promptlab-offline.html.j2"
 _OFFLINE_TEMPLATE_SOURCE = """{%- extends 'lab/index.html.j2' -%}
@@ -137,6 +138,13 @@ _OFFLINE_TEMPLATE_SOURCE = """{%- extends 'lab/index.html.j2' -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{% block stream_stdout -%}
+<div class="jp-RenderedText jp-OutputArea-output promptlab-stdout" data-mime-type="text/plain">
+<pre>
+{{- output.text | ansi2html -}}
+</pre>
+</div>
+{%- endblock stream_stdout %}
 """
 
 
@@ -176,7 +184,7 @@ _WIDGET_NOTE = ("<p style='color:#555'><i>An interactive view (widgets) was here
 _REPORT_HEAD = """<style id="promptlab-report">
 body.promptlab-code-hidden .jp-CodeCell .jp-Cell-inputWrapper, body.promptlab-code-hidden .jp-InputPrompt,
 body.promptlab-code-hidden .jp-OutputPrompt, body.promptlab-code-hidden .jp-OutputArea-prompt { display: none; }
-body.promptlab-code-hidden [data-mime-type="application/vnd.jupyter.stdout"] pre { font-size: 11px; color: #777; }
+body.promptlab-code-hidden .promptlab-stdout { display: none; }
 body.promptlab-code-hidden .jp-CodeCell:not(:has(.jp-OutputArea-output)) { display: none; }
 body.promptlab-code-hidden .jp-CodeCell .jp-Cell-outputWrapper { margin-top: 0; }
 .promptlab-code-toggle { position: fixed; top: 8px; right: 12px; z-index: 100; font: 13px sans-serif;
@@ -245,9 +253,11 @@ class Answer:
 def answer(result: Any) -> Answer:
     """The answer block for ``result``: a :class:`lab.findings.Findings`, a self-critique
     (:class:`lab.techniques.Critique`: did revising help?), an ablation
-    (:class:`lab.techniques.Ablation`: its verdict and a compact table of effects) or a sentence."""
+    (:class:`lab.techniques.Ablation`: its verdict and a compact table of effects), a confidence
+    report (how sure against how often right, per variant) or a sentence."""
     from .findings import Findings
     from .techniques.ablation import Ablation
+    from .techniques.confidence import ConfidenceReport
     from .techniques.critique import Critique
 
     if isinstance(result, str):
@@ -258,6 +268,8 @@ def answer(result: Any) -> Answer:
         return _critique_answer(result)
     if isinstance(result, Ablation):
         return _ablation_answer(result)
+    if isinstance(result, ConfidenceReport):
+        return _confidence_answer(result)
     raise ParameterError(f"answer: give findings, a self-critique, an ablation or a sentence, not {type(result).__name__}")
 
 
@@ -311,13 +323,35 @@ def _revision_sentence(row: Any) -> str:
 
 
 def _ablation_answer(ablation: Any) -> Answer:
+    """The parts whose removal moves a rate with an interval that excludes 0, or that none does
+    (and, below the minimum number of inputs, that there are too few to tell); then one compact
+    table: a row per part, a column per measure, the change with its interval."""
+    from .stats import MIN_INPUTS
     from .tables import readable
 
     eff = ablation.effects(split_by_tag=False)
-    cols = [c for c in ("part", "measure", "rate_full", "rate_changed", "change", "low", "high", "pairs") if c in eff]
-    table = readable(eff[cols]).to_html(index=False, escape=True, border=0) if len(eff) else ""
-    verdict = ablation.verdict()
-    return Answer(verdict, f"<p>Ablation of {ablation.variant}: every part, left out in turn</p>{table}", verdict)
+    n_inputs = int(ablation.runs["input_id"].nunique()) if len(ablation.runs) else 0
+    if eff.empty:
+        return Answer("Nothing to compare yet: no graded or escape outcomes in this ablation's runs.")
+    known = eff[eff["low"].notna() & eff["high"].notna()]
+    hits = known[(known["low"] > 0) | (known["high"] < 0)]
+    said = [f"removing {r.part} changes {r.measure.replace('_', ' ')} by {100 * r.change:+.0f} points "
+            f"({100 * r.low:+.0f} to {100 * r.high:+.0f})" for r in hits.itertuples()]
+    if said:
+        more = f"; and {len(said) - 3} more (table below)" if len(said) > 3 else ""
+        headline = f"Over {n_inputs} inputs, {'; '.join(said[:3])}{more}."
+    elif n_inputs < MIN_INPUTS:
+        headline = (f"Too few inputs to tell which part does the work: {n_inputs} inputs (a verdict needs "
+                    f"{MIN_INPUTS}); every interval includes 0.")
+    else:
+        headline = f"No part's removal changes any outcome rate beyond the noise over {n_inputs} inputs (95% intervals all include 0)."
+    cells = readable(eff[["part", "measure", "change", "low", "high"]])
+    wide = cells.pivot(index="part", columns="measure", values="change (interval)")
+    wide = wide.reindex(list(dict.fromkeys(eff["part"]))).rename(columns=lambda m: str(m).replace("_", " "))
+    wide.columns.name = None
+    table = wide.to_html(escape=True, border=0)
+    return Answer(headline, f"<p>Change in each rate when a part of {ablation.variant} is left out "
+                            f"(percentage points, 95% interval over inputs):</p>{table}", headline)
 
 
 # ---- a static image beside every plotly figure (GitHub, nbviewer, editors without plotly) ---------
@@ -491,3 +525,27 @@ def write_index(results: str | Path = "results") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     dest.write_text(_INDEX_PAGE.format(count=len(entries), rows=rows), encoding="utf-8")
     return dest
+
+
+def _confidence_answer(report: Any) -> Answer:
+    """How sure the model said it was against how often it was right, per variant, with the Brier
+    score and its interval over inputs (:func:`lab.calibration.calibration`)."""
+    from .tables import readable
+
+    cal = report.calibration(split_by_tag=False)
+    if cal.empty:
+        avail = report.availability()
+        why = "; ".join(f"{k}: {v}" for k, v in avail["status"].items()) if "status" in avail else "no answers"
+        return Answer(f"No stated confidence to read ({why}).")
+    parts = []
+    for name, r in cal.iterrows():
+        gap = r["mean_confidence"] - r["accuracy"]
+        lean = "over-confident" if gap > 0.05 else "under-confident" if gap < -0.05 else "about as sure as right"
+        interval = (f", interval {r['brier_low']:.2f} to {r['brier_high']:.2f}" if r["brier_low"] == r["brier_low"]
+                    else "")
+        parts.append(f"{name if not isinstance(name, tuple) else ' / '.join(map(str, name))} says "
+                     f"{r['mean_confidence']:.0%} sure and is right {r['accuracy']:.0%} ({lean}; Brier "
+                     f"{r['brier']:.2f}{interval}; {int(r['n'])} answers, {int(r['inputs'])} inputs)")
+    headline = "How sure against how often right: " + "; ".join(parts) + "."
+    note = "<p>Brier score: 0 is perfect, 0.25 is a constant 50%; lower is better.</p>"
+    return Answer(headline, note + readable(cal).to_html(escape=True, border=0), headline)

@@ -185,7 +185,8 @@ def unparsed_share(grades: pd.DataFrame, judge: str | None = None) -> float:
 # float columns in [0, 1] under these names are shares; differences of shares are percentage points
 SHARE_NAMES = frozenset({"rate", "passed", "pass_rate", "correct", "escaped", "answered", "appropriate", "coverage",
                          "over_abstention", "agreement", "accuracy", "mean_a", "mean_b", "rate_full", "rate_base",
-                         "rate_changed", "score", "mean_score", "confidence", "brier", "ece"})
+                         "rate_changed", "score", "mean_score", "confidence", "mean_confidence", "p_answer",
+                         "p_escape"})
 POINT_NAMES = frozenset({"difference", "change"})
 NO_VALUE = "–"
 

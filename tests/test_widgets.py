@@ -3,6 +3,7 @@ set ``.value``, ``.click()``, then check what the log holds and what the widgets
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -101,29 +102,49 @@ def test_self_critique_logs_each_rounds_critique_and_revision(wb, run_log):
 def test_rating_is_stored_as_a_grade_row(wb, run_log):
     click(wb, wb.run_button)
     card = wb.cards[0]
-    card.rate_button.click()  # no score yet: a readable message, nothing stored
-    assert "pick a score" in card.rated.value and run_log.grades().empty
+    card.rate_button.click()  # no score yet: a readable message, no rating stored
+    human = lambda: run_log.grades().query("grader.str.startswith('human:')", engine="python")  # noqa: E731
+    assert "pick a score" in card.rated.value and human().empty
     card.score.value = 4
     card.note.value = "right, but terse"
     card.rate_button.click()
-    g = run_log.grades().iloc[0]
+    g = human().iloc[0]
     assert (g["run_id"], g["grader"], g["score"]) == (card.record.id, "human:me", 4.0)
     assert g["detail"]["note"] == "right, but terse"
 
 
-def test_blind_comparison_hides_variant_names_until_rated(wb, run_log):
+def test_a_blind_round_reveals_nothing_before_its_last_rating_then_one_reveal_shows_the_means_with_n(wb, run_log):
     wb.blind.value = True
     click(wb, wb.run_button)
     assert sorted(c.label for c in wb.cards) == ["sample A", "sample B"]
-    assert all(c.record.variant not in c.html.value for c in wb.cards)
     assert set(run_log.runs(experiment=wb.experiment_id)["variant"]) == {"persona", "honest"}
-    click(wb, wb.retry_button)
-    assert len(wb.cards) == 4
-    card = wb.cards[0]
-    card.score.value = 2
-    card.rate_button.click()
-    assert card.record.variant in card.rated.value
-    assert "rated blind" in run_log.grades().iloc[0]["detail"]["note"]
+
+    def nothing_tells():
+        for c in wb.cards:
+            for name in ("persona", "honest", "token", "version"):
+                assert name not in c.html.value + c.rated.value, f"{name!r} shows on a blind card"
+        assert "persona" not in wb.reveal_view.value and "honest" not in wb.reveal_view.value
+
+    nothing_tells()
+    first, second = wb.cards
+    first.score.value = 2
+    first.rate_button.click()
+    nothing_tells()
+    assert wb.reveal_button.layout.display == "none" and "1 sample" in wb.reveal_view.value
+    second.score.value = 4
+    second.rate_button.click()
+    nothing_tells()  # every sample rated: still nothing until Reveal
+    assert wb.reveal_button.layout.display is None
+    wb.reveal_button.click()
+    assert all(c.record.variant in c.html.value for c in wb.cards)
+    shown = wb.reveal_view.value
+    assert "n = 1" in shown and "2.0 / 5" in shown and "4.0 / 5" in shown
+    human = run_log.grades().query("grader.str.startswith('human:')", engine="python")
+    assert len(human) == 2 and all("rated blind" in d["note"] for d in human["detail"])
+    first.score.value = 3  # a rating after the reveal is not blind
+    first.rate_button.click()
+    latest = run_log.grades().query("grader.str.startswith('human:')", engine="python").sort_values("seq").iloc[-1]
+    assert "rated blind" not in ((latest["detail"] or {}).get("note") or "")
 
 
 def test_editing_the_template_makes_a_new_logged_version_and_the_old_one_is_a_click_away(wb, run_log):
@@ -202,6 +223,8 @@ def test_a_slow_call_leaves_the_kernel_free_and_can_be_cancelled(wb, run_log):
     wb.wait(5)
     assert time.perf_counter() - t0 < 4.0
     assert "cancelled" in wb.status.value and not wb.run_button.disabled
+    assert "promptlab-error" not in wb.status.value and wb.progress.bar_style != "danger"  # a cancel is no error
+    assert not any(isinstance(c, lab.widgets.workbench.ErrorCard) for c in wb.cards)
     assert run_log.runs(experiment=wb.experiment_id).empty
     assert not any(t.name.startswith("promptlab-run") and t.is_alive() for t in threading.enumerate())
 
@@ -311,7 +334,7 @@ def test_run_input_set_shows_a_table_of_outputs_expected_outcomes_and_grades(wb,
     assert wb.input_set_view.value == ""
 
 
-def test_blind_context_holds_no_variant_name_or_prompt_until_every_sample_is_rated(wb):
+def test_blind_context_holds_no_variant_name_or_prompt_until_the_round_is_revealed(wb):
     wb.blind.value = True
     click(wb, wb.run_button)
     hidden = wb.context.value
@@ -323,6 +346,9 @@ def test_blind_context_holds_no_variant_name_or_prompt_until_every_sample_is_rat
     for card in wb.cards:
         card.score.value = 3
         card.rate_button.click()
+    assert "hidden" in wb.context.value  # every sample rated: still hidden until Reveal
+    assert not ({"persona", "honest"} & {str(x) for t in wb.tried_so_far().data for x in t.x})
+    wb.reveal_button.click()
     assert "variant" in wb.context.value and "hidden" not in wb.context.value
     fig = wb.tried_so_far()
     assert {"persona", "honest"} <= {str(x) for t in fig.data for x in t.x}
@@ -388,3 +414,51 @@ def test_the_findings_come_before_the_figure_in_the_compare_view(run_log):
     kids = list(view.children)
     assert kids.index(view.findings) < kids.index(view.plot)
     assert "promptlab-findings" in view.findings.value
+
+
+def test_each_card_shows_its_grade_and_why_and_names_prompt_file_version_and_input_text(wb):
+    scripted.SCRIPTS["positive"] = lambda m, p: "Positive"
+    wb.model.value = "scripted:positive"
+    wb.variant.value = "honest"
+    wb.input.value = "love-it"
+    click(wb, wb.run_button)
+    card = wb.cards[0].html.value
+    assert 'data-kind="correct"' in card and ">correct<" in card
+    assert "match:default: expected &quot;positive&quot;, got &quot;Positive&quot;" in card  # the why
+    assert "sentiment.yaml" in card and f"version {wb.session.variant.version}" in card
+    assert "input love-it" in card and "I love this" in card  # the input's text, not only its id
+
+
+def test_the_input_set_table_grades_escaped_rows_by_the_input_tags(wb):
+    wb.model.value = "scripted:unsure"
+    click(wb, wb.run_set_button)
+    view = wb.input_set_view.value
+    assert view.count(">escaped where it should<") == 2  # empty and recipe are tagged unanswerable
+    assert view.count(">over-abstained<") == 6
+    assert ">why</th>" in view and not re.search(r"\bnan\b", view)
+
+
+def test_an_escape_hatch_pass_reads_answered_where_it_should_never_correct():
+    import pandas as pd
+
+    from lab.store import RunRecord
+    from lab.widgets.session import badge
+
+    rec = RunRecord(experiment_id="e", model="m", messages=[], outcome="answered", id="r1",
+                    output="You're an AI assistant for text re-writing...", input_tags=["normal"])
+    grades = pd.DataFrame([{"run_id": "r1", "grader": "escape_hatch", "passed": 1.0, "seq": 1}])
+    shown = badge(rec, grades)
+    assert shown.text == "answered where it should" and "correct" not in shown.text
+    both = pd.concat([grades, pd.DataFrame([{"run_id": "r1", "grader": "match:default", "passed": 0.0, "seq": 2}])])
+    assert badge(rec, both).text == "wrong"  # correctness comes from the correctness grader
+
+
+def test_the_first_call_to_a_local_model_says_it_is_loading_the_model(run_log, monkeypatch):
+    bench = lab.workbench(PROMPT, INPUTS, model="local:smollm2", log=run_log)
+    monkeypatch.setattr(bench.session, "run", lambda row: time.sleep(0.3))
+    bench.run_button.click()
+    assert "loading the model" in bench.status.value
+    bench.wait(5)
+    bench.run_button.click()
+    assert "loading the model" not in bench.status.value and "calling local:smollm2" in bench.status.value
+    bench.wait(5)

@@ -24,7 +24,8 @@ from ..inputs import InputSet, load_inputs
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
 from ..store import RunLog, RunRecord
-from .session import CallCancelled, Session, find_input_sets, find_prompt_files, input_set_table
+from .session import (OUTCOME_KINDS, CallCancelled, GradeBadge, Session, find_input_sets, find_prompt_files,
+                      grade_records, input_set_table, input_text)
 
 TYPED = "(typed input)"
 OUTCOME_STYLE = {"answered": ("#1f77b4", "answered"), "escaped": ("#ff7f0e", "ESCAPED (took the way out)"),
@@ -52,32 +53,74 @@ UNRATED = ""  # the rating control's placeholder value
 
 
 class SampleCard(W.VBox):
-    """One output with its outcome, which input it answered, and a rating control (score 1-5, a note)."""
+    """One output with its outcome, its grade and why, what produced it (prompt file, variant and
+    version, input text, tokens, latency) and a rating control (score 1-5, a note). A card of a
+    blind round shows none of what would tell its variant (nor its grade) until the round is revealed."""
 
-    def __init__(self, rec: RunRecord, label: str, on_rate: Callable[["SampleCard"], None]):
+    def __init__(self, rec: RunRecord, label: str, on_rate: Callable[["SampleCard"], None], *,
+                 blind: bool = False, grade: GradeBadge | None = None):
         self.record = rec
         self.label = label
-        color, badge = OUTCOME_STYLE.get(rec.outcome, ("#444", rec.outcome))
-        body = rec.error if rec.outcome == "error" else rec.output
-        meta = f"{plural(rec.output_tokens or 0, 'token')}, {rec.latency_ms or 0:.0f} ms"
-        self.html = W.HTML(
-            f'<div class="promptlab-sample" data-outcome="{escaped(rec.outcome)}" '
-            f'style="border:2px solid {color};border-radius:4px;padding:4px">'
-            f'<b class="promptlab-card-label">{escaped(label)}</b> <span style="color:{color}">{escaped(badge)}</span>'
-            f'<div style="color:#777;font-size:12px">input {escaped(rec.input_id)} · {escaped(meta)}</div>'
-            f'{_pre(body)}</div>'
-        )
+        self.blind = blind  # a card of a blind comparison: nothing tells its variant until the reveal
+        self.revealed = False
+        self.grade = grade
+        self.html = W.HTML(self._render())
         self.score = W.Dropdown(options=[("score 1-5", UNRATED), ("1", 1), ("2", 2), ("3", 3), ("4", 4), ("5", 5)],
                                 value=UNRATED, description="rating", style=WIDE, layout=W.Layout(width="130px"),
                                 tooltip="your score for this output, 1 (bad) to 5 (good)")
         self.note = W.Text(placeholder="note", layout=W.Layout(width="64px"))
         self.rate_button = W.Button(description="Rate", layout=W.Layout(width="50px"))
         self.rated = W.HTML("")
-        self.blind = False  # a card of a blind comparison: rating it reveals its variant
         self.rate_button.on_click(lambda _: on_rate(self))
         super().__init__([self.html, W.HBox([self.score, self.note, self.rate_button]), self.rated],
                          layout=W.Layout(width=CARD_WIDTH, margin="0 6px 6px 0"))
         self.add_class("promptlab-card")
+
+    @property
+    def hidden(self) -> bool:
+        return self.blind and not self.revealed
+
+    def show(self, *, grade: GradeBadge | None = None, revealed: bool | None = None) -> None:
+        """Redraw with a (new) grade, or revealed after a blind round."""
+        if grade is not None:
+            self.grade = grade
+        if revealed is not None:
+            self.revealed = revealed
+        self.html.value = self._render()
+
+    def _render(self) -> str:
+        rec = self.record
+        color, badge = OUTCOME_STYLE.get(rec.outcome, ("#444", rec.outcome))
+        body = rec.error if rec.outcome == "error" else rec.output
+        text = input_text(rec)
+        said = (f"typed input \u201c{_clip(text)}\u201d" if str(rec.input_id or "").startswith("typed-")
+                else f"input {rec.input_id} \u00b7 \u201c{_clip(text)}\u201d")
+        lines = [f'<div class="promptlab-card-input" title="{escaped(text)}">{escaped(said)}</div>']
+        label = self.label
+        if not self.hidden:
+            if self.blind:
+                label += f" = {rec.variant}"
+            where = f"{Path(rec.prompt_path).name if rec.prompt_path else 'prompt'} \u00b7 {rec.variant} \u00b7 version {rec.prompt_version}"
+            cost = f"{plural(rec.output_tokens or 0, 'token')}, {rec.latency_ms or 0:.0f}\u00a0ms"
+            lines.append(f"<div>{escaped(where)}</div><div>{escaped(cost)}</div>")
+        grade = ""
+        if self.grade is not None and not self.hidden:
+            g = self.grade
+            grade = (f'<div class="promptlab-grade" data-kind="{escaped(g.kind)}" style="margin:2px 0">'
+                     f'<span style="background:{OUTCOME_KINDS.get(g.kind, "#ccc")};color:#fff;border-radius:3px;'
+                     f'padding:0 5px;font-weight:600">{escaped(g.text)}</span>'
+                     + (' <span style="color:#d62728">stopped at max tokens</span>' if g.truncated else "")
+                     + f'<div class="promptlab-why" style="color:#555;font-size:11px">{escaped(g.why)}</div></div>')
+        return (f'<div class="promptlab-sample" data-outcome="{escaped(rec.outcome)}" '
+                f'style="border:2px solid {color};border-radius:4px;padding:4px;overflow-wrap:break-word;'
+                f'word-break:normal">'
+                f'<b class="promptlab-card-label">{escaped(label)}</b> <span style="color:{color}">{escaped(badge)}</span>'
+                f'{grade}<div style="color:#777;font-size:12px">{"".join(lines)}</div>{_pre(body)}</div>')
+
+
+def _clip(text: str, n: int = 70) -> str:
+    t = " ".join(text.split())
+    return t if len(t) <= n else t[: n - 1] + "\u2026"
 
 
 class ErrorCard(W.VBox):
@@ -172,8 +215,14 @@ class Workbench(W.VBox):
         self.frequencies = W.HTML("")
         self.context = W.HTML("")
         self.critique_view = W.HTML("")
+        self.reveal_button = W.Button(description="Reveal", icon="eye", layout=W.Layout(width="auto", display="none"),
+                                      tooltip="show which variant each sample was, and the mean score per variant")
+        self.reveal_view = W.HTML("")
+        self.reveal_button.on_click(lambda _: self._reveal())
         self._shown: set[str] = set()  # ids of the records that have a card
         self._rated: set[str] = set()
+        self._scores: dict[str, float] = {}
+        self._warm: set[str] = set()  # models this workbench has called (a local model loads on its first call)
         self._blind_turn: Any = None
         self._blind_next = 0
 
@@ -204,7 +253,8 @@ class Workbench(W.VBox):
             W.HBox([self.input_set, self.input]), self.typed,
             W.HBox([self.run_button, self.retry_button, self.reset_button, self.run_set_button, self.cancel_button,
                     self.progress]),
-            self.status, self.input_set_view, self.samples_box, self.frequencies,
+            self.status, self.input_set_view, self.samples_box, W.HBox([self.reveal_button, self.reveal_view]),
+            self.frequencies,
             W.HBox([self.follow_text, self.follow_button]), W.HBox([self.rounds, self.critique_button]),
             self.critique_view, context,
         ])
@@ -360,7 +410,11 @@ class Workbench(W.VBox):
         self.cancel_button.disabled = False
         self.progress.value, self.progress.max = 0, 1
         self.progress.bar_style = "info"
-        self.status.value = f"<i>{escaped(what)}: calling {escaped(self.model.value)}…</i>"
+        model = self.model.value.strip()
+        cold = model.startswith("local:") and model not in self._warm
+        self._warm.add(model)
+        self.status.value = (f"<i>{escaped(what)}: loading the model ({escaped(model)}); the first call takes "
+                             "longer…</i>" if cold else f"<i>{escaped(what)}: calling {escaped(model)}…</i>")
         self._thread = threading.Thread(target=self._work, args=(what, fn), name=f"promptlab-{what}", daemon=True)
         self._thread.start()
 
@@ -377,6 +431,9 @@ class Workbench(W.VBox):
                 return
             self.progress.bar_style = "success"
             self.status.value = f"{escaped(what)} done in {time.perf_counter() - t0:.1f}s"
+        except CallCancelled:
+            self.progress.bar_style = "warning"
+            self._say(f"{what}: cancelled (nothing was logged for the call in flight)")
         except LabError as exc:
             self.progress.bar_style = "danger"
             self._error(exc)
@@ -423,13 +480,13 @@ class Workbench(W.VBox):
 
     def tried_so_far(self) -> Any:
         """The outcome of every call made from this workbench, per variant (from the log), with n on
-        each bar. While a blind comparison has unrated samples, variant names are hidden here too."""
+        each bar. Until a blind round is revealed, variant names are hidden here too."""
         from .. import plots
         from .compare import blinded
 
         runs = self.session.log.runs(experiment=self.experiment_id)
-        unrated = any(c.blind and c.record.id not in self._rated for c in self.cards if c.record is not None)
-        return plots.outcome_rates(blinded(runs) if unrated else runs, self.session.log.grades(),
+        hidden = any(c.hidden for c in self.cards if isinstance(c, SampleCard))
+        return plots.outcome_rates(blinded(runs) if hidden else runs, self.session.log.grades(),
                                    split_by_tag=False)
 
     def wait(self, timeout: float | None = 120) -> None:
@@ -452,7 +509,10 @@ class Workbench(W.VBox):
             if t.kind == "compare":  # blind: letters in a shuffled order, the same card keeps its letter
                 if t is not self._blind_turn:
                     self._blind_turn, self._blind_next = t, 0
+                    self.reveal_view.value = ""
+                    self.reveal_button.layout.display = "none"
                 random.Random(fresh[0].id).shuffle(fresh)
+            badges = self._grades(fresh) if t.kind != "critique" else {}
             for rec in fresh:
                 if t.kind == "compare":
                     label = f"sample {_letters(self._blind_next)}"
@@ -460,14 +520,20 @@ class Workbench(W.VBox):
                 else:
                     label = self._label(t, rec, follow_ups)
                 self._shown.add(rec.id)
-                card = SampleCard(rec, label, self._rate)
-                card.blind = t.kind == "compare"
+                card = SampleCard(rec, label, self._rate, blind=t.kind == "compare", grade=badges.get(rec.id))
                 self.cards.append(card)
         self.samples_box.children = tuple(self.cards)
         samples = list(self.session.samples)
         blind = bool(turns) and turns[-1].kind == "compare"
         self.frequencies.value = self._frequencies(samples, blind)
         self.context.value = self._context()
+
+    def _grades(self, records: list[RunRecord]) -> dict[str, GradeBadge]:
+        try:
+            return grade_records(records, self.session.prompt,
+                                 self.session.log)
+        except LabError:
+            return {}
 
     @staticmethod
     def _label(t: Any, rec: RunRecord, follow_ups: int) -> str:
@@ -511,9 +577,9 @@ class Workbench(W.VBox):
         if not turns or not turns[-1].samples:
             return "<i>no call yet</i>"
         last = turns[-1]
-        if last.kind == "compare" and not {r.id for r in last.samples} <= self._rated:
+        if last.kind == "compare" and any(c.hidden for c in self._blind_cards()):
             return ("<i class='promptlab-blind-context'>hidden in a blind comparison: the prompt would tell which "
-                    "variant each sample is. Rate every sample to see the whole context.</i>")
+                    "variant each sample is. Rate every sample, then Reveal, to see the whole context.</i>")
         rec = last.samples[-1]
         parts = [f"<div><b>{escaped(m['role'])}</b>{_pre(m['content'])}</div>" for m in rec.messages]
         parts.append(f"<div style='color:#777'>model {escaped(rec.model)}, variant {escaped(rec.variant)} version "
@@ -521,18 +587,50 @@ class Workbench(W.VBox):
                      f"{plural(rec.input_tokens or 0, 'input token')}, params {escaped(rec.params)}</div>")
         return "".join(parts)
 
+    def _blind_cards(self) -> list[SampleCard]:
+        """The cards of the latest blind round."""
+        turn = self._blind_turn
+        ids = {r.id for r in turn.samples} if turn is not None else set()
+        return [c for c in self.cards if isinstance(c, SampleCard) and c.blind and c.record.id in ids]
+
     def _rate(self, card: SampleCard) -> None:
         if card.score.value in (UNRATED, None):
             card.rated.value = "<span style='color:#d62728'>pick a score from 1 to 5 first</span>"
             return
+        blind = card.hidden  # a rating given after the reveal is not blind
         try:
-            self.session.rate(card.record.id, card.score.value, card.note.value, blind=card.blind)
+            self.session.rate(card.record.id, card.score.value, card.note.value, blind=blind)
         except LabError as exc:
             card.rated.value = f"<span style='color:#d62728'>{escaped(exc)}</span>"
             return
-        reveal = f" (it was {escaped(card.record.variant)})" if card.blind else ""
-        card.rated.value = f"rated {card.score.value}/5{reveal}"
+        card.rated.value = f"rated {card.score.value}/5" + (" (blind)" if blind else "")
         self._rated.add(card.record.id)
+        self._scores[card.record.id] = float(card.score.value)
+        if card.blind:
+            round_ = self._blind_cards()
+            left = [c for c in round_ if c.record.id not in self._rated]
+            if card in round_ and not any(c.revealed for c in round_):
+                self.reveal_button.layout.display = None if not left else "none"
+                self.reveal_view.value = ("" if not left else
+                                          f"<i>{plural(len(left), 'sample')} of this blind round left to rate; "
+                                          "nothing is revealed before the last rating</i>")
+        self.context.value = self._context()
+
+    def _reveal(self) -> None:
+        """After every sample of the blind round is rated: the variants and the mean score per variant, with n."""
+        round_ = self._blind_cards()
+        if not round_ or any(c.record.id not in self._rated for c in round_):
+            self._say("rate every sample of the blind round first")
+            return
+        per: dict[str, list[float]] = {}
+        for c in round_:
+            per.setdefault(str(c.record.variant), []).append(self._scores[c.record.id])
+            c.show(revealed=True)
+        rows = "".join(f"<tr><td>{escaped(v)}</td><td>{sum(x) / len(x):.1f} / 5</td><td>n = {len(x)}</td></tr>"
+                       for v, x in sorted(per.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])))
+        self.reveal_view.value = ("<div class='promptlab-reveal'><b>Revealed</b>: mean blind score per variant"
+                                  f"<table class='promptlab-table'>{rows}</table></div>")
+        self.reveal_button.layout.display = "none"
         self.context.value = self._context()
 
     def _say(self, text: str) -> None:
@@ -561,8 +659,9 @@ def _input_set_html(table: Any, path: str) -> str:
     grades = Counter(g for g in table["grade"] if g)
     summary = (f"{plural(n, 'input')} of {escaped(path)}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
                + ("; graded: " + ", ".join(f"{k} {v}" for k, v in grades.items()) if grades else ""))
-    head = "".join(f"<th style='text-align:left'>{escaped(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td style='text-align:left;vertical-align:top'>{_pre(v)}</td>"
+    cell = "text-align:left;vertical-align:top;padding:3px 10px;border-bottom:1px solid #eee"
+    head = "".join(f"<th style='{cell}'>{escaped(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td style='{cell}'>{_pre(v, 'word-break:normal;overflow-wrap:break-word')}</td>"
                                     for v in row) + "</tr>" for row in table.itertuples(index=False))
     return (f"<div class='promptlab-input-set'><b>Input set</b>: {summary}"
             f"<table style='border-collapse:collapse'><tr>{head}</tr>{body}</table></div>")
