@@ -60,10 +60,12 @@ lab.plots.score_by_version(runs, grades)
 lab.plots.cost_latency(runs)
 
 # %% [markdown]
-# ## Outputs side by side, per input
+# ## Every output, graded: inputs down, variants across
+#
+# Click a cell for the whole output, its grade and why; filter to failures, disagreements or a tag.
 
 # %%
-lab.tables.readable(lab.tables.side_by_side(runs, grades))
+lab.grid.results_grid(runs, grades)
 
 # %% [markdown]
 # ## Interactive: choose experiments, variants and tags

@@ -56,6 +56,12 @@ lab.report.answer(lab.findings.from_log(exp.log, exp.id))
 lab.plots.outcome_rates(runs.df, exp.log.grades(exp.id))
 
 # %% [markdown]
+# ## Every output, graded: inputs down, variants across (click a cell for the output and why)
+
+# %%
+lab.grid.results_grid(runs.df, exp.log.grades(exp.id))
+
+# %% [markdown]
 # ## How the way out was used
 #
 # Escapes on `unanswerable` inputs (right) against over-abstention on answerable ones (wrong), and

@@ -74,6 +74,16 @@ lab.plots.paired_difference(runs.df, "honest", "persona", grades)
 lab.plots.outcome_rates(runs.df, grades)
 
 # %% [markdown]
+# ## Every output, graded: inputs down, framings across
+#
+# Click a cell for the whole output, its grade and why; filter to failures, disagreements or a tag.
+# The totals under each column are the share of outputs that behaved appropriately, with an interval
+# over inputs.
+
+# %%
+lab.grid.results_grid(runs.df, grades)
+
+# %% [markdown]
 # ## The difference per input tag (from `lab.stats.paired_difference`)
 
 # %%

@@ -51,6 +51,12 @@ lab.report.answer(lab.findings.from_log(exp.log, exp.id))
 lab.plots.retry_spread(runs.df)
 
 # %% [markdown]
+# ## Every sample, graded: inputs down, variants across (one chip per sample; click for the output)
+
+# %%
+lab.grid.results_grid(runs.df, exp.log.grades(exp.id))
+
+# %% [markdown]
 # ## The answers per input: distinct answers, the majority, agreement
 #
 # Answers are graded against the inputs' `expected` answers (the default grader: normalized match

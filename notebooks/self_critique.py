@@ -58,7 +58,7 @@ lab.plots.critique_rounds(critique.runs, lab.log().grades(critique.experiment_id
 lab.tables.readable(critique.by_round())
 
 # %% [markdown]
-# ## Each chain's answers across rounds
+# ## Each chain's answers across rounds: inputs down, rounds across (click a cell for the answer and why)
 
 # %%
-lab.tables.readable(critique.side_by_side())
+lab.grid.results_grid(critique.runs, lab.log().grades(critique.experiment_id), columns="round")

@@ -316,16 +316,16 @@ def test_every_card_says_which_input_it_answered(wb):
     assert "input recipe" in wb.cards[0].html.value
 
 
-def test_run_input_set_shows_a_table_of_outputs_expected_outcomes_and_grades(wb, run_log):
+def test_run_input_set_shows_a_grid_of_outputs_expected_outcomes_and_grades(wb, run_log):
     scripted.SCRIPTS["positive"] = lambda m, p: "Positive"
     wb.model.value = "scripted:positive"
     click(wb, wb.run_set_button)
     view = wb.input_set_view.value
-    for column in ("input", "output", "expected", "outcome", "grade"):
-        assert f">{column}</th>" in view
+    assert "promptlab-grid" in view and ">input</th>" in view  # the results grid: inputs down, versions across
     assert "8 inputs of prompts/sentiment_inputs.yaml" in view
     assert "love-it" in view and "broke-in-a-week" in view
-    assert view.count(">correct<") == 2  # love-it and korean-positive expect positive
+    assert view.count("<details data-kind='correct'>") == 2  # love-it and korean-positive expect positive
+    assert "expected &quot;positive&quot;" in view  # each cell opens on its grade and why
     assert "Positive" in view  # the output as the model wrote it
     labels = [c.label for c in wb.cards]
     assert len(labels) == 8 and labels[0].endswith("love-it") and labels[-1].endswith("injected-instruction")
@@ -386,7 +386,7 @@ def test_compare_view_lists_experiments_by_task_time_and_size_hiding_empty_ones(
     assert view.experiments.value == (exp.id,)
 
 
-def test_blind_compare_view_hides_variant_names_in_findings_figure_and_table(run_log):
+def test_blind_compare_view_hides_variant_names_in_findings_figure_and_grid(run_log):
     exp = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=2, seed=1, log=run_log)
     lab.grade(exp.run(), lab.grading.default_grader(), log=run_log)
     view = compare_view(run_log, experiments=[exp.id])
@@ -394,7 +394,7 @@ def test_blind_compare_view_hides_variant_names_in_findings_figure_and_table(run
     view.blind.value = True
     for name in FIGURE_NAMES:
         view.figure.value = name
-        shown = str(view.plot.outputs) + view.findings.value + str(view.table.outputs)
+        shown = str(view.plot.outputs) + view.findings.value + view.grid.value
         assert "persona" not in shown and "honest" not in shown, name
     assert "variant A" in view.findings.value
     assert {label for label, _ in view.variants.options} == {"variant A", "variant B"}  # the picker too
@@ -433,9 +433,9 @@ def test_the_input_set_table_grades_escaped_rows_by_the_input_tags(wb):
     wb.model.value = "scripted:unsure"
     click(wb, wb.run_set_button)
     view = wb.input_set_view.value
-    assert view.count(">escaped where it should<") == 2  # empty and recipe are tagged unanswerable
-    assert view.count(">over-abstained<") == 6
-    assert ">why</th>" in view and not re.search(r"\bnan\b", view)
+    assert view.count("<details data-kind='escaped-right'>") == 2  # empty and recipe are tagged unanswerable
+    assert view.count("<details data-kind='over-abstained'>") == 6
+    assert "graded: over-abstained 6, escaped where it should 2" in view and not re.search(r"\bnan\b", view)
 
 
 def test_an_escape_hatch_pass_reads_answered_where_it_should_never_correct():
@@ -462,3 +462,22 @@ def test_the_first_call_to_a_local_model_says_it_is_loading_the_model(run_log, m
     bench.run_button.click()
     assert "loading the model" not in bench.status.value and "calling local:smollm2" in bench.status.value
     bench.wait(5)
+
+
+def test_the_results_grid_marks_failures_and_disagreements_for_its_filters(run_log):
+    from lab.grid import results_grid
+
+    scripted.SCRIPTS["half"] = lambda m, p: "positive" if "shop" in m[-1]["content"] else "UNSURE"
+    exp = lab.experiment(PROMPT, INPUTS, model="scripted:half", repeats=1, seed=1, log=run_log, progress="off")
+    runs = exp.run()
+    lab.grade(runs, lab.grading.default_grader(), log=run_log)
+    grid = results_grid(runs.df, run_log.grades(exp.id))
+    assert grid.rows == 8 and grid.columns == ["persona", "honest"]
+    rows = re.findall(r"<tr class='([^']*)' data-input='([^']*)'>", grid.html)
+    # persona escapes everywhere (over-abstention on 6 reviews), honest says positive everywhere (wrong on 4)
+    failing = {i for c, i in rows if "failures" in c.split()}
+    assert failing == {i for _, i in rows} and len(rows) == 8
+    assert {i for c, i in rows if "differ" in c.split()} == failing  # the framings differ on every input
+    assert "unanswerable" in grid.html and "tag-" in rows[-1][0]
+    assert "appropriate (95% interval over inputs)" in grid.html and "8 inputs" in grid.html
+    assert "variant A" in results_grid(runs.df, run_log.grades(exp.id), blind=True).html

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import plots, tables
 from ..findings import findings
+from ..grid import results_grid
 from ..store import RunLog
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -106,7 +107,8 @@ def experiment_choices(log: RunLog) -> list[tuple[str, str]]:
     for row in exps.itertuples():
         calls = int(row.calls)
         when = row.when[:16].replace("T", " ")
-        out.append((f"{row.task} · {when} UTC · {calls} call{'s' if calls != 1 else ''} · {row.id[-4:]}", row.id))
+        # the whole id: two experiments of one task from two notebooks must never read alike
+        out.append((f"{row.task} · {when} UTC · {calls} call{'s' if calls != 1 else ''} · {row.id}", row.id))
     return out
 
 
@@ -134,6 +136,7 @@ class CompareView(W.VBox):
         self.findings = W.HTML("")  # first, above the figure
         self.findings.add_class("promptlab-findings-area")
         self.plot = W.Output()
+        self.grid = W.HTML("")  # the results grid: inputs x variants (or versions), the outputs one click away
         self.table = W.Output()
         self._names: dict[str, str] = {}
         for w in (self.experiments, self.variants, self.tags, self.figure, self.blind):
@@ -141,7 +144,7 @@ class CompareView(W.VBox):
         self.refresh.on_click(lambda _: self._refresh())
         super().__init__([W.HBox([self.experiments, self.variants, self.tags], layout=W.Layout(flex_flow="row wrap")),
                           W.HBox([self.figure, self.blind, self.refresh]), self.status, self.findings, self.plot,
-                          self.table])
+                          self.grid])
         self.add_class("promptlab-compare")
         self._update(choices=True)
 
@@ -195,6 +198,7 @@ class CompareView(W.VBox):
             a, b = (variants + [None, None])[:2]
             self.plot.outputs = ()
             self.table.outputs = ()
+            self.grid.value = ""
             self.findings.value = findings_block(runs, grades).html  # blind: over the blinded runs (letters only)
             name = self.figure.value
             if name == "paired difference" and (a is None or b is None):
@@ -202,12 +206,19 @@ class CompareView(W.VBox):
                 return
             fig = FIGURES[name](runs, grades, a, b)
             self.plot.outputs = (figure_output(fig),)
-            self.table.append_display_data(tables.side_by_side(runs, grades))
+            self.grid.value = results_grid(runs, grades, columns=_grid_columns(runs)).html
             self.status.value = f"{len(runs)} calls selected"
         except Exception as exc:
             self.status.value = f"<span style='color:#d62728'>error: {html.escape(str(exc))}</span>"
         finally:
             self._updating = False
+
+
+def _grid_columns(runs: pd.DataFrame) -> str:
+    """Versions across when a variant was run in more than one version (did the edit help?), else variants."""
+    if len(runs) and "prompt_version" in runs and runs.groupby("variant")["prompt_version"].nunique().max() > 1:
+        return "version"
+    return "variant"
 
 
 def compare_view(log: RunLog | str | Path | None = None, experiments: list[str] | None = None) -> CompareView:

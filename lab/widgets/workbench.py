@@ -19,6 +19,7 @@ from typing import Any, Callable
 import ipywidgets as W
 
 from ..errors import LabError
+from ..grid import records_frame, results_grid
 from ..text import normalize
 from ..inputs import InputSet, load_inputs
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
@@ -107,7 +108,7 @@ class SampleCard(W.VBox):
         if self.grade is not None and not self.hidden:
             g = self.grade
             grade = (f'<div class="promptlab-grade" data-kind="{escaped(g.kind)}" style="margin:2px 0">'
-                     f'<span style="background:{OUTCOME_KINDS.get(g.kind, "#ccc")};color:#fff;border-radius:3px;'
+                     f'<span style="background:{OUTCOME_KINDS.get(g.kind, ("#ccc",))[0]};color:#fff;border-radius:3px;'
                      f'padding:0 5px;font-weight:600">{escaped(g.text)}</span>'
                      + (' <span style="color:#d62728">stopped at max tokens</span>' if g.truncated else "")
                      + f'<div class="promptlab-why" style="color:#555;font-size:11px">{escaped(g.why)}</div></div>')
@@ -391,8 +392,19 @@ class Workbench(W.VBox):
 
         records = self.session.run_set(rows, on_done=one_done)
         table = input_set_table(records, self.session.prompt, self.session.log)
-        self.input_set_view.value = _input_set_html(table, self.inputs.path)
+        self.input_set_view.value = _input_set_html(table, self.inputs.path, self._input_set_grid())
         self.critique_view.value = ""
+
+    def _input_set_grid(self) -> str:
+        """Every input-set run of this prompt file in this workbench, one column per variant and version
+        (edit the prompt, run the set again, and the new version stands next to the old)."""
+        here = Path(str(self.session.prompt.path)).resolve()
+        records = [r for t in self.session.turns if t.kind == "input set" for r in t.samples
+                   if r.prompt_path is None or Path(r.prompt_path).resolve() == here]
+        if not records:
+            return ""
+        grades = self.session.log.grades(experiment=self.experiment_id)
+        return results_grid(records_frame(records), grades, columns="version").html
 
     def _badge(self, rec: RunRecord) -> str:
         color, badge = OUTCOME_STYLE.get(rec.outcome, ("#444", rec.outcome))
@@ -652,19 +664,14 @@ def _letters(i: int) -> str:
     return out
 
 
-def _input_set_html(table: Any, path: str) -> str:
-    """The input set table (input, output, expected, outcome, grade) with a summary line above it."""
+def _input_set_html(table: Any, path: str, grid: str = "") -> str:
+    """A summary line (outcomes and grades) over the results grid of the input set runs."""
     n = len(table)
     counts = Counter(table["outcome"])
     grades = Counter(g for g in table["grade"] if g)
     summary = (f"{plural(n, 'input')} of {escaped(path)}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
                + ("; graded: " + ", ".join(f"{k} {v}" for k, v in grades.items()) if grades else ""))
-    cell = "text-align:left;vertical-align:top;padding:3px 10px;border-bottom:1px solid #eee"
-    head = "".join(f"<th style='{cell}'>{escaped(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td style='{cell}'>{_pre(v, 'word-break:normal;overflow-wrap:break-word')}</td>"
-                                    for v in row) + "</tr>" for row in table.itertuples(index=False))
-    return (f"<div class='promptlab-input-set'><b>Input set</b>: {summary}"
-            f"<table style='border-collapse:collapse'><tr>{head}</tr>{body}</table></div>")
+    return f"<div class='promptlab-input-set'><b>Input set</b>: {summary}{grid}</div>"
 
 
 def workbench(prompt: str | Path | None = None, inputs: str | Path | None = None, **kwargs: Any) -> Workbench:
