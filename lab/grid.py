@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from .graders import DEFAULT_GRADER
 from .stats import MIN_INPUTS, rates
 from .tables import _input_text
 
@@ -32,6 +33,8 @@ OUTCOME_KINDS: dict[str, tuple[str, str, str]] = {
     "error": ("#6b6b6b", "#ececec", "error"),
     "ungraded": ("#8c8c8c", "#f7f7f7", "ungraded"),
 }
+# the rule a grader applies, said where its verdict could surprise ("The review is negative." fails)
+RULES = {DEFAULT_GRADER: "the default grader: the expected answer must open the output, after normalizing"}
 FAILURES = frozenset({"wrong", "over-abstained", "error"})
 # what a kind counts as in the totals: behaving appropriately (1), not (0), or neither (left out)
 APPROPRIATE = {"correct": 1.0, "escaped-right": 1.0, "wrong": 0.0, "over-abstained": 0.0}
@@ -102,8 +105,9 @@ def badge(run: Any, grades: pd.DataFrame | None) -> GradeBadge:
     if len(correctness):
         exp = _get(run, "expected")
         expected = "" if _is_missing(exp) else f"expected \"{_short(exp, 40)}\", "
+        rule = f" ({RULES[grader]})" if grader in RULES else ""
         return GradeBadge("correct" if passed else "wrong", "correct" if passed else "wrong",
-                          f"{grader}: {expected}{got}", grader, truncated)
+                          f"{grader}: {expected}{got}{rule}", grader, truncated)
     if passed:
         return GradeBadge("answered where it should", "answered-right",
                           f"{grader}: answered an answerable input (this grader does not check correctness)", grader,
