@@ -322,7 +322,7 @@ def test_the_report_answers_on_its_first_screen_with_code_hidden_and_no_raw_valu
         assert box["y"] + box["height"] <= FIRST_SCREEN["height"], f"the headline ends at {box['y'] + box['height']} px"
         figure = page.locator(".js-plotly-plot").first.bounding_box()
         assert figure["y"] < FIRST_SCREEN["height"], f"the headline figure starts at {figure['y']} px"
-        shown = "() => [...document.querySelectorAll('.jp-InputArea')].filter(e => e.offsetParent !== null).length"
+        shown = "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea')].filter(e => e.offsetParent !== null).length"
         assert page.evaluate(shown) == 0, "code is visible by default"
         cells = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output')]"
                               ".filter(e => !e.querySelector('.js-plotly-plot')).map(e => e.innerText)")

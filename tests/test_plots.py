@@ -56,7 +56,8 @@ def test_outcome_rates_split_by_tag_and_count_escapes_and_correct_answers(sentim
     panels = {a.text for a in fig.layout.annotations}
     assert {"tag: normal", "tag: edge", "tag: unanswerable"} <= panels
     cats = {t.name for t in fig.data}
-    assert "escaped" in cats and ({"answered-correct", "answered-wrong"} & cats)
+    assert "escaped" in cats and ({"correct", "wrong"} & cats)  # human words, never "answered-correct"
+    assert not any("-" in c for c in cats)
     # the bars are rates with asymmetric intervals (over inputs, from lab.stats.rates)
     bar = fig.data[0]
     assert all(0 <= y <= 100 for y in bar.y)
