@@ -333,3 +333,80 @@ def test_the_report_answers_on_its_first_screen_with_code_hidden_and_no_raw_valu
     nb = nbformat.read(run.notebook, as_version=4)
     figures = [o["data"] for c in nb.cells for o in c.get("outputs", []) if PLOTLY in o.get("data", {})]
     assert figures and all(any(m in d for m in STATIC) for d in figures), "a plotly output has no static image"
+
+
+# ---- the workbench shows grades, blind stays blind, the grid filters ------------------------------------
+
+KINDS = {"correct", "wrong", "escaped where it should", "over-abstained", "answered where it should", "ungraded"}
+
+
+def test_a_workbench_card_shows_its_grade_and_why(jupyterlab):
+    base, token = jupyterlab
+    with _page(1280, 1100) as page:
+        bench = _open_workbench(page, base, token)
+        _button(bench, "Run").click()
+        grade = bench.locator(".promptlab-card .promptlab-grade").first
+        grade.wait_for()
+        _idle(page)
+        bench.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "workbench-grade.png"), full_page=True)
+        badge = grade.locator("span").first.inner_text().strip()
+        assert badge in KINDS, badge
+        assert grade.locator(".promptlab-why").inner_text().strip()  # and why
+        card = bench.locator(".promptlab-card").first.inner_text()
+        assert "sentiment.yaml" in card and "version" in card and "I love this kettle" in card
+
+
+def test_a_blind_round_reveals_nothing_before_the_last_rating(jupyterlab):
+    base, token = jupyterlab
+    with _page(1280, 1100) as page:
+        bench = _open_workbench(page, base, token)
+        bench.locator(".widget-checkbox input").first.check()
+        _button(bench, "Run").click()
+        bench.locator(".promptlab-sample").nth(1).wait_for()
+        _idle(page)
+        cards = bench.locator(".promptlab-card")
+
+        def rate(i: int, score: str) -> None:
+            cards.nth(i).locator("select").select_option(label=score)
+            cards.nth(i).locator("button", has_text="Rate").click()
+            page.wait_for_function(f"() => document.querySelectorAll('.promptlab-card')[{i}].innerText.includes('rated')")
+
+        def nothing_tells() -> None:
+            seen = bench.inner_text()
+            for word in ("persona", "honest", "tokens", "version"):
+                assert word not in seen, f"the blind round shows {word!r}"
+
+        nothing_tells()
+        rate(0, "2")
+        nothing_tells()
+        page.screenshot(path=str(ARTIFACTS / "workbench-blind-one-rated.png"), full_page=True)
+        rate(1, "4")
+        nothing_tells()  # every sample rated: still nothing until Reveal
+        _button(bench, "Reveal").click()
+        bench.locator(".promptlab-reveal").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "workbench-blind-revealed.png"), full_page=True)
+        shown = bench.locator(".promptlab-reveal").inner_text()
+        assert "persona" in shown and "honest" in shown and "n = 1" in shown
+
+
+def test_the_input_set_grid_filters_to_failures(jupyterlab):
+    base, token = jupyterlab
+    with _page(1280, 1100) as page:
+        bench = _open_workbench(page, base, token)
+        _button(bench, "Run input set").click()
+        grid = bench.locator(".promptlab-grid")
+        grid.wait_for(timeout=300_000)
+        _idle(page)
+        rows = grid.locator("tbody tr")
+        assert rows.count() == 8
+        label = grid.locator("label", has_text="failures").inner_text()
+        failures = int(re.search(r"failures \((\d+)\)", label).group(1))
+        grid.locator("input[value=failures]").check()
+        page.wait_for_timeout(200)
+        visible = grid.locator("tbody tr:visible")
+        assert visible.count() == failures
+        assert all(set(c.split()) & {"failures"} for c in visible.evaluate_all("rs => rs.map(r => r.className)"))
+        grid.locator("tbody tr:visible td.cell details summary").first.click() if failures else None
+        grid.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "workbench-grid-failures.png"), full_page=True)

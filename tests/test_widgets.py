@@ -11,6 +11,7 @@ import pytest
 
 import lab
 from lab.widgets import Workbench, compare_view
+from lab.widgets.workbench import ErrorCard, GroupHeading, SampleCard
 from lab.widgets.compare import side_by_side
 from tests import scripted
 
@@ -224,7 +225,7 @@ def test_a_slow_call_leaves_the_kernel_free_and_can_be_cancelled(wb, run_log):
     assert time.perf_counter() - t0 < 4.0
     assert "cancelled" in wb.status.value and not wb.run_button.disabled
     assert "promptlab-error" not in wb.status.value and wb.progress.bar_style != "danger"  # a cancel is no error
-    assert not any(isinstance(c, lab.widgets.workbench.ErrorCard) for c in wb.cards)
+    assert not any(isinstance(c, ErrorCard) for c in wb.cards)
     assert run_log.runs(experiment=wb.experiment_id).empty
     assert not any(t.name.startswith("promptlab-run") and t.is_alive() for t in threading.enumerate())
 
@@ -481,3 +482,40 @@ def test_the_results_grid_marks_failures_and_disagreements_for_its_filters(run_l
     assert "unanswerable" in grid.html and "tag-" in rows[-1][0]
     assert "appropriate (95% interval over inputs)" in grid.html and "8 inputs" in grid.html
     assert "variant A" in results_grid(runs.df, run_log.grades(exp.id), blind=True).html
+
+
+def test_switching_the_prompt_file_starts_a_new_group_and_clears_the_input_set(wb):
+    click(wb, wb.run_set_button)
+    assert "promptlab-grid" in wb.input_set_view.value
+    other = next(f for f in wb.prompt_file.options if f != PROMPT and "sentiment" not in f)
+    wb.prompt_file.value = other
+    assert wb.input_set_view.value == ""
+    heading = wb.cards[-1]
+    assert isinstance(heading, GroupHeading) and other in heading.value
+    assert wb.session.turns == []  # the old conversation does not continue under the new file
+
+
+def test_reset_can_be_undone_until_the_next_call(wb):
+    click(wb, wb.run_button)
+    click(wb, wb.retry_button)
+    wb.reset_button.click()
+    assert wb.cards == [] and wb.undo_button.layout.display is None
+    wb.undo_button.click()
+    assert len(wb.cards) == 2 and len(wb.session.samples) == 2 and wb.undo_button.layout.display == "none"
+    wb.reset_button.click()
+    click(wb, wb.run_button)  # the next call ends the chance to undo
+    assert wb.undo_button.layout.display == "none" and len(wb.cards) == 1
+
+
+def test_running_the_cell_again_restores_the_cards_from_the_log_and_blind_stays_blind(run_log):
+    first = lab.workbench(PROMPT, INPUTS, model="scripted:seeded", log=run_log)
+    click(first, first.run_button)
+    first.blind.value = True
+    click(first, first.run_button)
+    again = lab.workbench(PROMPT, INPUTS, model="scripted:seeded", log=run_log)  # the cell, run again
+    assert again.experiment_id == first.experiment_id
+    cards = [c for c in again.cards if isinstance(c, SampleCard)]
+    assert len(cards) == 3 and "restored" in again.cards[0].value
+    blind = [c for c in cards if c.blind]
+    assert len(blind) == 2 and all(c.record.variant not in c.html.value for c in blind)
+    assert sorted(c.label for c in blind) == ["sample A", "sample B"]

@@ -8,6 +8,7 @@ always shown as escaped text, never as live HTML.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import random
 import threading
@@ -124,6 +125,18 @@ def _clip(text: str, n: int = 70) -> str:
     return t if len(t) <= n else t[: n - 1] + "\u2026"
 
 
+class GroupHeading(W.HTML):
+    """A heading across the card history where a new group starts (another prompt file, a restored session)."""
+
+    record = None
+    blind = False
+    hidden = False
+
+    def __init__(self, text: str):
+        super().__init__(f"<div class='promptlab-group' style='font-weight:600;margin:6px 0 2px 0;color:#333'>"
+                         f"{escaped(text)}</div>", layout=W.Layout(width="100%"))
+
+
 class ErrorCard(W.VBox):
     """A call that failed before it could be logged (unknown model, bad parameter, ...): the message
     takes its place in the history, and the earlier cards stay."""
@@ -167,6 +180,12 @@ class Workbench(W.VBox):
         p.update(params or {})
         self.session = Session(prompt or files[0], variant, model=model, params=params, log=log,
                                provider_options=provider_options, experiment_id=experiment_id)
+        # re-running the cell in the same kernel continues the same workbench session (cards from the log)
+        key = (str(Path(str(prompt or files[0])).resolve()), str(Path(self.session.log.path).resolve()))
+        restore = experiment_id is None and key in _SESSIONS
+        if restore:
+            self.session.experiment_id = _SESSIONS[key]
+        _SESSIONS[key] = self.session.experiment_id
         self._thread: threading.Thread | None = None
         self.inputs: InputSet | None = None
         self.cards: list[SampleCard] = []
@@ -220,6 +239,10 @@ class Workbench(W.VBox):
                                       tooltip="show which variant each sample was, and the mean score per variant")
         self.reveal_view = W.HTML("")
         self.reveal_button.on_click(lambda _: self._reveal())
+        self.undo_button = W.Button(description="Undo reset", icon="undo", layout=W.Layout(width="auto", display="none"),
+                                    tooltip="bring back the cards and the conversation (until the next call)")
+        self.undo_button.on_click(lambda _: self._undo_reset())
+        self._undo: tuple | None = None
         self._shown: set[str] = set()  # ids of the records that have a card
         self._rated: set[str] = set()
         self._scores: dict[str, float] = {}
@@ -252,8 +275,8 @@ class Workbench(W.VBox):
             self.blind, template,
             W.HBox([self.model, self.temperature, self.max_tokens], layout=W.Layout(flex_flow="row wrap")),
             W.HBox([self.input_set, self.input]), self.typed,
-            W.HBox([self.run_button, self.retry_button, self.reset_button, self.run_set_button, self.cancel_button,
-                    self.progress]),
+            W.HBox([self.run_button, self.retry_button, self.reset_button, self.undo_button, self.run_set_button,
+                    self.cancel_button, self.progress]),
             self.status, self.input_set_view, self.samples_box, W.HBox([self.reveal_button, self.reveal_view]),
             self.frequencies,
             W.HBox([self.follow_text, self.follow_button]), W.HBox([self.rounds, self.critique_button]),
@@ -262,6 +285,8 @@ class Workbench(W.VBox):
         self.add_class("promptlab-workbench")
         self._load_prompt_controls(variant)
         self._on_input_set({"new": self.input_set.value})
+        if restore or experiment_id is not None:
+            self._restore()
 
     # ---- controls that change what is called -------------------------------------------------
 
@@ -276,7 +301,16 @@ class Workbench(W.VBox):
         self.variant.value = variant if variant in names else self.session.variant.name
 
     def _on_prompt(self, change: dict) -> None:
-        self._guard(lambda: (self.session.set_prompt(change["new"]), self._load_prompt_controls()))
+        def switch() -> None:
+            self.session.set_prompt(change["new"])
+            self.session.reset()  # a conversation belongs to one prompt file
+            self._load_prompt_controls()
+            self.input_set_view.value = ""
+            self.critique_view.value = ""
+            if self.cards:  # a new group: the earlier cards stay above, under their own file
+                self.cards.append(GroupHeading(str(change["new"])))
+                self.samples_box.children = tuple(self.cards)
+        self._guard(switch)
 
     def _on_blind(self, change: dict) -> None:
         for w in self._blind_hides:
@@ -415,6 +449,8 @@ class Workbench(W.VBox):
             self._say("busy: wait for the call in flight, or Cancel it")
             return
         self._cancelled = False
+        self._undo = None  # a reset can be undone until the next call
+        self.undo_button.layout.display = "none"
         if what != "input set":
             self.input_set_view.value = ""  # the table belongs to the input set run, not to what follows
         for b in self._actions:
@@ -476,13 +512,29 @@ class Workbench(W.VBox):
         self.samples_box.children = tuple(self.cards)
 
     def _reset(self) -> None:
+        self._undo = (list(self.session.turns), self.session.conversation, list(self.cards), set(self._shown),
+                      self.critique_view.value, self.input_set_view.value)
         self.session.reset()
         self.critique_view.value = ""
         self.input_set_view.value = ""
         self.cards = []
         self._shown = set()
         self._show_samples()
-        self._say("reset: the next call starts a new conversation with a clean context")
+        self.undo_button.layout.display = None
+        self._say("reset: the next call starts a new conversation with a clean context (Undo reset brings the "
+                  "cards back until then)")
+
+    def _undo_reset(self) -> None:
+        if self._undo is None:
+            return
+        turns, conversation, cards, shown, critique, input_set = self._undo
+        self.session.turns, self.session.conversation = turns, conversation
+        self.cards, self._shown = cards, shown
+        self.critique_view.value, self.input_set_view.value = critique, input_set
+        self._undo = None
+        self.undo_button.layout.display = "none"
+        self._show_samples()
+        self._say("reset undone: the cards and the conversation are back")
 
     def _guard(self, fn: Callable[[], Any]) -> None:
         try:
@@ -534,11 +586,48 @@ class Workbench(W.VBox):
                 self._shown.add(rec.id)
                 card = SampleCard(rec, label, self._rate, blind=t.kind == "compare", grade=badges.get(rec.id))
                 self.cards.append(card)
+            if t.kind == "compare":  # the log knows which samples were blind, for a restored session
+                self.session.log.add_event(self.experiment_id, "blind_round", run_ids=[r.id for r in fresh])
         self.samples_box.children = tuple(self.cards)
         samples = list(self.session.samples)
         blind = bool(turns) and turns[-1].kind == "compare"
         self.frequencies.value = self._frequencies(samples, blind)
         self.context.value = self._context()
+
+    def _restore(self) -> None:
+        """Cards for the calls this workbench session already logged (the cell was run again): blind
+        rounds that were never revealed come back blind."""
+        log = self.session.log
+        try:
+            rows = log.runs(experiment=self.experiment_id)
+            events = log.events(self.experiment_id)
+        except LabError:
+            return
+        if rows.empty:
+            return
+        rows = rows[rows["id"].map(lambda i: i not in self._shown)]
+        blind, revealed = set(), set()
+        for _, e in events.iterrows():
+            ids = set((e["detail"] or {}).get("run_ids", []))
+            (blind if e["kind"] == "blind_round" else revealed if e["kind"] == "blind_revealed" else set()).update(ids)
+        records = [_record(r) for r in rows.to_dict("records")]
+        badges = self._grades([r for r in records if r.id])
+        self.cards.append(GroupHeading(f"restored from the log: {plural(len(records), 'earlier call')} of this "
+                                       "workbench"))
+        letter = 0
+        for rec in records:
+            is_blind = rec.id in blind
+            if is_blind:
+                label, letter = f"sample {_letters(letter)}", letter + 1
+            else:
+                label = f"{rec.variant} · {rec.input_id}"
+            card = SampleCard(rec, label, self._rate, blind=is_blind, grade=badges.get(rec.id))
+            card.revealed = rec.id in revealed
+            card.show()
+            self._shown.add(rec.id)
+            self.cards.append(card)
+        self.samples_box.children = tuple(self.cards)
+        self._say(f"restored {plural(len(records), 'card')} of {self.experiment_id} from the log")
 
     def _grades(self, records: list[RunRecord]) -> dict[str, GradeBadge]:
         try:
@@ -643,6 +732,7 @@ class Workbench(W.VBox):
         self.reveal_view.value = ("<div class='promptlab-reveal'><b>Revealed</b>: mean blind score per variant"
                                   f"<table class='promptlab-table'>{rows}</table></div>")
         self.reveal_button.layout.display = "none"
+        self.session.log.add_event(self.experiment_id, "blind_revealed", run_ids=[c.record.id for c in round_])
         self.context.value = self._context()
 
     def _say(self, text: str) -> None:
@@ -652,6 +742,17 @@ class Workbench(W.VBox):
         kind = f"{type(exc).__name__}: " if unexpected else ""
         self.status.value = (f"<span class='promptlab-error' style='color:#d62728'>error: "
                              f"{escaped(redact(kind + str(exc)))}</span>")
+
+
+# (prompt file, log) -> the experiment id of the latest workbench on them in this kernel
+_SESSIONS: dict[tuple[str, str], str] = {}
+_RECORD_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
+
+
+def _record(row: dict[str, Any]) -> RunRecord:
+    """A run row of the log as the record a card shows."""
+    values = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items() if k in _RECORD_FIELDS}
+    return RunRecord(**values)
 
 
 def _letters(i: int) -> str:
