@@ -244,6 +244,8 @@ class Answer:
                 f"{_html.escape(self.headline)}</p>{self.detail_html}</div>")
 
     def __str__(self) -> str:
+        if self.headline in self.detail_text:  # findings say their headline in their own place
+            return self.detail_text
         return self.headline + ("\n" + self.detail_text if self.detail_text else "")
 
     def __repr__(self) -> str:
@@ -279,8 +281,7 @@ def _findings_answer(f: Any, headline: str | None = None) -> Answer:
     inner = f._repr_html_()
     # the findings' own bold headline becomes the block's first line; its title line follows, smaller
     inner = inner.replace(f"<p><b>{_html.escape(f.headline)}</b></p>", "", 1)
-    text = "\n".join(line for line in f.lines() if line != f.headline)
-    return Answer(headline or f.headline, inner, text)
+    return Answer(headline or f.headline, inner, str(f))
 
 
 def _critique_answer(critique: Any) -> Answer:
@@ -304,7 +305,8 @@ def _critique_answer(critique: Any) -> Answer:
             headline = _revision_sentence(row)
     f = critique.findings()
     detail = _findings_answer(f, headline)
-    return Answer(headline, f"<p>First answers, per framing:</p>{detail.detail_html}", detail.detail_text)
+    return Answer(headline, "<details><summary>The first answers, per framing (rates with intervals over inputs, "
+                            f"caveats)</summary>{detail.detail_html}</details>", detail.detail_text)
 
 
 def _revision_sentence(row: Any) -> str:

@@ -239,7 +239,7 @@ def _readable_column(s: pd.Series, name: str, share_cols: set[str], point_cols: 
     if name in ("low", "high") or base != name:
         kind = ("points" if name in ("low", "high") else
                 "share" if (base in share_cols or f"{base}_rate" in share_cols) and _is_share(s) else "number")
-    elif name == "passed" and set(pd.to_numeric(s, errors="coerce").dropna()) <= {0.0, 1.0}:
+    elif name.startswith("passed") and set(pd.to_numeric(s, errors="coerce").dropna()) <= {0.0, 1.0}:
         kind = "pass"
     elif name in point_cols:
         kind = "points"

@@ -66,15 +66,18 @@ ablation.figure("appropriate_escape")
 
 # %% [markdown]
 # ## The numbers, per part, measure and input tag (from `lab.stats.paired_difference`)
+#
+# A change is beyond the noise only where its interval excludes 0.
 
 # %%
-lab.tables.readable(ablation.effects())
+detail = ["part", "measure", "tag", "pairs", "rate_full", "rate_changed", "change", "low", "high"]
+lab.tables.readable(ablation.effects()[detail])
 
 # %% [markdown]
 # ## A part added to the persona: does persona + one part do as well?
 
 # %%
-lab.tables.readable(ablation.effects(added=True)) if base else None
+lab.tables.readable(ablation.effects(added=True)[["rate_base" if c == "rate_full" else c for c in detail]]) if base else None
 
 # %% [markdown]
 # ## Outputs that changed when the way out was removed

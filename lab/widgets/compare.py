@@ -90,7 +90,10 @@ def findings_block(runs: pd.DataFrame, grades: pd.DataFrame | None = None) -> Fi
     compare view and the notebooks show first, above every figure."""
     from ..report import answer
 
-    block = answer("Findings: no calls selected yet" if runs.empty else findings(runs, grades))
+    if runs.empty:
+        return FindingsBlock(answer("Findings: no calls selected yet")._repr_html_())
+    a, b = (sorted(str(v) for v in runs["variant"].dropna().unique()) + [None, None])[:2]
+    block = answer(findings(runs, grades, a=a, b=b))  # one order everywhere: the paired figure says a - b too
     return FindingsBlock(block._repr_html_())
 
 def experiment_choices(log: RunLog) -> list[tuple[str, str]]:
@@ -194,8 +197,8 @@ class CompareView(W.VBox):
             if self.blind.value:
                 runs = blinded(runs, self._names)
             grades = self.run_log.grades()
-            variants = list(dict.fromkeys(runs["variant"].dropna())) if len(runs) else []
-            a, b = (variants + [None, None])[:2]
+            variants = sorted(str(v) for v in runs["variant"].dropna().unique()) if len(runs) else []
+            a, b = (variants + [None, None])[:2]  # the order the findings use: honest - persona, A - B
             self.plot.outputs = ()
             self.table.outputs = ()
             self.grid.value = ""
