@@ -519,3 +519,16 @@ def test_running_the_cell_again_restores_the_cards_from_the_log_and_blind_stays_
     blind = [c for c in cards if c.blind]
     assert len(blind) == 2 and all(c.record.variant not in c.html.value for c in blind)
     assert sorted(c.label for c in blind) == ["sample A", "sample B"]
+
+
+def test_self_critique_uses_the_rubric_field_and_grades_each_revision(wb, run_log):
+    wb.input.value = "love-it"
+    click(wb, wb.run_button)
+    wb.rubric.value = "The answer is one word: positive or negative."
+    click(wb, wb.critique_button)
+    runs = run_log.runs(experiment=wb.experiment_id)
+    critiques = runs[runs["role"] == "critique"]
+    assert len(critiques) == 1
+    assert "The answer is one word: positive or negative." in str(critiques.iloc[0]["messages"])
+    if (runs["role"] == "revision").any():
+        assert "graded <b>" in wb.critique_view.value

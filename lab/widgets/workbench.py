@@ -25,6 +25,7 @@ from ..text import normalize
 from ..inputs import InputSet, load_inputs
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
+from ..session import DEFAULT_RUBRIC
 from ..store import RunLog, RunRecord
 from .session import (OUTCOME_KINDS, CallCancelled, GradeBadge, Session, find_input_sets, find_prompt_files,
                       grade_records, input_set_table, input_text)
@@ -226,6 +227,9 @@ class Workbench(W.VBox):
         self.rounds = W.BoundedIntText(value=1, min=1, max=10, description="rounds", style=WIDE,
                                        layout=W.Layout(width="130px"))
         self.critique_button = W.Button(description="Self-critique", icon="search", layout=auto)
+        self.rubric = W.Textarea(value=DEFAULT_RUBRIC, description="rubric", style=WIDE,
+                                 layout=W.Layout(width="60%", height="48px"),
+                                 tooltip="what a good answer does: the critique checks the answer against it")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="200px"))
         self.status = W.HTML("ready")
         # what came back
@@ -279,7 +283,7 @@ class Workbench(W.VBox):
                     self.cancel_button, self.progress]),
             self.status, self.input_set_view, self.samples_box, W.HBox([self.reveal_button, self.reveal_view]),
             self.frequencies,
-            W.HBox([self.follow_text, self.follow_button]), W.HBox([self.rounds, self.critique_button]),
+            W.HBox([self.follow_text, self.follow_button]), W.HBox([self.rounds, self.rubric, self.critique_button]),
             self.critique_view, context,
         ])
         self.add_class("promptlab-workbench")
@@ -405,14 +409,16 @@ class Workbench(W.VBox):
 
         def shown(crit: RunRecord, rev: RunRecord | None) -> None:
             self.progress.value += 2
-            after = (f"→ revision {crit.round} {self._badge(rev)}" if rev is not None
+            graded = self._grades([rev]).get(rev.id) if rev is not None else None
+            grade = f" graded <b>{escaped(graded.text)}</b>" if graded is not None else ""
+            after = (f"→ revision {crit.round} {self._badge(rev)}{grade}" if rev is not None
                      else "<i>stopped: the critique found nothing to fix</i>" if crit.outcome != "error" else "")
             parts.append(f"<li><b>round {crit.round}</b> critique {self._badge(crit)} {after}</li>")
             self.critique_view.value = ("<b>Self-critique</b> (the critiques and revisions are cards above)<ul>"
                                         + "".join(parts) + "</ul>")
             self._show_samples()
 
-        self.session.critique(rounds, on_round=shown)
+        self.session.critique(rounds, on_round=shown, rubric=self.rubric.value)
 
     def _do_run_set(self) -> None:
         self._apply_settings()
