@@ -532,3 +532,12 @@ def test_self_critique_uses_the_rubric_field_and_grades_each_revision(wb, run_lo
     assert "The answer is one word: positive or negative." in str(critiques.iloc[0]["messages"])
     if (runs["role"] == "revision").any():
         assert "graded <b>" in wb.critique_view.value
+
+
+def test_tried_so_far_redraws_after_each_call_while_open(wb):
+    wb.tried_view.selected_index = 0
+    click(wb, wb.run_button)
+    first = str(wb.tried.outputs)
+    assert "application/vnd.plotly.v1+json" in first
+    click(wb, wb.retry_button)
+    assert str(wb.tried.outputs) != first  # two calls now

@@ -274,6 +274,10 @@ class Workbench(W.VBox):
         self._blind_hides = [self.variant, self.version, template]  # each would tell the variants apart
         self.blind.observe(self._on_blind, names="value")
         context = W.Accordion([self.context], titles=("whole context of the latest call",))
+        self.tried = W.Output()  # "tried so far", redrawn after each call while it is open
+        self.tried_view = W.Accordion([self.tried], titles=("what you have tried so far (updates after each call)",))
+        self.tried_view.selected_index = None
+        self.tried_view.observe(lambda _c: self._refresh_tried(), names="selected_index")
         super().__init__([
             W.HBox([self.prompt_file, self.variant, self.version], layout=W.Layout(flex_flow="row wrap")),
             self.blind, template,
@@ -284,7 +288,7 @@ class Workbench(W.VBox):
             self.status, self.input_set_view, self.samples_box, W.HBox([self.reveal_button, self.reveal_view]),
             self.frequencies,
             W.HBox([self.follow_text, self.follow_button]), W.HBox([self.rounds, self.rubric, self.critique_button]),
-            self.critique_view, context,
+            self.critique_view, context, self.tried_view,
         ])
         self.add_class("promptlab-workbench")
         self._load_prompt_controls(variant)
@@ -501,6 +505,7 @@ class Workbench(W.VBox):
                 b.disabled = False
             self.cancel_button.disabled = True
             self._show_samples()
+            self._refresh_tried()
 
     def _cancel(self) -> None:
         self._cancelled = True
@@ -558,6 +563,16 @@ class Workbench(W.VBox):
         hidden = any(c.hidden for c in self.cards if isinstance(c, SampleCard))
         return plots.outcome_rates(blinded(runs) if hidden else runs, self.session.log.grades(),
                                    split_by_tag=False)
+
+    def _refresh_tried(self) -> None:
+        from .compare import figure_output
+
+        if self.tried_view.selected_index is None:
+            return
+        try:
+            self.tried.outputs = (figure_output(self.tried_so_far()),)
+        except LabError as exc:
+            self._error(exc)
 
     def wait(self, timeout: float | None = 120) -> None:
         """Block until the action in flight has finished (for scripts and tests)."""
