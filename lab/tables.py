@@ -221,7 +221,11 @@ class ReadableFrame(pd.DataFrame):
         return ReadableFrame
 
     def _repr_html_(self) -> str | None:
+        # a plain 0, 1, 2 row number says nothing: left out
+        plain = isinstance(self.index, pd.RangeIndex) and self.index.name is None
         with pd.option_context("display.max_colwidth", None, "display.max_rows", 500, "display.max_columns", 50):
+            if plain:
+                return self.to_html(index=False, classes="dataframe", border=0, escape=True)
             return super()._repr_html_()
 
 
