@@ -41,7 +41,9 @@ def escaped(text: object) -> str:
 
 
 def _pre(text: object, style: str = "") -> str:
-    return f'<pre style="white-space:pre-wrap;margin:0;font-size:12px;{style}">{escaped(text)}</pre>'
+    # words wrap whole ("correct", never "correc/t"); only a word wider than the card is broken
+    return (f'<pre style="white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;margin:0;font-size:12px;'
+            f'{style}">{escaped(text)}</pre>')
 
 
 def plural(n: int, word: str) -> str:
@@ -687,7 +689,7 @@ class Workbench(W.VBox):
             for forms in sorted(shown.values(), key=lambda c: -sum(c.values())):
                 rows.append(f"<tr><td>{escaped(group)}</td><td>{sum(forms.values())}/{len(these)}</td>"
                             f"<td>{_pre(forms.most_common(1)[0][0])}</td></tr>")
-        th = "<th style='text-align:left;padding-right:12px'>"
+        th = "<th style='text-align:left;padding:2px 12px 2px 0;white-space:nowrap'>"
         head = "" if blind else f"{th}variant</th>"
         if blind:
             rows = [r.replace("<tr><td></td>", "<tr>", 1) for r in rows]
