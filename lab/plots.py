@@ -219,7 +219,8 @@ def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame |
     ))
     fig.add_vline(x=0, line_dash="dash", line_color="gray")
     fig.update_layout(title=title, xaxis_title=f"{what}, {a} − {b} (percentage points)",
-                      yaxis_title="inputs", yaxis={"autorange": "reversed"}, height=180 + 60 * len(table))
+                      yaxis_title="inputs", yaxis={"autorange": "reversed"}, height=150 + 60 * len(table),
+                      margin={"t": 60})
     if value != "score":  # a difference of two rates lives in -100..100 points: a fixed axis keeps figures comparable
         fig.update_xaxes(range=[-105, 105], dtick=25, zeroline=False)
     return fig

@@ -469,6 +469,12 @@ def report_entry(notebook: str | Path) -> dict[str, Any] | None:
                 found = re.search(r"class='promptlab-headline'[^>]*>(.*?)</p>", str(o.get("data", {}).get("text/html", "")), re.S)
                 if found and not headline:
                     headline = _html.unescape(found.group(1))
+    if not headline:  # a report made before answer blocks: the findings' second line is their headline
+        for c in nb.cells:
+            for o in c.get("outputs", []):
+                lines = "".join(o.get("data", {}).get("text/plain", "")).splitlines()
+                if len(lines) > 1 and lines[0].startswith("Findings for") and not headline:
+                    headline = lines[1]
     params = meta.get("parameters") or {}
     model = params.get("model") or _default(nb, "model") or NO_VALUE
     n = (f"{meta['inputs']} inputs, {meta['calls']} calls" if meta.get("calls") is not None and meta.get("inputs")

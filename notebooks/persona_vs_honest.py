@@ -48,13 +48,14 @@ lab.report.answer(findings)
 
 # %% [markdown]
 # ## Is the difference real?
-#
-# Calls are paired on input, repeat and seed; the interval is over inputs (repeats of one input are
-# not independent evidence). Each point is honest - persona; an interval that crosses zero is not a finding.
 
 # %%
 grades = exp.log.grades(exp.id)
 lab.plots.paired_difference(runs.df, "honest", "persona", grades)
+
+# %% [markdown]
+# Calls are paired on input, repeat and seed; the interval is over inputs (repeats of one input are
+# not independent evidence). Each point is honest - persona; an interval that crosses zero is not a finding.
 
 # %% [markdown]
 # ## How the answers were graded
