@@ -541,3 +541,14 @@ def test_tried_so_far_redraws_after_each_call_while_open(wb):
     assert "application/vnd.plotly.v1+json" in first
     click(wb, wb.retry_button)
     assert str(wb.tried.outputs) != first  # two calls now
+
+
+def test_the_compare_view_opens_on_the_latest_finished_experiment_not_one_in_progress(run_log):
+    done = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=1, seed=1, log=run_log)
+    done.run()
+    bench = lab.workbench(PROMPT, INPUTS, model="scripted:seeded", log=run_log)
+    click(bench, bench.run_button)  # a later call, of an experiment that says it started and never finished
+    run_log.add_event(bench.experiment_id, "started")
+    assert compare_view(run_log).experiments.value == (done.id,)
+    run_log.add_event(bench.experiment_id, "finished")
+    assert compare_view(run_log).experiments.value == (bench.experiment_id,)

@@ -156,6 +156,13 @@ class CompareView(W.VBox):
             return []
         exps = self.run_log.experiments()
         exps = exps[exps["id"].isin(ids)]
+        # "latest" is the latest finished run: one still in progress has a "started" event and no "finished"
+        events = self.run_log.events()
+        if len(events):
+            running = (set(events.loc[events["kind"] == "started", "experiment_id"])
+                       - set(events.loc[events["kind"] == "finished", "experiment_id"]))
+            done = exps[~exps["id"].isin(running)]
+            exps = done if len(done) else exps
         return [str(exps.sort_values("last_call_at")["id"].iloc[-1])]
 
     def _refresh(self) -> None:
