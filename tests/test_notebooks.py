@@ -264,3 +264,22 @@ def test_a_static_image_sits_beside_each_plotly_figure_of_an_executed_notebook(t
         png = base64.b64decode(cell.outputs[0]["data"]["image/png"])
         assert png.startswith(b"\x89PNG") and len(png) > 5000
     assert static_images(nb) == 0  # only where one is missing
+
+
+@pytest.mark.slow
+def test_a_blind_compare_report_never_names_the_variants(tmp_path):
+    import re
+
+    from tests import scripted  # noqa: F401  (registers the scripted provider for this process)
+
+    log = tmp_path / "log.db"
+    exp = lab.experiment(str(ROOT / "prompts" / "sentiment.yaml"), inputs=str(ROOT / "prompts" / "sentiment_inputs.yaml"),
+                         model="scripted:seeded", repeats=2, seed=1, log=log, progress="quiet")
+    lab.grade(exp.run(), lab.grading.default_grader(), log=lab.log(log))
+    run = run_notebook(NOTEBOOKS / "compare.ipynb", {"experiments": [exp.id], "blind": True}, log=log,
+                       output_dir=tmp_path / "out", cwd=ROOT, timeout_s=300)
+    page = run.html.read_text()
+    nb = json.dumps(nbformat.read(run.notebook, as_version=4))
+    for text in (page, nb):
+        assert not re.search(r"\b(persona|honest)\b", text)
+        assert "variant A" in text and "variant B" in text
