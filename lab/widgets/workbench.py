@@ -118,7 +118,7 @@ class SampleCard(W.VBox):
                      + f'<div class="promptlab-why" style="color:#555;font-size:11px">{escaped(g.why)}</div></div>')
         return (f'<div class="promptlab-sample" data-outcome="{escaped(rec.outcome)}" '
                 f'style="border:2px solid {color};border-radius:4px;padding:4px;overflow-wrap:break-word;'
-                f'word-break:normal">'
+                f'word-break:normal;line-height:1.35">'
                 f'<b class="promptlab-card-label">{escaped(label)}</b> <span style="color:{color}">{escaped(badge)}</span>'
                 f'{grade}<div style="color:#777;font-size:12px">{"".join(lines)}</div>{_pre(body)}</div>')
 
