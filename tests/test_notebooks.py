@@ -163,6 +163,15 @@ def test_every_html_export_draws_its_figures_in_chromium_offline(executed):
 
 
 @pytest.mark.slow
+def test_every_executed_notebook_carries_a_static_image_beside_each_figure(executed):
+    """GitHub, nbviewer and editors without the plotly renderer show the PNG."""
+    for name, run in executed.items():
+        nb = nbformat.read(run.notebook, as_version=4)
+        figures = [o["data"] for c in nb.cells for o in c.get("outputs", []) if PLOTLY in o.get("data", {})]
+        assert all("image/png" in d or "image/svg+xml" in d for d in figures), name
+
+
+@pytest.mark.slow
 def test_run_notebook_cli_prints_the_summary_the_findings_and_where_the_log_and_html_are(tmp_path):
     inputs = tmp_path / "tiny.yaml"
     inputs.write_text(TINY_INPUTS.split("- id: sarcasm")[0])
