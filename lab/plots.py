@@ -93,12 +93,12 @@ def _empty(title: str, why: str = "no runs to show yet") -> go.Figure:
 VARIANT_PALETTE = ["#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e", "#2ca02c"]
 
 
-def variant_color(name: object) -> str:
-    """One colour per variant name across every figure of a report: derived from the name itself,
-    so ``honest`` has the same colour in the reliability figure as in the cost figure."""
-    import zlib
-
-    return VARIANT_PALETTE[zlib.crc32(str(name).encode()) % len(VARIANT_PALETTE)]
+def variant_colors(names: object) -> dict[str, str]:
+    """One colour per variant, the same in every figure of a report: the variants in sorted order
+    take the palette in turn (so two variants never share a colour, and ``honest`` keeps its
+    colour whether a figure lists it first or last)."""
+    ordered = sorted({str(n) for n in names})
+    return {n: VARIANT_PALETTE[i % len(VARIANT_PALETTE)] for i, n in enumerate(ordered)}
 
 
 def _label(df: pd.DataFrame, col: str = "variant") -> pd.Series:
@@ -247,7 +247,7 @@ def retry_spread(runs: pd.DataFrame) -> go.Figure:
     table = pd.DataFrame(rows)
     table["label"] = [f"{int(d)} distinct<br>n={int(n)}" for d, n in zip(table["distinct"], table["samples"])]
     fig = px.bar(table, x="input_id", y="agreement", color="variant", barmode="group", text="label",
-                 color_discrete_map={v: variant_color(v) for v in table["variant"].unique()},
+                 color_discrete_map=variant_colors(table["variant"].unique()),
                  hover_data={"samples": True, "answers": True, "distinct": True},
                  labels={"agreement": "samples agreeing with the most common answer (%)", "input_id": "input"},
                  title=title)
@@ -272,13 +272,14 @@ def critique_rounds(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, l
 
     fig = go.Figure()
     names = list(dict.fromkeys(df["variant"]))
+    colors = variant_colors(names)
     # variants side by side around each round, their n labels on alternate sides: no line hides another
     offsets = {v: 0.08 * (i - (len(names) - 1) / 2) for i, v in enumerate(names)}
     positions = {v: ("top left" if i % 2 == 0 else "bottom right") for i, v in enumerate(names)}
     for var, part in df.groupby("variant", sort=False):
         agg = means(part, value="score", by="round", confidence=level, bounds=(0.0, 1.0)).reset_index()
         fig.add_trace(go.Scatter(x=agg["round"] + offsets[var], y=100 * agg["mean"], mode="lines+markers+text",
-                                 name=var, line={"color": variant_color(var)},
+                                 name=var, line={"color": colors[str(var)]},
                                  text=[f"n={n}" for n in agg["n"]], textposition=positions[var],
                                  error_y={"type": "data", "symmetric": False,
                                           "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
@@ -311,12 +312,13 @@ def score_by_version(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, 
     firsts = df.groupby("prompt_version")["when"].min().sort_values()
     ticks = {v: f"{v[:8]}<br>{t:%Y-%m-%d %H:%M}" for v, t in firsts.items()}
     fig = go.Figure()
+    colors = variant_colors(df["variant"].unique())
     for var, part in df.groupby("variant", sort=False):
         agg = means(part, value="score", by="prompt_version", confidence=level, bounds=(0.0, 1.0))
         agg["when"] = part.groupby("prompt_version")["when"].min()
         agg = agg.sort_values("when")
         fig.add_trace(go.Scatter(x=[ticks[v] for v in agg.index], y=100 * agg["mean"], mode="lines+markers+text",
-                                 name=var, line={"color": variant_color(var)},
+                                 name=var, line={"color": colors[str(var)]},
                                  error_y={"type": "data", "symmetric": False,
                                                     "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
                                                     "arrayminus": (100 * (agg["mean"] - agg["low"])).fillna(0)},
@@ -345,7 +347,7 @@ def cost_latency(runs: pd.DataFrame, *, by: str = "variant") -> go.Figure:
     palette = px.colors.qualitative.Plotly
     for i, g in enumerate(groups):
         part = df[df[by] == g]
-        color = variant_color(g) if by == "variant" else palette[i % len(palette)]
+        color = variant_colors(groups)[g] if by == "variant" else palette[i % len(palette)]
         tick = f"{g}<br>n={len(part)}"
         fig.add_trace(go.Box(x=[tick] * len(part), y=part["latency_ms"], name=g, marker_color=color, legendgroup=g,
                              showlegend=True), row=1, col=1)
@@ -428,10 +430,11 @@ def reliability(table: pd.DataFrame, *, by: str = "variant") -> go.Figure:
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "gray"},
                              name="calibrated", hoverinfo="skip"))
     groups = table.groupby(by, sort=False) if by in table else [("all", table)]
+    colors = variant_colors(table[by].unique() if by in table else ["all"])
     for name, g in groups:
         fig.add_trace(go.Scatter(
             x=g["mean_confidence"], y=g["accuracy"], mode="lines+markers+text", name=str(name),
-            line={"color": variant_color(name)},
+            line={"color": colors[str(name)]},
             text=[str(int(n)) for n in g["n"]], textposition="top center",
             error_y={"type": "data", "array": (g["high"] - g["accuracy"]).fillna(0),
                      "arrayminus": (g["accuracy"] - g["low"]).fillna(0), "symmetric": False},
@@ -453,17 +456,18 @@ def selective_answering(curve: pd.DataFrame, *, by: str = "variant") -> go.Figur
         return _empty(title, "no graded answers to draw")
     fig = go.Figure()
     groups = curve.groupby(by, sort=False) if by in curve else [("all", curve)]
+    colors = variant_colors(curve[by].unique() if by in curve else ["all"])
     for name, g in groups:
         t = g[g["kind"] == "threshold"].sort_values("coverage")
         if not t.empty:
             fig.add_trace(go.Scatter(x=t["coverage"], y=t["accuracy"], mode="lines+markers", name=f"{name}: threshold",
-                                     line={"color": variant_color(name)},
+                                     line={"color": colors[str(name)]},
                                      customdata=t[["threshold"]].to_numpy(),
                                      hovertemplate="abstain below %{customdata[0]:.2f}: coverage %{x:.0%}, "
                                                    "accuracy %{y:.0%}<extra></extra>"))
         h = g[g["kind"] == "hatch"]
         fig.add_trace(go.Scatter(x=h["coverage"], y=h["accuracy"], mode="markers", name=f"{name}: escape hatch",
-                                 marker={"symbol": "diamond", "size": 13, "color": variant_color(name)},
+                                 marker={"symbol": "diamond", "size": 13, "color": colors[str(name)]},
                                  hovertemplate="escape hatch: coverage %{x:.0%}, accuracy %{y:.0%}<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="coverage (share of calls answered)",
                       yaxis_title="accuracy on the answered calls", xaxis={"range": [0, 1.02]},
