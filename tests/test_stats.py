@@ -44,12 +44,14 @@ def test_bootstrap_mean_interval_contains_the_mean_and_is_reproducible():
 
 
 def test_rates_per_variant_and_tag_are_sane():
-    df = frame([1, 1, 0, 1, 1, 0, 1, 1, 1, 1], [0] * 10, tags={0: ["edge"], 1: ["edge", "unanswerable"]})
+    df = frame([1, 1, 0, 1, 1, 0, 1, 1, 1, 1] * 2, [0] * 20, tags={0: ["edge"], 1: ["edge", "unanswerable"]},
+               n_inputs=10)
     r = lab.stats.rates(df)
-    assert r.loc["A", "n"] == 10 and r.loc["A", "k"] == 8 and r.loc["B", "rate"] == 0
+    assert r.loc["A", "n"] == 20 and r.loc["A", "k"] == 16 and r.loc["B", "rate"] == 0
     assert ((0 <= r["low"]) & (r["low"] <= r["rate"]) & (r["rate"] <= r["high"]) & (r["high"] <= 1)).all()
     by_tag = lab.stats.rates(df, split_by_tag=True)
-    assert by_tag.loc[("A", "edge"), "n"] == 2 and by_tag.loc[("A", "all"), "n"] == 10
+    assert by_tag.loc[("A", "edge"), "n"] == 2 and by_tag.loc[("A", "all"), "n"] == 20
+    assert math.isnan(by_tag.loc[("A", "edge"), "low"])  # 1 input: counts, no interval
     esc = lab.stats.rates(df, value="escaped")
     assert esc.loc["B", "rate"] == 1 and esc.loc["A", "rate"] == 0
     with pytest.raises(lab.ParameterError, match="with_grades"):
@@ -87,7 +89,8 @@ def test_two_pairs_that_both_go_one_nil_never_give_a_verdict():
             assert row["verdict"] in ("too few inputs to tell", "no detectable difference"), (population, method)
             assert row["low"] < 0 < row["high"] or math.isnan(row["low"])
     row = lab.stats.paired_difference(df, "A", "B").iloc[0]
-    assert row["reading"].startswith("too few inputs to tell (2 inputs")
+    assert row["reading"] == ("too few inputs to tell: passed A - B = +1.000 over 2 inputs (2 pairs); "
+                              "a verdict and an interval need 6 inputs")
 
 
 def test_five_inputs_are_too_few_even_when_every_one_agrees():
@@ -112,8 +115,8 @@ def test_every_interval_of_a_rate_difference_lies_within_minus_one_and_one():
             res = lab.stats.paired_difference(df, "A", "B", population=population, split_by_tag=True)
             finite = res.dropna(subset=["low", "high"])
             assert ((finite["low"] >= -1) & (finite["high"] <= 1) & (finite["low"] <= finite["high"])).all()
-        r = lab.stats.rates(df).dropna(subset=["low"])  # one input: no interval over inputs
-        assert ((r["low"] >= 0) & (r["high"] <= 1)).all() and (len(r) or n_inputs == 1)
+        r = lab.stats.rates(df).dropna(subset=["low"])  # under 6 inputs: counts, no interval over inputs
+        assert ((r["low"] >= 0) & (r["high"] <= 1)).all() and (len(r) or n_inputs < lab.stats.MIN_INPUTS)
 
 
 def test_repeats_do_not_count_as_independent_evidence():
@@ -165,13 +168,17 @@ def test_sign_flip_test_matches_scipy_permutation_test():
     x = np.array([0.5, -0.2, 0.3, 0.1, 0.4, 0.6, -0.1, 0.2])
     ref = permutation_test((x,), lambda s, axis=-1: np.abs(s.sum(axis)), permutation_type="samples",
                            vectorized=True, alternative="greater", n_resamples=10_000).pvalue
-    assert stats.sign_flip_p(x)[0] == pytest.approx(ref)
+    assert stats.sign_flip_p(x, mid_p=False)[0] == pytest.approx(ref)
+    # the lab's verdicts count patterns that tie with the observed one half (mid-p)
+    assert stats.sign_flip_p(x)[0] < ref
+    ternary = np.array([1.0, 1, 1, 1, 1, 0, 0, -1])  # one repeat: many ties
+    assert stats.sign_flip_p(ternary)[0] < stats.sign_flip_p(ternary, mid_p=False)[0]
 
 
 def test_means_per_variant_with_an_interval_over_inputs():
-    df = frame([1] * 10, [0] * 10).assign(score=lambda d: np.where(d["variant"] == "A", 4.0, 2.0))
+    df = frame([1] * 12, [0] * 12, n_inputs=6).assign(score=lambda d: np.where(d["variant"] == "A", 4.0, 2.0))
     m = lab.stats.means(df, value="score")
-    assert m.loc["A", "mean"] == 4 and m.loc["A", "low"] == 4 and m.loc["A", "inputs"] == 5
+    assert m.loc["A", "mean"] == 4 and m.loc["A", "low"] == 4 and m.loc["A", "inputs"] == 6
     noisy = df.assign(score=np.random.default_rng(0).normal(3, 1, len(df)))
     bounded = lab.stats.means(noisy, value="score", bounds=(1, 5))
     assert ((bounded["low"] >= 1) & (bounded["high"] <= 5)).all()
@@ -261,12 +268,15 @@ def test_a_difference_in_escapes_is_reported_as_higher_not_better_unless_told_wh
     assert esc["reading"].iloc[0].startswith("escaped is higher for B than for A")
 
 
-def test_an_interval_that_excludes_zero_without_a_verdict_says_the_exact_test_disagrees():
-    # 8 inputs x 3 repeats: the clustered interval excludes 0, the exact sign-flip test over inputs does not
+def test_the_demo_escapes_reading_no_longer_contradicts_itself():
+    """make demo used to print "no detectable difference" beside an interval that excluded 0 (the
+    interval and the verdict came from two procedures). Now both are the sign-flip test's."""
     a = [0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1, 0, 1, 0]
     b = [0, 1, 0, 1, 0, 1, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1]
     rows = [{"input_id": f"i{k // 3}", "repeat": k % 3, "model": "m", "variant": v, "escaped": float(x)}
             for v, xs in (("a", a), ("b", b)) for k, x in enumerate(xs)]
     row = lab.stats.paired_difference(pd.DataFrame(rows), "a", "b", value="escaped").iloc[0]
-    assert row["high"] < 0 and row["verdict"] == "no detectable difference"
-    assert f"the exact sign-flip test over 8 inputs does not agree, p = {row['p_value']:.2f}" in row["reading"]
+    assert row["high"] < 0 and row["verdict"] == "B higher" and row["p_value"] <= 0.05
+    assert row["reading"].startswith("escaped is higher for b than for a: a - b = -0.333 over 8 inputs (24 pairs)")
+    assert f"p = {row['p_value']:.3f}; sign-flip test over inputs" in row["reading"]
+    assert "does not agree" not in row["reading"]
