@@ -280,3 +280,110 @@ def test_the_demo_escapes_reading_no_longer_contradicts_itself():
     assert row["reading"].startswith("escaped is higher for b than for a: a - b = -0.333 over 8 inputs (24 pairs)")
     assert f"p = {row['p_value']:.3f}; sign-flip test over inputs" in row["reading"]
     assert "does not agree" not in row["reading"]
+
+
+def test_a_perfect_sweep_on_six_inputs_is_a_verdict_not_nothing():
+    """Honest passes every call on 6 inputs x 3 repeats, persona fails every call: that used to read
+    "no detectable difference ... -1.00 (95% interval -1.00 to +0.05)"."""
+    row = lab.stats.paired_difference(frame([0] * 18, [1] * 18, n_inputs=6), "A", "B").iloc[0]
+    assert row["verdict"] == "B better" and row["high"] < 0 and row["p_value"] <= 0.05
+    assert row["reading"].startswith("B better than A over 6 inputs (18 pairs): passed A - B = -1.000")
+    # one more call for B flipping to a pass is weaker evidence, never a stronger verdict than the sweep
+    b = [1] * 18
+    b[0] = 0
+    weaker = lab.stats.paired_difference(frame([0] * 18, b, n_inputs=6), "A", "B").iloc[0]
+    assert weaker["verdict"] == "B better" and weaker["p_value"] >= row["p_value"]
+
+
+def test_no_detectable_difference_is_printed_exactly_when_the_interval_contains_zero():
+    rng = np.random.default_rng(11)
+    seen = set()
+    for trial in range(80):
+        n_inputs, k = int(rng.integers(6, 30)), int(rng.integers(1, 6))
+        pa = rng.uniform(0.2, 0.8, n_inputs)
+        pb = np.clip(pa - rng.choice([0.0, 0.3]) + rng.normal(0, 0.2, n_inputs), 0, 1)
+        a = (rng.random((k, n_inputs)) < pa).astype(int).ravel()
+        b = (rng.random((k, n_inputs)) < pb).astype(int).ravel()
+        row = lab.stats.paired_difference(frame(a, b, n_inputs=n_inputs), "A", "B").iloc[0]
+        contains = row["low"] <= 0 <= row["high"]
+        assert (row["verdict"] == "no detectable difference") == contains, row["reading"]
+        assert (row["p_value"] <= 0.05) == (not contains) and row["low"] <= row["difference"] <= row["high"]
+        seen.add(row["verdict"])
+    assert {"no detectable difference", "A better"} <= seen
+
+
+def test_twelve_and_thirteen_inputs_read_alike():
+    """The switch from the sign-flip test to the t-test at 13 inputs is not a cliff: the same
+    per-input differences give about the same p-value and interval on either side of it."""
+    d = [1, 1, 1, 0, 1, 0, 1, -1, 1, 0, 1, 1]
+    rows = []
+    for n in (12, 13):
+        diffs = (d + [1])[:n]
+        a = [1 if x > 0 else 0 for x in diffs] * 2
+        b = [1 if x < 0 else 0 for x in diffs] * 2
+        rows.append(lab.stats.paired_difference(frame(a, b, n_inputs=n), "A", "B").iloc[0])
+    assert rows[0]["method"] == "sign-flip test over inputs" and rows[1]["method"] == "t-test over inputs"
+    assert rows[0]["verdict"] == rows[1]["verdict"] == "A better"
+    assert abs(rows[0]["p_value"] - rows[1]["p_value"]) < 0.02 and abs(rows[0]["low"] - rows[1]["low"]) < 0.15
+
+
+def test_each_input_counts_once_even_when_repeats_track_the_effect():
+    """A user re-ran the inputs where A happened to look better: 10 inputs where A wins got 20
+    repeats, 10 where B wins by as much got 1. Calls would weigh A's inputs 20 to 1."""
+    rows = []
+    for i in range(20):
+        a_wins = i < 10
+        for r in range(20 if a_wins else 1):
+            rows += [{"variant": "A", "input_id": f"i{i}", "repeat": r, "model": "m", "passed": float(a_wins)},
+                     {"variant": "B", "input_id": f"i{i}", "repeat": r, "model": "m", "passed": float(not a_wins)}]
+    df = pd.DataFrame(rows)
+    per_input = lab.stats.paired_difference(df, "A", "B").iloc[0]
+    assert per_input["difference"] == 0 and per_input["verdict"] == "no detectable difference"
+    assert per_input["mean_a"] == 0.5
+    by_calls = lab.stats.paired_difference(df, "A", "B", weight="calls").iloc[0]
+    assert by_calls["difference"] == pytest.approx((200 - 10) / 210)
+    assert lab.stats.rates(df).loc["A", "rate"] == 0.5 and lab.stats.rates(df, weight="calls").loc["A", "rate"] > 0.9
+
+
+def test_zero_pairs_is_no_pairs_never_a_verdict():
+    df = frame([1] * 12, [0] * 12, n_inputs=6)
+    df.loc[df["variant"] == "B", "passed"] = np.nan
+    row = lab.stats.paired_difference(df, "A", "B").iloc[0]
+    assert row["verdict"] == "no pairs" and row["reading"] == "no pairs where both A and B have a passed value"
+
+
+def test_small_samples_print_counts_with_the_right_singular_and_plural():
+    one = lab.stats.paired_difference(frame([1], [0], n_inputs=1), "A", "B").iloc[0]
+    assert one["reading"] == ("too few inputs to tell: passed A - B = +1.000 over 1 input (1 pair); "
+                              "a verdict and an interval need 6 inputs")
+    r = lab.stats.rates(frame([0] * 6, [0] * 6, n_inputs=2)).loc["A"]
+    assert math.isnan(r["low"]) and math.isnan(r["high"])
+    assert lab.stats.rate_text(r["k"], r["n"], r["inputs"], r["rate"], r["low"], r["high"]) == \
+        "0 of 6 calls on 2 inputs (too few inputs for an interval)"
+    assert lab.stats.rate_text(1, 1, 1, 1.0, math.nan, math.nan) == "1 of 1 call on 1 input (too few inputs for an interval)"
+
+
+def test_exactly_these_inputs_never_print_a_verdict_with_no_p_value():
+    """population="these" with every repeat agreeing: the verdict has a p-value, not NaN."""
+    row = lab.stats.paired_difference(frame([1] * 12, [0] * 12, n_inputs=4), "A", "B", population="these").iloc[0]
+    assert row["verdict"] == "A better" and row["p_value"] == 0 and "p < 0.001" in row["reading"]
+    assert "on these 4 inputs (12 pairs)" in row["reading"]
+
+
+def test_a_split_by_four_tags_is_one_family_adjusted_by_holm():
+    """Four tags of 8 inputs each; only one tag differs, weakly: read alone it is a verdict,
+    read as one of four it is not, and the reading says so in one clause."""
+    a, b, tags = [], [], {}
+    for t, tag in enumerate(["w", "x", "y", "z"]):
+        for i in range(8):
+            j = 8 * t + i
+            tags[j] = [tag]
+            a.append(1 if (tag == "w" and i < 5) or (tag != "w" and i % 2) else 0)
+            b.append(1 if tag != "w" and i % 2 else 0)
+    res = lab.stats.paired_difference(frame(a, b, tags=tags, n_inputs=32), "A", "B", split_by_tag=True)
+    w = res.loc["w"]
+    assert w["verdict_unadjusted"] == "A better" and w["p_unadjusted"] <= 0.05
+    assert w["family"] == 4 and w["p_value"] == pytest.approx(min(1.0, 4 * w["p_unadjusted"]))
+    assert w["verdict"] == "no detectable difference" and w["low"] <= 0 <= w["high"]
+    assert "Holm-adjusted over 4 tags" in w["reading"] and res.loc["all", "family"] == 1
+    assert lab.stats.holm([0.01, 0.04, 0.03, 0.5]).tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
