@@ -234,6 +234,11 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
         n_inputs = int(df[df["variant"].isin([a, b])]["input_id"].nunique())
         if population == "inputs" and n_inputs < MIN_INPUTS:
             caveats.append(f"too few inputs to tell: {plural(n_inputs, 'input')} (a verdict needs {MIN_INPUTS})")
+        calls = df[df["variant"].isin([a, b])].groupby(["variant", "input_id"]).size()
+        if len(calls) and calls.max() > 2 * calls.min():
+            caveats.append(f"repeats differ by input ({calls.min()} to {calls.max()} calls per input and framing): "
+                           "each input counts once, but with fewer than 15 inputs, re-running the inputs that looked "
+                           "interesting can still tilt a verdict; run every input the same number of times")
         small = [f"{MEASURES[m]} ({int(per[m + '_inputs'].min())})" for m in MEASURES
                  if (per[m + "_n"] > 0).any() and per.loc[per[m + "_n"] > 0, m + "_low"].isna().any()]
         if small and n_inputs >= MIN_INPUTS:

@@ -127,3 +127,11 @@ def test_which_tags_drive_it_is_read_as_one_adjusted_family():
     assert f.drivers == ["tag unanswerable: honest - persona<b> = +1.00 (+1.00 to +1.00, 6 inputs; "
                          "Holm-adjusted over 2 tags)"]
     assert f.by_tag.loc["normal", "verdict"] == "no detectable difference"
+
+
+def test_repeats_that_differ_by_input_are_named_as_a_caveat():
+    runs = rows(n_inputs=8, repeats=6)
+    runs = runs[~((runs["input_id"] > "i3") & (runs["repeat"] > 0))]  # inputs i4..i7 were run once
+    f = findings(runs, grades_for(runs, runs["variant"] == "honest"))
+    assert any(c.startswith("repeats differ by input (1 to 6 calls per input and framing)") for c in f.caveats)
+    assert not any(c.startswith("repeats differ") for c in findings(rows(), grades_for(rows(), [True] * 40)).caveats)
