@@ -14,7 +14,8 @@ single rates through ``lab.stats.clustered_interval`` (behind ``lab.stats.rates`
 - families: 4 tags of 8 inputs, and an ablation of 5 parts x 3 measures (15 readings), family-wise;
 - single-rate coverage (truth: the population mean of per-input rates) and median width;
 - planted differences: detection, coverage of the paired interval, and the power ``lab.stats.plan``
-  predicted from a pilot of the same size (median over pilots).
+  predicted from a pilot of the same size (median over pilots), on the pilot's own variance
+  estimates and on the pessimistic between-input variance the plan is made with.
 
 Targets: false verdicts <= 6% in every null cell (family-wise for families); single-rate coverage
 >= 93% where an interval is printed.
@@ -187,20 +188,29 @@ def pilot_frame(a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def predicted(rng, inputs: int, repeats: int, difference: float, sd: float, pilots: int) -> float:
-    """Median power lab.stats.plan predicts for this design, from pilots of the same size."""
+def predicted(rng, inputs: int, repeats: int, difference: float, sd: float, pilots: int) -> tuple[float, float]:
+    """Median power lab.stats.plan predicts for this design from pilots of the same size: on the
+    pilot's own variance estimates, and on the pessimistic between-input variance the plan uses."""
     a, b = simulate(rng, pilots, inputs, repeats, difference, sd)
-    got = []
+    central, planned = [], []
     for t in range(pilots):
-        p = stats.plan(pilot_frame(a[t], b[t]), "A", "B", difference=difference, repeat_choices=(repeats,))
-        got.append(p.power_at(inputs, repeats))
-    return float(np.median(got))
+        pairs = stats._pairs(pilot_frame(a[t], b[t]), "A", "B", "passed", "variant", stats.PAIR_KEYS)
+        between, within, _ = stats.variance_components(pairs)
+        rate = float(np.concatenate([pairs["a"], pairs["b"]]).mean())
+        if between == 0 and within == 0:
+            within = 2 * max(min(rate, 0.95), 0.05) * (1 - max(min(rate, 0.95), 0.05))
+        kw = dict(within_var=within, inputs=inputs, repeats=repeats, rate=rate)
+        central.append(stats.predicted_power(difference, between_var=between, **kw))
+        planned.append(stats.predicted_power(difference, between_var=stats._planned_between(pairs, within), **kw))
+    return float(np.median(central)), float(np.median(planned))
 
 
-def true_difference(rng, difference: float, sd: float) -> float:
+def truth(rng, difference: float, sd: float) -> tuple[float, float, float]:
+    """The simulation's true mean difference and its variance components (between, within one call)."""
     base = rng.uniform(0.3, 0.7, 400_000)
     effect = rng.normal(difference, sd, 400_000)
-    return float((np.clip(base + effect / 2, 0, 1) - np.clip(base - effect / 2, 0, 1)).mean())
+    pa, pb = np.clip(base + effect / 2, 0, 1), np.clip(base - effect / 2, 0, 1)
+    return float((pa - pb).mean()), float((pa - pb).var()), float((pa * (1 - pa) + pb * (1 - pb)).mean())
 
 
 def covers(res: dict[str, np.ndarray], sums, sizes, truth: float) -> np.ndarray:
@@ -213,10 +223,11 @@ def covers(res: dict[str, np.ndarray], sums, sizes, truth: float) -> np.ndarray:
 
 
 def planted_cells(rng, trials: int, pilots: int) -> list[str]:
-    lines = ["| planted difference | inputs | repeats | detected | predicted by plan | interval covers truth "
-             "| wrong direction |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| planted difference | inputs | repeats | detected | plan, true variances | plan, pilot's estimates "
+             "| plan, planned (pessimistic) | interval covers truth | wrong direction |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for diff in PLANTED:
-        truth = true_difference(rng, diff, 0.2)
+        true_diff, between, within = truth(rng, diff, 0.2)
         for n in (10, 30):
             for k in REPEATS:
                 a, b = simulate(rng, trials, n, k, diff, 0.2)
@@ -224,9 +235,12 @@ def planted_cells(rng, trials: int, pilots: int) -> list[str]:
                 res = stats.difference_verdicts(*s, interval=n > stats.EXACT_UP_TO)
                 right = float((res["direction"] == 1).mean())
                 wrong = float((res["direction"] == -1).mean())
-                cover = float(covers(res, s[0], s[1], truth).mean())
-                pred = predicted(rng, n, k, diff, 0.2, pilots)
-                lines.append(f"| {diff:g} | {n} | {k} | {right:.1%} | {pred:.1%} | {cover:.1%} | {wrong:.1%} |")
+                cover = float(covers(res, s[0], s[1], true_diff).mean())
+                model = stats.predicted_power(diff, between_var=between, within_var=within, inputs=n, repeats=k,
+                                              rate=0.5)
+                pred, pess = predicted(rng, n, k, diff, 0.2, pilots)
+                lines.append(f"| {diff:g} | {n} | {k} | {right:.1%} | {model:.1%} | {pred:.1%} | {pess:.1%} "
+                             f"| {cover:.1%} | {wrong:.1%} |")
     return lines
 
 
@@ -245,18 +259,23 @@ def main() -> None:
     fam, worst_fam = family_cells(rng, args.trials)
     cover, worst_cover = coverage_cells(rng, args.trials)
     planted = planted_cells(rng, args.trials, args.pilots)
-    worst = max(worst_null, worst_track, worst_skew, worst_fam)
+    worst = max(worst_null, worst_skew, worst_fam)
     lines = [f"Machine: {machine()}.", "",
              f"{args.trials} simulated experiments per cell through `lab.stats.difference_verdicts` (behind "
              "`lab.stats.paired_difference`) and `lab.stats.clustered_interval` (behind `lab.stats.rates`). "
-             f"Worst null cell, families family-wise: {worst:.1%} (target <= 6%: {verdict(worst <= TARGET_FALSE)}); "
+             f"Worst null cell (equal repeats, skewed base rates, families family-wise): {worst:.1%} (target <= 6%: "
+             f"{verdict(worst <= TARGET_FALSE)}); with repeats that track the effect: {worst_track:.1%} (target "
+             f"<= 6%: {verdict(worst_track <= TARGET_FALSE)}; see its table); "
              f"worst single-rate coverage where an interval is printed: {worst_cover:.1%} (target >= 93%: "
              f"{verdict(worst_cover >= TARGET_COVER)}).", "",
              "### Null: no average difference, per-input effects ~ N(0, sd)", "",
              "Below 6 inputs the lab answers 'too few inputs to tell'; 6-12 inputs are read by the sign-flip "
              "test (mid-p) and its inverted interval, 13 and more by the t-test over per-input differences.", "",
              *null, "", "### Repeats that track the effect (null, sd 0.4; 20 repeats where A is truly better, 1 "
-             "elsewhere)", "", *track, "",
+             "elsewhere)", "", *track, "", "Counting each input once removes the bias calls weighting had; with "
+             "few inputs the per-input means still differ in precision by the sign of the effect, which neither "
+             "the sign-flip test nor the t-test (7.6% at 10 inputs) fully absorbs. Findings name unequal "
+             "repeats as a caveat.", "",
              "### Skewed base rates (null; per-input base rates ~ Beta with mean 0.05 or 0.95, ICC 0.3)", "", *skew, "",
              "### Families (null everywhere)", "", *fam, "",
              "### Single rates: coverage of the interval over inputs", "",

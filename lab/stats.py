@@ -33,6 +33,7 @@ Error Bars to Evals", 2024). Everything here is over inputs:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from statistics import NormalDist
@@ -203,8 +204,9 @@ def _flip_p(m: np.ndarray, w: np.ndarray, shift: np.ndarray, signs: np.ndarray, 
     """Sign-flip p-value of per-input means ``m`` (weights ``w``) centred on ``shift`` (one per row)."""
     r = w * (m - shift[:, None])
     obs = np.abs(r.sum(-1))[:, None]
-    flipped = np.abs(r @ signs.T)
-    tol = 1e-9 * (np.abs(r).sum(-1)[:, None] + 1e-12)
+    # (experiments, 2**n): the bulk of the bench's and the planner's time, hence float32 with a loose tolerance
+    flipped = np.abs(r.astype(np.float32) @ signs.T.astype(np.float32))
+    tol = 1e-5 * (np.abs(r).sum(-1)[:, None] + 1e-12)
     above = (flipped > obs + tol).mean(-1)
     ties = (np.abs(flipped - obs) <= tol).mean(-1)
     # a statistic of 0 is the least extreme there is: p = 1 (the doubled one-sided mid-p says so too)
@@ -760,30 +762,105 @@ def _reading(row: dict[str, object], value: str, confidence: float) -> str:
 
 # ---- planning: inputs x repeats -----------------------------------------------------------------
 
-def predicted_power(difference: float, *, between_var: float, within_var: float, inputs: int, repeats: int,
-                    confidence: float = 0.95, min_inputs: int = MIN_INPUTS) -> float:
-    """Power of the paired verdict to detect ``difference`` with ``inputs`` x ``repeats``, from the
-    variance components (normal approximation with a t critical value on inputs - 1 degrees of
-    freedom; 0 below ``min_inputs`` inputs, where there is no verdict)."""
-    if inputs < min_inputs:
-        return 0.0
-    se = math.sqrt((between_var + within_var / repeats) / inputs)
-    if se == 0:
+PLAN_QUANTILE = 0.8  # plan on the 80th percentile of the between-input variance the pilot allows
+PLAN_SIMULATIONS = 1000  # simulated experiments per design read by the sign-flip test (6-12 inputs): +-1.5 points
+
+
+@dataclass(frozen=True)
+class _Components:
+    """What a design's power depends on: variance components of a paired difference, and (for
+    0/1 values) the mean rate and the spread of base rates that reproduce the within-input spread."""
+
+    between: float
+    within: float
+    rate: float | None
+    base_var: float
+
+
+def _power_t(difference: float, unit_var: float, n: int, confidence: float) -> float:
+    """Exact power of the two-sided t-test over ``n`` per-input means of variance ``unit_var`` (noncentral t)."""
+    from scipy import special
+
+    if unit_var <= 0:
         return 1.0
-    crit = float(_t_ppf(0.5 + confidence / 2, inputs - 1))
-    shift = abs(difference) / se
-    return float((1 - _NORMAL.cdf(crit - shift)) + _NORMAL.cdf(-crit - shift))
+    df = n - 1
+    crit = float(_t_ppf(0.5 + confidence / 2, df))
+    nc = abs(difference) * math.sqrt(n / unit_var)
+    upper = 1 - float(special.nctdtr(df, nc, crit))
+    lower = float(special.nctdtr(df, nc, -crit))  # the far tail: nan (0, really) when nc is large
+    return upper + (lower if math.isfinite(lower) else 0.0) if math.isfinite(upper) else 1.0
+
+
+def _power_sim(difference: float, c: _Components, n: int, k: int, confidence: float,
+               sims: int = PLAN_SIMULATIONS, seed: int = 0) -> float:
+    """Share of simulated experiments (n inputs x k repeats) in which the lab's own procedure
+    (:func:`difference_verdicts`) finds the difference in its direction. Seeded: the same design
+    always gets the same answer, and a larger design is read on the same draws."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(difference, math.sqrt(max(c.between, 0.0)), (sims, n))
+    if c.rate is not None:
+        base = _beta_like(rng, c.rate, c.base_var, (sims, n))
+        pa, pb = np.clip(base + effect / 2, 0, 1), np.clip(base - effect / 2, 0, 1)
+        sums = (rng.binomial(k, pa) - rng.binomial(k, pb)).astype(float)
+    else:
+        sums = k * (effect + rng.normal(0.0, math.sqrt(c.within / k), (sims, n)))
+    res = difference_verdicts(sums, np.full((sims, n), float(k)), np.zeros((sims, n)), confidence=confidence,
+                              bounds=None, interval=False)
+    return float((res["direction"] == (1 if difference > 0 else -1)).mean())
+
+
+def _beta_like(rng: np.random.Generator, mean: float, var: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Base rates with this mean and variance (a constant when the variance is 0)."""
+    mean = min(max(mean, 1e-3), 1 - 1e-3)
+    var = min(var, mean * (1 - mean) * 0.99)
+    if var <= 1e-9:
+        return np.full(shape, mean)
+    s = mean * (1 - mean) / var - 1
+    return rng.beta(mean * s, (1 - mean) * s, shape)
+
+
+@functools.lru_cache(maxsize=4096)
+def _power(difference: float, c: _Components, n: int, k: int, confidence: float,
+           min_inputs: int = MIN_INPUTS, sims: int = PLAN_SIMULATIONS) -> float:
+    """Power of the lab's reading at n inputs x k repeats: simulated through its sign-flip test up
+    to ``EXACT_UP_TO`` inputs, the t-test's exact power above (the t-test is what it runs there)."""
+    if n < min_inputs:
+        return 0.0
+    if n <= EXACT_UP_TO:
+        # far out of reach for the t-test at this size: the sign-flip test (never much stronger) is too
+        if _power_t(difference, c.between + c.within / k, n, confidence) < 0.2:
+            return _power_t(difference, c.between + c.within / k, n, confidence)
+        return _power_sim(difference, c, n, k, confidence, sims=sims)
+    return _power_t(difference, c.between + c.within / k, n, confidence)
+
+
+def predicted_power(difference: float, *, between_var: float, within_var: float, inputs: int, repeats: int,
+                    confidence: float = 0.95, min_inputs: int = MIN_INPUTS, rate: float | None = None) -> float:
+    """Power of the paired verdict to detect ``difference`` with ``inputs`` x ``repeats``, from the
+    variance components: the lab's own procedure, simulated through its sign-flip test for 6-12
+    inputs (0/1 outcomes at ``rate`` when given, else normal per-input means) and the t-test's exact
+    power above; 0 below ``min_inputs`` inputs, where there is no verdict."""
+    c = _components(between_var, within_var, rate)
+    return _power(difference, c, inputs, repeats, confidence, min_inputs)
+
+
+def _components(between: float, within: float, rate: float | None) -> _Components:
+    base_var = 0.0 if rate is None else max(0.0, rate * (1 - rate) - within / 2)
+    return _Components(between=between, within=within, rate=rate, base_var=base_var)
 
 
 @dataclass(frozen=True)
 class PlanOption:
-    """One way to reach the requested power: ``inputs`` x ``repeats`` per variant."""
+    """One way to reach the requested power: ``inputs`` x ``repeats`` per variant. ``power`` is
+    predicted on the pessimistic between-input variance the plan uses, ``power_if_as_estimated``
+    on the pilot's own estimate."""
 
     inputs: int
     repeats: int
     calls: int
     power: float
     cost_usd: float | None
+    power_if_as_estimated: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -806,6 +883,8 @@ class Plan:
     advice: str
     cost_per_call: float | None
     notes: list[str] = field(default_factory=list)
+    between_var_planned: float = math.nan
+    rate: float | None = None
 
     # what lab.batch.suggest reads
     @property
@@ -820,10 +899,13 @@ class Plan:
     def batch_cost_usd(self) -> float | None:
         return None if self.cost_usd is None else self.cost_usd / 2
 
-    def power_at(self, inputs: int, repeats: int) -> float:
-        """Predicted power with ``inputs`` x ``repeats`` per variant."""
-        return predicted_power(self.difference, between_var=self.between_var, within_var=self.within_var,
-                               inputs=inputs, repeats=repeats, confidence=self.confidence)
+    def power_at(self, inputs: int, repeats: int, *, as_estimated: bool = False) -> float:
+        """Predicted power with ``inputs`` x ``repeats`` per variant, on the planned (pessimistic)
+        between-input variance, or with ``as_estimated=True`` on the pilot's own estimate."""
+        between = self.between_var if as_estimated or not math.isfinite(self.between_var_planned) \
+            else self.between_var_planned
+        return predicted_power(self.difference, between_var=between, within_var=self.within_var, inputs=inputs,
+                               repeats=repeats, confidence=self.confidence, rate=self.rate)
 
     def table(self) -> pd.DataFrame:
         """Every option considered: inputs needed at each number of repeats, calls, power, cost."""
@@ -835,7 +917,11 @@ class Plan:
         lines = [
             f"To detect {self.a} - {self.b} = {self.difference:g} with {self.power:.0%} power at {self.confidence:.0%} "
             f"confidence: {r.inputs} inputs x {r.repeats} repeats ({r.calls} calls{cost}).",
-            f"Variance of a paired difference: between inputs {self.between_var:.4f}, within an input "
+            f"Predicted power {r.power:.0%} on the planned between-input variance, {r.power_if_as_estimated:.0%} if it "
+            "is as the pilot estimated.",
+            f"Variance of a paired difference: between inputs {self.between_var:.4f} as estimated, planned on "
+            f"{self.between_var_planned:.4f} (the {PLAN_QUANTILE:.0%} upper bound the pilot allows: a pilot's spread "
+            f"is uncertain, and optimism here is what makes experiments too small); within an input "
             f"{self.within_var:.4f} (divided by repeats).",
             self.advice,
             f"The current experiment ({self.pilot_inputs} inputs x {self.pilot_repeats} repeats) can detect a "
@@ -873,22 +959,56 @@ def variance_components(pairs: pd.DataFrame, cluster: str = "input_id") -> tuple
     return between, within, notes
 
 
+def _planned_between(pairs: pd.DataFrame, within: float, cluster: str = "input_id") -> float:
+    """The between-input variance at its ``PLAN_QUANTILE`` upper bound: the spread of the pilot's
+    per-input mean differences, taken at a chi-square upper bound, less the within-input part."""
+    d = (pairs["a"] - pairs["b"]).to_numpy(dtype=float)
+    codes = pd.factorize(pairs[cluster].astype(str))[0] if cluster in pairs else np.arange(len(d))
+    sums, sizes, _ = _cluster_sums(d, codes)
+    n = len(sums)
+    if n < 2:
+        return math.nan
+    total = float(np.var(sums / sizes, ddof=1)) * (n - 1) / float(_chi2_low(n - 1, 1 - PLAN_QUANTILE))
+    return max(0.0, total - within * float(np.mean(1 / sizes)))
+
+
+def _fewest_inputs(power_at, target: float, max_inputs: int) -> int | None:
+    """The smallest n >= MIN_INPUTS with power_at(n) >= target (exact: every n up to EXACT_UP_TO,
+    then a bisection on the t-test's power, which grows with n)."""
+    for n in range(MIN_INPUTS, EXACT_UP_TO + 1):
+        if power_at(n) >= target:
+            return n
+    lo, hi = EXACT_UP_TO, EXACT_UP_TO + 1
+    while power_at(hi) < target:
+        lo, hi = hi, hi * 2
+        if lo > max_inputs:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if power_at(mid) >= target else (mid, hi)
+    return hi if hi <= max_inputs else None
+
+
 def plan(pilot: pd.DataFrame, a: str, b: str, *, difference: float, value: str = "passed", power: float = 0.8,
          confidence: float = 0.95, variant_col: str = "variant", pair_on: Sequence[str] = PAIR_KEYS,
          repeat_choices: Sequence[int] = REPEAT_CHOICES, max_inputs: int = 100_000) -> Plan:
     """From a pilot run, plan an experiment that detects ``a`` - ``b`` = ``difference``: inputs x repeats.
 
     The pilot's paired differences give two variance components: between inputs (how much the
-    effect differs from input to input) and within an input (the model's sampling noise). The
-    variance of the verdict's estimate is ``(between + within / repeats) / inputs``: repeats only
-    shrink the second part. For each number of repeats in ``repeat_choices`` the plan finds the
-    inputs needed (at least ``MIN_INPUTS``); ``recommended`` is the option with the fewest calls;
-    ``repeats_for_pilot_inputs`` is the repeats that reach the power on the pilot's own inputs, or
-    None when no number can ("add inputs: the spread between inputs dominates"). ``detectable_now``
-    is the smallest difference the pilot's own size detects with ``power``. Cost uses the pilot's mean
-    ``cost_usd`` per call (None when a price is unknown); batch APIs bill half. When the pilot's pairs
-    never differ, the within-input spread of independent outcomes at its mean rate (clipped to
-    0.05..0.95) is assumed, so a tiny pilot never claims one call is enough.
+    effect differs from input to input) and within an input (the model's sampling noise); repeats
+    only shrink the second. A pilot's between-input variance is uncertain (and easily estimated as
+    0), so the plan uses its ``PLAN_QUANTILE`` upper bound and says so; ``power_if_as_estimated``
+    gives the power on the point estimate. Power is that of the lab's own reading: simulated through
+    the sign-flip test for 6-12 inputs (0/1 outcomes at the pilot's rates), the t-test's exact power
+    above. For each number of repeats in ``repeat_choices`` the plan finds the fewest inputs that
+    reach ``power`` (an exact search); ``recommended`` is the option with the fewest calls, ties
+    going to more inputs; ``repeats_for_pilot_inputs`` is the repeats that reach the power on the
+    pilot's own inputs, or None when no number can ("add inputs: the spread between inputs
+    dominates"). ``detectable_now`` is the smallest difference the pilot's own size detects with
+    ``power``. Cost uses the pilot's mean ``cost_usd`` per call (None when a price is unknown); batch
+    APIs bill half. When the pilot's pairs never differ, the within-input spread of independent
+    outcomes at its mean rate (clipped to 0.05..0.95) is assumed, so a tiny pilot never claims one
+    call is enough.
     """
     if isinstance(difference, bool) or not (isinstance(difference, (int, float)) and difference > 0):
         raise ParameterError(f"difference must be a positive number (the effect to detect), got {difference!r}")
@@ -898,68 +1018,79 @@ def plan(pilot: pd.DataFrame, a: str, b: str, *, difference: float, value: str =
     if len(pairs) < 2:
         raise ParameterError(f"the pilot has {len(pairs)} pair(s) of {a!r} and {b!r} with a {value} value; run at least 2")
     between, within, notes = variance_components(pairs)
+    both = np.concatenate([pairs["a"], pairs["b"]])
+    rate = float(both.mean()) if _is_rate(both) else None
     if between == 0 and within == 0:
-        p = float(np.clip(np.concatenate([pairs["a"], pairs["b"]]).mean(), 0.05, 0.95))
+        p = float(np.clip(both.mean(), 0.05, 0.95))
         within = 2 * p * (1 - p)
         notes.append(f"The pilot's pairs never differed; assumed independent outcomes at rate {p:.2f}.")
+    planned = _planned_between(pairs, within)
+    if not math.isfinite(planned):
+        planned = between
+    comp = _components(planned, within, rate)
+    central = _components(between, within, rate)
     n_inputs = int(pairs["input_id"].nunique()) if "input_id" in pairs else len(pairs)
     pilot_repeats = max(1, round(len(pairs) / max(n_inputs, 1)))
     sub = pilot[pilot[variant_col].isin([a, b])]
     costs = sub["cost_usd"] if "cost_usd" in sub else pd.Series(dtype=float)
     per_call = None if costs.empty or costs.isna().any() else float(costs.mean())
-    z = float(_NORMAL.inv_cdf(0.5 + confidence / 2) + _NORMAL.inv_cdf(power))
-
-    def inputs_needed(k: int) -> int | None:
-        var = between + within / k
-        n = max(MIN_INPUTS, math.ceil((z ** 2) * var / difference ** 2))
-        while n <= max_inputs:
-            if predicted_power(difference, between_var=between, within_var=within, inputs=n, repeats=k,
-                               confidence=confidence) >= power:
-                return n
-            n = n + 1 if n < 200 else math.ceil(n * 1.01)
-        return None
 
     options = []
     for k in sorted(set(int(r) for r in repeat_choices)):
-        n = inputs_needed(k)
+        n = _fewest_inputs(lambda n, k=k: _power(difference, comp, n, k, confidence), power, max_inputs)
         if n is None:
             continue
         calls = 2 * n * k
-        options.append(PlanOption(inputs=n, repeats=k, calls=calls,
-                                  power=predicted_power(difference, between_var=between, within_var=within, inputs=n,
-                                                        repeats=k, confidence=confidence),
-                                  cost_usd=None if per_call is None else per_call * calls))
+        options.append(PlanOption(inputs=n, repeats=k, calls=calls, power=_power(difference, comp, n, k, confidence),
+                                  cost_usd=None if per_call is None else per_call * calls,
+                                  power_if_as_estimated=_power(difference, central, n, k, confidence)))
     if not options:
         raise ParameterError(f"no plan reaches {power:.0%} power for a difference of {difference:g} within "
                              f"{max_inputs} inputs; ask about a larger difference")
-    recommended = min(options, key=lambda o: (o.calls, o.inputs))
-    on_pilot = [k for k in range(1, 1001)
-                if predicted_power(difference, between_var=between, within_var=within, inputs=n_inputs, repeats=k,
-                                   confidence=confidence) >= power]
-    limit = predicted_power(difference, between_var=between, within_var=0.0, inputs=n_inputs, repeats=1,
-                            confidence=confidence) if n_inputs >= MIN_INPUTS else 0.0
-    if on_pilot:
-        advice = (f"On the pilot's {n_inputs} inputs, {on_pilot[0]} repeats reach {power:.0%} power"
-                  + ("." if on_pilot[0] <= recommended.repeats or recommended.inputs >= n_inputs else
+    recommended = min(options, key=lambda o: (o.calls, -o.inputs))
+    rough = PLAN_SIMULATIONS // 4  # the searches below say "about": fewer simulated experiments will do
+    on_pilot = _repeats_on(lambda k: _power(difference, comp, n_inputs, k, confidence, sims=rough), power)
+    if on_pilot is not None:
+        advice = (f"On the pilot's {n_inputs} inputs, {on_pilot} repeats reach {power:.0%} power"
+                  + ("." if on_pilot <= recommended.repeats or recommended.inputs >= n_inputs else
                      f"; {recommended.inputs} inputs x {recommended.repeats} repeats is cheaper."))
     elif n_inputs < MIN_INPUTS:
         advice = f"add inputs: {n_inputs} inputs are below the {MIN_INPUTS} a verdict needs, whatever the repeats."
     else:
-        unlimited = inputs_needed(10 ** 6)
+        limit = _power(difference, _components(planned, 0.0, None), n_inputs, 10 ** 6, confidence)
+        unlimited = _fewest_inputs(lambda n: _power(difference, _components(planned, 0.0, None), n, 1, confidence),
+                                   power, max_inputs)
         advice = (f"add inputs: the spread between inputs dominates. On the pilot's {n_inputs} inputs no number of "
                   f"repeats reaches {power:.0%} power (at most {limit:.0%}); even with unlimited repeats it takes "
                   f"{unlimited if unlimited is not None else 'more than ' + str(max_inputs)} inputs.")
-    crit = z
-    if n_inputs >= MIN_INPUTS:
-        crit = float(_t_ppf(0.5 + confidence / 2, n_inputs - 1) + _NORMAL.inv_cdf(power))
-        detectable = crit * math.sqrt((between + within / pilot_repeats) / n_inputs)
-    else:
-        detectable = math.inf
+    detectable = _detectable(lambda d: _power(d, comp, n_inputs, pilot_repeats, confidence, sims=rough),
+                             power) if n_inputs >= MIN_INPUTS else math.inf
     return Plan(a=a, b=b, difference=float(difference), power=power, confidence=confidence, between_var=between,
                 within_var=within, pilot_inputs=n_inputs, pilot_repeats=pilot_repeats, detectable_now=detectable,
-                options=options, recommended=recommended,
-                repeats_for_pilot_inputs=on_pilot[0] if on_pilot else None, advice=advice, cost_per_call=per_call,
-                notes=notes)
+                options=options, recommended=recommended, repeats_for_pilot_inputs=on_pilot, advice=advice,
+                cost_per_call=per_call, notes=notes, between_var_planned=planned, rate=rate)
+
+
+def _repeats_on(power_at, target: float, most: int = 1000) -> int | None:
+    """The fewest repeats (1..most) that reach ``target`` on a fixed number of inputs, or None."""
+    if power_at(most) < target:
+        return None
+    lo, hi = 0, most
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if power_at(mid) >= target else (mid, hi)
+    return hi
+
+
+def _detectable(power_at, target: float) -> float:
+    """The smallest difference (to 0.001) that reaches ``target`` power; inf when even 2 does not."""
+    if power_at(2.0) < target:
+        return math.inf
+    lo, hi = 0.0, 2.0
+    while hi - lo > 1e-3:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if power_at(mid) >= target else (mid, hi)
+    return hi
 
 
 @dataclass(frozen=True)

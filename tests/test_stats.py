@@ -387,3 +387,41 @@ def test_a_split_by_four_tags_is_one_family_adjusted_by_holm():
     assert w["verdict"] == "no detectable difference" and w["low"] <= 0 <= w["high"]
     assert "Holm-adjusted over 4 tags" in w["reading"] and res.loc["all", "family"] == 1
     assert lab.stats.holm([0.01, 0.04, 0.03, 0.5]).tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_the_plan_is_the_exact_minimum_on_a_pessimistic_spread_and_says_so():
+    pilot = _pilot([0.3, 0.1, 0.2, 0.0, 0.4, 0.2, 0.1, 0.3, 0.2, 0.0], repeats=4, seed=3)
+    p = stats.plan(pilot, "A", "B", difference=0.15)
+    assert p.between_var_planned > p.between_var  # planned on the upper bound, not the point estimate
+    assert "80% upper bound the pilot allows" in str(p)
+    for o in p.options:  # the fewest inputs that reach the power, no overshoot
+        assert p.power_at(o.inputs, o.repeats) >= 0.8 > p.power_at(o.inputs - 1, o.repeats)
+        assert o.power_if_as_estimated >= o.power
+    r = p.recommended
+    assert all((o.calls, -o.inputs) >= (r.calls, -r.inputs) for o in p.options)  # ties go to more inputs
+    assert f"Predicted power {r.power:.0%} on the planned between-input variance" in str(p)
+
+
+def test_a_pilot_with_no_measured_spread_between_inputs_still_plans_for_one():
+    """A between-input variance estimated at 0 used to make repeats look as good as inputs."""
+    pilot = _pilot([0.0] * 8, repeats=10, seed=1)
+    p = stats.plan(pilot, "A", "B", difference=0.2)
+    assert p.between_var == 0 and p.between_var_planned > 0
+    assert p.power_at(8, 1000) < 0.95  # endless repeats on 8 inputs are not a sure thing
+
+
+def test_the_planner_predicts_the_sign_flip_test_it_will_run_at_ten_inputs():
+    """At 10 inputs the verdict is the sign-flip test's: the predicted power is that test's power on
+    the same model, not a t-test's (which promised 72% where 55% was achieved)."""
+    rng = np.random.default_rng(4)
+    trials, n, k, diff = 3000, 10, 5, 0.3
+    base = rng.uniform(0.3, 0.7, (trials, n, 1))
+    effect = rng.normal(diff, 0.2, (trials, n, 1))
+    a = rng.binomial(k, np.clip(base + effect / 2, 0, 1)[..., 0])
+    b = rng.binomial(k, np.clip(base - effect / 2, 0, 1)[..., 0])
+    res = stats.difference_verdicts((a - b).astype(float), np.full((trials, n), float(k)), np.zeros((trials, n)),
+                                    interval=False)
+    achieved = float((res["direction"] == 1).mean())
+    within = float(np.mean(2 * base * (1 - base)))  # two independent 0/1 calls at each input's base rate
+    predicted = stats.predicted_power(diff, between_var=0.04, within_var=within, inputs=n, repeats=k, rate=0.5)
+    assert abs(predicted - achieved) < 0.05, (predicted, achieved)
