@@ -229,6 +229,9 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
                 verdict = None
             by_tag = res.drop(index="all")
             drivers = _drivers(by_tag, verdict, a, b, confidence)
+        if len(variants) > 2:
+            caveats.append(f"{len(variants)} framings: this block compares {a} and {b}; every pair read as one "
+                           "Holm-adjusted family is lab.stats.pairwise(runs) (Comparison.pairwise())")
         esc = paired_difference(df, a, b, value="escaped", confidence=confidence, population=population)
         escapes = esc.iloc[0].to_dict()
         n_inputs = int(df[df["variant"].isin([a, b])]["input_id"].nunique())

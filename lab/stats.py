@@ -677,6 +677,34 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed"
     return out.set_index("tag") if split_by_tag else out.drop(columns="tag")
 
 
+def pairwise(df: pd.DataFrame, variants: Sequence[str] | None = None, *, value: str = "passed",
+             confidence: float = 0.95, higher_is_better: bool | None | Literal["auto"] = "auto",
+             variant_col: str = "variant", pair_on: Sequence[str] = PAIR_KEYS, population: Population = "inputs",
+             weight: Weight = "inputs", min_inputs: int = MIN_INPUTS) -> pd.DataFrame:
+    """Every pair of ``variants`` (default: all, in order of appearance) compared as in
+    :func:`paired_difference`, read as one family: with more than two variants, "which one is best"
+    asks all the pairs at once, so p-values are Holm-adjusted and each interval is drawn at its Holm
+    level (``p_unadjusted`` and the other ``*_unadjusted`` columns keep the figures read alone).
+    One row per pair ``a`` - ``b``."""
+    names = [str(v) for v in (variants or dict.fromkeys(df[variant_col].dropna()))]
+    if len(names) < 2:
+        raise ParameterError(f"pairwise needs at least two variants; got {names}")
+    kw = dict(value=value, higher_is_better=higher_is_better, variant_col=variant_col, pair_on=pair_on,
+              population=population, weight=weight, min_inputs=min_inputs)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    rows = [paired_difference(df, a, b, confidence=confidence, **kw).iloc[0].to_dict() for a, b in pairs]
+    for r in rows:
+        r.pop("reading", None)
+        r["family_of"] = "pairs of variants"
+
+    def again(i: int, level: float) -> dict[str, object]:
+        return paired_difference(df, *pairs[i], confidence=1 - level, **kw).iloc[0].to_dict()
+    adjust_family(rows, list(range(len(rows))) if len(rows) > 1 else [], again, confidence)
+    for r in rows:
+        r["reading"] = _reading(r, value, confidence)
+    return pd.DataFrame(rows)
+
+
 def _input_means(p: pd.DataFrame, cluster: str | None, weight: str) -> dict[str, float]:
     """mean_a and mean_b on the reading's own estimand (per-input means, each input once)."""
     if not len(p):
@@ -747,7 +775,7 @@ def _reading(row: dict[str, object], value: str, confidence: float) -> str:
         return f"{TOO_FEW}: {value} {diff} {size}; a verdict and an interval need {MIN_INPUTS} inputs"
     how = "; ".join(x for x in (format_p(row["p_value"]), row.get("method") or "") if x)
     if row.get("family", 1) > 1:
-        how += f"; Holm-adjusted over {row['family']} tags"
+        how += f"; Holm-adjusted over {row['family']} {row.get('family_of', 'tags')}"
     ci = _interval_text(row["low"], row["high"], confidence) + (f"; {how}" if how else "")
     if row.get("same_everywhere") and row["low"] == row["high"]:
         ci += "; every input gave the same difference"

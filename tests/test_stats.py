@@ -425,3 +425,18 @@ def test_the_planner_predicts_the_sign_flip_test_it_will_run_at_ten_inputs():
     within = float(np.mean(2 * base * (1 - base)))  # two independent 0/1 calls at each input's base rate
     predicted = stats.predicted_power(diff, between_var=0.04, within_var=within, inputs=n, repeats=k, rate=0.5)
     assert abs(predicted - achieved) < 0.05, (predicted, achieved)
+
+
+def test_three_variants_are_compared_as_one_family_of_pairs():
+    rows = []
+    for i in range(8):
+        for r in range(3):
+            for v, p in (("A", 1.0 if i < 5 else 0.0), ("B", 0.0), ("C", 0.0)):
+                rows.append({"variant": v, "input_id": f"i{i}", "repeat": r, "model": "m", "passed": p})
+    res = lab.stats.pairwise(pd.DataFrame(rows)).set_index(["a", "b"])
+    ab = res.loc[("A", "B")]
+    assert ab["verdict_unadjusted"] == "A better" and ab["family"] == 3
+    assert ab["p_value"] == pytest.approx(min(1.0, 3 * ab["p_unadjusted"]))
+    assert (ab["verdict"] == "A better") == (ab["low"] > 0) and ab["low"] <= ab["low_unadjusted"]
+    assert "Holm-adjusted over 3 pairs of variants" in ab["reading"]
+    assert res.loc[("B", "C"), "verdict"] == "no detectable difference"
