@@ -301,8 +301,10 @@ def clustered_interval(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *
             width = hi - lo
             p = np.clip((est - lo) / width, 0, 1)
             v = var / width ** 2
-            if population == "inputs":  # few inputs from a skewed population understate the spread: be pessimistic
-                v = v * np.where(n > 1, (n - 1) / _chi2_low(np.maximum(n - 1, 1), RATE_VARIANCE_QUANTILE), 1.0)
+            if population == "inputs":  # few inputs from a skewed population understate the spread: be pessimistic,
+                # but never beyond the most a mean of n values in [0, 1] can vary (one call per input already is that)
+                pess = v * np.where(n > 1, (n - 1) / _chi2_low(np.maximum(n - 1, 1), RATE_VARIANCE_QUANTILE), 1.0)
+                v = np.minimum(pess, np.maximum(v, p * (1 - p) / np.maximum(n, 1)))
             units = n if population == "inputs" else calls
             n_eff = np.where((v > 0) & (p * (1 - p) > 0), p * (1 - p) / np.where(v > 0, v, 1), units)
             n_eff = np.clip(n_eff, 1e-9, np.maximum(calls, 1e-9))  # never more evidence than calls
