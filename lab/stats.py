@@ -954,11 +954,17 @@ class Plan:
             f"is uncertain, and optimism here is what makes experiments too small); within an input "
             f"{self.within_var:.4f} (divided by repeats).",
             self.advice,
-            f"The current experiment ({self.pilot_inputs} inputs x {self.pilot_repeats} repeats) can detect a "
-            f"difference of about {self.detectable_now:.3f}." if math.isfinite(self.detectable_now) else
-            f"The current experiment ({self.pilot_inputs} inputs) is below the {MIN_INPUTS} inputs a verdict needs.",
+            self._detectable_text(),
         ]
         return "\n".join(lines + self.notes)
+
+    def _detectable_text(self) -> str:
+        now = f"The current experiment ({plural(self.pilot_inputs, 'input')} x {plural(self.pilot_repeats, 'repeat')})"
+        if self.pilot_inputs < MIN_INPUTS:
+            return f"{now} is below the {MIN_INPUTS} inputs a verdict needs."
+        if not math.isfinite(self.detectable_now) or (self.rate is not None and self.detectable_now > 1):
+            return f"{now} cannot detect even the largest possible difference with {self.power:.0%} power."
+        return f"{now} can detect a difference of about {self.detectable_now:.3f}."
 
     def _repr_html_(self) -> str:
         import html

@@ -440,3 +440,9 @@ def test_three_variants_are_compared_as_one_family_of_pairs():
     assert (ab["verdict"] == "A better") == (ab["low"] > 0) and ab["low"] <= ab["low_unadjusted"]
     assert "Holm-adjusted over 3 pairs of variants" in ab["reading"]
     assert res.loc[("B", "C"), "verdict"] == "no detectable difference"
+
+
+def test_a_plan_never_promises_to_detect_more_than_a_rate_can_differ():
+    p = stats.plan(_pilot([0.8, -0.8] * 4, repeats=20), "A", "B", difference=0.1)
+    assert "cannot detect even the largest possible difference with 80% power" in str(p)
+    assert "The current experiment (8 inputs x 20 repeats)" in str(p)
