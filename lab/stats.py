@@ -474,14 +474,15 @@ def _interval_row(v: pd.Series, g: pd.DataFrame, cluster: str | None, *, confide
     return {k: float(ci[k][0]) for k in ("estimate", "low", "high", "inputs", "calls")}
 
 
-def rate_text(k: int, n: int, inputs: int, rate: float, low: float, high: float, *, repeats: float | None = None) -> str:
+def rate_text(k: int, n: int, inputs: int, rate: float, low: float, high: float, *,
+              repeats: float | None = None) -> str:
     """A rate as a reader should see it: ``"40% [22%, 61%] (10 inputs x 3)"``, or counts when there
     is no interval: ``"0 of 6 calls on 2 inputs (too few inputs for an interval)"``."""
     if not n or not math.isfinite(rate):
         return "no calls"
     if not (math.isfinite(low) and math.isfinite(high)):
         return f"{int(k)} of {plural(n, 'call')} on {plural(inputs, 'input')} (too few inputs for an interval)"
-    reps = repeats if repeats is not None else round(n / max(inputs, 1), 1)
+    reps = repeats if repeats is not None else round(float(n) / max(int(inputs), 1), 1)  # Python's rounding, not numpy's
     return f"{rate:.0%} [{low:.0%}, {high:.0%}] ({plural(inputs, 'input')} x {reps:g})"
 
 
@@ -946,7 +947,7 @@ class Plan:
         cost = "" if r.cost_usd is None else f", about ${r.cost_usd:.4f} (${r.cost_usd / 2:.4f} with a batch API)"
         lines = [
             f"To detect {self.a} - {self.b} = {self.difference:g} with {self.power:.0%} power at {self.confidence:.0%} "
-            f"confidence: {r.inputs} inputs x {r.repeats} repeats ({r.calls} calls{cost}).",
+            f"confidence: {plural(r.inputs, 'input')} x {plural(r.repeats, 'repeat')} ({r.calls} calls{cost}).",
             f"Predicted power {r.power:.0%} on the planned between-input variance, {r.power_if_as_estimated:.0%} if it "
             "is as the pilot estimated.",
             f"Variance of a paired difference: between inputs {self.between_var:.4f} as estimated, planned on "
@@ -1087,17 +1088,18 @@ def plan(pilot: pd.DataFrame, a: str, b: str, *, difference: float, value: str =
     rough = PLAN_SIMULATIONS // 4  # the searches below say "about": fewer simulated experiments will do
     on_pilot = _repeats_on(lambda k: _power(difference, comp, n_inputs, k, confidence, sims=rough), power)
     if on_pilot is not None:
-        advice = (f"On the pilot's {n_inputs} inputs, {on_pilot} repeats reach {power:.0%} power"
+        advice = (f"On the pilot's {plural(n_inputs, 'input')}, {plural(on_pilot, 'repeat')} reach {power:.0%} power"
                   + ("." if on_pilot <= recommended.repeats or recommended.inputs >= n_inputs else
-                     f"; {recommended.inputs} inputs x {recommended.repeats} repeats is cheaper."))
+                     f"; {plural(recommended.inputs, 'input')} x {plural(recommended.repeats, 'repeat')} is cheaper."))
     elif n_inputs < MIN_INPUTS:
-        advice = f"add inputs: {n_inputs} inputs are below the {MIN_INPUTS} a verdict needs, whatever the repeats."
+        advice = (f"add inputs: {plural(n_inputs, 'input')} {'is' if n_inputs == 1 else 'are'} below the {MIN_INPUTS} "
+                  "a verdict needs, whatever the repeats.")
     else:
         limit = _power(difference, _components(planned, 0.0, None), n_inputs, 10 ** 6, confidence)
         unlimited = _fewest_inputs(lambda n: _power(difference, _components(planned, 0.0, None), n, 1, confidence),
                                    power, max_inputs)
-        advice = (f"add inputs: the spread between inputs dominates. On the pilot's {n_inputs} inputs no number of "
-                  f"repeats reaches {power:.0%} power (at most {limit:.0%}); even with unlimited repeats it takes "
+        advice = (f"add inputs: the spread between inputs dominates. On the pilot's {plural(n_inputs, 'input')} "
+                  f"no number of repeats reaches {power:.0%} power (at most {limit:.0%}); even with unlimited repeats it takes "
                   f"{unlimited if unlimited is not None else 'more than ' + str(max_inputs)} inputs.")
     detectable = _detectable(lambda d: _power(d, comp, n_inputs, pilot_repeats, confidence, sims=rough),
                              power) if n_inputs >= MIN_INPUTS else math.inf

@@ -194,7 +194,8 @@ class Ablation:
                     calls.append(read)
         for tags in ("all", "by tag"):
             family = [i for i, r in enumerate(rows) if (r["tag"] == "all") == (tags == "all")]
-            adjust_family(rows, family, lambda i, level: self._again(calls[i], rows[i]["tag"], 1 - level), self.confidence)
+            adjust_family(rows, family, lambda i, level: self._again(calls[i], rows[i]["tag"], 1 - level),
+                          self.confidence)
         for r in rows:
             r["beyond_noise"] = r["verdict"] in ("A higher", "B higher")
             r["reading"] = self._reading(r, added)
@@ -282,7 +283,8 @@ class Ablation:
         except ParameterError:
             return ""
         return (f" To tell a change of 0.10 in {measure['measure'].replace('_', ' ')} from the noise: "
-                f"about {needed.inputs} inputs x {needed.repeats} repeats ({needed.calls} calls per variant; "
+                f"about {plural(needed.inputs, 'input')} x {plural(needed.repeats, 'repeat')} "
+                f"({needed.calls} calls per variant; "
                 "lab.stats.plan says when more repeats cannot help).")
 
     def figure(self, measure: str | None = None, *, tag: str = "all"):
