@@ -211,7 +211,7 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
     per = pd.concat(frames, axis=1)
     size = df.groupby("variant", sort=False).agg(inputs=("input_id", "nunique"), calls=("id", "size"))
     per = per.join(size)
-    per["repeats"] = (per["calls"] / per["inputs"]).round(1)
+    per["repeats"] = [round(float(c) / max(int(i), 1), 1) for c, i in zip(per["calls"], per["inputs"])]  # as rate_text
     per = per.reindex([v for v in variants if v in per.index])
 
     caveats: list[str] = []
