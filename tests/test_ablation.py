@@ -197,7 +197,7 @@ def test_no_part_beyond_the_noise_is_said_plainly_with_the_inputs_needed(parts_p
                         repeats=1, seed=1, log=run_log)
     text = result.verdict()
     assert text.startswith("No part's removal changes any outcome rate beyond the noise over 6 inputs")
-    assert re.search(r"about \d+ inputs x \d+ repeats? \(\d+ calls per variant", text), text
+    assert re.search(r"about \d+ inputs x \d+ repeats? \(\d+ calls for the two variants", text), text
 
 
 def test_the_figure_has_one_row_per_part_with_its_interval(planted):

@@ -284,7 +284,7 @@ class Ablation:
             return ""
         return (f" To tell a change of 0.10 in {measure['measure'].replace('_', ' ')} from the noise: "
                 f"about {plural(needed.inputs, 'input')} x {plural(needed.repeats, 'repeat')} "
-                f"({needed.calls} calls per variant; "
+                f"({needed.calls} calls for the two variants; "
                 "lab.stats.plan says when more repeats cannot help).")
 
     def figure(self, measure: str | None = None, *, tag: str = "all"):
