@@ -236,8 +236,9 @@ def planted_cells(rng, trials: int, pilots: int) -> list[str]:
                 right = float((res["direction"] == 1).mean())
                 wrong = float((res["direction"] == -1).mean())
                 cover = float(covers(res, s[0], s[1], true_diff).mean())
-                model = stats.predicted_power(diff, between_var=between, within_var=within, inputs=n, repeats=k,
-                                              rate=0.5)
+                comp = stats._components(between, within, 0.5)  # the planner's power model, 8,000 experiments
+                model = stats._power_sim(diff, comp, n, k, 0.95, sims=8000) if n <= stats.EXACT_UP_TO else \
+                    stats.predicted_power(diff, between_var=between, within_var=within, inputs=n, repeats=k, rate=0.5)
                 pred, pess = predicted(rng, n, k, diff, 0.2, pilots)
                 lines.append(f"| {diff:g} | {n} | {k} | {right:.1%} | {model:.1%} | {pred:.1%} | {pess:.1%} "
                              f"| {cover:.1%} | {wrong:.1%} |")
