@@ -29,7 +29,7 @@ root = lab.notebooks.project_root(chdir=True)  # paths below are relative to the
 # %% tags=["parameters"]
 model = "local:smollm2"
 prompt = "prompts/sentiment.yaml"
-inputs = "prompts/sentiment_inputs.yaml"
+inputs = "prompts/persona_vs_honest_inputs.yaml"
 repeats = 3
 rounds = 1
 concurrency = None
@@ -61,10 +61,12 @@ lab.plots.paired_difference(runs.df, "honest", "persona", grades)
 # ## How the answers were graded
 #
 # Every answer is graded against the input's `expected` answer (no grader is named, so the default:
-# normalized match at the start of the output). Reviews are answerable; the recipe and the empty
-# text are `unanswerable`, where the way out is the right answer. "Appropriate" counts the right label
-# where there is one and the way out where there is none; intervals are 95% over inputs and
-# n = inputs x repeats.
+# normalized match at the start of the output). The 48 inputs: 24 plain reviews, 12 odd but
+# answerable ones (sarcasm, other languages, injected instructions), and 12 texts that are not reviews
+# at all (`unanswerable`: a recipe, a shipping notice, code, an empty text), where the way out is the
+# right answer. The answer at the top says which framing behaves appropriately more often (the right label
+# where there is one, the way out where there is none), with 95% intervals over inputs and
+# n = inputs x repeats, or that there is no winner. Tag readings are adjusted together (Holm).
 #
 # ## Outcomes per framing
 #
