@@ -38,7 +38,7 @@ from .store import RunLog, RunRecord, now
 from .tables import summary
 
 if TYPE_CHECKING:
-    from .stats import PowerEstimate
+    from .stats import Plan, PowerEstimate
 
 #: run rows written per transaction while ingesting
 _CHUNK = 1000
@@ -325,11 +325,11 @@ def status(experiment_id: str, *, log: RunLog | str | Path | None = None) -> Bat
     return BatchRun(experiment_id, log, log.batches(experiment_id))
 
 
-def suggest(planned: Experiment | PowerEstimate, model: str | list[str] | None = None) -> str:
+def suggest(planned: Experiment | Plan | PowerEstimate, model: str | list[str] | None = None) -> str:
     """One line of advice on how to run a planned experiment: live, or as a provider batch.
 
     Give an :class:`Experiment` (its planned calls and an upper cost estimate at batch prices), or
-    the :class:`lab.stats.PowerEstimate` from ``lab.stats.repeats_needed(pilot, ...)`` together with the
+    a :class:`lab.stats.Plan` from ``lab.stats.plan(pilot, ...)`` (or a :class:`lab.stats.PowerEstimate`) with the
     model(s) the full run will use. From about ``BATCH_SUGGESTED_CALLS`` calls on an ``anthropic:``
     or ``openai:`` model it suggests batch mode (half price, results within 24 hours); on other
     models it suggests a self-hosted OpenAI-compatible server with more concurrency.

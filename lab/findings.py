@@ -253,7 +253,7 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
         has_expected = "expected" in df and df["expected"].map(lambda e: e is not None and e == e).any()
         caveats.append(
             f"ungraded: no grades for these runs yet, so nothing says which answers are correct ({len(answered)} "
-            "answered runs; the inputs have expected answers: lab.grade(runs, lab.grading.default_grader()) grades them)"
+            "answered runs; the inputs have expected answers: lab.grade(runs, lab.graders.default_grader()) grades them)"
             if has_expected else
             f"ungraded: no grader and no expected answers, so nothing says which answers are correct "
             f"({len(answered)} answered runs)")

@@ -228,7 +228,7 @@ def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame |
 
 def retry_spread(runs: pd.DataFrame) -> go.Figure:
     """For each input (and variant): agreement across retries, the share of samples giving the most
-    common answer (the whole output, normalized as ``lab.grading.normalize`` does). Consistent answers suggest the model "knows";
+    common answer (the whole output, normalized as ``lab.text.normalize`` does). Consistent answers suggest the model "knows";
     scatter suggests guessing. The label on each bar is the number of distinct answers."""
     title = "Retry spread per input: agreement across samples (label: distinct answers, n samples)"
     df = runs[(runs["outcome"] != "error") & (runs["role"].fillna("answer") == "answer")].copy() if len(runs) else runs

@@ -29,8 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
+
 from .errors import CallCancelled, LabError, ParameterError, PromptFileError
-from .grading import rate
+from .graders import graders_or_default
+from .grading import grade, rate
+from .grid import GradeBadge, badge
 from .inputs import InputRow, InputSet, load_inputs
 from .progress import Progress
 from .prompts import PromptFile, Variant, check_template, load_prompt, version_of
@@ -38,6 +42,7 @@ from .runner import DEFAULT_MODEL, Experiment, Runner, record_prompt_version, ru
 from .secrets import looks_like_secret
 from .store import RunLog, RunRecord, new_id
 from .techniques._common import experiment_id as new_experiment_id
+from .techniques._common import resolve_graders
 from .techniques.conversation import Conversation
 from .techniques.critique import DEFAULT_RUBRIC, STOP_PHRASE, critique_round
 
@@ -286,14 +291,6 @@ class Session:
         turn.samples.append(rec)
         return rec
 
-    def retry(self) -> RunRecord | list[RunRecord]:
-        """Deprecated spelling of :meth:`reroll` (``lab.retry`` is N independent samples of a prompt)."""
-        import warnings
-
-        warnings.warn("Session.retry() is deprecated and goes away in the next version; use Session.reroll()",
-                      DeprecationWarning, stacklevel=2)
-        return self.reroll()
-
     def run_set(self, rows: list[InputRow], on_done: Callable[[str], None] | None = None) -> list[RunRecord]:
         """The current variant on every row, one sample each in its own conversation, as an
         experiment through the :class:`~lab.runner.Runner` (its seeds, concurrency and logging).
@@ -449,3 +446,54 @@ class _Callback(Progress):
         super().update(outcome)
         if self._on_done is not None:
             self._on_done(outcome)
+
+
+# the input-set table the workbench shows: grades written to the log, one row per call
+def _is_missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def grade_records(records: list[RunRecord], prompt: PromptFile, log: RunLog) -> dict[str, GradeBadge]:
+    """Grade the records not graded yet with the prompt file's ``grader:`` (or, without one, the
+    default grader where inputs have ``expected`` answers), write those grades to the log, and
+    return a badge per run id."""
+    if not records:
+        return {}
+    df = pd.DataFrame([dataclasses.asdict(r) for r in records])
+    df = df[df["outcome"] != "error"]
+    graders = graders_or_default(resolve_graders(None, prompt), df) if len(df) else []
+    experiments = set(df["experiment_id"]) if len(df) else set()
+    grades = pd.concat([log.grades(experiment=e) for e in experiments], ignore_index=True) if experiments else None
+    if graders and len(df):
+        done = set(grades["run_id"]) if grades is not None and len(grades) else set()
+        todo = df[~df["id"].isin(done)]
+        if len(todo):
+            grade(todo, graders, log=log)
+            grades = pd.concat([log.grades(experiment=e) for e in experiments], ignore_index=True)
+    return {r.id: badge(r, grades) for r in records}
+
+
+def input_text(rec: RunRecord) -> str:
+    """The input as its text (typed input included), not its id."""
+    vars_ = rec.input_vars or {}
+    if len(vars_) == 1:
+        return str(next(iter(vars_.values())))
+    return "; ".join(f"{k}: {v}" for k, v in vars_.items()) or str(rec.input_id or "")
+
+
+def input_set_table(records: list[RunRecord], prompt: PromptFile, log: RunLog) -> pd.DataFrame:
+    """One row per call of an input set run: input, output, expected, outcome, grade and why.
+
+    The grade comes from the prompt file's ``grader:``, or without one from the default grader
+    (normalized match against the input's ``expected`` answer), written to the log as grade rows;
+    escapes are read against the input's tags (right on ``unanswerable``, over-abstention elsewhere).
+    """
+    badges = grade_records(records, prompt, log)
+    return pd.DataFrame({
+        "input": [r.input_id for r in records],
+        "output": [r.output if r.outcome != "error" else r.error for r in records],
+        "expected": ["" if _is_missing(r.expected) else str(r.expected) for r in records],
+        "outcome": [r.outcome for r in records],
+        "grade": [badges[r.id].text for r in records],
+        "why": [badges[r.id].why for r in records],
+    })

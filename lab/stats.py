@@ -1133,7 +1133,7 @@ def _detectable(power_at, target: float) -> float:
 
 @dataclass(frozen=True)
 class PowerEstimate:
-    """How many repeats an experiment needs to detect ``difference`` (deprecated: see :class:`Plan`)."""
+    """A planned run in calls and cost, for :func:`lab.batch.suggest` (:func:`plan` answers in inputs x repeats)."""
 
     difference: float
     power: float
@@ -1152,25 +1152,3 @@ class PowerEstimate:
         return (f"To detect a difference of {self.difference:g} with {self.power:.0%} power at {self.confidence:.0%} "
                 f"confidence: {self.pairs_needed} pairs, i.e. {self.repeats_needed} repeats of {self.inputs} inputs "
                 f"({self.calls_needed} calls, {cost}). {self.note}")
-
-
-def repeats_needed(pilot: pd.DataFrame, a: str, b: str, *, difference: float, value: str = "passed",
-                   power: float = 0.8, confidence: float = 0.95, variant_col: str = "variant",
-                   pair_on: Sequence[str] = PAIR_KEYS) -> PowerEstimate:
-    """Deprecated: use :func:`lab.stats.plan`, which answers in inputs x repeats.
-
-    Kept for old notebooks. It now reads the answer off :func:`plan` for the pilot's own inputs;
-    when no number of repeats can reach the power there, ``repeats_needed`` is the largest tried
-    and ``note`` says to add inputs."""
-    warnings.warn("lab.stats.repeats_needed is deprecated: use lab.stats.plan(pilot, a, b, difference=...), which "
-                  "answers in inputs x repeats", DeprecationWarning, stacklevel=2)
-    p = plan(pilot, a, b, difference=difference, value=value, power=power, confidence=confidence,
-             variant_col=variant_col, pair_on=pair_on)
-    reps = p.repeats_for_pilot_inputs or 1000
-    calls = 2 * reps * p.pilot_inputs
-    cost = None if p.cost_per_call is None else p.cost_per_call * calls
-    sd = math.sqrt(p.between_var + p.within_var)
-    return PowerEstimate(difference=float(difference), power=power, confidence=confidence, sd_of_differences=sd,
-                         pairs_needed=reps * p.pilot_inputs, inputs=p.pilot_inputs, repeats_needed=reps,
-                         calls_needed=calls, cost_usd=cost, batch_cost_usd=None if cost is None else cost / 2,
-                         note=p.advice + " " + " ".join(p.notes))

@@ -15,7 +15,8 @@ import pytest
 
 import lab
 from lab.providers.local import bundled_model_path, worker_for
-from lab.widgets.session import CallCancelled, Session
+from lab.errors import CallCancelled
+from lab.session import Session
 from lab.widgets.workbench import TYPED
 
 pytestmark = pytest.mark.slow

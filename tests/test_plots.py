@@ -16,7 +16,7 @@ from tests import scripted
 def sentiment_runs(run_log):
     exp = lab.experiment("prompts/sentiment.yaml", inputs="prompts/sentiment_inputs.yaml", model="scripted:seeded",
                          repeats=3, seed=1, log=run_log)
-    lab.grade(exp.run(), lab.grading.default_grader(), log=run_log)
+    lab.grade(exp.run(), lab.graders.default_grader(), log=run_log)
     return run_log.runs(experiment=exp.id)
 
 

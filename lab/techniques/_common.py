@@ -11,7 +11,6 @@ from ..errors import ParameterError
 from ..graders import Grader, check_grader_list, grader_from_spec
 from ..judges import check_model
 from ..prompts import PromptFile, Variant, load_prompt, version_of
-from ..seeds import base_seed, seeded  # noqa: F401  (their old home)
 from ..store import RunLog, new_id
 
 

@@ -32,7 +32,8 @@ from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, record_prompt_
 from ..stats import paired_difference, rates
 from ..store import RunLog, RunRecord, new_id
 from ..tables import side_by_side, with_grades
-from ._common import adhoc_variant, base_seed, check_int, experiment_id, open_log, seeded
+from ..seeds import base_seed, seeded
+from ._common import adhoc_variant, check_int, experiment_id, open_log
 
 T = TypeVar("T")
 
@@ -216,14 +217,6 @@ class Conversation:
         row = asked.row if asked is not None and asked.row is not None else InputRow(
             id=f"turn-{turn}", vars={"text": self._path[turn].messages[-1]["content"]})
         return self._sync(self._call(list(self._path[turn].messages), turn, row))
-
-    def retry(self, turn: int | None = None) -> RunRecord:
-        """Deprecated spelling of :meth:`reroll` (lab.retry is N independent samples; this is not)."""
-        import warnings
-
-        warnings.warn("Conversation.retry() is deprecated and goes away in the next version; use "
-                      "Conversation.reroll()", DeprecationWarning, stacklevel=2)
-        return self.reroll(turn)
 
     def choose(self, attempt: int, turn: int | None = None) -> RunRecord:
         """Continue from another attempt of ``turn`` (default: the last turn) with the same parent."""

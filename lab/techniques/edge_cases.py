@@ -20,7 +20,8 @@ from ..prompts import PromptFile
 from ..providers import get_provider
 from ..runner import DEFAULT_MODEL, Call, Runner, run_sync
 from ..store import RunLog
-from ._common import adhoc_variant, as_prompt, base_seed, check_int, experiment_id, open_log, seeded
+from ..seeds import base_seed, seeded
+from ._common import adhoc_variant, as_prompt, check_int, experiment_id, open_log
 
 PROPOSE_TEMPLATE = """I am testing a prompt for a language model before I rely on it. This is the prompt; \
 {placeholders} filled in from each input:

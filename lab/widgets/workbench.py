@@ -26,11 +26,13 @@ from ..text import normalize
 from ..inputs import InputSet, load_inputs
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
-from ..session import DEFAULT_RUBRIC
+from ..techniques.critique import DEFAULT_RUBRIC
 from ..store import RunLog, RunRecord
 from ..techniques.confirm import confirm
-from .session import (OUTCOME_KINDS, CallCancelled, GradeBadge, Session, find_input_sets, find_prompt_files,
-                      grade_records, input_set_table, input_text)
+from ..errors import CallCancelled
+from ..grid import OUTCOME_KINDS, GradeBadge
+from ..session import (Session, find_input_sets, find_prompt_files, grade_records, input_set_table,
+                       input_text)
 
 TYPED = "(typed input)"
 OUTCOME_STYLE = {"answered": ("#1f77b4", "answered"), "escaped": ("#ff7f0e", "ESCAPED (took the way out)"),
@@ -699,7 +701,7 @@ class Workbench(W.VBox):
         rows = []
         for group in dict.fromkeys(key(r) for r in samples):
             these = [r for r in samples if key(r) == group]
-            # "the same answer" as lab.retry and lab.plots.retry_spread count it (lab.grading.normalize),
+            # "the same answer" as lab.retry and lab.plots.retry_spread count it (lab.text.normalize),
             # shown as the model wrote it most often; correctness is never judged here: only graders say
             shown: dict[str, Counter] = {}
             for r in these:
