@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install install-llama smoke demo test test-fast lab chromium clean-results
+.PHONY: install install-llama smoke demo lint test test-fast lab chromium clean-results
 
 # the stamp is written only after the smoke test passed: a venv that crashes is never "installed"
 $(STAMP): pyproject.toml lab/llama_build.py
@@ -37,10 +37,15 @@ smoke:
 demo: $(STAMP)
 	$(BIN)/python -m lab run-notebook notebooks/persona_vs_honest.ipynb -p model local:smollm2 -p repeats 3 -p seed 7
 
-test: $(STAMP) chromium
+# ruff (rules in pyproject's [tool.ruff]) and mypy on lab/ ([tool.mypy]) before any test runs
+lint: $(STAMP)
+	$(BIN)/ruff check lab tests bench notebooks
+	$(BIN)/mypy
+
+test: $(STAMP) chromium lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint
 	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lab: $(STAMP)

@@ -25,7 +25,7 @@ import argparse
 import asyncio
 import time
 
-from _common import ROOT, loopback, machine, median, prompt_file, raw_openai_calls, records, report, tmpdir, verdict  # noqa: F401,E501
+from _common import ROOT, loopback, machine, median, prompt_file, raw_openai_calls, records, report, tmpdir, verdict  # noqa: F401
 
 import lab
 
@@ -59,7 +59,7 @@ def main() -> None:
         model = f"openai-compatible:{url}#gpt-loopback"
         asyncio.run(raw_sdk(url, 32, a.concurrency))  # warm-up: imports, connections
 
-        def lab_run(i: int, tag: str = "first") -> tuple[float, "lab.Runs"]:
+        def lab_run(i: int, tag: str = "first") -> tuple[float, lab.Runs]:
             log = lab.log(folder / f"{tag}{i}.db")
             t0 = time.perf_counter()  # planning (rendering, checks) is part of the lab's time
             first = lab.experiment(prompt, records(a.calls), model=model, seed=1, concurrency=a.concurrency,

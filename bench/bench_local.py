@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import machine, median, tmpdir, verdict, report
+from _common import machine, median, report, tmpdir, verdict
 
 import lab
 from lab.providers.local import bundled_model_path, worker_for

@@ -27,12 +27,12 @@ from urllib.parse import urlparse, urlunparse
 
 import pandas as pd
 
-from .names import html_text
 from .errors import BatchError, BudgetExceeded
+from .names import html_text
 from .pricing import Price, price_of
 from .prompts import EscapeHatch
-from .providers.batches import BatchAPI, BatchRequest, BatchResult, BatchState, batch_api
 from .providers import split_model
+from .providers.batches import BatchAPI, BatchRequest, BatchResult, BatchState, batch_api
 from .runner import Call, Experiment, Runner
 from .store import RunLog, RunRecord, now
 from .tables import summary

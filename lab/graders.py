@@ -19,11 +19,12 @@ import json
 import math
 import re
 import statistics
+import sys
 from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-import sys
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import GraderError, LabError, ParameterError
 from .seeds import derive_seed
@@ -57,7 +58,7 @@ class Grader:
 
     name: str
     fn: Callable[[RunRow], Grade | None] | None = None
-    afn: Callable[[RunRow, "JudgeCall"], Awaitable[Grade | None]] | None = None
+    afn: Callable[[RunRow, JudgeCall], Awaitable[Grade | None]] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, run: RunRow) -> Grade | None:
@@ -358,8 +359,10 @@ Rubric:
 
 
 _SCALE_INSTRUCTION = {
-    "1-5": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 5 (fully meets it), then one short reason.",
-    "1-10": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 10 (fully meets it), then one short reason.",
+    "1-5": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 5 (fully meets it), "
+           "then one short reason.",
+    "1-10": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 10 (fully meets it), "
+            "then one short reason.",
     "pass/fail": "Reply with PASS or FAIL first, then one short reason.",
 }
 

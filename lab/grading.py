@@ -21,7 +21,8 @@ import asyncio
 import math
 import re
 import warnings
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -34,7 +35,7 @@ from .runs import Runs
 from .store import RunLog, new_id
 from .tables import UNPARSED_WARN_SHARE
 
-RunsLike = Union[pd.DataFrame, Runs, str]  # rows, a run's result, or an experiment id
+RunsLike = pd.DataFrame | Runs | str  # rows, a run's result, or an experiment id
 
 
 def runs_frame(runs: RunsLike, log: RunLog | None) -> tuple[pd.DataFrame, RunLog]:

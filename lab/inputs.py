@@ -20,11 +20,12 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from ._yaml import MAX_DEPTH, YamlSyntaxError, load_with_lines, line_of, read_text
+from ._yaml import MAX_DEPTH, YamlSyntaxError, line_of, load_with_lines, read_text
 from .errors import InputSetError
 from .names import canonical_id, free_id_problem, terminal_text
 from .text import depth_of, unstorable
@@ -53,7 +54,7 @@ class InputSet:
     def __iter__(self):
         return iter(self.rows)
 
-    def tagged(self, *tags: str) -> "InputSet":
+    def tagged(self, *tags: str) -> InputSet:
         """Only rows carrying at least one of ``tags``."""
         return InputSet(self.path, tuple(r for r in self.rows if set(r.tags) & set(tags)), self.name)
 

@@ -8,20 +8,20 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import Counter
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .errors import GraderError
-from .grading import RunsLike, grade, runs_frame
 from .graders import Grader, JudgeScale, judge_grader
+from .grading import RunsLike, grade, runs_frame
 from .providers import get_provider
 from .store import RunLog, RunRecord, new_id
-from .tables import UNPARSED_WARN_SHARE, unparsed_share
+from .tables import unparsed_share
 
 
 def cohen_kappa(x: Sequence[Any], y: Sequence[Any]) -> float:
@@ -40,7 +40,6 @@ def cohen_kappa(x: Sequence[Any], y: Sequence[Any]) -> float:
 def krippendorff_alpha(x: Sequence[float], y: Sequence[float]) -> float:
     """Krippendorff's alpha (interval metric) of two graders' scores on the same items: 1 - observed
     disagreement / disagreement expected from all scores pooled. NaN when every score is equal."""
-    import numpy as np
 
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(a) < 2:
@@ -55,7 +54,6 @@ def krippendorff_alpha(x: Sequence[float], y: Sequence[float]) -> float:
 def _agreement_ci(fn: Callable[..., float], x: Sequence[Any], y: Sequence[Any], confidence: float,
                   seed: int) -> tuple[float, float]:
     """Percentile bootstrap interval over items (scipy.stats.bootstrap, paired); NaN when it cannot vary."""
-    import numpy as np
     from scipy import stats as sps
 
     if len(x) < 3:

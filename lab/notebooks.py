@@ -17,26 +17,33 @@ also writes its offline HTML copy (:func:`lab.report.export_html`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import os
 import sys
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
-from .version import __version__
-from .report import (_add_failure_banner, _existing, _failed_cell, _redact_notebook, _why_failed, export_html,
-                     static_images, write_index)
 from .errors import LabError, NotebookError, ParameterError
-from .secrets import looks_like_secret, redact
 from .names import check_id, path_under
+from .report import (
+    _add_failure_banner,
+    _existing,
+    _failed_cell,
+    _redact_notebook,
+    _why_failed,
+    export_html,
+    static_images,
+    write_index,
+)
+from .secrets import looks_like_secret
 from .store import RunLog, new_id
-
+from .version import __version__
 
 RESULTS = Path("results")
 
@@ -125,7 +132,7 @@ class NotebookRun:
 
 
 def _stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
 def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = None, *,
@@ -203,7 +210,7 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
             _add_failure_banner(nb, where, _why_failed(failure))
         nb.metadata["promptlab"] = {"experiment_id": exp_id, "parameters": params, "source": str(source),
                                     "log": _relative(log_path, root), "lab_version": __version__,
-                                    "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                    "executed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                                     "error": error, **_sizes(run_log, exp_id)}
         _redact_notebook(nb)
         static_images(nb)  # a PNG beside each plotly figure, so GitHub and nbviewer show it too

@@ -39,7 +39,6 @@ import os
 import re
 import threading
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,8 +52,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ._yaml import YamlSyntaxError, line_of, load_with_lines, read_text
 from .errors import GraderError, PromptFileError
 from .graders import grader_from_spec
+from .names import name_problem
 from .text import EscapeHatch, normalize_for_matching  # noqa: F401  (part of a prompt file)
-from .names import name_problem, terminal_text
 
 Role = Literal["system", "user", "assistant"]
 
@@ -72,7 +71,8 @@ JINJA_GLOBALS = frozenset({"self", "range", "dict", "lipsum", "cycler", "joiner"
 
 
 def _finalize(value: Any) -> Any:
-    if callable(value) and not isinstance(value, jinja2.Undefined):  # a function or method would render as "<function ... at 0x...>"
+    # a function or method would render as "<function ... at 0x...>"
+    if callable(value) and not isinstance(value, jinja2.Undefined):
         raise jinja2.exceptions.SecurityError(f"{type(value).__name__} values never render")
     return value
 
@@ -323,7 +323,7 @@ class _VariantSpec(BaseModel):
     _v_parts = field_validator("parts")(classmethod(lambda cls, v: _check_parts(v)))
 
     @model_validator(mode="after")
-    def _one_form(self) -> "_VariantSpec":
+    def _one_form(self) -> _VariantSpec:
         if self.messages is not None and (self.system is not None or self.user is not None or self.parts is not None):
             raise ValueError("give either system/user templates (or parts) or a messages list, not both")
         if self.parts is not None and self.user is not None:
@@ -397,7 +397,7 @@ class Variant:
     def render(self, variables: dict[str, Any], *, input_id: str | None = None) -> list[dict[str, str]]:
         """Render the messages for one input. Errors name the file, variant and input."""
         out = []
-        for i, (role, source) in enumerate(self.templates):
+        for role, source in self.templates:
             where = f"{self.path}: variant {self.name!r} {role} template"
             if input_id is not None:
                 where += f" with input {input_id!r}"

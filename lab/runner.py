@@ -13,40 +13,41 @@ model so that comparisons are paired. Identical calls are served from the log on
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
-import collections
-import os
 import hashlib
 import itertools
 import json
 import math
+import os
 import random
 import threading
 import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .seeds import derive_seed
 from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .holdout import Part, choose_part
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
-from .names import check_id, html_text
 from .logprobs import TOP_LOGPROBS, summarize
+from .names import check_id
 from .pricing import price_of
 from .progress import Progress, ProgressMode
 from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
 from .prompts import _check_params as _check_param_values
 from .providers import Provider, get_provider
-from .secrets import looks_like_secret, redact
-from .text import unstorable
 from .runs import Runs
+from .secrets import looks_like_secret, redact
+from .seeds import derive_seed
 from .store import RunLog, RunRecord, new_id, now
+from .text import unstorable
 
 if TYPE_CHECKING:  # pandas is imported when a table is read, not to run calls: it is 100 MB of RSS
-    import pandas as pd
+    pass
 
 DEFAULT_MODEL = "local:smollm2"
 DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0.7, "max_tokens": 256}
@@ -540,7 +541,7 @@ class Experiment:
         if inputs is not None:
             self.inputs, self.split, self.split_note = choose_part(self.inputs, self.log, split)
         self.name = name or self.prompt.task
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         self.id = id or f"{self.name}-{stamp}-{new_id()[:4]}"
         # the id names folders (results/<id>/, exports), so it keeps to the name rule; see lab.names
         check_id(self.id, "experiment id" if id else f"experiment name {self.name!r} makes an id that", ParameterError)
@@ -716,7 +717,7 @@ class Experiment:
                 "replay": self.replay, "versions": {v.name: v.version for v in self.variants},
                 "confidence": self.confidence, "no_confidence": self.no_confidence, "split": self.split}
 
-    async def arun(self) -> "Runs":
+    async def arun(self) -> Runs:
         """Run the experiment on the current event loop (``await exp.arun()`` in async code)."""
         self.check()
         if self.resume:
@@ -750,7 +751,7 @@ class Experiment:
         return Runs(self.id, self.log, records, skipped=skipped, stopped=runner.stopped,
                     spent_usd=runner.spent_usd, wall_s=wall)
 
-    def run(self) -> "Runs":
+    def run(self) -> Runs:
         """Run every planned call (with a progress bar); works in scripts and in notebooks."""
         return run_sync(self.arun)
 

@@ -25,10 +25,10 @@ class Runs:
     wall_s: float = 0.0
 
     @property
-    def df(self) -> "pd.DataFrame":
+    def df(self) -> pd.DataFrame:
         return self.log.runs(experiment=self.experiment_id)
 
-    def summary(self) -> "pd.DataFrame":
+    def summary(self) -> pd.DataFrame:
         """Per variant (and model): calls, outcomes, latency, tokens, cost; computed by the log."""
         return self.log.summary(self.experiment_id)
 

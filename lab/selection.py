@@ -14,8 +14,9 @@ Pure functions over run rows and a count of the search (``lab.holdout.search`` r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 

@@ -25,9 +25,10 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -45,6 +46,7 @@ from .techniques._common import experiment_id as new_experiment_id
 from .techniques._common import resolve_graders
 from .techniques.conversation import Conversation
 from .techniques.critique import DEFAULT_RUBRIC, STOP_PHRASE, critique_round
+
 
 def find_prompt_files(folder: str | Path = "prompts") -> list[Path]:
     """Prompt files (YAML with ``task`` and ``variants``) under ``folder``, sorted."""
@@ -193,7 +195,7 @@ class Session:
             try:
                 values = yaml.safe_load(text) or {}
             except yaml.YAMLError as exc:
-                raise ParameterError(f"typed input: the template needs {names}; write 'name: value' lines ({exc})")
+                raise ParameterError(f"typed input: the template needs {names}; write 'name: value' lines ({exc})") from exc
             if not isinstance(values, dict):
                 raise ParameterError(f"typed input: the template needs {names}; write 'name: value' lines")
         digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
-from statistics import NormalDist
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from statistics import NormalDist
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -1148,7 +1148,8 @@ class PowerEstimate:
     note: str
 
     def __str__(self) -> str:
-        cost = "unknown cost" if self.cost_usd is None else f"about ${self.cost_usd:.4f} (${self.batch_cost_usd:.4f} with a batch API)"
+        cost = ("unknown cost" if self.cost_usd is None
+                else f"about ${self.cost_usd:.4f} (${self.batch_cost_usd:.4f} with a batch API)")
         return (f"To detect a difference of {self.difference:g} with {self.power:.0%} power at {self.confidence:.0%} "
                 f"confidence: {self.pairs_needed} pairs, i.e. {self.repeats_needed} repeats of {self.inputs} inputs "
                 f"({self.calls_needed} calls, {cost}). {self.note}")

@@ -15,7 +15,7 @@ def rows(n_inputs=10, repeats=2, a_correct=1.0, b_correct=0.0, unanswerable=(), 
     for i in range(n_inputs):
         unans = i in unanswerable
         for r in range(repeats):
-            for v, ok, esc in (("honest", a_correct, escape_a), ("persona<b>", b_correct, escape_b)):
+            for v, _ok, esc in (("honest", a_correct, escape_a), ("persona<b>", b_correct, escape_b)):
                 escaped = esc if unans else False
                 out.append({"id": f"{v}-{i}-{r}", "experiment_id": "e1", "variant": v, "input_id": f"i{i}",
                             "repeat": r, "model": "m", "role": "answer",

@@ -172,7 +172,7 @@ def test_facets_for_eight_tags_wrap_into_rows_that_do_not_overlap(run_log):
 def test_versions_are_ticks_in_time_order_not_sub_millisecond_times(run_log):
     from lab.store import RunRecord
 
-    for i, (version, when) in enumerate([("v1aaaaaaaa", "2026-01-01T10:00:00.123456+00:00"),
+    for version, when in ([("v1aaaaaaaa", "2026-01-01T10:00:00.123456+00:00"),
                                          ("v2bbbbbbbb", "2026-01-01T10:00:00.923456+00:00")]):
         run_log.add_run(RunRecord(experiment_id="e", model="m", messages=[], outcome="answered", output="yes",
                                   expected="yes", variant="v", prompt_version=version, finished_at=when))

@@ -287,7 +287,7 @@ def test_a_perfect_sweep_on_six_inputs_is_a_verdict_not_nothing():
 def test_no_detectable_difference_is_printed_exactly_when_the_interval_contains_zero():
     rng = np.random.default_rng(11)
     seen = set()
-    for trial in range(80):
+    for _trial in range(80):
         n_inputs, k = int(rng.integers(6, 30)), int(rng.integers(1, 6))
         pa = rng.uniform(0.2, 0.8, n_inputs)
         pb = np.clip(pa - rng.choice([0.0, 0.3]) + rng.normal(0, 0.2, n_inputs), 0, 1)

@@ -11,8 +11,8 @@ import pytest
 
 import lab
 from lab.widgets import Workbench, compare_view
-from lab.widgets.workbench import ErrorCard, GroupHeading, SampleCard
 from lab.widgets.compare import side_by_side
+from lab.widgets.workbench import ErrorCard, GroupHeading, SampleCard
 from tests import scripted
 
 PROMPT = "prompts/sentiment.yaml"
@@ -442,8 +442,8 @@ def test_the_input_set_table_grades_escaped_rows_by_the_input_tags(wb):
 def test_an_escape_hatch_pass_reads_answered_where_it_should_never_correct():
     import pandas as pd
 
-    from lab.store import RunRecord
     from lab.grid import badge
+    from lab.store import RunRecord
 
     rec = RunRecord(experiment_id="e", model="m", messages=[], outcome="answered", id="r1",
                     output="You're an AI assistant for text re-writing...", input_tags=["normal"])

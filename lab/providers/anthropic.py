@@ -16,7 +16,6 @@ from ._errors import count, to_provider_error
 from ._utf8 import lenient_http_client
 from .base import Completion, Provider
 
-
 _SAMPLING = ("temperature", "top_p", "top_k")
 
 

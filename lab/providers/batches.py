@@ -14,8 +14,9 @@ from __future__ import annotations
 import abc
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import _BY_STATUS, to_provider_error

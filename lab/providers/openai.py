@@ -16,7 +16,6 @@ from ._errors import count, to_provider_error
 from ._utf8 import lenient_http_client
 from .base import LOGPROB_PARAMS, Completion, Provider, token_logprobs
 
-
 _EXTRA = ("top_k", "repeat_penalty")  # llama.cpp-style servers take these; OpenAI does not
 
 
@@ -63,7 +62,7 @@ class OpenAIProvider(Provider):
             self.supported_params = frozenset(self.supported_params | {"top_k", "repeat_penalty"})
 
     @classmethod
-    def compatible(cls, model: str, rest: str, **options: Any) -> "OpenAIProvider":
+    def compatible(cls, model: str, rest: str, **options: Any) -> OpenAIProvider:
         if "#" not in rest:
             raise ModelSpecError(
                 f"model {model!r}: write openai-compatible:<base_url>#<model>, e.g. "

@@ -6,11 +6,11 @@ a model string names it.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ModelSpecError
 from .base import Provider
-
 
 ProviderFactory = Callable[[str, str, dict[str, Any]], Provider]
 

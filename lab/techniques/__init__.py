@@ -20,8 +20,8 @@ from .conversation import ContextEffect, Conversation, context_effect, conversat
 from .critique import Critique, self_critique
 from .edge_cases import ProposedEdgeCases, propose_edge_cases
 from .escape import escape_report
-from .iterate import try_version
 from .framing import Comparison, compare_framings
+from .iterate import try_version
 from .retry import Retries, answer_counts, retry, spread
 
 __all__ = [

@@ -26,15 +26,14 @@ import pandas as pd
 from ..errors import ParameterError, PromptFileError
 from ..graders import Grader
 from ..grading import grade
-from ..text import normalize
 from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile, Variant, join_parts, version_of
 from ..runner import DEFAULT_MODEL, Experiment
-from ..stats import (MIN_INPUTS, TOO_FEW, Plan, adjust_family, format_p, interval_ends, paired_difference, plan,
-                     plural)
+from ..stats import MIN_INPUTS, TOO_FEW, Plan, adjust_family, format_p, interval_ends, paired_difference, plan, plural
 from ..store import RunLog
 from ..tables import with_grades
+from ..text import normalize
 from ._common import as_prompt, check_int, resolve_graders
 
 #: the outcome rates an ablation compares: name -> (value column, which inputs count)

@@ -15,24 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 
-from ..errors import CallCancelled, ConversationError, LabError, ParameterError
+from ..errors import CallCancelled, ConversationError, ParameterError
 from ..graders import Grader, check_grader_list, match
 from ..grading import grade
-from ..text import normalize
 from ..inputs import InputRow
-from ..providers import get_provider
 from ..prompts import Variant
+from ..providers import get_provider
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, record_prompt_version, run_sync
+from ..seeds import base_seed, seeded
 from ..stats import paired_difference, rates
 from ..store import RunLog, RunRecord, new_id
 from ..tables import side_by_side, with_grades
-from ..seeds import base_seed, seeded
+from ..text import normalize
 from ._common import adhoc_variant, check_int, experiment_id, open_log
 
 T = TypeVar("T")
@@ -229,7 +230,7 @@ class Conversation:
                 return self._take(rec, turn)
         raise ParameterError(f"choose: turn {turn} has no attempt {attempt} on the current branch")
 
-    def reset(self) -> "Conversation":
+    def reset(self) -> Conversation:
         """A new conversation in the same experiment: same model, system text, parameters and seed,
         and a clean context (no earlier turns)."""
         new = Conversation(model=self.model, system=self.system, params=self.params, seed=self.seed, log=self.log,

@@ -17,22 +17,22 @@ from typing import Any
 
 import pandas as pd
 
-from ..names import html_text
 from ..errors import BudgetExceeded, ParameterError
+from ..findings import Findings, findings
 from ..graders import Grader
 from ..grading import grade
-from ..judges import judge
-from ..text import fill
 from ..inputs import InputSet
+from ..judges import judge
+from ..names import html_text
 from ..progress import ProgressMode
 from ..prompts import EscapeHatch, PromptFile
 from ..providers import get_provider
 from ..runner import DEFAULT_MODEL, Call, Experiment, Runner, run_sync
 from ..seeds import derive_seed
-from ..findings import Findings, findings
 from ..stats import rates
 from ..store import RunLog, RunRecord
 from ..tables import critique_rounds, side_by_side
+from ..text import fill
 from ._common import as_prompt, check_int, resolve_graders
 
 CRITIQUE_TEMPLATE = """I am reviewing a draft answer against a rubric before using it.

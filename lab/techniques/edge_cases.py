@@ -12,15 +12,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ..names import html_text
 from ..errors import InputSetError, ParameterError
-from ..text import fill
 from ..inputs import InputRow, InputSet, load_inputs, rows_from_records
+from ..names import html_text
 from ..prompts import PromptFile
 from ..providers import get_provider
 from ..runner import DEFAULT_MODEL, Call, Runner, run_sync
-from ..store import RunLog
 from ..seeds import base_seed, seeded
+from ..store import RunLog
+from ..text import fill
 from ._common import adhoc_variant, as_prompt, check_int, experiment_id, open_log
 
 PROPOSE_TEMPLATE = """I am testing a prompt for a language model before I rely on it. This is the prompt; \
@@ -128,7 +128,7 @@ def propose_edge_cases(prompt: str | Path | PromptFile, *, variant: str | None =
         shown = [r.vars for r in list(ex)[:5]]
         ex_text = "\nSome inputs I already have:\n" + "\n".join(json.dumps(s, ensure_ascii=False) for s in shown) + "\n"
     template = "\n".join(f"[{role}] {src}" for role, src in v.templates)
-    placeholders = ", ".join("{{ %s }}" % x for x in variables) + (" is" if len(variables) == 1 else " are")
+    placeholders = ", ".join("{{ " + x + " }}" for x in variables) + (" is" if len(variables) == 1 else " are")
     fmt = ("Write one input per line, with no numbering and no commentary." if len(variables) == 1 else
            f"Write one JSON object per line with the keys {variables}, and nothing else.")
     content = fill(PROPOSE_TEMPLATE, placeholders=placeholders, template=template, examples=ex_text, n=str(n),

@@ -9,13 +9,13 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from ..names import html_text
 from ..errors import ParameterError
 from ..findings import Findings, findings
 from ..graders import Grader, graders_or_default
 from ..grading import grade
 from ..holdout import with_selection
 from ..inputs import InputSet
+from ..names import html_text
 from ..progress import ProgressMode
 from ..prompts import PromptFile
 from ..runner import DEFAULT_MODEL, Experiment

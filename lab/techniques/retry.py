@@ -7,25 +7,26 @@ fabrication shows as scatter. "Re-roll until it looks right" is what this makes 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import pandas as pd
 
 from ..errors import ParameterError
-from ..names import html_text
 from ..findings import Findings, findings
 from ..graders import Grader, graders_or_default
 from ..grading import grade
-from ..text import normalize, numbers_in
 from ..inputs import InputSet
+from ..names import html_text
 from ..progress import ProgressMode
 from ..prompts import PromptFile
 from ..runner import DEFAULT_MODEL, Experiment
 from ..stats import proportion_ci
 from ..store import RunLog
 from ..tables import side_by_side, with_grades
+from ..text import normalize, numbers_in
 from ._common import as_prompt, check_int, resolve_graders
 
 AnswerKey = Literal["normalized", "exact", "number", "first_line"]

@@ -14,25 +14,23 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ipywidgets as W
 
-from ..errors import LabError
+from ..errors import CallCancelled, LabError
+from ..grid import OUTCOME_KINDS, GradeBadge, records_frame, results_grid
 from ..holdout import choose_part
-from ..grid import records_frame, results_grid
-from ..text import normalize
 from ..inputs import InputSet, load_inputs
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
-from ..techniques.critique import DEFAULT_RUBRIC
+from ..session import Session, find_input_sets, find_prompt_files, grade_records, input_set_table, input_text
 from ..store import RunLog, RunRecord
 from ..techniques.confirm import confirm
-from ..errors import CallCancelled
-from ..grid import OUTCOME_KINDS, GradeBadge
-from ..session import (Session, find_input_sets, find_prompt_files, grade_records, input_set_table,
-                       input_text)
+from ..techniques.critique import DEFAULT_RUBRIC
+from ..text import normalize
 
 TYPED = "(typed input)"
 OUTCOME_STYLE = {"answered": ("#1f77b4", "answered"), "escaped": ("#ff7f0e", "ESCAPED (took the way out)"),
@@ -66,7 +64,7 @@ class SampleCard(W.VBox):
     version, input text, tokens, latency) and a rating control (score 1-5, a note). A card of a
     blind round shows none of what would tell its variant (nor its grade) until the round is revealed."""
 
-    def __init__(self, rec: RunRecord, label: str, on_rate: Callable[["SampleCard"], None], *,
+    def __init__(self, rec: RunRecord, label: str, on_rate: Callable[[SampleCard], None], *,
                  blind: bool = False, grade: GradeBadge | None = None):
         self.record = rec
         self.label = label
@@ -109,7 +107,8 @@ class SampleCard(W.VBox):
         if not self.hidden:
             if self.blind:
                 label += f" = {rec.variant}"
-            where = f"{Path(rec.prompt_path).name if rec.prompt_path else 'prompt'} \u00b7 {rec.variant} \u00b7 version {rec.prompt_version}"
+            file = Path(rec.prompt_path).name if rec.prompt_path else "prompt"
+            where = f"{file} \u00b7 {rec.variant} \u00b7 version {rec.prompt_version}"
             cost = f"{plural(rec.output_tokens or 0, 'token')}, {rec.latency_ms or 0:.0f}\u00a0ms"
             lines.append(f"<div>{escaped(where)}</div><div>{escaped(cost)}</div>")
         grade = ""
