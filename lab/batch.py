@@ -92,7 +92,7 @@ def _safe_url(url: str | None) -> str | None:
         return None
     p = urlparse(url)
     if p.username or p.password:
-        p = p._replace(netloc=p.hostname + (f":{p.port}" if p.port else ""))
+        p = p._replace(netloc=(p.hostname or "") + (f":{p.port}" if p.port else ""))
     return urlunparse(p)
 
 

@@ -22,7 +22,7 @@ import math
 import re
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 
@@ -35,7 +35,7 @@ from .runs import Runs
 from .store import RunLog, new_id
 from .tables import UNPARSED_WARN_SHARE
 
-RunsLike = pd.DataFrame | Runs | str  # rows, a run's result, or an experiment id
+RunsLike: TypeAlias = pd.DataFrame | Runs | str  # rows, a run's result, or an experiment id
 
 
 def runs_frame(runs: RunsLike, log: RunLog | None) -> tuple[pd.DataFrame, RunLog]:

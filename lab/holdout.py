@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .errors import ParameterError
 from .inputs import InputSet, load_inputs, rows_from_records
@@ -147,7 +147,7 @@ def split_inputs(inputs: str | Path | InputSet | list[dict], *, held_out: int | 
         raise ParameterError("the split is kept under the input set's name, and this one has none: split a file, "
                              "or an InputSet with a name")
     if hasattr(held_out, "recommended"):  # a lab.stats.Plan: the inputs it needs for its power
-        held_out = _planned_size(held_out, n)
+        held_out = _planned_size(cast("Plan", held_out), n)
     if held_out is None:
         size = suggested_size(n)
     elif isinstance(held_out, float) and 0 < held_out < 1:

@@ -131,7 +131,8 @@ def judge_agreement(grades: pd.DataFrame, *, judge: str, human: str, confidence:
     pf = both.dropna(subset=["passed_judge", "passed_human"])
     pj, ph = [bool(v) for v in pf["passed_judge"]], [bool(v) for v in pf["passed_human"]]
     sj, sh = scored["score_judge"].astype(float).tolist(), scored["score_human"].astype(float).tolist()
-    self_agree = [d.get("self_agreement") for d in j["detail"] if isinstance(d, dict) and d.get("self_agreement") is not None]
+    self_agree = [float(d["self_agreement"]) for d in j["detail"]
+                  if isinstance(d, dict) and d.get("self_agreement") is not None]
     unparsed = unparsed_share(grades, judge)
     klo, khi = _agreement_ci(cohen_kappa, pj, ph, confidence, seed)
     alo, ahi = _agreement_ci(krippendorff_alpha, sj, sh, confidence, seed)

@@ -13,6 +13,7 @@ are A - B as named in the call. Escaped and error rows are outcomes of their own
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
@@ -93,7 +94,7 @@ def _empty(title: str, why: str = "no runs to show yet") -> go.Figure:
 VARIANT_PALETTE = ["#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e", "#2ca02c"]
 
 
-def variant_colors(names: object) -> dict[str, str]:
+def variant_colors(names: Iterable[object]) -> dict[str, str]:
     """One colour per variant, the same in every figure of a report: the variants in sorted order
     take the palette in turn (so two variants never share a colour, and ``honest`` keeps its
     colour whether a figure lists it first or last)."""

@@ -24,7 +24,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +67,7 @@ def default_max_calls() -> int:
 T = TypeVar("T")
 
 
-def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
+def run_sync(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code, also inside Jupyter (whose loop is running)."""
     try:
         asyncio.get_running_loop()
@@ -320,7 +320,7 @@ class Runner:
                 break
             limiter.rate_limited(epoch)
             if retries >= self.rate_limit_retries or self.cancelled:
-                error += f" (gave up after {retries} retries by the runner)"
+                error = f"{error} (gave up after {retries} retries by the runner)"
                 break
             retries += 1
             delay = min(self.max_backoff_s, self.backoff_s * 2 ** (retries - 1))
@@ -335,7 +335,7 @@ class Runner:
             call, output=completion.text if completion else None, error=error, started=started,
             latency_ms=latency_ms, input_tokens=completion.input_tokens if completion else None,
             output_tokens=completion.output_tokens if completion else None, cost=cost, replayed_from=None,
-            confidence=summarize(completion.logprobs, call.escape_hatch and call.escape_hatch.text)
+            confidence=summarize(completion.logprobs, call.escape_hatch.text if call.escape_hatch else None)
             if completion is not None and completion.logprobs else None,
         )
         return rec
@@ -590,8 +590,9 @@ class Experiment:
             params = {**DEFAULT_PARAMS, **v.params, **self.params}
             for m in self.models:
                 price = price_of(m)
+                assert price is not None  # unknown prices returned above
                 chars = sum(len(x["content"]) for x in messages)
-                total += price.cost(chars // 2 + 8 * len(messages) + 16, int(params.get("max_tokens") or 1024))
+                total += price.cost(chars // 2 + 8 * len(messages) + 16, int(params.get("max_tokens") or 1024)) or 0.0
         per_input = total
         est = per_input * len(self.inputs) * self.repeats
         return f"estimated cost up to ${est:,.2f}" if est else "no cost (local or free models)"
@@ -635,15 +636,15 @@ class Experiment:
             yield from self._calls
             return
         self.check()
+        assert self._checked is not None  # check() sets it
         providers, params, rendered = self._checked
         rng = random.SystemRandom()
-        user_seed = self.seed is not None
         for row, messages in zip(self.inputs, rendered):
             for repeat in range(self.repeats):
-                seed = derive_seed(self.seed, row.id, repeat) if user_seed else rng.randrange(2**31 - 1)
+                seed = derive_seed(self.seed, row.id, repeat) if self.seed is not None else rng.randrange(2**31 - 1)
                 for m, provider in providers.items():
                     # a provider that honours seeds always gets one (recorded, so any sample can be redone)
-                    sent_seed = seed if (user_seed or provider.honours_seed) else None
+                    sent_seed = seed if (self.seed is not None or provider.honours_seed) else None
                     for v in self.variants:
                         call_params = dict(params[v.name])
                         if sent_seed is not None:
@@ -651,7 +652,7 @@ class Experiment:
                         if self.confidence and provider.returns_logprobs:
                             call_params.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
                         yield Call(model=m, messages=messages[v.name], params=call_params, repeat=repeat,
-                                   seed=sent_seed, seed_chosen_by_user=user_seed, variant=v, row=row,
+                                   seed=sent_seed, seed_chosen_by_user=self.seed is not None, variant=v, row=row,
                                    escape_hatch=v.escape_hatch)
 
     def _plan_keys(self) -> Iterator[tuple]:

@@ -130,7 +130,7 @@ class Session:
         self.conversation: Conversation | None = None
         self._conversation_of: dict[str, Conversation] = {}  # run id -> the conversation that made it
         self._busy: Conversation | None = None
-        self._set_task: tuple[asyncio.AbstractEventLoop, asyncio.Task] | None = None
+        self._set_task: tuple[asyncio.AbstractEventLoop, asyncio.Task | None] | None = None
         self.set_prompt(prompt, variant)
 
     # ---- what to call ----------------------------------------------------------------------
@@ -372,7 +372,7 @@ class Session:
         answer = self.samples[sample]
         conv = self._conversation_of[answer.id]
         asked = conv.call_of(answer)
-        out = []
+        out: list[tuple[RunRecord, RunRecord | None]] = []
         for r in range(1, rounds + 1):
             self.turns.append(Turn([], kind="critique"))
             done = self._in_step(conv, lambda runner: critique_round(runner, asked, answer, r, rubric=rubric,
@@ -430,7 +430,7 @@ class Session:
         """Stop the call in flight (from another thread). True if there was one."""
         if self._set_task is not None:
             loop, task = self._set_task
-            if task.done():
+            if task is None or task.done():
                 return False
             loop.call_soon_threadsafe(task.cancel)
             return True

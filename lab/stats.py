@@ -38,7 +38,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -665,7 +665,7 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed"
     if split_by_tag and "input_tags" in pairs:
         tags = sorted({t for ts in pairs["input_tags"] for t in _tag_list(ts)})
         groups += [(t, pairs[pairs["input_tags"].map(lambda ts, t=t: t in _tag_list(ts))]) for t in tags]
-    kw = dict(cluster=cluster, method=method, higher_is_better=higher_is_better, population=population,
+    kw: dict[str, Any] = dict(cluster=cluster, method=method, higher_is_better=higher_is_better, population=population,
               min_inputs=min_inputs, seed=seed, weight=weight)
     rows = []
     for tag, p in groups:
@@ -692,7 +692,7 @@ def pairwise(df: pd.DataFrame, variants: Sequence[str] | None = None, *, value: 
     names = [str(v) for v in (variants or dict.fromkeys(df[variant_col].dropna()))]
     if len(names) < 2:
         raise ParameterError(f"pairwise needs at least two variants; got {names}")
-    kw = dict(value=value, higher_is_better=higher_is_better, variant_col=variant_col, pair_on=pair_on,
+    kw: dict[str, Any] = dict(value=value, higher_is_better=higher_is_better, variant_col=variant_col, pair_on=pair_on,
               population=population, weight=weight, min_inputs=min_inputs)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     rows = [paired_difference(df, a, b, confidence=confidence, **kw).iloc[0].to_dict() for a, b in pairs]
@@ -765,7 +765,7 @@ def _interval_text(low: float, high: float, confidence: float, digits: int = 3) 
     return f"{confidence:.0%} interval {lo} to {hi}"
 
 
-def _reading(row: dict[str, object], value: str, confidence: float) -> str:
+def _reading(row: dict[str, Any], value: str, confidence: float) -> str:
     a, b, n, k = row["a"], row["b"], row["pairs"], row["inputs"]
     if not n:
         return f"no pairs where both {a} and {b} have a {value} value"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 import pandas as pd
 
 from .errors import ParameterError
@@ -238,7 +240,7 @@ def _is_share(s: pd.Series) -> bool:
     return s.dtype.kind == "f" and len(v) > 0 and bool(((v >= -1e-9) & (v <= 1 + 1e-9)).all())
 
 
-def _readable_column(s: pd.Series, name: str, share_cols: set[str], point_cols: set[str]) -> pd.Series:
+def _readable_column(s: pd.Series, name: str, share_cols: Set[str], point_cols: Set[str]) -> pd.Series:
     base = name.removesuffix("_low").removesuffix("_high")
     if name in ("low", "high") or base != name:
         kind = ("points" if name in ("low", "high") else
@@ -297,7 +299,7 @@ def _cell(v: object, kind: str = "number") -> str:
     return str(v).replace("\r\n", "\n").replace("\n", " ⏎ ").strip()
 
 
-def _fold_intervals(out: pd.DataFrame, raw: pd.DataFrame, point_cols: set[str]) -> pd.DataFrame:
+def _fold_intervals(out: pd.DataFrame, raw: pd.DataFrame, point_cols: Set[str]) -> pd.DataFrame:
     """Fold ``x_low``/``x_high`` into ``x`` and a bare ``low``/``high`` into the value they bound."""
     cols = [c for c in raw.columns if isinstance(c, str)]
     for col in cols:

@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import _BY_STATUS, to_provider_error
@@ -135,7 +135,7 @@ class AnthropicBatches(BatchAPI):
         return BatchState(b.id, b.processing_status, b.processing_status == "ended", counts)
 
     def create(self, requests: list[BatchRequest], *, metadata: dict[str, str] | None = None) -> BatchState:
-        body = [{"custom_id": r.custom_id, "params": self.request_body(r.messages, r.params)} for r in requests]
+        body: list[Any] = [{"custom_id": r.custom_id, "params": self.request_body(r.messages, r.params)} for r in requests]
         try:
             return self._state(self._client.messages.batches.create(requests=body))
         except Exception as exc:
@@ -204,7 +204,7 @@ class OpenAIBatches(BatchAPI):
     provider = "openai"
     max_requests = 50_000
     max_bytes = 190_000_000  # the API's limit is 200 MB per input file
-    endpoint = "/v1/chat/completions"
+    endpoint: Literal["/v1/chat/completions"] = "/v1/chat/completions"
 
     def __init__(self, model: str, model_name: str, *, base_url: str | None = None, max_retries: int = 2,
                  timeout: float = 120.0, **_: Any):

@@ -45,7 +45,7 @@ class OpenAIProvider(Provider):
         super().__init__(model)
         self.model_name = rest
         self.base_url = base_url
-        self.compatible = compatible
+        self.is_compatible = compatible
         self.max_retries = max_retries
         self.timeout = timeout
         key = os.environ.get(api_key_env)
@@ -96,7 +96,7 @@ class OpenAIProvider(Provider):
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         client = self._get_client()
-        kwargs = request_body(self.model_name, messages, params, compatible=self.compatible)
+        kwargs = request_body(self.model_name, messages, params, compatible=self.is_compatible)
         extra = {k: kwargs.pop(k) for k in _EXTRA if k in kwargs}  # not in the SDK's signature
         if extra:
             kwargs["extra_body"] = extra

@@ -32,7 +32,7 @@ def resolve_graders(grader: Grader | list[Grader] | None, prompt: PromptFile | N
     if given:
         return given
     spec = getattr(prompt, "grader", None) if prompt is not None else None
-    if spec:
+    if spec and prompt is not None:
         named = grader_from_spec(spec, f"{prompt.path}: grader")
         check_model(named)  # a judge's model, before any call
         return [named]

@@ -175,6 +175,7 @@ class Ablation:
         ref = self.base if added else self.variant
         if added and not pairs:
             raise ParameterError("this ablation has no add-one variants; run lab.ablate(..., base='persona')")
+        assert ref is not None  # added=True has a base (no pairs otherwise)
         rows, calls = [], []
         for measure in self._measures(runs):
             value, which = MEASURES[measure]

@@ -275,7 +275,9 @@ def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet
     exp.log.add_event(exp.id, "critique_finished", rounds=rounds,
                       stopped={s: sum(c.stopped == s for c in chains) for s in {c.stopped for c in chains}})
     grade(exp.log.runs(experiment=exp.id), graders, log=exp.log)
-    table = pd.DataFrame([{"conversation_id": c.answer.conversation_id, "variant": c.call.variant.name,
-                           "input_id": c.call.row.id, "repeat": c.call.repeat, "rounds_done": c.rounds_done,
-                           "stopped": c.stopped, "final_run_id": c.answer.id} for c in chains])
+    table = pd.DataFrame([{"conversation_id": c.answer.conversation_id,
+                           "variant": c.call.variant.name if c.call.variant else None,
+                           "input_id": c.call.row.id if c.call.row else None, "repeat": c.call.repeat,
+                           "rounds_done": c.rounds_done, "stopped": c.stopped, "final_run_id": c.answer.id}
+                          for c in chains])
     return Critique(exp.id, exp.log, graders[-1].name, table)

@@ -154,7 +154,8 @@ def propose_edge_cases(prompt: str | Path | PromptFile, *, variant: str | None =
             await runner.aclose()
 
     records = run_sync(go)
-    rows, seen = [], set()
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for rec in records:
         for case in _parse(rec.output or "", variables):
             k = json.dumps(case, sort_keys=True, ensure_ascii=False)

@@ -50,7 +50,7 @@ class Comparison:
         return rates(self.runs, value=value, split_by_tag=split_by_tag)
 
     def difference(self, a: str | None = None, b: str | None = None, *, value: str = "passed",
-                   split_by_tag: bool = True, higher_is_better: bool | None | str = "auto",
+                   split_by_tag: bool = True, higher_is_better: bool | None | Literal["auto"] = "auto",
                    method: Literal["t", "bootstrap"] = "t") -> pd.DataFrame:
         """Paired difference a - b (default: the first two variants) over the same (input, repeat)
         pairs, per tag and overall, with a verdict."""

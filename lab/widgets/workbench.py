@@ -362,8 +362,12 @@ class Workbench(W.VBox):
     def _on_version(self, change: dict) -> None:
         if getattr(self, "_switching", False) or change["new"] is None or change["new"] == self.session.variant.version:
             return
-        self._guard(lambda: (self.session.use_version(change["new"]), self._show_templates(),
-                             self._say(f"version {change['new']} is back in use")))
+        def use() -> None:
+            self.session.use_version(change["new"])
+            self._show_templates()
+            self._say(f"version {change['new']} is back in use")
+
+        self._guard(use)
 
     def _save_version(self) -> None:
         v = self.session.edit(system=self.system.value, user=self.user.value)
@@ -650,7 +654,8 @@ class Workbench(W.VBox):
         if rows.empty:
             return
         rows = rows[rows["id"].map(lambda i: i not in self._shown)]
-        blind, revealed = set(), set()
+        blind: set[str] = set()
+        revealed: set[str] = set()
         for _, e in events.iterrows():
             ids = set((e["detail"] or {}).get("run_ids", []))
             (blind if e["kind"] == "blind_round" else revealed if e["kind"] == "blind_revealed" else set()).update(ids)
@@ -705,8 +710,8 @@ class Workbench(W.VBox):
             shown: dict[str, Counter] = {}
             for r in these:
                 text = " ".join((r.output or f"[{r.outcome}]").split()) if r.outcome != "error" else "[error]"
-                key = (normalize(r.output) or f"[{r.outcome}]") if r.outcome != "error" else "[error]"
-                shown.setdefault(key, Counter())[text] += 1
+                same = (normalize(r.output) or f"[{r.outcome}]") if r.outcome != "error" else "[error]"
+                shown.setdefault(same, Counter())[text] += 1
             for forms in sorted(shown.values(), key=lambda c: -sum(c.values())):
                 rows.append(f"<tr><td>{escaped(group)}</td><td>{sum(forms.values())}/{len(these)}</td>"
                             f"<td>{_pre(forms.most_common(1)[0][0])}</td></tr>")
@@ -795,7 +800,8 @@ _RECORD_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
 
 def _record(row: dict[str, Any]) -> RunRecord:
     """A run row of the log as the record a card shows."""
-    values = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items() if k in _RECORD_FIELDS}
+    values: dict[str, Any] = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()
+                              if k in _RECORD_FIELDS}
     return RunRecord(**values)
 
 
