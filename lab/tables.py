@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Set
 
+import numpy as np
 import pandas as pd
 
 from .errors import ParameterError
@@ -64,6 +65,35 @@ def with_grades(runs: pd.DataFrame, grades: pd.DataFrame | None, *, grader: str 
     out["label"] = out["id"].map(g["label"])
     out["grader"] = out["id"].map(lambda i: grader if i in g.index else None)
     return out
+
+
+def run_scores(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, grader: str | None = None) -> pd.Series:
+    """A score in [0, 1] per run (indexed like ``runs``), NaN where no grader graded it.
+
+    From ``grader``'s latest grade (default: the grader :func:`lab.tables.with_grades` picks):
+    ``passed`` when it has one, else its score (human ratings on a 1-5 scale are mapped onto
+    [0, 1]). Escaped and error rows are NaN: they are outcomes of their own. Graders are the only
+    source of "correct": figures and tables read it from here."""
+    if runs.empty:
+        return pd.Series(np.nan, index=runs.index, dtype=float)
+    g = with_grades(runs, grades, grader=grader)
+    score = g["score"]
+    human = g["grader"].astype(str).str.startswith("human")
+    score = score.where(~(human & (score > 1)), (score - 1) / 4)
+    out = g["passed"].where(g["passed"].notna(), score).astype(float)
+    out[runs["outcome"] != "answered"] = np.nan
+    return out
+
+
+def outcome_categories(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *,
+                       grader: str | None = None) -> pd.Series:
+    """Per run: ``answered-correct``, ``answered-wrong``, ``answered`` (no grade), ``escaped`` or ``error``."""
+    scores = run_scores(runs, grades, grader=grader)
+    cat = runs["outcome"].astype(str).copy()
+    answered = cat == "answered"
+    cat[answered & (scores >= 0.5)] = "answered-correct"
+    cat[answered & (scores < 0.5)] = "answered-wrong"
+    return cat
 
 
 def _input_text(vars_: object) -> str:

@@ -68,11 +68,11 @@ def test_correctness_comes_only_from_grades(sentiment_runs, run_log):
     row = sentiment_runs[sentiment_runs["outcome"] == "answered"].iloc[0]
     run_log.add_grade(row["id"], "person", passed=False)
     run_log.add_grade(row["id"], "person", passed=True)  # a regrade: the latest counts
-    cats = plots.outcome_categories(sentiment_runs, run_log.grades(), grader="person")
+    cats = lab.tables.outcome_categories(sentiment_runs, run_log.grades(), grader="person")
     assert cats[row.name] == "answered-correct"
     assert set(cats) <= set(plots.CATEGORY_ORDER)
     # without grades nothing is "correct", whatever the expected answer and the output's first word
-    ungraded = plots.outcome_categories(sentiment_runs, None)
+    ungraded = lab.tables.outcome_categories(sentiment_runs, None)
     assert not ungraded.isin(["answered-correct", "answered-wrong"]).any()
 
 
