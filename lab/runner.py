@@ -28,7 +28,9 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
+
+import tenacity
 
 from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .holdout import Part, choose_part
@@ -39,15 +41,12 @@ from .pricing import price_of
 from .progress import Progress, ProgressMode
 from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
 from .prompts import _check_params as _check_param_values
-from .providers import Provider, get_provider
+from .providers import Completion, Provider, get_provider
 from .runs import Runs
 from .secrets import looks_like_secret, redact
 from .seeds import derive_seed
 from .store import RunLog, RunRecord, new_id, now
 from .text import unstorable
-
-if TYPE_CHECKING:  # pandas is imported when a table is read, not to run calls: it is 100 MB of RSS
-    pass
 
 DEFAULT_MODEL = "local:smollm2"
 DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0.7, "max_tokens": 256}
@@ -205,11 +204,22 @@ class _Limiter:
                 self.limit = self._limit + 1
 
 
+@dataclass
+class _Attempt:
+    """One try of a call: what came back, or the error and its kind."""
+
+    completion: Completion | None
+    error: str | None
+    kind: str | None
+    started: str
+    latency_ms: float
+
+
 class Runner:
     """Makes calls for one experiment on one event loop: providers, concurrency, replay, budget, logging.
 
     Rate limits: a call that fails with ``rate_limit`` (429) or ``overloaded`` (529) halves its model's
-    concurrency limit and is retried by the runner, up to ``rate_limit_retries`` times with exponential
+    concurrency limit and is retried by the runner (tenacity), up to ``rate_limit_retries`` times with exponential
     backoff (``backoff_s`` doubling, with jitter, capped at ``max_backoff_s``); successes raise the limit
     again, one slot at a time, up to the ``concurrency`` asked for. The SDKs keep their own retries too
     (``max_retries``, 2 by default, honouring ``retry-after``; set it per model with
@@ -292,39 +302,14 @@ class Runner:
                 self.counts["replayed"] += 1
                 return self._replayed(call, cached)
         provider = self.provider(call.model)
-        limiter = self.limiter(call.model)
-        retries = 0
-        while True:
-            epoch = await limiter.acquire()
-            try:
-                reserved = self._reserve(call)
-                started = now()
-                t0 = time.perf_counter()
-                try:
-                    completion = await provider.complete(call.messages, call.params)
-                    error, kind = None, None
-                except ProviderError as exc:
-                    completion, error, kind = None, f"{exc.kind}: {exc}", exc.kind
-                except asyncio.CancelledError:
-                    self._reserved_usd -= reserved
-                    raise
-                except Exception as exc:  # a provider bug must not lose the batch
-                    completion, error, kind = None, f"other: {type(exc).__name__}: {exc}", "other"
-                latency_ms = (time.perf_counter() - t0) * 1000
-                self._reserved_usd -= reserved
-            finally:
-                limiter.release()
-            if kind not in self.RETRY_KINDS:
-                if kind is None:
-                    limiter.succeeded(epoch)
-                break
-            limiter.rate_limited(epoch)
-            if retries >= self.rate_limit_retries or self.cancelled:
-                error = f"{error} (gave up after {retries} retries by the runner)"
-                break
-            retries += 1
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (retries - 1))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_result(lambda a: a.kind in self.RETRY_KINDS and not self.cancelled),
+            stop=tenacity.stop_after_attempt(self.rate_limit_retries + 1), wait=self._backoff,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
+        attempt: _Attempt = await retrying(self._attempt, provider, self.limiter(call.model), call)
+        completion, error, started, latency_ms = attempt.completion, attempt.error, attempt.started, attempt.latency_ms
+        if attempt.kind in self.RETRY_KINDS:
+            error = f"{error} (gave up after {retrying.statistics['attempt_number'] - 1} retries by the runner)"
         self.counts["made"] += 1
         cost = None
         if completion is not None:
@@ -339,6 +324,38 @@ class Runner:
             if completion is not None and completion.logprobs else None,
         )
         return rec
+
+    def _backoff(self, state: tenacity.RetryCallState) -> float:
+        """Exponential backoff with jitter: ``backoff_s`` doubling per retry, capped at ``max_backoff_s``,
+        each wait drawn between half and all of it."""
+        return min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1)) * random.uniform(0.5, 1.0)
+
+    async def _attempt(self, provider: Provider, limiter: _Limiter, call: Call) -> _Attempt:
+        """One try of a call under its model's concurrency limit; the limiter learns how it went."""
+        epoch = await limiter.acquire()
+        try:
+            reserved = self._reserve(call)
+            started = now()
+            t0 = time.perf_counter()
+            try:
+                completion = await provider.complete(call.messages, call.params)
+                error, kind = None, None
+            except ProviderError as exc:
+                completion, error, kind = None, f"{exc.kind}: {exc}", exc.kind
+            except asyncio.CancelledError:
+                self._reserved_usd -= reserved
+                raise
+            except Exception as exc:  # a provider bug must not lose the batch
+                completion, error, kind = None, f"other: {type(exc).__name__}: {exc}", "other"
+            latency_ms = (time.perf_counter() - t0) * 1000
+            self._reserved_usd -= reserved
+        finally:
+            limiter.release()
+        if kind is None:
+            limiter.succeeded(epoch)
+        elif kind in self.RETRY_KINDS:
+            limiter.rate_limited(epoch)
+        return _Attempt(completion, error, kind, started, latency_ms)
 
     def _replayed(self, call: Call, hit: dict[str, Any]) -> RunRecord:
         """The row for ``call`` served from an earlier logged call (free: it costs nothing again).
