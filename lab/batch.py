@@ -31,8 +31,8 @@ from .errors import BatchError, BudgetExceeded
 from .names import html_text
 from .pricing import Price, price_of
 from .prompts import EscapeHatch
-from .providers import split_model
-from .providers.batches import BatchAPI, BatchRequest, BatchResult, BatchState, batch_api
+from .providers.batches import BatchAPI, BatchRequest, BatchResult, BatchState
+from .providers.registry import batch_api, has_batch_api
 from .runner import Call, Experiment, Runner
 from .store import RunLog, RunRecord, now
 from .tables import summary
@@ -343,7 +343,7 @@ def suggest(planned: Experiment | Plan | PowerEstimate, model: str | list[str] |
         calls, batch_cost, live_cost = planned.calls_needed, planned.batch_cost_usd, planned.cost_usd
         models = [model] if isinstance(model, str) else list(model or [])
         cost_word = "about"
-    batchable = bool(models) and all(split_model(m)[0] in ("anthropic", "openai") for m in models)
+    batchable = bool(models) and all(has_batch_api(m) for m in models)
     if calls < BATCH_SUGGESTED_CALLS:
         return (f"{calls:,} calls: run them live (exp.run()); batch mode pays off from about "
                 f"{BATCH_SUGGESTED_CALLS:,} calls, since its results can take up to 24 hours.")

@@ -1,5 +1,7 @@
 """Provider batch APIs behind one small interface: Anthropic Message Batches and OpenAI Batch.
 
+A provider declares its batch API in :mod:`lab.providers.registry` (``batch_api(model)`` makes one).
+
 A batch takes many fully rendered calls at once, runs them within the provider's window
 (24 hours) at half the list price, and hands back one result per call, matched by a custom id.
 These adapters only speak to the provider (official SDKs, keys from the environment); recording
@@ -21,7 +23,6 @@ from typing import Any, Literal
 from ..errors import ModelSpecError, ProviderError
 from ._errors import _BY_STATUS, to_provider_error
 from .base import Completion
-from .registry import split_model
 
 
 @dataclass(frozen=True)
@@ -290,20 +291,3 @@ class OpenAIBatches(BatchAPI):
 
     def close(self) -> None:
         self._client.close()
-
-
-_APIS: dict[str, type[BatchAPI]] = {"anthropic": AnthropicBatches, "openai": OpenAIBatches}
-
-
-def batch_api(model: str, **options: Any) -> BatchAPI:
-    """The batch API for a model string (``anthropic:...`` or ``openai:...``). Options: ``base_url``,
-    ``max_retries``, ``timeout``. Raises :class:`ModelSpecError` for models without a batch API."""
-    prefix, rest = split_model(model)
-    cls = _APIS.get(prefix)
-    if cls is None:
-        raise ModelSpecError(
-            f"model {model!r} has no batch API; batch mode works for {', '.join(p + ':...' for p in _APIS)} models "
-            "(for a self-hosted server, run the experiment live with a higher concurrency)")
-    if not rest:
-        raise ModelSpecError(f"model {model!r} names no model after '{prefix}:'")
-    return cls(model, rest, **options)
