@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .checks import check_int
 from .errors import GraderError, LabError, ParameterError
 from .seeds import derive_seed
 from .text import EscapeHatch, fill, normalize, numbers_in
@@ -392,10 +393,8 @@ def judge_grader(rubric: str, *, model: str = "local:smollm2", repeats: int = 3,
         raise GraderError("judge: rubric must be a non-empty string saying what a good answer does")
     if scale not in _SCALE_INSTRUCTION:
         raise GraderError(f"judge: scale must be one of {list(_SCALE_INSTRUCTION)}, got {scale!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise GraderError(f"judge: repeats must be an integer >= 1, got {repeats!r}")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise GraderError(f"judge: max_tokens must be an integer >= 1, got {max_tokens!r}")
+    repeats = check_int("judge: repeats", repeats, 1, error=GraderError)
+    max_tokens = check_int("judge: max_tokens", max_tokens, 1, error=GraderError)
     params = {"temperature": 0, "max_tokens": max_tokens}
     threshold = pass_at if pass_at is not None else {"1-5": 4.0, "1-10": 7.0, "pass/fail": 1.0}[scale]
     template = fill(JUDGE_TEMPLATE, rubric=rubric, instruction=_SCALE_INSTRUCTION[scale])  # names the version

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .checks import check_int
 from .errors import GraderError, ParameterError
 from .graders import Grader, JudgeScale, judge_grader
 from .grading import RunsLike, grade, runs_frame
@@ -216,8 +217,7 @@ def judge_decoys(judge_grader: Grader, runs: RunsLike, *, per_kind: int = 3,
     """
     if judge_grader.afn is None:
         raise GraderError("judge_decoys: give an LLM judge (lab.judge(...)); other graders cannot be gamed this way")
-    if isinstance(per_kind, bool) or not isinstance(per_kind, int) or per_kind < 1:
-        raise GraderError(f"judge_decoys: per_kind must be an integer >= 1, got {per_kind!r}")
+    per_kind = check_int("judge_decoys: per_kind", per_kind, 1, error=GraderError)
     decoys = dict(DECOYS if decoys is None else decoys)
     df, log = runs_frame(runs, log)
     if "role" in df:

@@ -31,6 +31,7 @@ import pandas as pd
 
 from .errors import LabError, NotebookError, ParameterError
 from .names import check_id, path_under
+from .names import experiment_id as new_experiment_id
 from .report import (
     _add_failure_banner,
     _existing,
@@ -42,7 +43,7 @@ from .report import (
     write_index,
 )
 from .secrets import looks_like_secret
-from .store import RunLog, new_id
+from .store import RunLog
 from .version import __version__
 
 RESULTS = Path("results")
@@ -131,10 +132,6 @@ class NotebookRun:
         return summary(self.runs())
 
 
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-
-
 def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = None, *,
                  experiment_id: str | None = None, output_dir: str | Path | None = None,
                  log: str | Path | None = None, html: bool = True, kernel: str = "python3",
@@ -170,7 +167,7 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
         if experiment_id is not None and given != experiment_id:
             raise ParameterError(f"two experiment ids: experiment_id={experiment_id!r} and the parameter {given!r}")
         experiment_id = given
-    exp_id = experiment_id or f"{source.stem}-{_stamp()}-{new_id()[:4]}"
+    exp_id = experiment_id or new_experiment_id(source.stem)
     check_id(exp_id, "experiment id" if experiment_id else f"notebook name {source.stem!r} makes an id that",
              ParameterError)
     if "experiment_id" in known:

@@ -19,24 +19,23 @@ import functools
 import hashlib
 import itertools
 import json
-import math
 import os
 import random
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import tenacity
 
+from .checks import check_int, check_usd
 from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .holdout import Part, choose_part
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
 from .logprobs import TOP_LOGPROBS, summarize
-from .names import check_id
+from .names import check_id, experiment_id
 from .pricing import price_of
 from .progress import Progress, ProgressMode
 from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
@@ -59,7 +58,7 @@ def default_max_calls() -> int:
     if raw is None:
         return MAX_CALLS
     try:
-        return _check_positive_int("PROMPTLAB_MAX_CALLS", int(raw))
+        return check_int("PROMPTLAB_MAX_CALLS", int(raw))
     except ValueError:
         raise ParameterError(f"PROMPTLAB_MAX_CALLS must be a whole number of calls, got {raw!r}") from None
 
@@ -490,15 +489,6 @@ class Runner:
             await p.aclose()
 
 
-def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and (
-            math.isnan(value) or not value.is_integer())):
-        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ParameterError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
 class Experiment:
     """A planned experiment. Nothing is called until :meth:`run`; :meth:`plan` validates everything."""
 
@@ -531,7 +521,7 @@ class Experiment:
         self.models = [model] if isinstance(model, str) else list(model)
         if not self.models:
             raise ParameterError("model: give at least one model string")
-        self.repeats = _check_positive_int("repeats", repeats)
+        self.repeats = check_int("repeats", repeats)
         self.variants = self.prompt.select(variants)
         self.params = dict(params or {})
         if "seed" in self.params:  # params={"seed": 3} / --param seed=3 mean seed=3
@@ -539,13 +529,10 @@ class Experiment:
                 raise ParameterError(f"two seeds given: seed={seed!r} and params['seed']={self.params['seed']!r}")
             seed = self.params.pop("seed")
         if seed is not None:
-            seed = _check_positive_int("seed", seed, minimum=0)
+            seed = check_int("seed", seed, minimum=0)
         self.seed = seed
-        self.concurrency = None if concurrency is None else _check_positive_int("concurrency", concurrency)
-        if budget_usd is not None and (not isinstance(budget_usd, (int, float)) or isinstance(budget_usd, bool)
-                                       or math.isnan(budget_usd) or budget_usd < 0):
-            raise ParameterError(f"budget_usd must be a non-negative number of US dollars, got {budget_usd!r}")
-        self.budget_usd = budget_usd
+        self.concurrency = None if concurrency is None else check_int("concurrency", concurrency)
+        self.budget_usd = None if budget_usd is None else check_usd("budget_usd", budget_usd)
         self.replay = replay
         self.resume = resume
         self.new_version = bool(new_version)  # resume an experiment whose prompt changed, with the new version
@@ -558,8 +545,7 @@ class Experiment:
         if inputs is not None:
             self.inputs, self.split, self.split_note = choose_part(self.inputs, self.log, split)
         self.name = name or self.prompt.task
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        self.id = id or f"{self.name}-{stamp}-{new_id()[:4]}"
+        self.id = id or experiment_id(self.name)
         # the id names folders (results/<id>/, exports), so it keeps to the name rule; see lab.names
         check_id(self.id, "experiment id" if id else f"experiment name {self.name!r} makes an id that", ParameterError)
         self.provider_options = provider_options or {}
@@ -577,7 +563,7 @@ class Experiment:
                 raise ParameterError(f"parameter {ascii(k)} {unstorable(v) or unstorable(k)}; pass it as UTF-8 text")
             if looks_like_secret(k, v):
                 raise ParameterError(f"parameter {k!r} looks like a secret; keys come from the environment only")
-        self.max_calls = _check_positive_int("max_calls", max_calls) if max_calls is not None else default_max_calls()
+        self.max_calls = check_int("max_calls", max_calls) if max_calls is not None else default_max_calls()
         self._calls: list[Call] | None = None
         self._checked: tuple[dict[str, Provider], dict[str, dict[str, Any]], list[dict[str, list]]] | None = None
 

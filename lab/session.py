@@ -32,17 +32,18 @@ from typing import Any
 
 import pandas as pd
 
+from .checks import check_int
 from .errors import CallCancelled, LabError, ParameterError, PromptFileError
 from .graders import graders_or_default
 from .grading import grade, rate
 from .grid import GradeBadge, badge
 from .inputs import InputRow, InputSet, load_inputs
+from .names import experiment_id as new_experiment_id
 from .progress import Progress
 from .prompts import PromptFile, Variant, check_template, load_prompt, version_of
 from .runner import DEFAULT_MODEL, Experiment, Runner, record_prompt_version, run_sync
 from .secrets import looks_like_secret
 from .store import RunLog, RunRecord, new_id
-from .techniques._common import experiment_id as new_experiment_id
 from .techniques._common import resolve_graders
 from .techniques.conversation import Conversation
 from .techniques.critique import DEFAULT_RUBRIC, STOP_PHRASE, critique_round
@@ -363,8 +364,7 @@ class Session:
         ``rubric`` in a fresh context, then revises in the answer's conversation; it stops early
         when the review says ``stop_phrase`` (or fails). Returns ``(critique, revision)`` pairs, the
         revision ``None`` for a round that stopped; ``on_round`` is called as each round finishes."""
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ParameterError(f"rounds must be an integer >= 1, got {rounds!r}")
+        rounds = check_int("rounds", rounds, 1)
         if not self.samples:
             raise ParameterError("nothing to critique yet: Run first")
         if not isinstance(rubric, str) or not rubric.strip():

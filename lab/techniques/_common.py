@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError
 from ..graders import Grader, check_grader_list, grader_from_spec
 from ..judges import check_model
 from ..prompts import PromptFile, Variant, load_prompt, version_of
-from ..store import RunLog, new_id
-
-
-def experiment_id(name: str) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{name}-{stamp}-{new_id()[:4]}"
+from ..store import RunLog
 
 
 def open_log(log: RunLog | str | Path | None) -> RunLog:
@@ -44,9 +37,3 @@ def adhoc_variant(name: str, task: str, system: str | None, params: dict[str, An
     templates = (("system", system),) if system else ()
     return Variant(name=name, task=task, path=f"<{task}>", templates=templates, params=dict(params),
                    escape_hatch=None, version=version_of(templates, dict(params), None))
-
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value

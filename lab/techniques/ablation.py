@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..checks import check_int
 from ..errors import ParameterError, PromptFileError
 from ..graders import Grader
 from ..grading import grade
@@ -34,7 +35,7 @@ from ..stats import MIN_INPUTS, TOO_FEW, Plan, adjust_family, format_p, interval
 from ..store import RunLog
 from ..tables import with_grades
 from ..text import normalize
-from ._common import as_prompt, check_int, resolve_graders
+from ._common import as_prompt, resolve_graders
 
 #: the outcome rates an ablation compares: name -> (value column, which inputs count)
 MEASURES = {

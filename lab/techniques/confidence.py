@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from .. import calibration as cal
+from ..checks import check_int
 from ..graders import Grader
 from ..grading import grade
 from ..inputs import InputSet
@@ -27,7 +28,7 @@ from ..prompts import PromptFile
 from ..runner import DEFAULT_MODEL, Experiment
 from ..store import RunLog
 from ..tables import with_grades
-from ._common import as_prompt, check_int, resolve_graders
+from ._common import as_prompt, resolve_graders
 
 
 @dataclass

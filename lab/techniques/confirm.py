@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..checks import check_int
 from ..errors import ParameterError
 from ..findings import Findings
 from ..graders import Grader, graders_or_default
@@ -24,7 +25,7 @@ from ..progress import ProgressMode
 from ..prompts import PromptFile, Variant
 from ..runner import DEFAULT_MODEL, Experiment
 from ..store import RunLog
-from ._common import as_prompt, check_int, open_log, resolve_graders
+from ._common import as_prompt, open_log, resolve_graders
 from .framing import Comparison
 
 

@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from ..checks import check_int
 from ..errors import CallCancelled, ConversationError, ParameterError
 from ..graders import Grader, check_grader_list, match
 from ..grading import grade
 from ..inputs import InputRow
+from ..names import experiment_id
 from ..prompts import Variant
 from ..providers import get_provider
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, record_prompt_version, run_sync
@@ -34,7 +36,7 @@ from ..stats import paired_difference, rates
 from ..store import RunLog, RunRecord, new_id
 from ..tables import side_by_side, with_grades
 from ..text import normalize
-from ._common import adhoc_variant, check_int, experiment_id, open_log
+from ._common import adhoc_variant, open_log
 
 T = TypeVar("T")
 

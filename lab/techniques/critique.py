@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..checks import check_int
 from ..errors import BudgetExceeded, ParameterError
 from ..findings import Findings, findings
 from ..graders import Grader
@@ -33,7 +34,7 @@ from ..stats import rates
 from ..store import RunLog, RunRecord
 from ..tables import critique_rounds, side_by_side
 from ..text import fill
-from ._common import as_prompt, check_int, resolve_graders
+from ._common import as_prompt, resolve_graders
 
 CRITIQUE_TEMPLATE = """I am reviewing a draft answer against a rubric before using it.
 

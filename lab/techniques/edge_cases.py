@@ -12,16 +12,17 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ..checks import check_int
 from ..errors import InputSetError, ParameterError
 from ..inputs import InputRow, InputSet, load_inputs, rows_from_records
-from ..names import html_text
+from ..names import experiment_id, html_text
 from ..prompts import PromptFile
 from ..providers import get_provider
 from ..runner import DEFAULT_MODEL, Call, Runner, run_sync
 from ..seeds import base_seed, seeded
 from ..store import RunLog
 from ..text import fill
-from ._common import adhoc_variant, as_prompt, check_int, experiment_id, open_log
+from ._common import adhoc_variant, as_prompt, open_log
 
 PROPOSE_TEMPLATE = """I am testing a prompt for a language model before I rely on it. This is the prompt; \
 {placeholders} filled in from each input:

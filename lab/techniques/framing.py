@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from ..checks import check_int
 from ..errors import ParameterError
 from ..findings import Findings, findings
 from ..graders import Grader, graders_or_default
@@ -22,7 +23,7 @@ from ..runner import DEFAULT_MODEL, Experiment
 from ..stats import paired_difference, pairwise, rates
 from ..store import RunLog
 from ..tables import disagreements, escaped, side_by_side, with_grades
-from ._common import as_prompt, check_int, resolve_graders
+from ._common import as_prompt, resolve_graders
 from .escape import escape_report
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from ..checks import check_int
 from ..errors import ParameterError
 from ..findings import Findings, findings
 from ..graders import Grader, graders_or_default
@@ -27,7 +28,7 @@ from ..stats import proportion_ci
 from ..store import RunLog
 from ..tables import side_by_side, with_grades
 from ..text import normalize, numbers_in
-from ._common import as_prompt, check_int, resolve_graders
+from ._common import as_prompt, resolve_graders
 
 AnswerKey = Literal["normalized", "exact", "number", "first_line"]
 
