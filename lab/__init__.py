@@ -57,7 +57,7 @@ _EVERYDAY = {
 }
 
 # the namespaces, imported on first use (`lab.stats.rates(...)` works after a bare `import lab`)
-_NAMESPACES = ("graders", "judges", "grading", "stats", "tables", "plots", "techniques", "batch", "notebooks",
+_NAMESPACES = ("config", "graders", "judges", "grading", "stats", "tables", "plots", "techniques", "batch", "notebooks",
                "report", "grid", "session", "widgets", "prompts", "inputs", "store", "runner", "runs", "providers", "pricing",
                "errors", "whole_context", "calibration", "findings", "text", "holdout", "selection")
 

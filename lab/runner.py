@@ -19,48 +19,30 @@ import functools
 import hashlib
 import itertools
 import json
-import os
 import random
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import tenacity
 
-from .checks import check_int, check_usd
+from .config import DEFAULT_PARAMS, RunConfig, RunOptions
 from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
 from .holdout import Part, choose_part
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
 from .logprobs import TOP_LOGPROBS, summarize
 from .names import check_id, experiment_id
 from .pricing import price_of
-from .progress import Progress, ProgressMode
-from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
-from .prompts import _check_params as _check_param_values
+from .progress import Progress
+from .prompts import EscapeHatch, PromptFile, Variant, load_prompt
 from .providers import Completion, Provider, get_provider
 from .runs import Runs
-from .secrets import looks_like_secret, redact
+from .secrets import redact
 from .seeds import derive_seed
 from .store import RunLog, RunRecord, new_id, now
-from .text import unstorable
-
-DEFAULT_MODEL = "local:smollm2"
-DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0.7, "max_tokens": 256}
-MAX_CALLS = 1_000_000  # a bigger plan needs max_calls=... (or $PROMPTLAB_MAX_CALLS, CLI --max-calls)
-
-
-def default_max_calls() -> int:
-    """The largest plan run without an explicit ``max_calls``: $PROMPTLAB_MAX_CALLS or 1,000,000."""
-    raw = os.environ.get("PROMPTLAB_MAX_CALLS")
-    if raw is None:
-        return MAX_CALLS
-    try:
-        return check_int("PROMPTLAB_MAX_CALLS", int(raw))
-    except ValueError:
-        raise ParameterError(f"PROMPTLAB_MAX_CALLS must be a whole number of calls, got {raw!r}") from None
 
 T = TypeVar("T")
 
@@ -493,13 +475,15 @@ class Experiment:
     """A planned experiment. Nothing is called until :meth:`run`; :meth:`plan` validates everything."""
 
     def __init__(self, prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
-                 model: str | list[str] = DEFAULT_MODEL, repeats: int = 1, variants: list[str] | None = None,
-                 params: dict[str, Any] | None = None, seed: int | None = None, concurrency: int | None = None,
-                 budget_usd: float | None = None, replay: bool = False, resume: bool = False,
-                 log: RunLog | str | Path | None = None, id: str | None = None, name: str | None = None,
-                 tags: list[str] | None = None, provider_options: dict[str, dict[str, Any]] | None = None,
-                 progress: ProgressMode = None, confidence: bool = False, max_calls: int | None = None,
-                 split: Part | None = None, new_version: bool = False):
+                 variants: list[str] | None = None, resume: bool = False, log: RunLog | str | Path | None = None,
+                 id: str | None = None, name: str | None = None, tags: list[str] | None = None,
+                 split: Part | None = None, new_version: bool = False, config: RunConfig | None = None,
+                 **options: Unpack[RunOptions]):
+        """What to run (``prompt``, ``inputs``, ``variants``, ``tags``, ``split``; ``log``, ``id``,
+        ``name``, ``resume``) and how (a :class:`lab.config.RunConfig` as ``config``, and/or its
+        options as keywords: ``model``, ``repeats``, ``params``, ``seed``, ``concurrency``,
+        ``budget_usd``, ``replay``, ``provider_options``, ``progress``, ``confidence``, ``max_calls``)."""
+        self.config = cfg = RunConfig.of(config, **options)
         self.prompt = prompt if isinstance(prompt, PromptFile) else load_prompt(prompt)
         if inputs is None:
             needed = sorted(set().union(*(v.variables for v in self.prompt.variants.values())))
@@ -518,22 +502,14 @@ class Experiment:
             self.inputs = self.inputs.tagged(*tags)
             if not len(self.inputs):
                 raise ParameterError(f"no input in {self.inputs.path} carries any of the tags {tags}")
-        self.models = [model] if isinstance(model, str) else list(model)
-        if not self.models:
-            raise ParameterError("model: give at least one model string")
-        self.repeats = check_int("repeats", repeats)
+        self.models = list(cfg.models)
+        self.repeats = cfg.repeats
         self.variants = self.prompt.select(variants)
-        self.params = dict(params or {})
-        if "seed" in self.params:  # params={"seed": 3} / --param seed=3 mean seed=3
-            if seed is not None and seed != self.params["seed"]:
-                raise ParameterError(f"two seeds given: seed={seed!r} and params['seed']={self.params['seed']!r}")
-            seed = self.params.pop("seed")
-        if seed is not None:
-            seed = check_int("seed", seed, minimum=0)
-        self.seed = seed
-        self.concurrency = None if concurrency is None else check_int("concurrency", concurrency)
-        self.budget_usd = None if budget_usd is None else check_usd("budget_usd", budget_usd)
-        self.replay = replay
+        self.params = dict(cfg.params)
+        self.seed = cfg.seed
+        self.concurrency = cfg.concurrency
+        self.budget_usd = cfg.budget_usd
+        self.replay = cfg.replay
         self.resume = resume
         self.new_version = bool(new_version)  # resume an experiment whose prompt changed, with the new version
         if resume and id is None:
@@ -548,22 +524,11 @@ class Experiment:
         self.id = id or experiment_id(self.name)
         # the id names folders (results/<id>/, exports), so it keeps to the name rule; see lab.names
         check_id(self.id, "experiment id" if id else f"experiment name {self.name!r} makes an id that", ParameterError)
-        self.provider_options = provider_options or {}
-        self.progress = progress
-        if not isinstance(confidence, bool):
-            raise ParameterError(f"confidence must be True or False, got {confidence!r}")
-        self.confidence = confidence  # ask for token log-probabilities where the provider returns them
+        self.provider_options = dict(cfg.provider_options)
+        self.progress = cfg.progress
+        self.confidence = cfg.confidence  # ask for token log-probabilities where the provider returns them
         self.no_confidence: list[str] = []  # models that return none: "no confidence available"
-        try:  # the same value rules as a prompt file's params; providers check the names
-            _check_param_values({k: v for k, v in self.params.items() if k in KNOWN_PARAMS})
-        except ValueError as exc:
-            raise ParameterError(f"params: {exc}") from None
-        for k, v in self.params.items():
-            if unstorable(v) or unstorable(k):
-                raise ParameterError(f"parameter {ascii(k)} {unstorable(v) or unstorable(k)}; pass it as UTF-8 text")
-            if looks_like_secret(k, v):
-                raise ParameterError(f"parameter {k!r} looks like a secret; keys come from the environment only")
-        self.max_calls = check_int("max_calls", max_calls) if max_calls is not None else default_max_calls()
+        self.max_calls = cfg.max_calls
         self._calls: list[Call] | None = None
         self._checked: tuple[dict[str, Provider], dict[str, dict[str, Any]], list[dict[str, list]]] | None = None
 

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from .checks import check_int
+from .config import DEFAULT_MODEL
 from .errors import CallCancelled, LabError, ParameterError, PromptFileError
 from .graders import graders_or_default
 from .grading import grade, rate
@@ -41,7 +42,7 @@ from .inputs import InputRow, InputSet, load_inputs
 from .names import experiment_id as new_experiment_id
 from .progress import Progress
 from .prompts import PromptFile, Variant, check_template, load_prompt, version_of
-from .runner import DEFAULT_MODEL, Experiment, Runner, record_prompt_version, run_sync
+from .runner import Experiment, Runner, record_prompt_version, run_sync
 from .secrets import looks_like_secret
 from .store import RunLog, RunRecord, new_id
 from .techniques._common import resolve_graders

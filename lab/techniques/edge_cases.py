@@ -13,12 +13,13 @@ import pandas as pd
 import yaml
 
 from ..checks import check_int
+from ..config import DEFAULT_MODEL
 from ..errors import InputSetError, ParameterError
 from ..inputs import InputRow, InputSet, load_inputs, rows_from_records
 from ..names import experiment_id, html_text
 from ..prompts import PromptFile
 from ..providers import get_provider
-from ..runner import DEFAULT_MODEL, Call, Runner, run_sync
+from ..runner import Call, Runner, run_sync
 from ..seeds import base_seed, seeded
 from ..store import RunLog
 from ..text import fill

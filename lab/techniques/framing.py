@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import pandas as pd
 
-from ..checks import check_int
+from ..config import PAIRED, RunConfig, RunOptions
 from ..errors import ParameterError
 from ..findings import Findings, findings
 from ..graders import Grader, graders_or_default
@@ -17,9 +17,8 @@ from ..grading import grade
 from ..holdout import with_selection
 from ..inputs import InputSet
 from ..names import html_text
-from ..progress import ProgressMode
 from ..prompts import PromptFile
-from ..runner import DEFAULT_MODEL, Experiment
+from ..runner import Experiment
 from ..stats import paired_difference, pairwise, rates
 from ..store import RunLog
 from ..tables import disagreements, escaped, side_by_side, with_grades
@@ -110,12 +109,9 @@ class Comparison:
 
 
 def compare_framings(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
-                     variants: list[str] | None = None, repeats: int = 3, seed: int | None = 0,
-                     grader: Grader | list[Grader] | None = None, model: str | list[str] = DEFAULT_MODEL,
-                     params: dict[str, Any] | None = None, log: RunLog | str | Path | None = None,
-                     tags: list[str] | None = None, concurrency: int | None = None,
-                     budget_usd: float | None = None, progress: ProgressMode = None,
-                     id: str | None = None) -> Comparison:
+                     variants: list[str] | None = None, grader: Grader | list[Grader] | None = None,
+                     log: RunLog | str | Path | None = None, tags: list[str] | None = None, id: str | None = None,
+                     config: RunConfig | None = None, **run: Unpack[RunOptions]) -> Comparison:
     """Run framings of one task (persona, honest context, persona + escape hatch, ...) on the
     same inputs, repeat indices and seeds, grade them, and return a :class:`Comparison`.
 
@@ -124,16 +120,17 @@ def compare_framings(prompt: str | Path | PromptFile, inputs: str | Path | Input
     framings are paired on identical seeds and a rerun reproduces on seeded providers.
     ``grader`` defaults to the prompt file's ``grader:``; several graders may be given, the last
     one is the one views read (pass ``grader=`` names to the stats functions for others).
+    How to run is a :class:`lab.config.RunConfig` (``config``) and/or its options as keywords
+    (``model``, ``repeats``: 3 here, ``seed``: 0 here, ``params``, ``concurrency``, ``budget_usd``, ...).
     """
-    check_int("repeats", repeats, 1)
+    cfg = RunConfig.of(config, defaults=PAIRED, **run)
     pf = as_prompt(prompt)
     graders = resolve_graders(grader, pf)
     chosen = pf.select(variants)
     if len(chosen) < 1:
         raise ParameterError(f"{pf.path}: no variants to compare")
-    exp = Experiment(pf, inputs, model=model, repeats=repeats, variants=[v.name for v in chosen], params=params,
-                     seed=seed, log=log, tags=tags, concurrency=concurrency, budget_usd=budget_usd,
-                     progress=progress, id=id, name=f"{pf.task}-framings")
+    exp = Experiment(pf, inputs, variants=[v.name for v in chosen], log=log, tags=tags, id=id,
+                     name=f"{pf.task}-framings", config=cfg)
     exp.plan()
     runs = exp.run()
     graders = graders_or_default(graders, runs.df)

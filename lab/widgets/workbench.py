@@ -20,11 +20,11 @@ from typing import Any
 
 import ipywidgets as W
 
+from ..config import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..errors import CallCancelled, LabError
 from ..grid import OUTCOME_KINDS, GradeBadge, records_frame, results_grid
 from ..holdout import choose_part
 from ..inputs import InputSet, load_inputs
-from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
 from ..session import Session, find_input_sets, find_prompt_files, grade_records, input_set_table, input_text
 from ..store import RunLog, RunRecord
