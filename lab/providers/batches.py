@@ -14,6 +14,7 @@ parameter names), so a batch row and a live row of the same call saw the same re
 from __future__ import annotations
 
 import abc
+import importlib
 import json
 import os
 from collections.abc import Iterator
@@ -60,17 +61,28 @@ class BatchAPI(abc.ABC):
     """One provider's batch endpoints for one model."""
 
     provider: str = ""
+    #: the environment variable that holds the provider's key
+    key_env: str = ""
     #: the provider's limits for one batch; larger runs are split into several batches
     max_requests: int = 10_000
     max_bytes: int = 100_000_000
 
-    def __init__(self, model: str, model_name: str):
+    def __init__(self, model: str, model_name: str, *, base_url: str | None = None, max_retries: int = 2,
+                 timeout: float = 120.0, **_: Any):
         self.model = model  # the lab's model string, e.g. "anthropic:claude-haiku-4-5"
         self.model_name = model_name  # the provider's name for it
+        key = _key(self.key_env, model) if self.key_env else None
+        self._client: Any = self._connect(api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout)
 
-    @abc.abstractmethod
+    def _connect(self, **client_options: Any) -> Any:
+        """The provider's SDK client (the SDK is imported here, on first use)."""
+        raise NotImplementedError
+
     def request_body(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        """The request one call sends, as the live provider would send it."""
+        """The request one call sends, built by the live provider's own ``request_body`` (its module
+        in this package is named like ``provider``)."""
+        live = importlib.import_module(f"{__package__}.{self.provider}")
+        return live.request_body(self.model_name, messages, params)
 
     @abc.abstractmethod
     def create(self, requests: list[BatchRequest], *, metadata: dict[str, str] | None = None) -> BatchState:
@@ -100,6 +112,11 @@ def _key(env: str, model: str) -> str:
     return key
 
 
+def _counts(batch: Any) -> dict[str, int]:
+    """The SDK batch's request counts by state."""
+    return batch.request_counts.model_dump() if batch.request_counts is not None else {}
+
+
 def _wrap(exc: Exception, model: str, what: str) -> ProviderError:
     err = to_provider_error(exc, model)
     return ProviderError(f"batch {what} failed: {err}", kind=err.kind, status=err.status)
@@ -114,25 +131,18 @@ _ANTHROPIC_KINDS = {"invalid_request_error": "bad_request", "authentication_erro
 
 class AnthropicBatches(BatchAPI):
     provider = "anthropic"
+    key_env = "ANTHROPIC_API_KEY"
     max_requests = 100_000
     max_bytes = 250_000_000  # the API's limit is 256 MB
 
-    def __init__(self, model: str, model_name: str, *, base_url: str | None = None, max_retries: int = 2,
-                 timeout: float = 120.0, **_: Any):
-        super().__init__(model, model_name)
+    def _connect(self, **client_options: Any) -> Any:
         import anthropic
 
-        self._client = anthropic.Anthropic(api_key=_key("ANTHROPIC_API_KEY", model), base_url=base_url,
-                                           max_retries=max_retries, timeout=timeout)
-
-    def request_body(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        from .anthropic import request_body
-
-        return request_body(self.model_name, messages, params)
+        return anthropic.Anthropic(**client_options)
 
     @staticmethod
     def _state(b: Any) -> BatchState:
-        counts = b.request_counts.model_dump() if b.request_counts is not None else {}
+        counts = _counts(b)
         return BatchState(b.id, b.processing_status, b.processing_status == "ended", counts)
 
     def create(self, requests: list[BatchRequest], *, metadata: dict[str, str] | None = None) -> BatchState:
@@ -206,23 +216,16 @@ class OpenAIBatches(BatchAPI):
     max_requests = 50_000
     max_bytes = 190_000_000  # the API's limit is 200 MB per input file
     endpoint: Literal["/v1/chat/completions"] = "/v1/chat/completions"
+    key_env = "OPENAI_API_KEY"
 
-    def __init__(self, model: str, model_name: str, *, base_url: str | None = None, max_retries: int = 2,
-                 timeout: float = 120.0, **_: Any):
-        super().__init__(model, model_name)
+    def _connect(self, **client_options: Any) -> Any:
         import openai
 
-        self._client = openai.OpenAI(api_key=_key("OPENAI_API_KEY", model), base_url=base_url,
-                                     max_retries=max_retries, timeout=timeout)
-
-    def request_body(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        from .openai import request_body
-
-        return request_body(self.model_name, messages, params)
+        return openai.OpenAI(**client_options)
 
     @staticmethod
     def _state(b: Any) -> BatchState:
-        counts = b.request_counts.model_dump() if b.request_counts is not None else {}
+        counts = _counts(b)
         reason = None
         if b.status == "failed":
             errors = (b.errors.data or []) if b.errors else []

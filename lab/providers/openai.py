@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import count, to_provider_error
-from ._utf8 import lenient_http_client
+from ._utf8 import sdk_client_options
 from .base import LOGPROB_PARAMS, Completion, Provider, token_logprobs
 
 _EXTRA = ("top_k", "repeat_penalty")  # llama.cpp-style servers take these; OpenAI does not
@@ -88,10 +88,7 @@ class OpenAIProvider(Provider):
         if self._client is None:
             import openai
 
-            self._client = openai.AsyncOpenAI(
-                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout,
-                http_client=lenient_http_client(openai.DefaultAsyncHttpxClient),
-            )
+            self._client = openai.AsyncOpenAI(**sdk_client_options(self, openai.DefaultAsyncHttpxClient))
         return self._client
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:

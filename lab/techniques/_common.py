@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..graders import Grader, check_grader_list, grader_from_spec
+from ..graders import Grader, check_grader_list, grader_from_spec, graders_or_default
+from ..grading import grade
 from ..judges import check_model
 from ..prompts import PromptFile, Variant, load_prompt, version_of
+from ..runner import Experiment
+from ..runs import Runs
 from ..store import RunLog
 
 
@@ -37,3 +40,14 @@ def adhoc_variant(name: str, task: str, system: str | None, params: dict[str, An
     templates = (("system", system),) if system else ()
     return Variant(name=name, task=task, path=f"<{task}>", templates=templates, params=dict(params),
                    escape_hatch=None, version=version_of(templates, dict(params), None))
+
+
+def run_and_grade(exp: Experiment, graders: list[Grader]) -> tuple[Runs, list[Grader]]:
+    """Run ``exp`` (checked first) and grade its runs with ``graders``, or without any with the
+    default grader where the inputs have expected answers. Returns the runs and the graders used."""
+    exp.plan()
+    runs = exp.run()
+    graders = graders_or_default(graders, runs.df)
+    if graders:
+        grade(runs, graders)
+    return runs, graders

@@ -17,14 +17,13 @@ from typing import Any, Unpack
 from ..config import PAIRED, RunConfig, RunOptions
 from ..errors import ParameterError
 from ..findings import Findings
-from ..graders import Grader, graders_or_default
-from ..grading import grade
+from ..graders import Grader
 from ..holdout import Split, as_inputs, find_split, record_use, uses
 from ..inputs import InputSet
 from ..prompts import PromptFile, Variant
 from ..runner import Experiment
 from ..store import RunLog
-from ._common import as_prompt, open_log, resolve_graders
+from ._common import as_prompt, open_log, resolve_graders, run_and_grade
 from .framing import Comparison
 
 
@@ -148,10 +147,7 @@ def confirm(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | lis
     graders = resolve_graders(grader, pf)
     exp = Experiment(chosen, rows, split="held_out", variants=[cand.name, base.name], log=run_log, id=id,
                      name=f"{pf.task}-confirm", config=cfg)
-    runs = exp.run()
-    graders = graders_or_default(graders, runs.df)
-    if graders:
-        grade(runs, graders)
+    runs, graders = run_and_grade(exp, graders)
     n = record_use(run_log, split, experiment=exp.id, candidate=cand.name, candidate_version=cand.version,
                    baseline=base.name, baseline_version=base.version)
     return Confirmation(exp.id, run_log, [cand.name, base.name], graders[-1].name if graders else None,

@@ -12,8 +12,7 @@ import pandas as pd
 from ..config import PAIRED, RunConfig, RunOptions
 from ..errors import ParameterError
 from ..findings import Findings, findings
-from ..graders import Grader, graders_or_default
-from ..grading import grade
+from ..graders import Grader
 from ..holdout import with_selection
 from ..inputs import InputSet
 from ..names import html_text
@@ -22,7 +21,7 @@ from ..runner import Experiment
 from ..stats import paired_difference, pairwise, rates
 from ..store import RunLog
 from ..tables import disagreements, escaped, side_by_side, with_grades
-from ._common import as_prompt, resolve_graders
+from ._common import as_prompt, resolve_graders, run_and_grade
 from .escape import escape_report
 
 
@@ -131,10 +130,6 @@ def compare_framings(prompt: str | Path | PromptFile, inputs: str | Path | Input
         raise ParameterError(f"{pf.path}: no variants to compare")
     exp = Experiment(pf, inputs, variants=[v.name for v in chosen], log=log, tags=tags, id=id,
                      name=f"{pf.task}-framings", config=cfg)
-    exp.plan()
-    runs = exp.run()
-    graders = graders_or_default(graders, runs.df)
-    if graders:
-        grade(runs, graders)
+    runs, graders = run_and_grade(exp, graders)
     return Comparison(exp.id, exp.log, [v.name for v in chosen], graders[-1].name if graders else None,
                       [g.name for g in graders])

@@ -18,8 +18,7 @@ from ..checks import check_int
 from ..config import RunConfig, RunOptions
 from ..errors import ParameterError
 from ..findings import Findings, findings
-from ..graders import Grader, graders_or_default
-from ..grading import grade
+from ..graders import Grader
 from ..inputs import InputSet
 from ..names import html_text
 from ..prompts import PromptFile
@@ -28,7 +27,7 @@ from ..stats import proportion_ci
 from ..store import RunLog
 from ..tables import side_by_side, with_grades
 from ..text import normalize, numbers_in
-from ._common import as_prompt, resolve_graders
+from ._common import as_prompt, resolve_graders, run_and_grade
 
 AnswerKey = Literal["normalized", "exact", "number", "first_line"]
 
@@ -155,9 +154,5 @@ def retry(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[
     graders = resolve_graders(grader, pf)
     exp = Experiment(pf, inputs, variants=[variant] if variant else None, log=log, tags=tags, id=id,
                      name=f"{pf.task}-retry", config=cfg)
-    exp.plan()
-    runs = exp.run()
-    graders = graders_or_default(graders, runs.df)
-    if graders:
-        grade(runs, graders)
+    runs, graders = run_and_grade(exp, graders)
     return Retries(exp.id, exp.log, graders[-1].name if graders else None, key)
