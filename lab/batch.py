@@ -31,7 +31,7 @@ from .errors import BatchError, BudgetExceeded
 from .names import html_text
 from .pricing import Price, price_of
 from .prompts import EscapeHatch
-from .providers.batches import BatchAPI, BatchRequest, BatchResult, BatchState
+from .providers.batch_adapters import BatchAPI, BatchRequest, BatchResult, BatchState
 from .providers.registry import batch_api, has_batch_api
 from .runner import Call, Experiment, Runner
 from .store import RunLog, RunRecord, now

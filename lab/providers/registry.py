@@ -24,7 +24,7 @@ from ..errors import ModelSpecError
 from .base import Provider
 
 if TYPE_CHECKING:
-    from .batches import BatchAPI
+    from .batch_adapters import BatchAPI
 
 ProviderFactory = Callable[[str, str, dict[str, Any]], Provider]
 BatchFactory = Callable[[str, str, dict[str, Any]], "BatchAPI"]
@@ -36,7 +36,7 @@ ENTRY_POINT_GROUP = "promptlab.providers"
 class ProviderEntry:
     """What a provider declares: ``live(model, rest, options)`` makes the provider for live calls;
     ``batch(model, rest, options)``, where the provider has a batch API, makes its
-    :class:`lab.providers.batches.BatchAPI` (half-price batches, results within 24 hours)."""
+    :class:`lab.providers.batch_adapters.BatchAPI` (half-price batches, results within 24 hours)."""
 
     live: ProviderFactory
     batch: BatchFactory | None = None
@@ -140,7 +140,7 @@ def _anthropic(model: str, rest: str, options: dict[str, Any]) -> Provider:
 
 
 def _anthropic_batches(model: str, rest: str, options: dict[str, Any]) -> BatchAPI:
-    from .batches import AnthropicBatches
+    from .batch_adapters import AnthropicBatches
 
     return AnthropicBatches(model, rest, **options)
 
@@ -152,7 +152,7 @@ def _openai(model: str, rest: str, options: dict[str, Any]) -> Provider:
 
 
 def _openai_batches(model: str, rest: str, options: dict[str, Any]) -> BatchAPI:
-    from .batches import OpenAIBatches
+    from .batch_adapters import OpenAIBatches
 
     return OpenAIBatches(model, rest, **options)
 
