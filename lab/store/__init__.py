@@ -1,7 +1,8 @@
 """The run log: every model call is one row, written the moment the call finishes.
 
 The embedded default is one SQLite file (WAL mode, busy timeout), ``results/promptlab.db`` unless
-``PROMPTLAB_LOG`` or an explicit path says otherwise. The log is append-only: rows are never
+``PROMPTLAB_LOG`` or an explicit path says otherwise; a ``postgresql://`` URL there puts the log on a
+PostgreSQL server instead (same schema, same guarantees; :mod:`lab.store.backend`). The log is append-only: rows are never
 updated; grades and ratings are rows of their own. ``as_of`` re-reads any table exactly as it was
 at a point in the log (a ``seq`` number from :meth:`RunLog.version`, or a UTC timestamp).
 Several processes may write one log at once; a killed process loses no committed row.
@@ -15,7 +16,6 @@ import functools
 import json
 import os
 import queue
-import sqlite3
 import sys
 import threading
 import time
@@ -26,11 +26,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from .version import __version__
-from .errors import StoreError
-from .migrations import migrate
-from .names import folder_value
-from .secrets import redact, redact_value, secret_values
+from ..version import __version__
+from ..errors import StoreError
+from ..migrations import migrate
+from ..names import folder_value
+from ..secrets import redact, redact_value, secret_values
+from .backend import Connection, LogURL, check_url, connect, errors_for, is_url, recovery_path_for
 
 try:
     import fcntl
@@ -55,7 +56,6 @@ _JSON_COLUMNS = {
 
 
 _VERSIONED = ("runs", "grades")
-_NEXT_SEQ = "SELECT 1 + max(coalesce((SELECT max(seq) FROM runs), 0), coalesce((SELECT max(seq) FROM grades), 0))"
 
 
 def now() -> str:
@@ -78,9 +78,19 @@ def new_id() -> str:
         return _ids.pop()
 
 
-def default_log_path() -> Path:
-    return Path(os.environ.get("PROMPTLAB_LOG") or DEFAULT_LOG)
+def default_log_path() -> Path | LogURL:
+    """``$PROMPTLAB_LOG`` (a path, or a ``postgresql://`` URL) or ``results/promptlab.db``."""
+    return log_target(os.environ.get("PROMPTLAB_LOG") or DEFAULT_LOG)
 
+
+def log_target(target: str | os.PathLike[str]) -> Path | LogURL:
+    """A log's name as given: a ``postgresql://`` URL stays a URL (never a file path)."""
+    return check_url(target) if is_url(target) else Path(target)
+
+
+#: answered, escaped and error calls of a group (FILTER: SQLite >= 3.30 and PostgreSQL alike)
+_COUNT_OUTCOMES = ("count(*) FILTER (WHERE outcome = 'answered'), count(*) FILTER (WHERE outcome = 'escaped'),"
+                   " count(*) FILTER (WHERE outcome = 'error')")
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder for every row, not one a value
 
@@ -188,45 +198,31 @@ def _settle(tickets: list[_Ticket]) -> None:
                 t.future.set_result(None)
 
 
-def _is_locked(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
-
-
-def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")  # in WAL: durable against a killed process
-    return db
-
-
-@functools.lru_cache(maxsize=128)
-def _insert_sql(table: str, cols: tuple[str, ...], ignore: bool = False, rows: int = 1) -> str:
-    cols = cols + (("seq",) if table in _VERSIONED else ())
-    verb = "INSERT OR IGNORE" if ignore else "INSERT"
-    one = f"({', '.join('?' for _ in cols)})"
-    return f"{verb} INTO {table} ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
-
-
 _MAX_ROWS_A_STATEMENT = 64  # x ~40 columns: well under SQLite's 32766 bound variables
 
 
-def _insert_many(db: sqlite3.Connection, table: str, cols: tuple[str, ...], ignore: bool, values: list[tuple]) -> None:
+def _insert_many(db: Connection, table: str, cols: tuple[str, ...], ignore: bool, values: list[tuple]) -> int:
     """Insert rows with as few statements as possible: multi-row INSERTs of 64, 32, ... 1 rows (a
     handful of distinct statements, all cached). One statement steps once: the writer thread gives
-    the GIL back to the event loop once per statement instead of once per row (executemany)."""
-    i = 0
+    the GIL back to the event loop once per statement instead of once per row (executemany).
+    Returns how many rows were new."""
+    if table in _VERSIONED:
+        cols = cols + ("seq",)
+    i = added = 0
     while i < len(values):
         n = min(_MAX_ROWS_A_STATEMENT, 1 << ((len(values) - i).bit_length() - 1))
         chunk = values[i:i + n]
-        db.execute(_insert_sql(table, cols, ignore, n), [x for row in chunk for x in row])
+        added += max(db.execute(db.insert_sql(table, cols, ignore, n), [x for row in chunk for x in row]).rowcount, 0)
         i += n
+    return added
 
 
-def _write_items(db: sqlite3.Connection, items: list[Item]) -> None:
+def _write_items(db: Connection, items: list[Item]) -> int:
     """One transaction: every item or none. Rows of the versioned tables (runs, grades) take the next
-    numbers of their shared sequence, read once per transaction (the write lock is held)."""
-    db.execute("BEGIN IMMEDIATE")
+    numbers of their shared sequence, read once per transaction (the write lock is held). Returns
+    how many rows were new (rows that ignore a duplicate may add none)."""
+    db.begin_write()
+    added = 0
     try:
         seq = None
         i = 0
@@ -238,16 +234,17 @@ def _write_items(db: sqlite3.Connection, items: list[Item]) -> None:
             values = [it[2] for it in items[i:j]]
             if table in _VERSIONED:
                 if seq is None:
-                    seq = int(db.execute(_NEXT_SEQ).fetchone()[0])
+                    seq = int(db.execute(db.next_seq).fetchone()[0])
                 values = [(*v, seq + k) for k, v in enumerate(values)]
                 seq += len(values)
-            _insert_many(db, table, cols, ignore, values)
+            added += _insert_many(db, table, cols, ignore, values)
             i = j
-        db.execute("COMMIT")
+        db.commit()
     except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+        if not db.broken:
+            db.rollback()
         raise
+    return added
 
 
 class _Writer:
@@ -260,10 +257,11 @@ class _Writer:
     ``lock_wait_s``, with a message), then go to the recovery file that the next open ingests.
     """
 
-    def __init__(self, path: Path, recovery_path: Path, busy_timeout_s: float, lock_wait_s: float):
+    def __init__(self, path: Path | LogURL, recovery_path: Path, busy_timeout_s: float, lock_wait_s: float):
         self.path, self.recovery_path = path, recovery_path
         self.busy_timeout_s, self.lock_wait_s = busy_timeout_s, lock_wait_s
-        self._db: sqlite3.Connection | None = None
+        self._errors = errors_for(path)
+        self._db: Connection | None = None
         self._wlock = threading.Lock()  # one transaction at a time on the writing connection
         self._locked_since: float | None = None
         self._recovering = False
@@ -329,10 +327,14 @@ class _Writer:
         while True:
             try:
                 if self._db is None:
-                    self._db = _connect(self.path, self.busy_timeout_s)
+                    self._db = connect(self.path, self.busy_timeout_s)
                 _write_items(self._db, items)
-            except sqlite3.Error as exc:
-                if _is_locked(exc) and not self._recovering:
+            except self._errors as exc:
+                locked = self._db is not None and self._db.is_locked(exc)
+                if self._db is not None and self._db.broken:  # the server went away: reconnect next time
+                    self._db.close()
+                    self._db = None
+                if locked and not self._recovering:
                     if self._locked_since is None:
                         self._locked_since = time.monotonic()
                         _say(f"run log {self.path} is locked by another process (longer than the "
@@ -341,7 +343,7 @@ class _Writer:
                     if time.monotonic() - self._locked_since < self.lock_wait_s:
                         time.sleep(0.05)
                         continue
-                why = "still locked" if _is_locked(exc) else str(exc)
+                why = "still locked" if locked else str(exc).strip().splitlines()[0]
                 try:
                     _append_recovery(self.recovery_path, items)
                 except OSError as rexc:
@@ -352,10 +354,10 @@ class _Writer:
                          "and written to the log the next time it is opened")
                     self._recovering = True
                     if self._db is not None:  # from now on, try the log briefly and fall back at once
-                        self._db.execute("PRAGMA busy_timeout = 1000")
+                        self._db.set_lock_wait(1.0)
                 return True
             if self._recovering and self._db is not None:
-                self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+                self._db.set_lock_wait(self.busy_timeout_s)
             elif self._locked_since is not None:
                 _say(f"run log {self.path} is free again; the waiting calls are written")
             self._locked_since, self._recovering = None, False
@@ -407,15 +409,19 @@ class RunLog:
 
     def __init__(self, path: str | Path | None = None, *, busy_timeout_s: float = 60.0,
                  lock_wait_s: float = 600.0):
-        self.path = Path(path) if path is not None else default_log_path()
-        self.recovery_path = self.path.with_name(self.path.name + ".recovery.jsonl")
+        self.path = log_target(path) if path is not None else default_log_path()
+        self.recovery_path = recovery_path_for(self.path)
         self.busy_timeout_s, self.lock_wait_s = float(busy_timeout_s), float(lock_wait_s)
+        self._errors = errors_for(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = _connect(self.path, self.busy_timeout_s)
+            if not isinstance(self.path, LogURL):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = connect(self.path, self.busy_timeout_s)
             migrate(self._db)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: cannot open the run log ({exc}); is it a promptlab log?") from None
+        except self._errors as exc:
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            hint = "; is it a promptlab log?" if not isinstance(self.path, LogURL) else ""
+            raise StoreError(f"{self.path}: cannot open the run log ({why}){hint}") from None
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot open the run log ({exc})") from None
         self._lock = threading.Lock()
@@ -536,15 +542,13 @@ class RunLog:
                 except (ValueError, KeyError, TypeError):
                     continue  # a line torn by a crash while it was written
             if items:
-                before = self._db.total_changes
                 try:
                     with self._lock:
-                        _write_items(self._db, items)
-                except sqlite3.Error as exc:
+                        added = _write_items(self._db, items)
+                except self._errors as exc:
                     _say(f"run log {self.path}: {len(items)} row(s) in {path.name} not ingested yet ({exc}); "
                          "they stay there for the next open")
                     return 0
-                added = self._db.total_changes - before
                 _say(f"run log {self.path}: ingested {added} row(s) kept in {path.name} while the log was locked")
             else:
                 added = 0
@@ -553,7 +557,8 @@ class RunLog:
 
     def _has_event(self, row: dict[str, Any]) -> bool:
         return self._db.execute(
-            "SELECT 1 FROM events WHERE experiment_id = ? AND at = ? AND kind = ? AND detail IS ? LIMIT 1",
+            "SELECT 1 FROM events WHERE experiment_id = ? AND at = ? AND kind = ? AND "
+            f"{self._db.same('detail')} LIMIT 1",
             (row.get("experiment_id"), row.get("at"), row.get("kind"), row.get("detail"))).fetchone() is not None
 
     def add_experiment(self, id: str, *, name: str | None, prompt_path: str | None, inputs_path: str | None,
@@ -591,7 +596,7 @@ class RunLog:
     def version(self) -> int:
         """The log's current point: pass it as ``as_of`` later to re-read tables exactly as now."""
         with self._sql("read the log's version"):
-            row = self._db.execute(_NEXT_SEQ).fetchone()
+            row = self._db.execute(self._db.next_seq).fetchone()
         return int(row[0]) - 1
 
     @contextlib.contextmanager
@@ -600,8 +605,9 @@ class RunLog:
         with self._lock:
             try:
                 yield
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: cannot {what} ({exc})") from None
+            except self._errors as exc:
+                why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise StoreError(f"{self.path}: cannot {what} ({why})") from None
 
     def _as_of_clause(self, as_of: int | str | datetime | None, ts_col: str) -> tuple[str, list[Any]]:
         if as_of is None:
@@ -642,7 +648,7 @@ class RunLog:
 
     def _columns(self, table: str) -> list[str]:
         with self._sql(f"read the {table} table's columns"):
-            return [r[1] for r in self._db.execute(f"PRAGMA table_info({table})")]
+            return self._db.columns(table)
 
     def _runs_where(self, experiment: str | list[str] | None, *, variant: str | None = None,
                     model: str | None = None, prompt_version: str | None = None, tag: str | None = None,
@@ -660,7 +666,7 @@ class RunLog:
                 where.append(f"{col} = ?")
                 args.append(val)
         if tag is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(runs.input_tags) WHERE value = ?)")
+            where.append(self._db.has_tag("runs.input_tags"))
             args.append(tag)
         clause, extra = self._as_of_clause(as_of, "finished_at")
         if clause:
@@ -695,9 +701,9 @@ class RunLog:
             models = self._db.execute(f"SELECT count(DISTINCT model) FROM runs{clause}", args).fetchone()[0]
             by = ["variant"] + (["model"] if models > 1 else [])
             rows = self._db.execute(
-                f"SELECT {', '.join(by)}, count(*), sum(outcome = 'answered'), sum(outcome = 'escaped'),"
-                " sum(outcome = 'error'), round(avg(latency_ms), 1), sum(output_tokens),"
-                " CASE WHEN count(cost_usd) = count(*) THEN total(cost_usd) END"
+                f"SELECT {', '.join(by)}, count(*), {_COUNT_OUTCOMES}, {self._db.round1('avg(latency_ms)')},"
+                " CAST(sum(output_tokens) AS BIGINT),"
+                " CASE WHEN count(cost_usd) = count(*) THEN coalesce(sum(cost_usd), 0.0) END"
                 f" FROM runs{clause} GROUP BY {', '.join(by)} ORDER BY min(seq)", args).fetchall()
         cols = ["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]
         return by, cols, rows
@@ -736,8 +742,8 @@ class RunLog:
         df = self._query("experiments", [], [])
         with self._sql("count the runs"):
             counts = self._db.execute(
-                "SELECT experiment_id, count(*), sum(outcome = 'answered'), sum(outcome = 'escaped'),"
-                " sum(outcome = 'error'), sum(cost_usd), max(finished_at) FROM runs GROUP BY experiment_id"
+                f"SELECT experiment_id, count(*), {_COUNT_OUTCOMES}, sum(cost_usd), max(finished_at)"
+                " FROM runs GROUP BY experiment_id"
             ).fetchall()
         c = pd.DataFrame(counts, columns=["id", "calls", "answered", "escaped", "errors", "cost_usd", "last_call_at"])
         return df.merge(c, on="id", how="left")
@@ -836,7 +842,7 @@ class RunLog:
         in one transaction."""
         at = now()
         with self._sql("record a provider batch"):
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.begin_write()
             try:
                 self._db.execute(
                     "INSERT INTO batches (experiment_id, provider, model, batch_id, base_url, state, request_count,"
@@ -847,9 +853,9 @@ class RunLog:
                     "INSERT INTO batch_requests (custom_id, batch_id, experiment_id, call) VALUES (?, ?, ?, ?)",
                     [(cid, batch_id, experiment_id, _dumps(redact_value(call))) for cid, call in requests.items()])
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.rollback()
                 raise
-            self._db.execute("COMMIT")
+            self._db.commit()
 
     def update_batch(self, provider: str, batch_id: str, *, state: str, counts: dict[str, Any] | None,
                      ingested: bool = False) -> None:
@@ -859,7 +865,7 @@ class RunLog:
                 "UPDATE batches SET state = ?, counts = ?, updated_at = ?,"
                 " ingested_at = CASE WHEN ? THEN coalesce(ingested_at, ?) ELSE ingested_at END"
                 " WHERE provider = ? AND batch_id = ?",
-                (state, _dumps(counts), now(), int(ingested), now(), provider, batch_id))
+                (state, _dumps(counts), now(), bool(ingested), now(), provider, batch_id))
 
     def batches(self, experiment: str | None = None) -> "pd.DataFrame":
         """The provider batches submitted (for one experiment), oldest first."""
@@ -901,7 +907,7 @@ class RunLog:
 
         sql = ("SELECT variant, prompt_version, count(DISTINCT input_id), count(*), min(finished_at),"
                " max(finished_at) FROM runs WHERE task = ? AND coalesce(role, 'answer') = 'answer'"
-               " AND input_id IN (SELECT value FROM json_each(?)) GROUP BY variant, prompt_version")
+               f" AND input_id IN ({self._db.json_elements}) GROUP BY variant, prompt_version")
         sql += " HAVING min(finished_at) <= ?" if until is not None else ""
         args: list[Any] = [task, json.dumps(list(input_ids))] + ([until] if until is not None else [])
         with self._sql("count the versions tried on these inputs"):
