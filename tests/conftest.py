@@ -19,6 +19,7 @@ def _isolated(monkeypatch, tmp_path):
     """Every test gets its own default log and never touches results/ or real keys."""
     monkeypatch.setenv("PROMPTLAB_LOG", str(tmp_path / "log.db"))
     monkeypatch.setenv("PROMPTLAB_PROGRESS", "off")
+    monkeypatch.setenv("PROMPTLAB_RECOVERY_DIR", str(tmp_path))  # a server log's recovery file
     for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
         monkeypatch.delenv(key, raising=False)
     scripted.CALLS.clear()

@@ -163,3 +163,4 @@ def test_one_run_is_read_back_by_its_id(run_log, write):
     row = run_log.run(first.id)
     assert row["id"] == first.id and row["input_id"] == "i1" and row["output"] == first.output
     assert run_log.run("no-such-run") is None
+

@@ -324,6 +324,7 @@ class _Writer:
 
     def _commit(self, items: list[Item]) -> bool:
         """Write ``items`` (the caller holds ``_wlock``); True when they went to the recovery file."""
+        reconnected = False
         while True:
             try:
                 if self._db is None:
@@ -331,9 +332,12 @@ class _Writer:
                 _write_items(self._db, items)
             except self._errors as exc:
                 locked = self._db is not None and self._db.is_locked(exc)
-                if self._db is not None and self._db.broken:  # the server went away: reconnect next time
+                if self._db is not None and self._db.broken:  # a server log's connection was dropped
                     self._db.close()
                     self._db = None
+                    if not reconnected:  # (a restart, an idle timeout): one new connection, at once
+                        reconnected = True
+                        continue
                 if locked and not self._recovering:
                     if self._locked_since is None:
                         self._locked_since = time.monotonic()
@@ -601,9 +605,13 @@ class RunLog:
 
     @contextlib.contextmanager
     def _sql(self, what: str) -> Iterator[None]:
-        """Hold the connection for one read; a SQLite failure becomes a one-line StoreError."""
+        """Hold the connection for one read; a failure becomes a one-line StoreError. A server log's
+        connection dropped since the last read (a restart, an idle timeout) is opened again first."""
         with self._lock:
             try:
+                if self._db.broken:
+                    self._db.close()
+                    self._db = connect(self.path, self.busy_timeout_s)
                 yield
             except self._errors as exc:
                 why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

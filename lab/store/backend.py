@@ -237,6 +237,7 @@ class PostgreSQL(Connection):
         self.integrity_errors = (psycopg.IntegrityError,)
         self.raw = psycopg.connect(url, autocommit=True, application_name="promptlab",
                                    connect_timeout=max(1, int(min(busy_timeout_s, 30))))
+        self.raw.adapters.register_dumper(str, _nul_free_dumper())
         self.set_lock_wait(busy_timeout_s)
 
     def execute(self, sql: str, args: Any = ()) -> Any:
@@ -286,6 +287,20 @@ class PostgreSQL(Connection):
 
     def same(self, column: str) -> str:
         return f"{column} IS NOT DISTINCT FROM ?"
+
+
+@functools.lru_cache(maxsize=1)
+def _nul_free_dumper() -> type:
+    """PostgreSQL text cannot hold NUL: on a server log it is stored as U+2400 (the visible symbol
+    for NUL), so a model's output with a NUL byte is kept, not refused. JSON columns escape it
+    anyway (``\\u0000``)."""
+    from psycopg.types.string import StrDumperUnknown
+
+    class NulFree(StrDumperUnknown):
+        def dump(self, obj: str) -> Any:
+            return super().dump(obj.replace("\x00", "\u2400") if "\x00" in obj else obj)
+
+    return NulFree
 
 
 def errors_for(target: Path | LogURL) -> tuple[type[BaseException], ...]:
