@@ -4,6 +4,7 @@
     python -m lab runs
     python -m lab show <experiment-id>
     python -m lab export <experiment-id> results/exports/
+    python -m lab log merge laptop.db ci-runner.db --into postgresql://ann@db.example/lab
 """
 
 from __future__ import annotations
@@ -260,6 +261,34 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("log")
+def cmd_log(args: argparse.Namespace) -> int:
+    from .store import RunLog
+    from .store.merge import merge
+
+    into = RunLog(args.into)
+    merged = merge(args.sources, into)
+    for m in merged:
+        for conflict in m.conflicts[:20]:
+            _say(f"refused: {conflict}", file=sys.stderr)
+        if len(m.conflicts) > 20:
+            _say(f"refused: {len(m.conflicts) - 20} more conflicting row(s) from {m.source}", file=sys.stderr)
+        _say(f"merged {m.line()}")
+    _say(f"into {into.path}")
+    return 1 if any(m.conflicts for m in merged) else 0
+
+
+def _add_log_parser(sub: Any) -> None:
+    g = sub.add_parser("log", help="the run log itself: merge logs from other machines")
+    gsub = g.add_subparsers(dest="log_command", required=True)
+    m = gsub.add_parser("merge", help="copy experiments, runs, grades and events of SQLite logs into one log, "
+                                      "each row exactly once (a second merge adds nothing)")
+    m.add_argument("sources", nargs="+", metavar="SRC", help="run logs to merge from (SQLite files)")
+    m.add_argument("--into", required=True, metavar="DEST",
+                   help="the log merged into: a SQLite file or a postgresql:// URL")
+    m.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def _add_batch_parser(sub: Any) -> None:
     b = sub.add_parser("batch", help="large runs through provider batch APIs (half price, results within 24h)")
     bsub = b.add_subparsers(dest="batch_command", required=True)
@@ -288,7 +317,8 @@ def _add_batch_parser(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lab", description="promptlab: prompt experiments, logged.")
-    p.add_argument("--log", help="run log path (default $PROMPTLAB_LOG or results/promptlab.db)")
+    p.add_argument("--log", help="run log: a file path or a postgresql:// URL "
+                                 "(default $PROMPTLAB_LOG or results/promptlab.db)")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run an experiment: every variant over an input set")
@@ -346,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     eh.add_argument("dest", nargs="?", default=None, help="HTML path (default: next to the notebook)")
     eh.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     _add_batch_parser(sub)
+    _add_log_parser(sub)
     return p
 
 
