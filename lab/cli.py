@@ -95,29 +95,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     _say(f"experiment {exp.id}: {exp.describe()}", flush=True)
     runs = exp.run()
+    made, skipped, wall_s = len(runs), runs.skipped, runs.wall_s
+    del runs  # its records: everything below reads the log, the columns it needs only
     print()
-    _print_df(runs.summary())
-    _grade_and_print_findings(exp, runs)
-    extra = f", {runs.skipped} already done (resumed)" if runs.skipped else ""
-    _say(f"\n{len(runs)} calls in {runs.wall_s:.1f}s{extra}. Log: {exp.log.path}  (experiment {exp.id})")
+    _print_rows(*exp.log.summary_rows(exp.id))  # computed in SQL, as `show` prints it
+    sys.stdout.flush()
+    _grade_and_print_findings(exp)
+    extra = f", {skipped} already done (resumed)" if skipped else ""
+    _say(f"\n{made} calls in {wall_s:.1f}s{extra}. Log: {exp.log.path}  (experiment {exp.id})")
     _say(f"Read it back: python -m lab show {exp.id}" + (f" --log {args.log}" if args.log else ""))
     return 0
 
 
-def _grade_and_print_findings(exp: Any, runs: Any) -> None:
+def _grade_and_print_findings(exp: Any) -> None:
     """Grade with the prompt file's grader (or the default one when inputs have expected answers),
-    then print the findings block."""
-    from .findings import from_log
+    then print the findings block. Reads only the columns grading and the findings use: a 20k-call
+    run's messages and parameters are never loaded."""
+    from .findings import findings
     from .graders import graders_or_default
     from .holdout import with_selection
     from .grading import grade
     from .techniques._common import resolve_graders
 
-    graders = graders_or_default(resolve_graders(None, exp.prompt), runs.df)
-    if graders:
-        grade(runs, graders)
+    log = exp.log
+    graders = graders_or_default(resolve_graders(None, exp.prompt), log.runs(experiment=exp.id, columns=["expected"]))
+    if graders:  # a judge may read the whole row (its messages); the other graders read these
+        columns = None if any(g.fn is None for g in graders) else GRADE_COLUMNS
+        grade(log.runs(experiment=exp.id, columns=columns), graders, log=log)
     print()
-    print(with_selection(from_log(exp.log, exp.id), exp.log, exp.id))
+    f = findings(log.runs(experiment=exp.id, columns=FINDINGS_COLUMNS), log.grades(exp.id), experiment_id=exp.id)
+    print(with_selection(f, log, exp.id))
 
 
 @command("runs")
@@ -135,6 +142,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 #: what the findings block reads from the runs table (the rest is neither fetched nor parsed)
 FINDINGS_COLUMNS = ["id", "experiment_id", "variant", "prompt_version", "input_id", "input_tags", "expected", "model",
                     "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id", "cost_usd"]
+#: what the graders a prompt file can name (match, regex, json_schema, escape_hatch) read from a run
+GRADE_COLUMNS = ["id", "experiment_id", "variant", "input_id", "input_tags", "input_vars", "expected", "model",
+                 "outcome", "output", "role"]
 
 
 @command("show")

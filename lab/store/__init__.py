@@ -587,13 +587,20 @@ class RunLog:
                   label: str | None = None, detail: dict[str, Any] | None = None,
                   experiment_id: str | None = None) -> str:
         """Append a grade (or a human rating) for a run. Regrading adds rows; it never rewrites."""
-        gid = new_id()
-        self._insert("grades", {
-            "id": gid, "run_id": run_id, "experiment_id": experiment_id, "grader": grader,
-            "score": score, "passed": None if passed is None else int(bool(passed)), "label": label,
-            "detail": detail, "created_at": now(), "lab_version": __version__,
-        })
-        return gid
+        return self.add_grades([dict(run_id=run_id, grader=grader, score=score, passed=passed, label=label,
+                                     detail=detail, experiment_id=experiment_id)])[0]
+
+    def add_grades(self, grades: list[dict[str, Any]]) -> list[str]:
+        """Append several grades in one transaction (all or none): each a dict of :meth:`add_grade`'s
+        arguments. Grading a 20k-row experiment is then one commit, not 20k."""
+        rows = [{
+            "id": new_id(), "run_id": g["run_id"], "experiment_id": g.get("experiment_id"), "grader": g["grader"],
+            "score": g.get("score"), "passed": None if g.get("passed") is None else int(bool(g["passed"])),
+            "label": g.get("label"), "detail": g.get("detail"), "created_at": now(), "lab_version": __version__,
+        } for g in grades]
+        if rows:
+            self._write([self._item("grades", row) for row in rows])
+        return [row["id"] for row in rows]
 
     # ---- reading -------------------------------------------------------------------------
 
