@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from .text import unstorable
+
 
 class YamlSyntaxError(Exception):
     def __init__(self, message: str, line: int | None):
@@ -44,6 +46,8 @@ def read_bytes(path: Path, what: str, error: type[Exception], limit: int | None 
         limit = limit if limit is not None else max_file_bytes()
     except ValueError as exc:
         raise error(f"{path}: {exc}") from None
+    if unstorable(str(path)):  # the name would go into every run row: it must be text
+        raise error(f"{ascii(str(path))}: the file name is not valid UTF-8; rename the {what}")
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -51,9 +55,9 @@ def read_bytes(path: Path, what: str, error: type[Exception], limit: int | None 
     except OSError as exc:
         raise error(f"{path}: cannot read the {what}: {exc.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise error(f"{path}: is a directory, expected a {what}")
+        raise error(f"{path}: is a directory, expected {_a(what)}")
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{path}: is not a regular file ({_kind(st.st_mode)}); a {what} must be a plain file")
+        raise error(f"{path}: is not a regular file ({_kind(st.st_mode)}); {_a(what)} must be a plain file")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
@@ -61,7 +65,7 @@ def read_bytes(path: Path, what: str, error: type[Exception], limit: int | None 
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path}: is not a regular file ({_kind(st.st_mode)}); a {what} must be a plain file")
+            raise error(f"{path}: is not a regular file ({_kind(st.st_mode)}); {_a(what)} must be a plain file")
         if st.st_size > limit:
             raise error(f"{path}: the {what} is {st.st_size:,} bytes, over the limit of {limit:,}; "
                         "split it, or raise PROMPTLAB_MAX_FILE_BYTES")
@@ -70,6 +74,11 @@ def read_bytes(path: Path, what: str, error: type[Exception], limit: int | None 
         raise error(f"{path}: the {what} is over the limit of {limit:,} bytes; split it, or raise "
                     "PROMPTLAB_MAX_FILE_BYTES")
     return data
+
+
+def _a(what: str) -> str:
+    """``what`` with its article: "an input set", "a prompt file"."""
+    return f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
 
 
 def _kind(mode: int) -> str:
@@ -84,7 +93,7 @@ def read_text(path: Path, what: str, error: type[Exception]) -> str:
     """Read a UTF-8 text file (see :func:`read_bytes` for what is refused) or raise ``error``."""
     data = read_bytes(path, what, error)
     if b"\x00" in data[:8192]:
-        raise error(f"{path}: looks like a binary file, expected a {what} in UTF-8 text")
+        raise error(f"{path}: looks like a binary file, expected {_a(what)} in UTF-8 text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -92,10 +101,17 @@ def read_text(path: Path, what: str, error: type[Exception]) -> str:
         raise error(f"{path} line {line}: not valid UTF-8 ({exc.reason}); save the {what} as UTF-8") from None
 
 
+#: How deeply lists and mappings may nest in a prompt file or an input set.
+MAX_DEPTH = 64
+
+
 def load_with_lines(text: str) -> tuple[Any, yaml.Node | None]:
-    """Parse YAML safely; return the data and the node tree (for line numbers)."""
+    """Parse YAML safely; return the data and the node tree (for line numbers). Refused: nesting
+    deeper than :data:`MAX_DEPTH`, a key repeated in one mapping, aliases that expand too far."""
+    _check_flow_depth(text)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_nodes(node)
         _check_alias_expansion(node)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -105,7 +121,58 @@ def load_with_lines(text: str) -> tuple[Any, yaml.Node | None]:
         raise YamlSyntaxError(f"YAML syntax error: {problem}", line) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(f"YAML error: {exc}", None) from None
+    except RecursionError:
+        raise YamlSyntaxError(f"YAML error: lists or mappings nest more than {MAX_DEPTH} deep; flatten them",
+                              None) from None
     return data, node
+
+
+def _check_flow_depth(text: str) -> None:
+    """Refuse ``[[[[...`` / ``{{{{...`` nesting past :data:`MAX_DEPTH` before the parser recurses into it
+    (a rough count: brackets inside quoted strings count too, so the bound is generous)."""
+    depth = 0
+    line = 1
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH * 4:
+                raise YamlSyntaxError(f"YAML error: lists or mappings nest more than {MAX_DEPTH} deep; flatten them",
+                                      line)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "\n":
+            line += 1
+
+
+def _check_nodes(root: yaml.Node | None) -> None:
+    """Walk the node tree without recursion: refuse nesting past :data:`MAX_DEPTH` and a key that
+    appears twice in one mapping (YAML would silently keep the last)."""
+    stack = [(root, 1)] if root is not None else []
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and depth > MAX_DEPTH:
+            raise YamlSyntaxError(f"YAML error: lists or mappings nest more than {MAX_DEPTH} deep; flatten them",
+                                  node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode) and not node.value.isascii() and unstorable(node.value):
+            raise YamlSyntaxError(f"YAML error: a value {unstorable(node.value)} (an escape such as \\ud800 in "
+                                  "double quotes); write the character itself", node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            _check_keys(node)
+            stack.extend((n, depth + 1) for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((n, depth + 1) for n in node.value)
+
+
+def _check_keys(node: yaml.MappingNode) -> None:
+    seen: dict[str, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key.start_mark.line + 1
+        if key.value in seen:
+            raise YamlSyntaxError(f"YAML error: the key {key.value[:80]!r} appears twice in one mapping (lines "
+                                  f"{seen[key.value]} and {line}); YAML would keep only the last: keep one", line)
+        seen[key.value] = line
 
 
 #: How many nodes aliases may add when expanded; a few nested aliases ("billion laughs") otherwise

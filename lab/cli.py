@@ -92,6 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         params=dict(args.param or []), seed=args.seed, concurrency=args.concurrency, budget_usd=args.budget,
         replay=args.replay, resume=args.resume, log=args.log, id=args.id, tags=args.tag,
         progress=args.progress, max_calls=args.max_calls, split=args.split,
+        new_version=args.new_version,
     )
     _say(f"experiment {exp.id}: {exp.describe()}", flush=True)
     runs = exp.run()
@@ -127,13 +128,26 @@ def _grade_and_print_findings(exp: Any) -> None:
     print(with_selection(f, log, exp.id))
 
 
+def _existing_log(args: argparse.Namespace) -> Any:
+    """The run log a reading command names: a ``--log`` that does not exist is a mistake, not a new log."""
+    from pathlib import Path
+
+    from .errors import StoreError
+    from .store import RunLog
+    from .store.backend import is_url
+
+    if args.log is not None and not is_url(args.log) and not Path(args.log).exists():
+        raise StoreError(f"{args.log}: no run log there; check the path (reading commands never create a log; "
+                         "`python -m lab runs` without --log lists the default one's experiments)")
+    return RunLog(args.log)
+
+
 @command("runs")
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .store import RunLog
-
-    df = RunLog(args.log).experiments()
+    log = _existing_log(args)
+    df = log.experiments()
     if df.empty:
-        print(f"no experiments in {RunLog(args.log).path}")
+        print(f"no experiments in {log.path}")
         return 0
     _print_df(df[["id", "created_at", "prompt_path", "repeats", "calls", "answered", "escaped", "errors", "cost_usd"]])
     return 0
@@ -149,9 +163,7 @@ GRADE_COLUMNS = ["id", "experiment_id", "variant", "input_id", "input_tags", "in
 
 @command("show")
 def cmd_show(args: argparse.Namespace) -> int:
-    from .store import RunLog
-
-    log = RunLog(args.log)
+    log = _existing_log(args)
     by, cols, rows = log.summary_rows(args.experiment)  # computed by SQLite; printed before anything slower
     if not rows:
         _say(f"no runs for experiment {args.experiment!r} in {log.path}; `python -m lab runs` lists them",
@@ -168,17 +180,25 @@ def cmd_show(args: argparse.Namespace) -> int:
                    experiment_id=args.experiment))
     if args.outputs:
         print()
-        _print_df(log.runs(experiment=args.experiment,
-                           columns=["variant", "input_id", "repeat", "outcome", "output", "error"]))
+        _print_outputs(log.runs(experiment=args.experiment,
+                                columns=["variant", "input_id", "repeat", "outcome", "output", "error"]))
     return 0
+
+
+def _print_outputs(df: "pd.DataFrame") -> None:
+    """Each call's output (or error) in full under a one-line heading: a table would pad every line
+    to the longest output."""
+    for r in df.itertuples(index=False):
+        _say(f"[{r.variant} | input {r.input_id} | repeat {r.repeat} | {r.outcome}]")
+        text = r.error if r.outcome == "error" and isinstance(r.error, str) else r.output
+        for line in (text if isinstance(text, str) else "").splitlines() or [""]:
+            _say(f"  {line}")
 
 
 @command("export")
 def cmd_export(args: argparse.Namespace) -> int:
-    from .store import RunLog
-
     parts = getattr(args, "partition_by", None)
-    out = RunLog(args.log).export(args.experiment, args.dest, partition_by=parts)
+    out = _existing_log(args).export(args.experiment, args.dest, partition_by=parts)
     _say(f"wrote {out}/{'runs/ (partitioned by ' + ', '.join(parts) + ')' if parts else 'runs.parquet'}"
          f" and {out}/grades.parquet")
     return 0
@@ -347,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--replay", action="store_true", help="serve identical calls from the log")
     r.add_argument("--resume", action="store_true", help="skip calls experiment --id already finished")
     r.add_argument("--id", help="experiment id (needed for --resume)")
+    r.add_argument("--new-version", action="store_true",
+                   help="with --resume: the prompt file changed since; run the new version's calls under this id")
     r.add_argument("--progress", choices=["auto", "text", "off"])
     r.add_argument("--max-calls", type=int, metavar="N",
                    help="run a plan of up to N calls (default $PROMPTLAB_MAX_CALLS or 1,000,000; larger plans are refused)")

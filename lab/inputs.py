@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ._yaml import YamlSyntaxError, load_with_lines, line_of, read_text
+from ._yaml import MAX_DEPTH, YamlSyntaxError, load_with_lines, line_of, read_text
 from .errors import InputSetError
+from .names import canonical_id, free_id_problem, terminal_text
+from .text import depth_of, unstorable
 
 RESERVED = {"id", "tags", "expected", "notes", "vars"}
 
@@ -55,6 +57,22 @@ class InputSet:
         """Only rows carrying at least one of ``tags``."""
         return InputSet(self.path, tuple(r for r in self.rows if set(r.tags) & set(tags)), self.name)
 
+    def check_text_values(self, text_only: dict[str, frozenset[str]]) -> None:
+        """Raise if a variable that a variant prints as text holds null, true/false, a list or a mapping
+        (YAML's ``null``, ``yes`` and ``{...}`` would reach the model as ``None``, ``True`` or a Python
+        repr). ``text_only``: variant -> the names its templates only print."""
+        for row in self.rows:
+            for variant, names in text_only.items():
+                bad = [n for n in sorted(names & set(row.vars)) if _not_text(row.vars[n])]
+                if bad:
+                    raise InputSetError(self._not_text_message(row, bad[0], variant))
+
+    def _not_text_message(self, row: InputRow, name: str, variant: str) -> str:
+        where = f"line {row.line}, " if row.line else ""
+        return (f"{self.path}: {where}row {terminal_text(row.id)!r}, field {name!r} is {_kind_of(row.vars[name])}, "
+                f"and variant {variant!r} prints it as text; write it as text (in quotes in YAML), or use it in "
+                "the template explicitly (e.g. {% if " + name + " is not none %}{{ " + name + " }}{% endif %})")
+
     def check_variables(self, needed: dict[str, frozenset[str]]) -> None:
         """Raise if a row lacks a variable that a variant's templates use. ``needed``: variant -> names."""
         problems = []
@@ -67,6 +85,18 @@ class InputSet:
         if problems:
             shown = problems[:20] + ([f"  ... and {len(problems) - 20} more"] if len(problems) > 20 else [])
             raise InputSetError(f"{self.path}: rows are missing template variables:\n" + "\n".join(shown))
+
+
+def _not_text(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, list, dict))
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    return "a list" if isinstance(value, list) else "a mapping"
 
 
 def _tags(value: Any, where: str) -> tuple[str, ...]:
@@ -84,17 +114,31 @@ def _tags(value: Any, where: str) -> tuple[str, ...]:
 def _check_value(name: str, value: Any, where: str) -> Any:
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         raise InputSetError(f"{where}: variable {name!r} is {value!r}; use a string or leave the row out")
+    problem = unstorable(value)
+    if problem:
+        raise InputSetError(f"{where}: {name!r} {problem}; fix the file's text (save it as UTF-8)")
+    if depth_of(value, MAX_DEPTH) > MAX_DEPTH:
+        raise InputSetError(f"{where}: {name!r} nests lists or mappings more than {MAX_DEPTH} deep; flatten it")
     return value
+
+
+def _row_id(raw: dict, where: str) -> str:
+    """The row's id as ids are compared (NFC, trimmed); refused when it hides or disguises characters."""
+    if "id" not in raw or raw["id"] is None or str(raw["id"]).strip() == "":
+        raise InputSetError(f"{where}: row has no 'id' (every row needs a unique id)")
+    rid = raw["id"]
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise InputSetError(f"{where}: 'id' must be a string or integer, got {terminal_text(repr(rid))[:200]}")
+    problem = free_id_problem(str(rid).strip())
+    if problem:
+        raise InputSetError(f"{where}: id {terminal_text(ascii(str(rid)))[:200]} {problem}")
+    return canonical_id(str(rid))
 
 
 def _row(raw: Any, where: str, line: int | None) -> InputRow:
     if not isinstance(raw, dict):
         raise InputSetError(f"{where}: each row must be a mapping with an 'id', got {type(raw).__name__}")
-    if "id" not in raw or raw["id"] is None or str(raw["id"]).strip() == "":
-        raise InputSetError(f"{where}: row has no 'id' (every row needs a unique id)")
-    rid = raw["id"]
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-        raise InputSetError(f"{where}: 'id' must be a string or integer, got {rid!r}")
+    rid = _row_id(raw, where)
     variables = dict(raw.get("vars") or {})
     if "vars" in raw and not isinstance(raw["vars"], dict):
         raise InputSetError(f"{where}: 'vars' must be a mapping of variable names to values")
@@ -103,7 +147,9 @@ def _row(raw: Any, where: str, line: int | None) -> InputRow:
         if not isinstance(k, str) or not k.isidentifier():
             raise InputSetError(f"{where}: variable name {k!r} is not a valid identifier")
         _check_value(k, v, where)
-    return InputRow(id=str(rid), vars=variables, tags=_tags(raw.get("tags"), where), expected=raw.get("expected"), line=line)
+    for k in ("tags", "expected"):
+        _check_value(k, raw.get(k), where)
+    return InputRow(id=rid, vars=variables, tags=_tags(raw.get("tags"), where), expected=raw.get("expected"), line=line)
 
 
 def _from_yaml(path: Path, text: str) -> list[InputRow]:
@@ -125,15 +171,29 @@ def _from_yaml(path: Path, text: str) -> list[InputRow]:
     return rows
 
 
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise KeyError(k)
+        out[k] = v
+    return out
+
+
 def _from_jsonl(path: Path, text: str) -> list[InputRow]:
     rows = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
+            raw = json.loads(line, object_pairs_hook=_no_repeated_keys)
         except json.JSONDecodeError as exc:
             raise InputSetError(f"{path} line {n}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        except KeyError as exc:  # from _no_repeated_keys
+            raise InputSetError(f"{path} line {n}: the key {terminal_text(exc.args[0])!r} appears twice in the row; "
+                                "keep one") from None
+        except RecursionError:
+            raise InputSetError(f"{path} line {n}: the JSON nests more than {MAX_DEPTH} deep; flatten it") from None
         rows.append(_row(raw, f"{path} line {n}", n))
     return rows
 
@@ -179,7 +239,8 @@ def _check_unique(path: str | Path, rows: list[InputRow]) -> None:
         if row.id in seen:
             first = seen[row.id]
             lines = f" (lines {first.line} and {row.line})" if row.line else ""
-            raise InputSetError(f"{path}: duplicate input id {row.id!r}{lines}; ids must be unique")
+            raise InputSetError(f"{path}: duplicate input id {terminal_text(row.id)!r}{lines}; ids must be unique "
+                                "(they are compared after Unicode NFC normalization, without surrounding spaces)")
         seen[row.id] = row
 
 

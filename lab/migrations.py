@@ -12,6 +12,7 @@ transaction, so two processes opening a new log at once migrate it once.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -211,6 +212,15 @@ def applied(db: Any) -> list[str]:
         db.execute(create)
     order = "applied_at, name" if _server(db) else "rowid"
     return [r[0] for r in db.execute(f"SELECT name FROM _migrations ORDER BY {order}")]
+
+
+def pending(db: Any) -> list[str]:
+    """Names of the migrations this log lacks (read only: a log that cannot be written can still say)."""
+    try:
+        done = {r[0] for r in db.execute("SELECT name FROM _migrations")}
+    except getattr(db, "errors", (sqlite3.OperationalError,)):  # no _migrations table: a new, empty log
+        done = set()
+    return [m.__name__ for m in MIGRATIONS if m.__name__ not in done]
 
 
 def migrate(db: Any, upto: str | None = None) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +22,8 @@ from urllib.parse import quote
 MAX_NAME = 64
 MAX_ID = 128
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# controls, and the bidi embeddings, overrides and isolates that reorder what a terminal shows
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|[\u202a-\u202e\u2066-\u2069]")
 RULE = "letters, digits, '_', '-' and '.', starting with a letter or digit"
 
 
@@ -34,6 +36,27 @@ def name_problem(value: Any, *, limit: int = MAX_NAME) -> str | None:
     if len(value) > limit:
         return f"is {len(value)} characters long; the limit is {limit}"
     return None
+
+
+# Characters that make text look other than it is: bidi controls (U+202A-E, U+2066-9, marks), zero-width and
+# other invisible format characters (Unicode category Cf), controls, lone surrogates, private use.
+_INVISIBLE_CATEGORIES = {"Cf", "Cc", "Cs", "Co", "Cn"}
+
+
+def free_id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a free-text id (an input id): it holds a character that hides or
+    disguises what it says (a right-to-left override, a zero-width space, a control), or None."""
+    for i, ch in enumerate(value):
+        if unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
+            name = unicodedata.name(ch, "a control or unassigned character")
+            return (f"holds U+{ord(ch):04X} ({name}) at character {i + 1}, an invisible or direction-changing "
+                    "character that makes ids look alike; remove it")
+    return None
+
+
+def canonical_id(value: str) -> str:
+    """A free-text id as ids are compared: Unicode NFC, surrounding white space removed."""
+    return unicodedata.normalize("NFC", value).strip()
 
 
 def check_id(value: Any, what: str, error: type[Exception]) -> str:
@@ -50,10 +73,16 @@ def html_text(value: Any) -> str:
 
 
 def terminal_text(value: Any) -> Any:
-    """Control characters (ESC, BEL, ...) made visible as ``\\xNN``; non-text values unchanged."""
+    """Control characters (ESC, BEL, ...) made visible as ``\\xNN``, bidi overrides and isolates as
+    ``\\uNNNN``; non-text values unchanged."""
     if isinstance(value, str):
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+        return _CONTROL.sub(_visible, value)
     return value
+
+
+def _visible(m: re.Match) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def path_under(base: str | Path, *parts: str, what: str = "path", error: type[Exception] = ValueError) -> Path:

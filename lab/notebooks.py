@@ -157,6 +157,11 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ParameterError(f"{source}: no parameter(s) {unknown}; the notebook takes {sorted(known)}")
+    if "experiment_id" in params:  # -p experiment_id X is the id, as --id X is; two different ones are refused
+        given = params.pop("experiment_id")
+        if experiment_id is not None and given != experiment_id:
+            raise ParameterError(f"two experiment ids: experiment_id={experiment_id!r} and the parameter {given!r}")
+        experiment_id = given
     exp_id = experiment_id or f"{source.stem}-{_stamp()}-{new_id()[:4]}"
     check_id(exp_id, "experiment id" if experiment_id else f"notebook name {source.stem!r} makes an id that",
              ParameterError)

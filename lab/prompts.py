@@ -32,9 +32,13 @@ output is read (templates, parameters, escape hatch); editing a variant makes a 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import re
+import threading
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,10 +102,156 @@ class _Sandbox(SandboxedEnvironment):
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         raise jinja2.exceptions.SecurityError("templates cannot call functions or methods")
 
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        """``text * n``, ``n ** m`` and ``"%9999999s" % x``, refused before they build something huge."""
+        if operator == "*":
+            _check_product(left, right)
+        elif operator == "**":
+            _check_power(left, right)
+        elif isinstance(left, str):
+            _check_format(left)
+        return _budget().grew(super().call_binop(context, operator, left, right))
+
+
+#: Default bounds on rendering one message: its size in characters, the seconds it may take, and how
+#: many loop iterations it may run. $PROMPTLAB_MAX_MESSAGE_CHARS and $PROMPTLAB_MAX_RENDER_S change the first two.
+MAX_MESSAGE_CHARS = 4_000_000
+MAX_RENDER_S = 5.0
+MAX_LOOP_ITERATIONS = 1_000_000
+
+
+def render_limits() -> tuple[int, float]:
+    """(characters, seconds) a message may take to render, from the environment or the defaults."""
+    return (_env_number("PROMPTLAB_MAX_MESSAGE_CHARS", MAX_MESSAGE_CHARS, int),
+            _env_number("PROMPTLAB_MAX_RENDER_S", MAX_RENDER_S, float))
+
+
+def _env_number(name: str, default: Any, kind: type) -> Any:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise PromptFileError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+class _Budget:
+    """What one message's rendering may still spend (characters, time, loop iterations)."""
+
+    def __init__(self, chars: int, seconds: float):
+        self.chars, self.seconds = chars, seconds
+        self.deadline = time.monotonic() + seconds
+        self.iterations = 0
+
+    def grew(self, value: Any) -> Any:
+        """``value`` (a result just built), refused when it alone is over the size bound."""
+        if isinstance(value, (str, list, tuple, _Size)) and len(value) > self.chars:
+            raise PromptFileError(f"builds a value of {len(value):,} characters or items, over the limit of "
+                                  f"{self.chars:,} (set PROMPTLAB_MAX_MESSAGE_CHARS to change it)")
+        return value
+
+    def tick(self) -> None:
+        self.iterations += 1
+        if self.iterations > MAX_LOOP_ITERATIONS:
+            raise PromptFileError(f"its loops run more than {MAX_LOOP_ITERATIONS:,} times; loop over less")
+        if not self.iterations & 1023 and time.monotonic() > self.deadline:
+            self.timed_out()
+
+    def timed_out(self) -> None:
+        raise PromptFileError(f"takes longer than {self.seconds:g} s to render (set PROMPTLAB_MAX_RENDER_S to "
+                              "change it)")
+
+
+_local = threading.local()
+
+
+def _budget() -> _Budget:
+    budget = getattr(_local, "budget", None)
+    return budget if budget is not None else _Budget(*render_limits())
+
+
+def _bounded_loop(value: Any) -> Any:
+    """What a template's ``{% for %}`` iterates over, counted against the render budget."""
+    budget = _budget()
+    for item in value:
+        budget.tick()
+        yield item
+
+
+def _check_product(left: Any, right: Any) -> None:
+    seq, n = (left, right) if isinstance(right, int) else (right, left)
+    if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
+        _budget().grew(_Size(len(seq) * n))
+
+
+def _check_power(left: Any, right: Any) -> None:
+    if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 10_000:
+        raise PromptFileError(f"computes {left} ** {right}, a number too large to print; use a smaller power")
+
+
+_FORMAT_WIDTH = re.compile(r"%[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _check_format(text: str) -> None:
+    limit = _budget().chars
+    for m in _FORMAT_WIDTH.finditer(text):
+        for w in m.groups():
+            if w == "*" or (w is not None and len(w) > 9) or (w and int(w) > limit):
+                raise PromptFileError(f"formats with a width of {w!r}; over the limit of {limit:,} characters")
+
+
+class _Size:
+    """A stand-in with a length, so a size can be checked before the value is built."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return max(0, min(self.n, 2**62))
+
+
+def _bounded(name: str, size: Any) -> Any:
+    """Jinja's filter ``name``, refused before it builds a value over the size bound (``size``: the
+    result's size from the filter's arguments)."""
+    base = _BASE_FILTERS[name]
+    passes = getattr(base, "jinja_pass_arg", None)  # Jinja hands such a filter its context first
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        value, *rest = args[1:] if passes else args
+        _budget().grew(_Size(size(str(value), *rest, **kwargs)))
+        return base(*args, **kwargs)
+
+    if passes:
+        bounded.jinja_pass_arg = passes  # type: ignore[attr-defined]
+    return bounded
+
+
+def _size_center(s: str, width: Any = 80) -> int:
+    return max(len(s), int(width))
+
+
+def _size_indent(s: str, width: Any = 4, *_: Any, **__: Any) -> int:
+    pad = len(width) if isinstance(width, str) else int(width)
+    return len(s) + (s.count("\n") + 1) * pad
+
+
+def _size_replace(s: str, old: Any, new: Any, count: Any = None) -> int:
+    hits = s.count(str(old)) if count is None else min(int(count), s.count(str(old)))
+    return len(s) + hits * max(0, len(str(new)) - len(str(old)))
+
 
 _ENV = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
                 finalize=_finalize)
 _ENV.globals.clear()
+_BASE_FILTERS = dict(_ENV.filters)
+_ENV.filters.update(center=_bounded("center", _size_center), indent=_bounded("indent", _size_indent),
+                    replace=_bounded("replace", _size_replace), _bounded_loop=_bounded_loop)
 
 # Parameters a prompt file may set; providers map them onto their own APIs.
 KNOWN_PARAMS = {"temperature", "max_tokens", "top_p", "top_k", "stop", "seed", "repeat_penalty"}
@@ -234,6 +384,11 @@ class Variant:
     #: the named parts of the user message, in order, when the file gives ``parts:``
     parts: tuple[tuple[str, str], ...] = ()
 
+    @functools.cached_property
+    def text_variables(self) -> frozenset[str]:
+        """The input variables this variant only prints as text (see :func:`printed_only`)."""
+        return printed_only([src for _, src in self.templates])
+
     def part_variables(self) -> dict[str, frozenset[str]]:
         """Part name -> the input variables its text uses."""
         return {name: check_template(text, f"{self.path}: variants.{self.name}.parts.{name}")
@@ -247,7 +402,9 @@ class Variant:
             if input_id is not None:
                 where += f" with input {input_id!r}"
             try:
-                text = _compiled(source).render(**variables)
+                text = _render(_compiled(source), variables)
+            except PromptFileError as exc:  # a render limit
+                raise PromptFileError(f"{where}: {exc}") from None
             except jinja2.exceptions.SecurityError as exc:
                 raise PromptFileError(f"{where}: blocked by the template sandbox: {exc}") from None
             except jinja2.exceptions.UndefinedError as exc:
@@ -294,10 +451,32 @@ _COMPILED: dict[str, jinja2.Template] = {}
 
 
 def _compiled(source: str) -> jinja2.Template:
+    """The template, with each ``{% for %}`` counting its iterations against the render budget."""
     tpl = _COMPILED.get(source)
     if tpl is None:
-        tpl = _COMPILED[source] = _ENV.from_string(source)
+        ast = _ENV.parse(source)
+        for loop in ast.find_all(jinja2.nodes.For):
+            loop.iter = jinja2.nodes.Filter(loop.iter, "_bounded_loop", [], [], None, None, lineno=loop.lineno)
+        tpl = _COMPILED[source] = _ENV.from_string(ast)
     return tpl
+
+
+def _render(tpl: jinja2.Template, variables: dict[str, Any]) -> str:
+    """Render within the bounds of :func:`render_limits`: the message's size and the time it takes."""
+    budget = _local.budget = _Budget(*render_limits())
+    try:
+        parts, size = [], 0
+        for chunk in tpl.generate(**variables):
+            size += len(chunk)
+            if size > budget.chars:
+                raise PromptFileError(f"renders to more than {budget.chars:,} characters, the limit for one "
+                                      "message (set PROMPTLAB_MAX_MESSAGE_CHARS to change it)")
+            if time.monotonic() > budget.deadline:
+                budget.timed_out()
+            parts.append(chunk)
+        return "".join(parts)
+    finally:
+        _local.budget = None
 
 
 def check_template(source: str, where: str) -> frozenset[str]:
@@ -318,6 +497,10 @@ def check_template(source: str, where: str) -> frozenset[str]:
                 f"{where}: template reads {attr!r}; attributes starting with '_' are blocked by the "
                 "sandbox (templates can only use the input's variables)"
             )
+    for node in ast.find_all((jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport, jinja2.nodes.Extends)):
+        tag = type(node).__name__.lower().replace("fromimport", "from ... import")
+        raise PromptFileError(f"{where}: template uses {{% {tag} %}} (line {node.lineno} of the template); a template "
+                              "cannot read other files: put the text in the prompt file (a part or another variant)")
     for node in ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Call, jinja2.nodes.Name, jinja2.nodes.Macro,
                               jinja2.nodes.CallBlock)):
         if isinstance(node, (jinja2.nodes.Call, jinja2.nodes.Macro, jinja2.nodes.CallBlock)):
@@ -331,6 +514,30 @@ def check_template(source: str, where: str) -> frozenset[str]:
             raise PromptFileError(f"{where}: template uses the filter {node.name!r}, which the sandbox does not "
                                   f"allow; allowed: {', '.join(sorted(ALLOWED_FILTERS))}")
     return frozenset(jinja2.meta.find_undeclared_variables(ast))
+
+
+#: Filters that only change how text looks: a variable printed through them is still printed as text.
+_TEXT_FILTERS = frozenset({"capitalize", "center", "indent", "lower", "replace", "string", "striptags", "title",
+                           "trim", "truncate", "upper", "wordwrap"})
+
+
+def printed_only(sources: list[str]) -> frozenset[str]:
+    """Variables the templates only print (``{{ text }}``, ``{{ text|upper }}``) and never test,
+    loop over or look into: a null, a boolean or a mapping there reaches the model as Python's repr."""
+    plain: dict[str, int] = {}
+    uses: dict[str, int] = {}
+    for source in sources:
+        ast = _ENV.parse(source)
+        for name in ast.find_all(jinja2.nodes.Name):
+            if name.ctx == "load":
+                uses[name.name] = uses.get(name.name, 0) + 1
+        for out in ast.find_all(jinja2.nodes.Output):
+            for node in out.nodes:
+                while isinstance(node, jinja2.nodes.Filter) and node.name in _TEXT_FILTERS:
+                    node = node.node
+                if isinstance(node, jinja2.nodes.Name):
+                    plain[node.name] = plain.get(node.name, 0) + 1
+    return frozenset(n for n, k in plain.items() if k == uses.get(n))
 
 
 def _hatch(value: str | _EscapeHatch | None) -> EscapeHatch | None:
@@ -364,7 +571,7 @@ def _format_validation(path: Path, exc: ValidationError, node: Any) -> str:
         clean = tuple(p for p in loc if not (isinstance(p, str) and (p in {"str", "_EscapeHatch"} or "[" in p)))
         field_path = ".".join(str(p) for p in clean) or "(top level)"
         line = line_of(node, clean)
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see docs/prompt-files.md)"
         where = f"line {line}, " if line else ""

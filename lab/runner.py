@@ -40,7 +40,8 @@ from .progress import Progress, ProgressMode
 from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
 from .prompts import _check_params as _check_param_values
 from .providers import Provider, get_provider
-from .secrets import looks_like_secret
+from .secrets import looks_like_secret, redact
+from .text import unstorable
 from .runs import Runs
 from .store import RunLog, RunRecord, new_id, now
 
@@ -89,7 +90,7 @@ def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
 
 def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any], repeat: int) -> str:
     blob = json.dumps([model, messages, params, repeat], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()  # any text hashes
 
 
 @dataclass
@@ -490,7 +491,7 @@ class Experiment:
                  log: RunLog | str | Path | None = None, id: str | None = None, name: str | None = None,
                  tags: list[str] | None = None, provider_options: dict[str, dict[str, Any]] | None = None,
                  progress: ProgressMode = None, confidence: bool = False, max_calls: int | None = None,
-                 split: Part | None = None):
+                 split: Part | None = None, new_version: bool = False):
         self.prompt = prompt if isinstance(prompt, PromptFile) else load_prompt(prompt)
         if inputs is None:
             needed = sorted(set().union(*(v.variables for v in self.prompt.variants.values())))
@@ -529,6 +530,7 @@ class Experiment:
         self.budget_usd = budget_usd
         self.replay = replay
         self.resume = resume
+        self.new_version = bool(new_version)  # resume an experiment whose prompt changed, with the new version
         if resume and id is None:
             raise ParameterError("resume=True needs the id of the experiment to resume (id=...)")
         self.log = log if isinstance(log, RunLog) else RunLog(log)
@@ -553,6 +555,8 @@ class Experiment:
         except ValueError as exc:
             raise ParameterError(f"params: {exc}") from None
         for k, v in self.params.items():
+            if unstorable(v) or unstorable(k):
+                raise ParameterError(f"parameter {ascii(k)} {unstorable(v) or unstorable(k)}; pass it as UTF-8 text")
             if looks_like_secret(k, v):
                 raise ParameterError(f"parameter {k!r} looks like a secret; keys come from the environment only")
         self.max_calls = _check_positive_int("max_calls", max_calls) if max_calls is not None else default_max_calls()
@@ -574,7 +578,7 @@ class Experiment:
         ``max_tokens`` (about 2 characters a token, as the budget check reckons)."""
         unknown = [m for m in self.models if price_of(m) is None]
         if unknown:
-            return f"cost unknown (no price for {', '.join(unknown)}; lab.pricing.set_price declares one)"
+            return f"cost unknown (no price for {', '.join(map(redact, unknown))}; lab.pricing.set_price declares one)"
         row = next(iter(self.inputs))
         total = 0.0
         for v in self.variants:
@@ -602,6 +606,7 @@ class Experiment:
                 f"the plan is {self.describe()}: more than max_calls={self.max_calls:,}; pass max_calls={self.size} "
                 f"(CLI: --max-calls {self.size}) to run it anyway, or set PROMPTLAB_MAX_CALLS")
         self.inputs.check_variables({v.name: v.variables for v in self.variants})
+        self.inputs.check_text_values({v.name: v.text_variables for v in self.variants})
         providers = {m: get_provider(m, **self.provider_options.get(m, {})) for m in self.models}
         if self.budget_usd is not None:
             unknown = [m for m in self.models if price_of(m) is None]
@@ -617,7 +622,7 @@ class Experiment:
             params[v.name].pop("seed", None)  # each call gets its own, below
         self.no_confidence = [m for m, p in providers.items() if self.confidence and not p.returns_logprobs]
         for m in self.no_confidence:
-            print(f"{m}: no confidence available (it returns no token log-probabilities); the rest runs as usual")
+            print(f"{redact(m)}: no confidence available (it returns no token log-probabilities); the rest runs as usual")
         # rendered once per (input, variant): the repeats and models share it
         rendered = [{v.name: v.render(row.vars, input_id=row.id) for v in self.variants} for row in self.inputs]
         self._checked = (providers, params, rendered)
@@ -649,12 +654,37 @@ class Experiment:
                                    escape_hatch=v.escape_hatch)
 
     def _plan_keys(self) -> Iterator[tuple]:
-        """Each planned call's resume key, in plan order, without building the calls."""
+        """Each planned call's resume key, in plan order, without building the calls (the model as
+        the log holds it: secrets in a model string are redacted there)."""
+        shown = {m: redact(m) for m in self.models}
         for row in self.inputs:
             for repeat in range(self.repeats):
                 for m in self.models:
                     for v in self.variants:
-                        yield (v.name, row.id, m, repeat, 0, 0, 0, "answer")
+                        yield (v.name, row.id, shown[m], repeat, 0, 0, 0, "answer")
+
+    def _resumed(self, calls: Iterable[Call]) -> tuple[Iterable[Call], int]:
+        """The calls a resumed run still makes, and how many it skips: those finished before (with
+        ``new_version``, only those finished with the variant's current version)."""
+        versions = {v.name: v.version for v in self.variants} if self.new_version else None
+        done = self.log.finished_keys(self.id, versions=versions)
+        skipped = sum(1 for k in self._plan_keys() if k in done)
+        shown = {m: redact(m) for m in self.models}
+        return (c for c in calls if (c.resume_key[:2] + (shown[c.model],) + c.resume_key[3:]) not in done), skipped
+
+    def _check_resume_versions(self) -> None:
+        """Refuse to resume with a variant whose prompt changed since the experiment ran it (the rows
+        would mix two versions under one name) unless ``new_version`` asks for it."""
+        if self.new_version:
+            return
+        logged = self.log.finished_versions(self.id)
+        for v in self.variants:
+            old = sorted(logged.get(v.name, set()) - {v.version})
+            if old:
+                raise ParameterError(
+                    f"cannot resume {self.id!r}: variant {v.name!r} of {v.path} ran as version {', '.join(old)} and "
+                    f"the file now gives version {v.version}; resume with new_version=True (CLI: --new-version) to "
+                    "run the new version's calls under this id, or start a new experiment")
 
     def __repr__(self) -> str:
         return (f"Experiment({self.id!r}: {len(self.variants)} variant(s) x {len(self.inputs)} input(s) x "
@@ -689,14 +719,14 @@ class Experiment:
     async def arun(self) -> "Runs":
         """Run the experiment on the current event loop (``await exp.arun()`` in async code)."""
         self.check()
+        if self.resume:
+            self._check_resume_versions()
         self.register()
         total = self.size
         calls: Iterable[Call] = self.iter_plan()
         skipped = 0
         if self.resume:
-            done = self.log.finished_keys(self.id)
-            skipped = sum(1 for k in self._plan_keys() if k in done)
-            calls = (c for c in calls if c.resume_key not in done)
+            calls, skipped = self._resumed(calls)
         todo = total - skipped
         runner = Runner(self.log, self.id, concurrency=self.concurrency, budget_usd=self.budget_usd,
                         replay=self.replay, provider_options=self.provider_options)

@@ -18,6 +18,21 @@ _SECRET_NAME = re.compile(
 _SECRET_SHAPES = re.compile(r"\b(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16})\b")
 
 
+# A password in a URL (``http://user:sk-...@host``) and a key-like query value (``?api_key=...``).
+_URL_PASSWORD = re.compile(r"(://[^/\s:@?#]*):([^/\s@?#]+)@")
+_URL_QUERY_KEY = re.compile(r"([?&;](?:[A-Za-z0-9_\-]*(?:key|token|secret|passw(?:or)?d|sig|signature|auth)"
+                            r"[A-Za-z0-9_\-]*)=)([^&#\s]+)", re.IGNORECASE)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with every URL's password (``user:PASSWORD@``) and key-like query value masked."""
+    if "@" in text:
+        text = _URL_PASSWORD.sub(r"\1:[REDACTED]@", text)
+    if "=" in text:
+        text = _URL_QUERY_KEY.sub(r"\1[REDACTED]", text)
+    return text
+
+
 _cached: tuple[frozenset, dict[str, str]] | None = None
 
 
@@ -49,6 +64,8 @@ def redact(text: str, secrets: dict[str, str] | None = None) -> str:
             text = text.replace(value, f"[REDACTED:{name}]")
     if "sk-" in text or "AKIA" in text:  # every key shape has one of these: skip the regex scan otherwise
         text = _SECRET_SHAPES.sub("[REDACTED]", text)
+    if "://" in text:
+        text = redact_url(text)
     return text
 
 
@@ -71,7 +88,7 @@ def looks_like_secret(name: str, value: object) -> bool:
     if _SECRET_NAME.search(name):
         return True
     if isinstance(value, str):
-        if _SECRET_SHAPES.search(value):
+        if _SECRET_SHAPES.search(value) or ("://" in value and redact_url(value) != value):
             return True
         return any(v in value for v in secret_values().values())
     if isinstance(value, (list, tuple)):

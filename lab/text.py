@@ -36,6 +36,13 @@ class EscapeHatch:
     text: str
     match: str = "word"
 
+    @property
+    def rule(self) -> str:
+        """The matching rule in plain words, for a findings line ("escaped = ...")."""
+        return {"word": f"the output contains {self.text!r} as a whole word (anywhere, even after 'not')",
+                "start": f"the output starts with {self.text!r}",
+                "exact": f"the output is just {self.text!r}"}.get(self.match, self.match)
+
     def detect(self, output: str | None) -> bool:
         """True when ``output`` takes the way out."""
         if not output:
@@ -90,3 +97,80 @@ def numbers_in(text: Any) -> list[float]:
         except ValueError:
             continue
     return found
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> tuple[str, int]:
+    """``text`` as UTF-8 can hold it, and how many characters were escaped: a lone surrogate (what a
+    server's ``\\ud800`` JSON escape or undecodable bytes read with ``surrogateescape`` become) is
+    written out as the six characters ``\\ud800``, so no information is lost and the row can be stored."""
+    if text.isascii():
+        return text, 0
+    return _SURROGATE.subn(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def storable_value(value: Any) -> tuple[Any, int]:
+    """:func:`storable` applied to every string (keys too) inside lists and dicts."""
+    if isinstance(value, str):
+        return storable(value)
+    if _first_surrogate(value) is None:
+        return value, 0
+    if isinstance(value, (list, tuple)):
+        pairs = [storable_value(v) for v in value]
+        return [v for v, _ in pairs], sum(n for _, n in pairs)
+    if isinstance(value, dict):
+        out, total = {}, 0
+        for k, v in value.items():
+            (k2, a), (v2, b) = storable_value(k), storable_value(v)
+            out[k2] = v2
+            total += a + b
+        return out, total
+    return value, 0
+
+
+def is_storable(value: Any) -> bool:
+    """True when no string inside ``value`` holds a lone surrogate (the fast check before :func:`storable_value`)."""
+    if value.__class__ is str:
+        return value.isascii() or _SURROGATE.search(value) is None
+    return _first_surrogate(value) is None
+
+
+def unstorable(value: Any) -> str | None:
+    """Why ``value`` (text, or lists and dicts of it) cannot be stored as UTF-8 text, or None."""
+    found = _first_surrogate(value)
+    return None if found is None else f"holds a lone surrogate (U+{ord(found):04X}), which is not valid text"
+
+
+def _first_surrogate(value: Any) -> str | None:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if not v.isascii():
+                m = _SURROGATE.search(v)
+                if m:
+                    return m.group()
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+    return None
+
+
+def depth_of(value: Any, limit: int) -> int:
+    """How deeply lists and dicts nest in ``value`` (a scalar is 0), counting no further than ``limit + 1``
+    (iterative: a value nested 100,000 deep is measured without recursion)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (list, tuple, dict)):
+            d += 1
+            deepest = max(deepest, d)
+            if d > limit:
+                return d
+            stack.extend((x, d) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest

@@ -7,9 +7,12 @@ scripted provider saw no call at all.
 
 from __future__ import annotations
 
+import asyncio
 import html
+import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -113,8 +116,9 @@ def test_escape_built_at_render_time_is_blocked_when_the_experiment_is_planned(c
 
 def test_include_of_a_file_from_a_template_is_refused(write, model_calls):
     prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: \"{% include '/etc/passwd' %}\"\n")
-    refused(lab.PromptFileError, r"variant 'a' user template", model_calls, prompt=prompt,
-            inputs=[{"id": "r1", "text": "hi"}])
+    msg = refused(lab.PromptFileError, r"p\.yaml line 3: variants\.a\.user: template uses \{% include %\}",
+                  model_calls, prompt=prompt, inputs=[{"id": "r1", "text": "hi"}])
+    assert "cannot read other files" in msg and "no loader" not in msg
 
 
 @pytest.mark.parametrize("content,match", [
@@ -524,3 +528,496 @@ def test_exported_html_makes_no_network_request_and_its_figures_render(tmp_path)
         page.wait_for_function("() => document.querySelector('.js-plotly-plot .main-svg') !== null", timeout=30000)
         page.wait_for_timeout(500)
         assert requests == []
+
+
+# ---- round three: no byte breaks it ------------------------------------------------------------------------
+
+def jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def surrogate_server(bad: str = "item 7", answer: str = "bad \ud800 answer"):
+    from tests.loopback import OpenAIServer
+    from tests.loopback._http import last_user_text
+
+    def respond(request):
+        text = last_user_text(request["messages"])
+        return answer if text.endswith(bad) else f"echo: {text}"
+
+    return OpenAIServer(responder=respond)
+
+
+def test_a_lone_surrogate_in_a_models_answer_is_stored_escaped_and_flagged_and_the_run_goes_on(
+        write, tmp_path, capsys):
+    prompt = write("p.yaml", GOOD_PROMPT)
+    inputs = write("in.jsonl", jsonl([{"id": f"r{i}", "text": f"item {i}"} for i in range(50)]))
+    log = tmp_path / "l.db"
+    with surrogate_server() as srv:
+        model = f"openai-compatible:{srv.base_url}#gpt-loopback"
+        argv = ["--log", str(log), "run", str(prompt), "--inputs", str(inputs), "-m", model, "--id", "e1"]
+        assert cli_main(argv + ["--concurrency", "8"]) == 0
+        first = capsys.readouterr()
+        assert "input 'r7'" in first.err and "escaped as \\uXXXX" in first.err and "Traceback" not in first.err
+        made = srv.stats()["requests"]
+        assert cli_main(argv + ["--resume"]) == 0  # nothing left to do: no call is paid for twice
+        assert "50 already done" in capsys.readouterr().out and srv.stats()["requests"] == made == 50
+    df = lab.log(log).runs("e1")
+    assert len(df) == 50 and set(df["outcome"]) == {"answered"}
+    bad = df.set_index("input_id").loc["r7"]
+    assert bad["output"] == "bad \\ud800 answer"  # the information kept: the escape, as text
+    events = lab.log(log).events("e1")
+    flagged = events[events["kind"] == "text_escaped"]
+    assert len(flagged) == 1 and flagged["detail"].iloc[0] == {"run_id": bad["id"], "escaped": {"output": 1}}
+    assert cli_main(["--log", str(log), "show", "e1", "--outputs"]) == 0
+    assert "bad \\ud800 answer" in capsys.readouterr().out
+
+
+def test_the_python_api_gets_the_same_escaped_text_the_log_holds(write, run_log):
+    with surrogate_server(bad="item 1") as srv:
+        runs = lab.experiment(write("p.yaml", GOOD_PROMPT), [{"id": "a", "text": "item 1"}, {"id": "b", "text": "x"}],
+                              model=f"openai-compatible:{srv.base_url}#m", log=run_log).run()
+    outputs = {r.input_id: r.output for r in runs.records}
+    assert outputs["a"] == "bad \\ud800 answer" == runs.df.set_index("input_id").loc["a", "output"]
+    assert outputs["b"] == "echo: Say x"
+
+
+def test_a_row_that_cannot_be_written_costs_no_other_row_in_its_commit_group(run_log):
+    from lab.store import RunRecord
+
+    def rec(i, **extra):
+        return RunRecord(experiment_id="g", model="m", messages=[{"role": "user", "content": "hi"}],
+                         outcome="answered", input_id=f"r{i}", output=f"out {i}", **extra)
+
+    async def submit_together():
+        futures = [run_log.submit_run(rec(i)) for i in range(5)] + [run_log.submit_run(rec(9, seed={"x": 1}))]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    results = asyncio.run(submit_together())
+    assert results[:5] == [None] * 5
+    assert isinstance(results[5], lab.StoreError) and "could not be written" in str(results[5])
+    assert sorted(run_log.runs("g")["input_id"]) == [f"r{i}" for i in range(5)]
+
+
+def test_a_huge_token_count_from_a_server_does_not_lose_the_row(run_log):
+    from lab.store import RunRecord
+
+    run_log.add_run(RunRecord(experiment_id="big", model="m", messages=[], outcome="answered", output="ok",
+                              output_tokens=10**30))
+    assert run_log.runs("big")["output"].tolist() == ["ok"]
+
+
+@pytest.mark.parametrize("name,content,match", [
+    ("in.jsonl", '{"id": "r1", "text": "fine"}\n{"id": "r2", "text": "lone \\ud800"}\n',
+     r"in\.jsonl line 2: 'text' holds a lone surrogate \(U\+D800\)"),
+    ("in.yaml", '- id: r1\n  text: fine\n- id: "r2\\ud800"\n  text: x\n', r"in\.yaml line 3: YAML error: a value holds a lone surrogate"),
+    ("in.jsonl", '{"id": "r\\udc80", "text": "x"}\n', r"in\.jsonl line 1: id .* holds U\+DC80"),
+])
+def test_an_input_with_text_the_log_cannot_hold_is_refused_naming_file_and_line(name, content, match, write,
+                                                                                 model_calls):
+    refused(lab.InputSetError, match, model_calls, prompt=write("p.yaml", GOOD_PROMPT), inputs=write(name, content))
+
+
+def test_an_inline_input_with_a_lone_surrogate_is_refused_before_any_call(write, model_calls):
+    refused(lab.InputSetError, r"row 1: 'text' holds a lone surrogate", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=[{"id": "r1", "text": "a\udfffb"}])
+
+
+# -- the recovery file
+
+def recovery_lines(write, tmp_path, n: int = 3) -> tuple[Path, list[bytes]]:
+    """A fresh log and ``n`` run rows as its recovery file would hold them (made by a real run elsewhere)."""
+    source = lab.log(tmp_path / "source.db")
+    lab.experiment(write("p.yaml", GOOD_PROMPT), [{"id": f"r{i}", "text": f"café {i}"} for i in range(n)],
+                   model="scripted:echo", log=source, id="rec").run()
+    con = sqlite3.connect(source.path)
+    cur = con.execute("SELECT * FROM runs ORDER BY seq")
+    cols = [d[0] for d in cur.description]
+    lines = []
+    for row in cur.fetchall():
+        d = {c: v for c, v in zip(cols, row) if c != "seq"}
+        lines.append(json.dumps({"table": "runs", "columns": list(d), "values": list(d.values()), "ignore": False},
+                                ensure_ascii=False).encode() + b"\n")
+    target = tmp_path / "target.db"
+    lab.log(target).close()
+    return target, lines
+
+
+def recovery_of(path: Path) -> Path:
+    return path.with_name(path.name + ".recovery.jsonl")
+
+
+def rejected_of(path: Path) -> list[dict]:
+    f = path.with_name(path.name + ".recovery.jsonl.rejected")
+    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+
+
+def test_a_recovery_file_torn_inside_a_character_is_ingested_and_the_torn_line_set_aside(write, tmp_path, capsys):
+    path, lines = recovery_lines(write, tmp_path)
+    torn = lines[2][: lines[2].index("é".encode()) + 1]  # a crash in the middle of a two-byte character
+    recovery_of(path).write_bytes(lines[0] + lines[1] + torn)
+    capsys.readouterr()
+    assert cli_main(["--log", str(path), "runs"]) == 0
+    err = capsys.readouterr().err
+    assert "1 line(s) of target.db.recovery.jsonl could not be ingested (first: line 3, torn line" in err
+    assert "Traceback" not in err and "UnicodeDecodeError" not in err
+    assert len(lab.log(path).runs("rec")) == 2 and not recovery_of(path).exists()
+    assert [r["reason"] for r in rejected_of(path)] == ["torn line (the write was cut short)"]
+
+
+def test_a_directory_where_the_recovery_file_goes_is_one_line_not_a_traceback(write, tmp_path, capsys):
+    path, _ = recovery_lines(write, tmp_path)
+    recovery_of(path).mkdir()
+    capsys.readouterr()
+    assert cli_main(["--log", str(path), "runs"]) == 0
+    err = capsys.readouterr().err
+    assert "cannot read the recovery file" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("mangle,reason", [
+    (lambda d: d["values"].__setitem__(d["columns"].index("output"), {"a": 1}), "value of output is not text or a number"),
+    (lambda d: d["values"].pop(), "values for"),
+    (lambda d: d["values"].__setitem__(d["columns"].index("model"), None), "runs row without model"),
+    (lambda d: d["values"].__setitem__(d["columns"].index("messages"), "not json"), "messages is not JSON text"),
+    (lambda d: d["columns"].__setitem__(0, "no_such_column"), "are not the runs table's"),
+])
+def test_a_malformed_recovery_row_is_set_aside_and_the_others_are_ingested_exactly_once(mangle, reason, write,
+                                                                                         tmp_path, capsys):
+    path, lines = recovery_lines(write, tmp_path, n=4)
+    d = json.loads(lines[1])
+    mangle(d)
+    recovery_of(path).write_bytes(lines[0] + json.dumps(d).encode() + b"\n" + lines[2] + lines[3])
+    log = lab.log(path)
+    assert sorted(log.runs("rec")["input_id"]) == ["r0", "r2", "r3"]
+    err = capsys.readouterr().err
+    assert err.count("could not be ingested") == 1 and reason in err
+    (rej,) = rejected_of(path)
+    assert rej["line"] == 2 and reason in rej["reason"]
+    # the user repairs the row and puts every line back: only the repaired row is new
+    recovery_of(path).write_bytes(b"".join(lines))
+    assert log.ingest_recovery() == 1
+    assert sorted(lab.log(path).runs("rec")["input_id"]) == ["r0", "r1", "r2", "r3"]
+    assert log.ingest_recovery() == 0 and not recovery_of(path).exists()
+
+
+def test_recovery_rows_are_never_ingested_twice_whatever_the_order_of_repairs(write, tmp_path):
+    path, lines = recovery_lines(write, tmp_path, n=3)
+    for chunk in (lines[2] + lines[0], lines[1] + b"garbage\n", b"".join(lines), lines[0]):
+        recovery_of(path).write_bytes(chunk)
+        lab.log(path).close()
+    df = lab.log(path).runs("rec")
+    assert len(df) == 3 and df["id"].is_unique
+
+
+# -- templates and files that would exhaust the machine
+
+@pytest.mark.parametrize("template,match", [
+    ("{{ text|center(1000000000) }}", r"builds a value of 1,000,000,000 characters"),
+    ("{{ text * 100000 }}", r"builds a value of 30,000,000 characters"),
+    ("{% for a in text %}{% for b in text %}{% for c in text %}{% for d in text %}{% endfor %}{% endfor %}"
+     "{% endfor %}{% endfor %}", r"loops run more than 1,000,000 times"),
+    ("{{ (text * 100)|replace('', text * 100) }}", r"builds a value of 900,060,000 characters"),
+    ("{{ '%999999999s' % text }}", r"formats with a width of '999999999'"),
+    ("{{ 9 ** 9999999 }}", r"a number too large to print"),
+])
+def test_a_template_that_would_build_something_huge_is_refused_before_any_call(template, match, write, model_calls):
+    prompt = write("p.yaml", f"task: t\nvariants:\n  big:\n    user: \"{template}\"\n")
+    t0 = time.perf_counter()
+    msg = refused(lab.PromptFileError, match, model_calls, prompt=prompt, inputs=[{"id": "r1", "text": "x" * 300}])
+    assert time.perf_counter() - t0 < 10
+    assert "p.yaml: variant 'big' user template with input 'r1'" in msg
+
+
+def test_the_message_size_and_render_time_bounds_are_configurable(write, model_calls, monkeypatch):
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: '{{ text }}'\n")
+    monkeypatch.setenv("PROMPTLAB_MAX_MESSAGE_CHARS", "100")
+    refused(lab.PromptFileError, r"renders to more than 100 characters.*PROMPTLAB_MAX_MESSAGE_CHARS", model_calls,
+            prompt=prompt, inputs=[{"id": "r1", "text": "x" * 101}])
+    monkeypatch.delenv("PROMPTLAB_MAX_MESSAGE_CHARS")
+    monkeypatch.setenv("PROMPTLAB_MAX_RENDER_S", "0.05")
+    slow = write("slow.yaml", "task: t\nvariants:\n  a:\n    user: \"{% for a in text %}{% for b in text %}"
+                              "{{ a }}{% endfor %}{% endfor %}\"\n")
+    refused(lab.PromptFileError, r"takes longer than 0.05 s to render", model_calls, prompt=slow,
+            inputs=[{"id": "r1", "text": "x" * 999}])
+
+
+def test_ordinary_loops_and_filters_still_render(write, run_log, model_calls):
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: \"{% for w in words %}{{ loop.index }}. "
+                             "{{ w|upper|center(9) }}{% endfor %} {{ text * 2 }} {{ text|replace('a', 'b') }}\"\n")
+    lab.experiment(prompt, [{"id": "r1", "words": ["x", "y"], "text": "ab"}], model="scripted:echo", log=run_log).run()
+    assert model_calls[0]["messages"][-1]["content"] == "1.     X    2.     Y     abab bb"
+
+
+def deep(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize("name,content,error,match", [
+    ("p.yaml", f"task: {deep(20000)}\nvariants: {{a: {{user: hi}}}}\n", lab.PromptFileError,
+     r"p\.yaml line 1: YAML error: lists or mappings nest more than 64 deep"),
+    ("in.yaml", f"- id: r1\n  text: {deep(20000)}\n", lab.InputSetError, r"in\.yaml line 2: YAML error: .*nest more than 64"),
+    ("in.jsonl", '{"id": "r1", "text": ' + deep(20000) + "}\n", lab.InputSetError,
+     r"in\.jsonl line 1: the JSON nests more than 64 deep"),
+    ("in.jsonl", '{"id": "r1", "text": ' + deep(200) + "}\n", lab.InputSetError, r"'text' nests lists or mappings"),
+])
+def test_deep_nesting_in_a_file_is_one_line_not_a_recursion_error(name, content, error, match, write, model_calls,
+                                                                   capsys):
+    files = {"prompt": write("p.yaml", GOOD_PROMPT), "inputs": write("in.yaml", GOOD_INPUTS)}
+    files["prompt" if name == "p.yaml" else "inputs"] = write(name, content)
+    msg = refused(error, match, model_calls, **files)
+    assert "\n" not in msg and "RecursionError" not in msg
+
+
+# -- secrets in model strings
+
+def test_a_key_in_a_model_url_is_in_no_column_and_resume_still_finds_the_finished_calls(write, tmp_path, capsys):
+    from tests.loopback import OpenAIServer
+
+    key = "sk-ant-api03-" + "k" * 40
+    inputs = write("in.yaml", GOOD_INPUTS)
+    log = tmp_path / "l.db"
+    with OpenAIServer() as srv:
+        model = f"openai-compatible:{srv.base_url.replace('://', f'://u:{key}@')}#echo"
+        argv = ["--log", str(log), "run", str(write("p.yaml", GOOD_PROMPT)), "--inputs", str(inputs), "-m", model,
+                "--id", "k1"]
+        assert cli_main(argv) == 0 and cli_main(argv + ["--resume"]) == 0
+        assert srv.stats()["requests"] == 2
+    printed = capsys.readouterr()
+    assert key not in printed.out + printed.err and "2 already done" in printed.out
+    with sqlite3.connect(log) as con:
+        dump = "\n".join(con.iterdump())
+    assert key not in dump and "u:[REDACTED]@" in dump
+    assert lab.secrets.redact("http://h/v1?x=1&api_key=hunter2hunter2#m") == "http://h/v1?x=1&api_key=[REDACTED]#m"
+
+
+# -- resume and parameters say what they do
+
+def test_resume_after_a_prompt_edit_refuses_naming_the_variant_and_both_versions(write, run_log, model_calls):
+    prompt = write("p.yaml", GOOD_PROMPT)
+    inputs = write("in.yaml", GOOD_INPUTS)
+    first = lab.experiment(prompt, inputs, model="scripted:echo", log=run_log, id="v1", tags=None)
+    first.run()
+    old = first.variants[0].version
+    write("p.yaml", GOOD_PROMPT.replace("Say", "Repeat"))
+    model_calls.clear()
+    msg = refused(lab.ParameterError, r"cannot resume 'v1': variant 'a'", model_calls, prompt=prompt, inputs=inputs,
+                  log=run_log, id="v1", resume=True)
+    new = lab.experiment(prompt, inputs, model="scripted:echo", log=run_log).variants[0].version
+    assert old in msg and new in msg and "--new-version" in msg
+    runs = lab.experiment(prompt, inputs, model="scripted:echo", log=run_log, id="v1", resume=True,
+                          new_version=True).run()
+    assert len(runs) == 2 and len(model_calls) == 2  # the new version's calls, none skipped as done
+    versions = run_log.runs("v1").groupby("prompt_version").size().to_dict()
+    assert versions == {old: 2, new: 2}
+
+
+def test_resume_with_the_same_prompt_still_skips_what_is_done(write, run_log, model_calls):
+    kw = dict(model="scripted:echo", log=run_log, id="same")
+    lab.experiment(write("p.yaml", GOOD_PROMPT), write("in.yaml", GOOD_INPUTS), **kw).run()
+    runs = lab.experiment(write("p.yaml", GOOD_PROMPT), write("in.yaml", GOOD_INPUTS), resume=True, **kw).run()
+    assert runs.skipped == 2 and len(model_calls) == 2
+
+
+@pytest.mark.parametrize("row,kind", [
+    ("text: null", "null"), ("text: yes", "the boolean true"), ("text: {a: 1}", "a mapping"), ("text: [1, 2]", "a list"),
+])
+def test_a_yaml_value_that_is_not_text_is_refused_naming_row_and_field(row, kind, write, model_calls):
+    inputs = write("in.yaml", f"- id: r1\n  text: fine\n- id: r2\n  {row}\n")
+    msg = refused(lab.InputSetError, rf"in\.yaml: line 3, row 'r2', field 'text' is {kind}", model_calls,
+                  prompt=write("p.yaml", GOOD_PROMPT), inputs=inputs)
+    assert "in quotes" in msg
+
+
+def test_a_value_the_template_uses_explicitly_may_be_null_or_a_list(write, run_log, model_calls):
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: \"{% if note is not none %}{{ note }}{% endif %}"
+                             "{{ items|join(',') }}!\"\n")
+    lab.experiment(prompt, write("in.yaml", "- {id: r1, note: null, items: [a, b]}\n"), model="scripted:echo",
+                   log=run_log).run()
+    assert model_calls[0]["messages"][-1]["content"] == "a,b!"
+
+
+@pytest.mark.parametrize("name,content,error,match", [
+    ("p.yaml", "task: t\nvariants:\n  a: {user: one}\n  a: {user: two}\n", lab.PromptFileError,
+     r"p\.yaml line 4: YAML error: the key 'a' appears twice in one mapping \(lines 3 and 4\)"),
+    ("in.yaml", "- id: r1\n  text: one\n  text: two\n", lab.InputSetError, r"in\.yaml line 3: .*'text' appears twice"),
+    ("in.jsonl", '{"id": "r1", "text": "one", "text": "two"}\n', lab.InputSetError,
+     r"in\.jsonl line 1: the key 'text' appears twice"),
+])
+def test_a_key_given_twice_is_an_error_not_a_silent_override(name, content, error, match, write, model_calls):
+    files = {"prompt": write("p.yaml", GOOD_PROMPT), "inputs": write("in.yaml", GOOD_INPUTS)}
+    files["prompt" if name == "p.yaml" else "inputs"] = write(name, content)
+    refused(error, match, model_calls, **files)
+
+
+def test_run_notebook_honours_experiment_id_given_as_a_parameter_or_refuses_two(tmp_path):
+    from lab.notebooks import run_notebook
+
+    nb = Path("notebooks/persona_vs_honest.ipynb").resolve()
+    with pytest.raises(lab.ParameterError, match=r"two experiment ids: experiment_id='a' and the parameter 'b'"):
+        run_notebook(nb, {"experiment_id": "b"}, experiment_id="a", cwd=tmp_path)
+    with pytest.raises(lab.ParameterError, match=r"experiment id '\.\./x' may only use"):
+        run_notebook(nb, {"experiment_id": "../x"}, cwd=tmp_path)
+
+
+# -- names cannot deceive
+
+@pytest.mark.parametrize("rid,what", [
+    ("abc\u202egpj.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"), ("a\u200bb", "U+200B (ZERO WIDTH SPACE)"),
+    ("a\u2066b", "U+2066"), ("\ufeffid", "U+FEFF"), ("a\x00b", "U+0000"),
+])
+def test_an_input_id_with_invisible_or_direction_changing_characters_is_refused(rid, what, write, model_calls):
+    inputs = write("in.jsonl", jsonl([{"id": "ok", "text": "x"}, {"id": rid, "text": "y"}]))
+    refused(lab.InputSetError, rf"in\.jsonl line 2: id .* holds {re_escape(what)}", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=inputs)
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+@pytest.mark.parametrize("a,b", [("caf\u00e9", "cafe\u0301"), ("r1", " r1 "), ("r1", "r1\t")])
+def test_ids_that_only_look_different_collide_naming_both_lines(a, b, write, model_calls):
+    inputs = write("in.jsonl", jsonl([{"id": a, "text": "x"}, {"id": "other", "text": "y"}, {"id": b, "text": "z"}]))
+    refused(lab.InputSetError, r"duplicate input id .* \(lines 1 and 3\); .*NFC", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=inputs)
+
+
+# -- smaller
+
+def test_show_and_runs_with_a_mistyped_log_create_nothing(tmp_path, capsys):
+    for argv in (["runs"], ["show", "x"], ["export", "x", str(tmp_path / "out")]):
+        assert cli_main(["--log", str(tmp_path / "typo.db"), *argv]) == 2
+        assert "no run log there" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lab_log_takes_the_options_the_readme_shows(tmp_path):
+    log = lab.log(tmp_path / "l.db", busy_timeout_s=5, lock_wait_s=10)
+    assert (log.busy_timeout_s, log.lock_wait_s) == (5.0, 10.0)
+
+
+@pytest.mark.parametrize("body,match", [
+    ({"choices": ["not a choice"]}, "the answer has no text"),
+    ({"choices": [{"message": {"role": "assistant", "content": None}, "finish_reason": "stop"}]},
+     "the answer has no text (content is null)"),
+    ("just a string", "response had no choices"),
+    ({"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "many"}}, None),
+])
+def test_an_unexpected_body_from_a_server_is_a_malformed_error_row(body, match, write, run_log):
+    from tests.loopback import OpenAIServer
+    from tests.loopback._http import Reply
+
+    class Odd(OpenAIServer):
+        def _answer(self, request, text, serial):
+            return Reply(200, json.dumps(body).encode())
+
+    with Odd() as srv:
+        runs = lab.experiment(write("p.yaml", GOOD_PROMPT), [{"id": "r1", "text": "x"}], log=run_log,
+                              model=f"openai-compatible:{srv.base_url}#m",
+                              provider_options={f"openai-compatible:{srv.base_url}#m": {"max_retries": 0}}).run()
+    row = runs.df.iloc[0]
+    if match is None:
+        assert row["outcome"] == "answered" and row["output"] == "hi" and row["input_tokens"] is None
+    else:
+        assert row["outcome"] == "error" and row["error"].startswith("malformed: ") and match in row["error"]
+        assert "AttributeError" not in row["error"]
+
+
+def test_prompt_file_errors_carry_no_pydantic_prefix_and_say_an_input_set(write, tmp_path, model_calls):
+    msg = refused(lab.PromptFileError, r"temperature must be", model_calls,
+                  prompt=write("p.yaml", "task: t\nparams: {temperature: 9}\nvariants:\n  a: {user: hi}\n"))
+    assert "Value error," not in msg
+    (tmp_path / "dir.yaml").mkdir()
+    refused(lab.InputSetError, r"is a directory, expected an input set", model_calls,
+            prompt=write("p.yaml", GOOD_PROMPT), inputs=tmp_path / "dir.yaml")
+
+
+def test_a_log_that_cannot_be_written_is_still_read_by_runs_show_and_export(write, tmp_path, monkeypatch, capsys):
+    import lab.store as store
+
+    path = tmp_path / "ro.db"
+    runs = lab.experiment(write("p.yaml", GOOD_PROMPT), write("in.yaml", GOOD_INPUTS), model="scripted:echo",
+                          log=lab.log(path), id="ro").run()
+    lab.log(path).close()
+
+    def read_only_mount(path, busy_timeout_s):  # what SQLite says on a read-only mount
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(store, "_connect", read_only_mount)
+    capsys.readouterr()
+    assert cli_main(["--log", str(path), "runs"]) == 0 and "ro" in capsys.readouterr().out
+    assert cli_main(["--log", str(path), "show", "ro", "--summary-only"]) == 0
+    assert cli_main(["--log", str(path), "export", "ro", str(tmp_path / "out")]) == 0
+    assert len(lab.log(path).runs("ro")) == len(runs) == 2
+
+
+def test_a_lone_surrogate_escape_in_a_prompt_file_is_refused_naming_the_line(write, model_calls):
+    prompt = write("p.yaml", 'task: t\nvariants:\n  a:\n    user: "Say \\ud800 {{ text }}"\n')
+    refused(lab.PromptFileError, r"p\.yaml line 4: YAML error: a value holds a lone surrogate \(U\+D800\)",
+            model_calls, prompt=prompt, inputs=write("in.yaml", GOOD_INPUTS))
+
+
+def test_a_bidi_override_from_an_older_log_is_shown_as_a_visible_escape(run_log, capsys):
+    from lab.store import RunRecord
+
+    run_log.add_run(RunRecord(experiment_id="old", model="m", messages=[], outcome="answered",
+                              input_id="abc\u202egpj.exe", variant="a", output="hi"))
+    assert cli_main(["--log", str(run_log.path), "show", "old", "--outputs"]) == 0
+    out = capsys.readouterr().out
+    assert "\u202e" not in out and "abc\\u202egpj.exe" in out
+
+
+def test_bytes_that_are_not_utf8_in_a_servers_answer_are_kept_as_visible_escapes(write, run_log):
+    from tests.loopback import OpenAIServer
+    from tests.loopback._http import Reply
+
+    body = b'{"choices":[{"message":{"role":"assistant","content":"caf\xe9 \xff ok"},"finish_reason":"stop"}]}'
+
+    class Latin1(OpenAIServer):
+        def _answer(self, request, text, serial):
+            return Reply(200, body)
+
+    with Latin1() as srv:
+        model = f"openai-compatible:{srv.base_url}#m"
+        runs = lab.experiment(write("p.yaml", GOOD_PROMPT), [{"id": "r1", "text": "x"}], model=model, log=run_log,
+                              provider_options={model: {"max_retries": 0}}).run()
+    row = runs.df.iloc[0]
+    assert row["outcome"] == "answered" and row["output"] == "caf\\xe9 \\xff ok"
+
+
+def test_a_parameter_with_undecodable_bytes_from_the_command_line_is_one_line(write, capsys, model_calls):
+    argv = ["run", str(write("p.yaml", GOOD_PROMPT)), "--inputs", str(write("in.yaml", GOOD_INPUTS)),
+            "-m", "scripted:echo", "--param", "stop=\udcff"]  # what Python makes of the byte 0xff in argv
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "parameter 'stop' holds a lone surrogate" in err and model_calls == []
+
+
+def test_the_escape_hatch_says_its_matching_rule_in_words():
+    from lab.text import EscapeHatch
+
+    assert "whole word" in EscapeHatch("UNSURE").rule and "not" in EscapeHatch("UNSURE").rule
+    assert EscapeHatch("UNSURE", match="start").rule == "the output starts with 'UNSURE'"
+
+
+def test_a_long_recovery_file_is_ingested_a_chunk_at_a_time_with_each_row_once(write, tmp_path, monkeypatch, capsys):
+    import lab.store as store
+
+    monkeypatch.setattr(store, "_INGEST_CHUNK", 2)
+    path, lines = recovery_lines(write, tmp_path, n=5)
+    recovery_of(path).write_bytes(lines[0] + b"{not json\n" + b"".join(lines[1:]) + lines[2] + lines[4][:-9])
+    capsys.readouterr()
+    log = lab.log(path)
+    assert sorted(log.runs("rec")["input_id"]) == [f"r{i}" for i in range(5)]
+    err = capsys.readouterr().err
+    assert err.count("ingested 5 row(s)") == 1 and "2 line(s) of target.db.recovery.jsonl could not be ingested" in err
+    assert [r["line"] for r in rejected_of(path)] == [2, 8]
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_before_any_call(tmp_path, write, model_calls):
+    bad = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.yaml"))
+    bad.write_text(GOOD_PROMPT)
+    refused(lab.PromptFileError, r"the file name is not valid UTF-8; rename the prompt file", model_calls,
+            prompt=bad, inputs=write("in.yaml", GOOD_INPUTS))

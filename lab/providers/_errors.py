@@ -27,3 +27,10 @@ def to_provider_error(exc: BaseException, model: str) -> ProviderError:
     detail = str(exc) or name
     status_txt = f" {status}" if status is not None else ""
     return ProviderError(redact(f"{model}: {name}{status_txt}: {detail}")[:2000], kind=kind, status=status)
+
+
+def count(value: object) -> int | None:
+    """A token count from a server's ``usage``: a non-negative whole number, else None (unknown)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    return None

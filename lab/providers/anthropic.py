@@ -12,7 +12,8 @@ import os
 from typing import Any
 
 from ..errors import ModelSpecError, ProviderError
-from ._errors import to_provider_error
+from ._errors import count, to_provider_error
+from ._utf8 import lenient_http_client
 from .base import Completion, Provider
 
 
@@ -62,7 +63,8 @@ class AnthropicProvider(Provider):
             import anthropic
 
             self._client = anthropic.AsyncAnthropic(
-                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
+                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout,
+                http_client=lenient_http_client(anthropic.DefaultAsyncHttpxClient),
             )
         return self._client
 
@@ -78,15 +80,17 @@ class AnthropicProvider(Provider):
         except Exception as exc:
             raise to_provider_error(exc, self.model) from None
         content = getattr(resp, "content", None)
-        if content is None:
-            raise ProviderError(f"{self.model}: response had no content", kind="malformed")
-        text = "".join(getattr(block, "text", "") for block in content)
-        usage = resp.usage
+        if not isinstance(content, list):
+            raise ProviderError(f"{self.model}: response had no content list", kind="malformed")
+        texts = [getattr(block, "text", "") for block in content]
+        if not all(isinstance(t, str) for t in texts):
+            raise ProviderError(f"{self.model}: a content block's text is not text", kind="malformed")
+        usage = getattr(resp, "usage", None)
         return Completion(
-            text=text,
-            input_tokens=getattr(usage, "input_tokens", None),
-            output_tokens=getattr(usage, "output_tokens", None),
-            finish_reason=resp.stop_reason,
+            text="".join(texts),
+            input_tokens=count(getattr(usage, "input_tokens", None)),
+            output_tokens=count(getattr(usage, "output_tokens", None)),
+            finish_reason=str(getattr(resp, "stop_reason", None) or "") or None,
         )
 
     async def aclose(self) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import ModelSpecError, ProviderError
-from ._errors import to_provider_error
+from ._errors import count, to_provider_error
+from ._utf8 import lenient_http_client
 from .base import LOGPROB_PARAMS, Completion, Provider, token_logprobs
 
 
@@ -28,6 +29,10 @@ def request_body(model_name: str, messages: list[dict[str, str]], params: dict[s
         if v is not None:
             body["max_completion_tokens" if k == "max_tokens" and not compatible else k] = v
     return body
+
+
+def _shape(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 class OpenAIProvider(Provider):
@@ -85,7 +90,8 @@ class OpenAIProvider(Provider):
             import openai
 
             self._client = openai.AsyncOpenAI(
-                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
+                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout,
+                http_client=lenient_http_client(openai.DefaultAsyncHttpxClient),
             )
         return self._client
 
@@ -99,15 +105,25 @@ class OpenAIProvider(Provider):
             resp = await client.chat.completions.create(**kwargs)
         except Exception as exc:  # the SDK has already retried what it retries
             raise to_provider_error(exc, self.model) from None
-        if not getattr(resp, "choices", None):
-            raise ProviderError(f"{self.model}: response had no choices", kind="malformed")
-        choice = resp.choices[0]
-        usage = resp.usage
+        return self._completion(resp)
+
+    def _completion(self, resp: Any) -> Completion:
+        """The answer in ``resp``; a body of another shape (or with no text) is a ``malformed`` error."""
+        choices = getattr(resp, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise ProviderError(f"{self.model}: response had no choices (got {_shape(resp)})", kind="malformed")
+        choice = choices[0]
+        content = getattr(getattr(choice, "message", None), "content", None)
+        if not isinstance(content, str):
+            refusal = getattr(getattr(choice, "message", None), "refusal", None)
+            why = f"refused: {str(refusal)[:500]}" if refusal else f"content is {_shape(content)}"
+            raise ProviderError(f"{self.model}: the answer has no text ({why})", kind="malformed")
+        usage = getattr(resp, "usage", None)
         return Completion(
-            text=choice.message.content or "",
-            input_tokens=getattr(usage, "prompt_tokens", None),
-            output_tokens=getattr(usage, "completion_tokens", None),
-            finish_reason=choice.finish_reason,
+            text=content,
+            input_tokens=count(getattr(usage, "prompt_tokens", None)),
+            output_tokens=count(getattr(usage, "completion_tokens", None)),
+            finish_reason=str(getattr(choice, "finish_reason", None) or "") or None,
             logprobs=token_logprobs(getattr(getattr(choice, "logprobs", None), "content", None)),
         )
 

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ..version import __version__
 from ..errors import StoreError
-from ..migrations import migrate
+from ..migrations import migrate, pending
 from ..names import folder_value
 from ..secrets import redact, redact_value, secret_values
-from .backend import Connection, LogURL, check_url, connect, errors_for, is_url, recovery_path_for
+from ..text import is_storable, storable_value
+from .backend import SQLite, Connection, LogURL, check_url, connect, db_errors, errors_for, is_url, recovery_path_for
 
 try:
     import fcntl
@@ -198,6 +199,11 @@ def _settle(tickets: list[_Ticket]) -> None:
                 t.future.set_result(None)
 
 
+def _connect(target: Path | LogURL, busy_timeout_s: float) -> Connection:
+    """A connection to the log (one place to open one: the writer, the reader and a reconnect)."""
+    return connect(target, busy_timeout_s)
+
+
 _MAX_ROWS_A_STATEMENT = 64  # x ~40 columns: well under SQLite's 32766 bound variables
 
 
@@ -273,7 +279,10 @@ class _Writer:
         """Commit ``items`` in one transaction now, on this thread. Returns False when they were kept
         in the recovery file instead; raises StoreError when they could be kept nowhere."""
         with self._wlock:
-            return not self._commit(items)
+            try:
+                return not self._commit(items)
+            except Exception as exc:
+                raise _as_store_error(exc, self.path) from None
 
     def submit(self, tickets: list[_Ticket]) -> None:
         if self._thread is None:
@@ -310,17 +319,25 @@ class _Writer:
                     stop = True
                     break
                 pending.extend(ts)
-            try:
-                with self._wlock:
-                    recovered = self._commit([it for t in pending for it in t.items])
-                for t in pending:
-                    t.recovered = recovered
-            except BaseException as exc:  # the callers get it; this thread goes on
-                for t in pending:
-                    t.error = exc
+            self._commit_group(pending)
             self._resolve(pending)
             if stop:
                 return
+
+    def _commit_group(self, tickets: list[_Ticket]) -> None:
+        """Commit every ticket's rows in one transaction; when that fails, each ticket on its own, so
+        a row that cannot be written costs no other caller its row."""
+        try:
+            with self._wlock:
+                recovered = self._commit([it for t in tickets for it in t.items])
+            for t in tickets:
+                t.recovered = recovered
+        except BaseException as exc:  # the callers get it; this thread goes on
+            if len(tickets) == 1:
+                tickets[0].error = _as_store_error(exc, self.path)
+                return
+            for t in tickets:
+                self._commit_group([t])
 
     def _commit(self, items: list[Item]) -> bool:
         """Write ``items`` (the caller holds ``_wlock``); True when they went to the recovery file."""
@@ -328,9 +345,11 @@ class _Writer:
         while True:
             try:
                 if self._db is None:
-                    self._db = connect(self.path, self.busy_timeout_s)
+                    self._db = _connect(self.path, self.busy_timeout_s)
                 _write_items(self._db, items)
             except self._errors as exc:
+                if self._db is not None and isinstance(exc, self._db.row_errors):
+                    raise  # this data, not the log: another place would refuse it too
                 locked = self._db is not None and self._db.is_locked(exc)
                 if self._db is not None and self._db.broken:  # a server log's connection was dropped
                     self._db.close()
@@ -379,6 +398,13 @@ class _Writer:
                 pass
 
 
+def _as_store_error(exc: BaseException, path: Path) -> BaseException:
+    """A row's write failure as the one-line StoreError a caller reports (other exceptions unchanged)."""
+    if isinstance(exc, StoreError) or not isinstance(exc, (*db_errors(), ValueError, OverflowError)):
+        return exc
+    return StoreError(f"{path}: a row could not be written ({type(exc).__name__}: {exc})")
+
+
 def _say(message: str) -> None:
     print(f"promptlab: {message}", file=sys.stderr, flush=True)
 
@@ -402,6 +428,67 @@ def _append_recovery(path: Path, items: list[Item]) -> None:
             return
 
 
+_INT_LIMIT = 2**63 - 1  # SQLite's INTEGER
+
+
+def _storable_row(row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
+    """Every string in ``row`` made storable (:func:`lab.text.storable`: lone surrogates written out as
+    ``\\udXXX``) and every integer SQLite cannot hold kept as text; returns the row and column ->
+    how many values were changed."""
+    repairs: dict[str, int] = {}
+    for col, value in row.items():
+        if value is None or value.__class__ in (float, bool):
+            continue
+        if value.__class__ is int:
+            if -_INT_LIMIT <= value <= _INT_LIMIT:
+                continue
+            row[col], n = str(value), 1
+        elif is_storable(value):
+            continue
+        else:
+            row[col], n = storable_value(value)
+        repairs[col] = n
+    return row, repairs
+
+
+def _values_storable(values: tuple) -> bool:
+    """True when SQLite takes every value as it is (no lone surrogate in text, no integer past 64 bits)."""
+    for v in values:
+        if v.__class__ is str:
+            if not v.isascii() and not is_storable(v):
+                return False
+        elif v.__class__ is int and not -_INT_LIMIT <= v <= _INT_LIMIT:
+            return False
+    return True
+
+
+def _repairs_text(repairs: dict[str, int]) -> str:
+    return ", ".join(f"{n} character(s) of {col}" for col, n in repairs.items())
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+_INGEST_CHUNK = 2000  # recovery-file lines read and written per transaction
+
+
+def _line_chunks(f: Any, size: int) -> Iterator[list[tuple[int, bytes]]]:
+    """The file's lines (bytes, newline kept), numbered from 1, ``size`` at a time."""
+    chunk: list[tuple[int, bytes]] = []
+    for n, raw in enumerate(f, start=1):
+        chunk.append((n, raw))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class RunLog:
     """A run log on disk. Reads return pandas DataFrames; writes are committed before they return.
 
@@ -420,8 +507,7 @@ class RunLog:
         try:
             if not isinstance(self.path, LogURL):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = connect(self.path, self.busy_timeout_s)
-            migrate(self._db)
+            self._db = self._open()
         except self._errors as exc:
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             hint = "; is it a promptlab log?" if not isinstance(self.path, LogURL) else ""
@@ -434,6 +520,21 @@ class RunLog:
         weakref.finalize(self, self._writer.stop)
         if self.recovery_path.exists():
             self.ingest_recovery()
+
+    def _open(self) -> Connection:
+        """The connection, migrated; a log file that cannot be written (a read-only mount) is opened to read."""
+        try:
+            db = _connect(self.path, self.busy_timeout_s)
+            migrate(db)
+            return db
+        except self._errors as exc:
+            if isinstance(self.path, LogURL) or not (self.path.is_file() and SQLite.is_read_only(exc)):
+                raise
+        db = SQLite.read_only(self.path)
+        if pending(db):
+            raise StoreError(f"{self.path}: the log is read-only here and was written by an older promptlab; "
+                             "open it once where it can be written, to upgrade it")
+        return db
 
     def __repr__(self) -> str:
         return f"RunLog({str(self.path)!r})"
@@ -467,9 +568,13 @@ class RunLog:
     def _hand_off(self, loop: Any) -> None:
         self._writer.submit(self._outbox.pop(loop))
 
-    def _item(self, table: str, row: dict[str, Any], *, ignore: bool = False) -> Item:
+    def _item(self, table: str, row: dict[str, Any], *, ignore: bool = False, clean: bool = False) -> Item:
+        """A row as the writer takes it, made storable (:func:`_storable_row`) unless ``clean`` says the
+        caller sees to it."""
         json_cols = _JSON_COLUMNS.get(table, ())
         values = tuple(_dumps(v) if k in json_cols else v for k, v in row.items())
+        if not clean and not _values_storable(values):
+            return self._item(table, _storable_row(row)[0], ignore=ignore, clean=True)
         return (table, tuple(row), values, ignore)
 
     def _insert(self, table: str, row: dict[str, Any], *, ignore: bool = False) -> None:
@@ -477,22 +582,53 @@ class RunLog:
 
     @staticmethod
     def _run_row(rec: RunRecord) -> dict[str, Any]:
+        """The row to write for ``rec``, redacted."""
         row = {name: getattr(rec, name) for name in _RECORD_FIELDS}
         row["id"] = row["id"] or new_id()
         row["finished_at"] = row["finished_at"] or now()
         secrets = secret_values()  # once a row, not once a string
-        row["output"] = redact(row["output"], secrets) if row["output"] else row["output"]
-        row["error"] = redact(row["error"], secrets) if row["error"] else row["error"]
+        for col in ("output", "error", "model"):
+            row[col] = redact(row[col], secrets) if row[col] else row[col]
         for col in ("messages", "input_vars", "expected"):  # a key pasted into an input by mistake
             row[col] = redact_value(row[col], secrets)
         row["lab_version"] = __version__
         return row
 
+    def _run_items(self, rec: RunRecord) -> list[Item]:
+        """The items that log ``rec``: its row, and an event naming what was escaped to store it. The
+        record itself takes the stored values, so what the caller keeps is what the log holds."""
+        row, repairs = self._run_row(rec), {}
+        item = self._item("runs", row, clean=True)
+        if not _values_storable(item[2]):  # rare: checked on the encoded values, made storable only then
+            row, repairs = _storable_row(row)
+            item = self._item("runs", row, clean=True)
+        rec.id, rec.finished_at = row["id"], row["finished_at"]
+        for name in repairs:
+            if name in _RECORD_FIELDS:
+                setattr(rec, name, row[name])
+        items = [item]
+        if repairs:
+            self._say_escaped(row, repairs)
+            items.append(self._item("events", {"experiment_id": row["experiment_id"], "at": now(),
+                                               "kind": "text_escaped",
+                                               "detail": {"run_id": row["id"], "escaped": repairs}}))
+        return items
+
+    _ESCAPED_SAID = 3  # rows named one by one; later ones are counted in events only
+
+    def _say_escaped(self, row: dict[str, Any], repairs: dict[str, int]) -> None:
+        self._escaped = getattr(self, "_escaped", 0) + 1
+        if self._escaped <= self._ESCAPED_SAID:
+            _say(f"run {row['id']} (variant {row['variant']!r}, input {row['input_id']!r}): "
+                 f"{_repairs_text(repairs)} escaped as \\uXXXX to store it; the row is kept and flagged "
+                 "(event 'text_escaped')")
+        if self._escaped == self._ESCAPED_SAID:
+            _say("from now on, rows with escaped text are flagged by 'text_escaped' events without a message")
+
     def add_run(self, rec: RunRecord) -> str:
         """Append one finished call; returns (with the run id) once it is committed."""
-        row = self._run_row(rec)
-        self._insert("runs", row)
-        return row["id"]
+        self._write(self._run_items(rec))
+        return rec.id
 
     async def append_run(self, rec: RunRecord) -> str:
         """:meth:`add_run` for async code: the event loop keeps running while the writer thread
@@ -506,58 +642,181 @@ class RunLog:
         event loop). The returned future is done once the row is committed (or kept in the recovery
         file), and raises StoreError when it could be kept nowhere: report the call only then.
         Fills in ``rec.id`` (and ``rec.finished_at``) when they are empty."""
-        row = self._run_row(rec)
-        rec.id, rec.finished_at = row["id"], row["finished_at"]
-        return self._submit([self._item("runs", row)])
+        return self._submit(self._run_items(rec))
 
     def add_runs(self, recs: list[RunRecord]) -> list[str]:
         """Append several rows in one transaction (all or none). For rows that cost nothing to
         redo, such as replays from the log: one commit instead of one per row."""
-        rows = [self._run_row(r) for r in recs]
-        if rows:
-            self._write([self._item("runs", row) for row in rows])
-        return [row["id"] for row in rows]
+        items = [it for r in recs for it in self._run_items(r)]
+        if items:
+            self._write(items)
+        return [r.id for r in recs]
 
     def ingest_recovery(self) -> int:
         """Write the rows kept in the recovery file (calls that finished while the log was locked)
-        into the log, each exactly once, then remove the file. Returns how many were new."""
+        into the log, each exactly once, then remove the file. A line that cannot be ingested (torn by
+        a crash, not JSON, not a row this log holds) goes to ``<recovery file>.rejected`` with its
+        reason, and one line says so; the others are ingested. Returns how many rows were new."""
         path = self.recovery_path
         try:
-            f = open(path, "r+", encoding="utf-8")
+            f = open(path, "r+b")
         except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            _say(f"run log {self.path}: cannot read the recovery file {path} ({exc.strerror or exc}); "
+                 "it is left as it is: move it away if it is not promptlab's")
             return 0
         with f:
             if fcntl is not None:
                 fcntl.flock(f, fcntl.LOCK_EX)
-            items: list[Item] = []
-            known: dict[str, set[str]] = {}
-            for line in f.read().splitlines():
-                try:
-                    d = json.loads(line)
-                    table, cols = d["table"], tuple(d["columns"])
-                    if table not in known:
-                        known[table] = set(self._columns(table)) if table in _JSON_COLUMNS else set()
-                    if not cols or not set(cols) <= known[table]:
-                        continue  # not a row this log can hold
-                    values = tuple(d["values"])
-                    if table == "events" and self._has_event(dict(zip(cols, values))):
-                        continue  # events have no id of their own: an identical one is this one, ingested before
-                    items.append((table, cols, values, True))  # a row already in the log is skipped (same id)
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line torn by a crash while it was written
-            if items:
-                try:
-                    with self._lock:
-                        added = _write_items(self._db, items)
-                except self._errors as exc:
-                    _say(f"run log {self.path}: {len(items)} row(s) in {path.name} not ingested yet ({exc}); "
-                         "they stay there for the next open")
-                    return 0
+            self._schema  # read now: a failure to read it is the log's, not a line's
+            added, rejected = 0, []
+            for lines in _line_chunks(f, _INGEST_CHUNK):  # a big file is read a chunk of lines at a time
+                items, refused = self._recovery_items(lines)
+                n, failed = self._ingest_items(items)
+                if failed is None:  # the log is locked or unwritable: the file stays for the next open
+                    return added  # (rows already in are skipped then: they are ingested once)
+                added += n
+                rejected += refused + failed
+            if added:
                 _say(f"run log {self.path}: ingested {added} row(s) kept in {path.name} while the log was locked")
-            else:
-                added = 0
+            if rejected and not self._reject(sorted(rejected, key=lambda r: r[0])):
+                return added
             os.unlink(path)
         return added
+
+    def _recovery_items(self, lines: list[tuple[int, bytes]]
+                        ) -> tuple[list[tuple[int, Item]], list[tuple[int, bytes, str]]]:
+        """The rows among these numbered lines, and the lines refused, with a reason each."""
+        items: list[tuple[int, Item]] = []
+        rejected: list[tuple[int, bytes, str]] = []
+        for n, raw in lines:
+            if not raw.endswith(b"\n"):  # only the last line can lack it: a write cut short
+                if raw.strip():
+                    rejected.append((n, raw, "torn line (the write was cut short)"))
+                continue
+            if not raw.strip():
+                continue
+            try:
+                item = self._recovery_item(raw[:-1])
+            except StoreError as exc:  # this line's problem
+                rejected.append((n, raw[:-1], str(exc)))
+                continue
+            if item is not None:
+                items.append((n, item))
+        return items, rejected
+
+    def _recovery_item(self, raw: bytes) -> Item | None:
+        """One recovery line as a row to insert (or ignore, when it is in the log already); None for an
+        event ingested before. Raises StoreError naming what is wrong with it."""
+        try:
+            d = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        except (ValueError, RecursionError) as exc:
+            raise StoreError(f"not a JSON row ({str(exc)[:200]})") from None
+        table, cols, values = self._recovery_shape(d)
+        row, _ = _storable_row(dict(zip(cols, values)))
+        missing = [c for c in self._required(table) if row.get(c) is None]
+        if missing:
+            raise StoreError(f"{table} row without {', '.join(missing)}, which the log requires")
+        self._check_types(table, row)
+        if table == "events" and self._has_event(row):
+            return None  # events have no id of their own: an identical one is this one, ingested before
+        return (table, cols, tuple(row.values()), True)  # a row already in the log is skipped (same id)
+
+    def _recovery_shape(self, d: Any) -> tuple[str, tuple[str, ...], list[Any]]:
+        if not isinstance(d, dict) or not isinstance(d.get("columns"), list) or not isinstance(d.get("values"), list):
+            raise StoreError("not a row (a JSON object with table, columns and values)")
+        table, cols, values = d.get("table"), tuple(d["columns"]), d["values"]
+        if table not in _JSON_COLUMNS:
+            raise StoreError(f"unknown table {str(table)[:80]!r}")
+        unknown = [str(c)[:80] for c in cols if c not in self._known_columns(table)]
+        if not cols or unknown or len(set(cols)) != len(cols):
+            raise StoreError(f"columns {unknown or 'repeated or none'} are not the {table} table's")
+        if len(values) != len(cols):
+            raise StoreError(f"{len(values)} values for {len(cols)} columns")
+        bad = [c for c, v in zip(cols, values) if not (v is None or v.__class__ in (str, int, float, bool))]
+        if bad:
+            raise StoreError(f"value of {', '.join(bad)} is not text or a number")
+        return table, cols, values
+
+    @functools.cached_property
+    def _schema(self) -> dict[str, dict[str, tuple[bool, str]]]:
+        """table -> column -> (whether the log requires a value, declared type); ``seq`` is the log's own."""
+        out = {}
+        for table in _JSON_COLUMNS:
+            with self._sql(f"read the {table} table's columns"):
+                info = self._db.table_info(table)
+            out[table] = {name: (required, kind) for name, required, kind in info if name != "seq"}
+        return out
+
+    def _known_columns(self, table: str) -> dict[str, tuple[bool, str]]:
+        return self._schema[table]
+
+    def _required(self, table: str) -> list[str]:
+        return [c for c, (required, _) in self._schema[table].items() if required]
+
+    def _check_types(self, table: str, row: dict[str, Any]) -> None:
+        """Numbers in number columns, JSON text in JSON columns: what every later read expects."""
+        for col, v in row.items():
+            if v is None:
+                continue
+            if col in _JSON_COLUMNS[table]:
+                if not (isinstance(v, str) and _is_json(v)):
+                    raise StoreError(f"{col} is not JSON text")
+            elif self._schema[table][col][1] in ("INTEGER", "REAL") and not isinstance(v, (int, float)):
+                raise StoreError(f"{col} is not a number")
+
+    def _ingest_items(self, items: list[tuple[int, Item]]) -> tuple[int, list[tuple[int, bytes, str]] | None]:
+        """Insert the rows in one transaction, or one at a time when that fails; returns how many were
+        new and the rows refused (None when the log cannot be written now: try again at the next open)."""
+        if not items:
+            return 0, []
+        try:
+            with self._lock:
+                added = _write_items(self._db, [it for _, it in items])
+        except self._errors as exc:
+            if not isinstance(exc, self._db.row_errors):
+                _say(f"run log {self.path}: {len(items)} row(s) in {self.recovery_path.name} not ingested yet "
+                     f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+                     "they stay there for the next open")
+                return 0, None
+            return self._ingest_one_by_one(items)
+        return added, []
+
+    def _ingest_one_by_one(self, items: list[tuple[int, Item]]) -> tuple[int, list[tuple[int, bytes, str]] | None]:
+        added, failed = 0, []
+        for n, item in items:
+            try:
+                with self._lock:
+                    new = _write_items(self._db, [item])
+            except self._errors as exc:
+                if not isinstance(exc, self._db.row_errors):
+                    return added, None
+                line = json.dumps({"table": item[0], "columns": list(item[1]), "values": list(item[2])},
+                                  ensure_ascii=False)
+                failed.append((n, line.encode(), f"the log refused it ({exc})"))
+                continue
+            added += new
+        return added, failed
+
+    def _reject(self, rejected: list[tuple[int, bytes, str]]) -> bool:
+        """Append refused recovery lines, each with its reason, to ``<recovery file>.rejected``."""
+        out = self.recovery_path.with_name(self.recovery_path.name + ".rejected")
+        blob = "".join(json.dumps({"line": n, "reason": why, "raw": raw.decode("utf-8", "backslashreplace")},
+                                  ensure_ascii=True) + "\n" for n, raw, why in rejected)
+        try:
+            with open(out, "a", encoding="utf-8") as f:
+                f.write(blob)
+        except OSError as exc:
+            _say(f"run log {self.path}: {len(rejected)} line(s) of {self.recovery_path.name} cannot be ingested "
+                 f"and cannot be set aside in {out} ({exc.strerror or exc}); the file is left as it is")
+            return False
+        first = rejected[0]
+        _say(f"run log {self.path}: {len(rejected)} line(s) of {self.recovery_path.name} could not be ingested "
+             f"(first: line {first[0]}, {first[2]}); set aside with their reasons in {out}")
+        return True
 
     def _has_event(self, row: dict[str, Any]) -> bool:
         return self._db.execute(
@@ -570,7 +829,7 @@ class RunLog:
         """Record an experiment once; a resumed experiment keeps its first record."""
         self._insert("experiments", {
             "id": id, "name": name, "created_at": now(), "prompt_path": prompt_path, "inputs_path": inputs_path,
-            "models": models, "variants": variants, "repeats": repeats, "params": params,
+            "models": redact_value(models), "variants": variants, "repeats": repeats, "params": redact_value(params),
             "lab_version": __version__}, ignore=True)
 
     def add_event(self, experiment_id: str, kind: str, **detail: Any) -> None:
@@ -618,7 +877,7 @@ class RunLog:
             try:
                 if self._db.broken:
                     self._db.close()
-                    self._db = connect(self.path, self.busy_timeout_s)
+                    self._db = _connect(self.path, self.busy_timeout_s)
                 yield
             except self._errors as exc:
                 why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -795,16 +1054,27 @@ class RunLog:
                     found[row[0]] = dict(zip(names, row))  # ordered by seq: the latest wins
         return found
 
-    def finished_keys(self, experiment_id: str) -> set[tuple]:
+    def finished_keys(self, experiment_id: str, versions: dict[str, str] | None = None) -> set[tuple]:
         """(variant, input_id, model, repeat, conversation turn, attempt, round, role) of calls that
-        finished without error: what a resumed experiment skips."""
+        finished without error: what a resumed experiment skips. ``versions`` (variant -> prompt
+        version): only calls made with those versions count."""
         with self._sql("read finished calls"):
             rows = self._db.execute(
-                "SELECT variant, input_id, model, repeat, turn, attempt, round, role FROM runs "
+                "SELECT variant, input_id, model, repeat, turn, attempt, round, role, prompt_version FROM runs "
                 "WHERE experiment_id = ? AND outcome != 'error'",
                 (experiment_id,),
             ).fetchall()
-        return {tuple(r) for r in rows}
+        return {tuple(r[:8]) for r in rows if versions is None or versions.get(r[0]) == r[8]}
+
+    def finished_versions(self, experiment_id: str) -> dict[str, set[str]]:
+        """variant -> the prompt versions its finished calls in this experiment used."""
+        with self._sql("read finished calls' versions"):
+            rows = self._db.execute("SELECT DISTINCT variant, prompt_version FROM runs WHERE experiment_id = ? "
+                                    "AND outcome != 'error' AND prompt_version IS NOT NULL", (experiment_id,)).fetchall()
+        out: dict[str, set[str]] = {}
+        for variant, version in rows:
+            out.setdefault(variant, set()).add(version)
+        return out
 
     def export(self, experiment: str, path: str | Path, *,
                partition_by: str | list[str] | None = None) -> Path:
@@ -930,6 +1200,8 @@ class RunLog:
         return pd.DataFrame.from_records(rows, columns=["variant", "prompt_version", "inputs", "calls", "first_at",
                                                         "last_at"])
 
-def log(path: str | Path | None = None) -> RunLog:
-    """Open the run log (``results/promptlab.db`` by default, or ``$PROMPTLAB_LOG``)."""
-    return RunLog(path)
+
+def log(path: str | Path | None = None, *, busy_timeout_s: float = 60.0, lock_wait_s: float = 600.0) -> RunLog:
+    """Open the run log (``results/promptlab.db`` by default, or ``$PROMPTLAB_LOG``); the options are
+    :class:`RunLog`'s."""
+    return RunLog(path, busy_timeout_s=busy_timeout_s, lock_wait_s=lock_wait_s)

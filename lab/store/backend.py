@@ -18,6 +18,7 @@ import functools
 import os
 import re
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import parse_qs, urlsplit
@@ -88,7 +89,8 @@ class Connection:
 
     dialect = ""
     errors: tuple[type[BaseException], ...] = ()
-    integrity_errors: tuple[type[BaseException], ...] = ()
+    #: errors that come from a row itself (a value the engine cannot bind, a constraint), not the log
+    row_errors: tuple[type[BaseException], ...] = ()
     #: the next number of the sequence shared by runs and grades (read inside a write transaction)
     next_seq = ""
     #: ``?`` holds a JSON array's text; the SQL yields its elements (for ``x IN (...)``)
@@ -125,6 +127,11 @@ class Connection:
     def columns(self, table: str) -> list[str]:
         raise NotImplementedError
 
+    def table_info(self, table: str) -> list[tuple[str, bool, str]]:
+        """(column, whether the log requires a value, declared type as SQLite spells it: INTEGER,
+        REAL, TEXT) for each column of ``table``."""
+        raise NotImplementedError
+
     def is_locked(self, exc: BaseException) -> bool:
         raise NotImplementedError
 
@@ -150,17 +157,41 @@ class Connection:
 class SQLite(Connection):
     dialect = "sqlite"
     errors = (sqlite3.Error,)
-    integrity_errors = (sqlite3.IntegrityError,)
+    row_errors = (sqlite3.InterfaceError, sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError)
     next_seq = ("SELECT 1 + max(coalesce((SELECT max(seq) FROM runs), 0),"
                 " coalesce((SELECT max(seq) FROM grades), 0))")
     json_elements = "SELECT value FROM json_each(?)"
 
-    def __init__(self, path: Path, busy_timeout_s: float):
+    def __init__(self, path: Path | None, busy_timeout_s: float, raw: sqlite3.Connection | None = None):
+        if raw is not None:
+            self.raw = raw
+            return
         self.raw = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         self.set_lock_wait(busy_timeout_s)
         self.raw.execute("PRAGMA journal_mode = WAL")
         self.raw.execute("PRAGMA synchronous = NORMAL")  # in WAL: durable against a killed process
 
+    @classmethod
+    def read_only(cls, path: Path) -> "SQLite":
+        """A connection that only reads: through SQLite's read-only mode when the WAL index can be used,
+        else as an immutable file (a read-only mount: no lock or index file can be made beside it)."""
+        from urllib.parse import quote
+
+        uri = f"file:{quote(str(path.resolve()))}"
+        for mode in ("mode=ro", "immutable=1"):
+            db = sqlite3.connect(f"{uri}?{mode}", uri=True, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return cls(None, 0, raw=db)
+            except sqlite3.OperationalError:
+                db.close()
+        raise StoreError(f"{path}: cannot open the run log to read it either; check its permissions")
+
+    @staticmethod
+    def is_read_only(exc: BaseException) -> bool:
+        text = str(exc).lower()
+        return isinstance(exc, sqlite3.OperationalError) and (
+            "readonly" in text or "read-only" in text or "unable to open" in text)
     def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
         return self.raw.execute(sql, args)
 
@@ -179,6 +210,10 @@ class SQLite(Connection):
 
     def columns(self, table: str) -> list[str]:
         return [r[1] for r in self.raw.execute(f"PRAGMA table_info({table})")]
+
+    def table_info(self, table: str) -> list[tuple[str, bool, str]]:
+        return [(r[1], bool(r[3]) and r[4] is None, str(r[2]).upper())
+                for r in self.raw.execute(f"PRAGMA table_info({table})")]
 
     def is_locked(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
@@ -234,7 +269,7 @@ class PostgreSQL(Connection):
 
         self._psycopg = psycopg
         self.errors = (psycopg.Error,)
-        self.integrity_errors = (psycopg.IntegrityError,)
+        self.row_errors = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
         self.raw = psycopg.connect(url, autocommit=True, application_name="promptlab",
                                    connect_timeout=max(1, int(min(busy_timeout_s, 30))))
         self.raw.adapters.register_dumper(str, _nul_free_dumper())
@@ -273,6 +308,14 @@ class PostgreSQL(Connection):
             "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
             " AND table_name = %s ORDER BY ordinal_position", (table,))]
 
+    def table_info(self, table: str) -> list[tuple[str, bool, str]]:
+        kinds = {"bigint": "INTEGER", "integer": "INTEGER", "double precision": "REAL", "text": "TEXT"}
+        return [(name, nullable == "NO" and default is None and identity == "NO", kinds.get(kind, kind.upper()))
+                for name, nullable, default, kind, identity in self.raw.execute(
+                    "SELECT column_name, is_nullable, column_default, data_type, is_identity"
+                    " FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = %s"
+                    " ORDER BY ordinal_position", (table,))]
+
     def is_locked(self, exc: BaseException) -> bool:
         return isinstance(exc, self._psycopg.errors.LockNotAvailable)
 
@@ -301,6 +344,12 @@ def _nul_free_dumper() -> type:
             return super().dump(obj.replace("\x00", "\u2400") if "\x00" in obj else obj)
 
     return NulFree
+
+
+def db_errors() -> tuple[type[BaseException], ...]:
+    """The errors of every engine loaded in this process (psycopg's only when a server log was opened)."""
+    psycopg = sys.modules.get("psycopg")
+    return (sqlite3.Error,) + ((psycopg.Error,) if psycopg is not None else ())
 
 
 def errors_for(target: Path | LogURL) -> tuple[type[BaseException], ...]:

@@ -1,0 +1,53 @@
+"""Server answers whose bytes are not valid UTF-8: kept rather than lost.
+
+The SDKs parse a JSON body with a strict UTF-8 decoder, so one bad byte in an answer would turn the
+whole call into an error and drop the text. The transport here rewrites such a body before the SDK
+reads it: each byte that is not UTF-8 becomes the four characters ``\\xNN`` (a JSON-escaped
+backslash), so the answer arrives as text that says which bytes were there.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def repair_json_bytes(body: bytes) -> bytes:
+    """``body`` unchanged when it is UTF-8; else with each bad byte written as ``\\\\xNN`` (JSON text)."""
+    try:
+        body.decode("utf-8")
+        return body
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", "surrogateescape")
+    return _ESCAPED_BYTE.sub(lambda m: f"\\\\x{ord(m.group()) - 0xDC00:02x}", text).encode("utf-8")
+
+
+def lenient_http_client(default_client: type) -> Any:
+    """An SDK's default async client (``openai.DefaultAsyncHttpxClient``, ...) whose JSON answers go
+    through :func:`repair_json_bytes`."""
+    import httpx2
+
+    class Repairing(httpx2.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self._inner = httpx2.AsyncHTTPTransport(limits=httpx2.Limits(max_connections=1000,
+                                                                         max_keepalive_connections=100))
+
+        async def handle_async_request(self, request: Any) -> Any:
+            resp = await self._inner.handle_async_request(request)
+            if "json" not in resp.headers.get("content-type", ""):
+                return resp
+            try:
+                body = await resp.aread()
+            finally:
+                await resp.aclose()
+            fixed = repair_json_bytes(body)
+            headers = [(k, v) for k, v in resp.headers.multi_items()
+                       if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+            return httpx2.Response(resp.status_code, headers=headers, content=fixed, extensions=resp.extensions)
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    return default_client(transport=Repairing())
