@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import StoreError
-from . import RunLog, _write_items
+from . import RunLog
+from .writer import _write_items
 
 #: tables merged, in an order where a row's references come before it; the column that identifies
 #: a row (None: the whole row does)
