@@ -33,8 +33,10 @@ def _rec(exp: str, i: int) -> RunRecord:
 
 
 def test_a_server_log_that_goes_away_keeps_finished_calls_in_the_recovery_file_and_ingests_them_once(
-        url, write, monkeypatch, capfd):
+        url, write, monkeypatch, capfd, tmp_path):
+    monkeypatch.setenv("PROMPTLAB_RECOVERY_DIR", str(tmp_path / "not-yet-made"))
     log = lab.store.RunLog(url, busy_timeout_s=1)
+    assert log.recovery_path.parent == tmp_path / "not-yet-made"
     real_begin = PostgreSQL.begin_write
 
     def server_gone(self):

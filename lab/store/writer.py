@@ -256,6 +256,7 @@ def _append_recovery(path: Path, items: list[Item]) -> None:
     """Append rows to the recovery file (one JSON line each, fsynced) under an exclusive lock."""
     blob = "".join(json.dumps({"table": t, "columns": list(c), "values": list(v), "ignore": ig},
                               ensure_ascii=False) + "\n" for t, c, v, ig in items)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a server log's folder (results/) may not exist yet
     while True:
         with open(path, "a", encoding="utf-8") as f:
             if fcntl is not None:
