@@ -58,7 +58,7 @@ _EVERYDAY = {
 
 # the namespaces, imported on first use (`lab.stats.rates(...)` works after a bare `import lab`)
 _NAMESPACES = ("graders", "judges", "grading", "stats", "tables", "plots", "techniques", "batch", "notebooks",
-               "session", "widgets", "prompts", "inputs", "store", "runner", "runs", "providers", "pricing",
+               "report", "grid", "session", "widgets", "prompts", "inputs", "store", "runner", "runs", "providers", "pricing",
                "errors", "whole_context", "calibration", "findings", "text", "holdout", "selection")
 
 # old spellings, kept for one version: name -> (module, attribute, the spelling to use now)

@@ -2,7 +2,7 @@
 confidence records of runs made with ``confidence=True`` (see :mod:`lab.logprobs`).
 
     df = lab.tables.with_grades(log.runs(experiment=exp_id), log.grades(exp_id))
-    lab.calibration.calibration(df)          # Brier and ECE per variant and tag, intervals over inputs
+    lab.calibration.calibration(df)          # Brier and ECE (next to a calibrated model's) per variant and tag
     lab.calibration.reliability(df)          # per confidence bin: count, mean confidence, accuracy
     lab.calibration.selective(df)            # coverage vs accuracy when abstaining below a threshold
     lab.calibration.confident_hallucinations(df)
@@ -27,7 +27,7 @@ import pandas as pd
 
 from .errors import ParameterError
 from .logprobs import probability_of
-from .stats import means, proportion_ci, rates
+from .stats import MIN_INPUTS, _cluster_sums, clustered_interval, means, rates
 
 Which = Literal["p_answer", "p_first"]
 NO_CONFIDENCE = "no confidence available"
@@ -117,48 +117,70 @@ def _brier_ece(w: np.ndarray, n_i, se_i, cnt, sc, sy) -> tuple[np.ndarray, np.nd
     return brier, ece
 
 
+def _calibrated_ece(conf: np.ndarray, bins: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """ECE of a perfectly calibrated model with these confidences (each answer correct with its own
+    stated probability): ``draws`` simulated values. A finite sample's ECE is above 0 even then."""
+    onehot = np.eye(bins)[_bin_index(conf, bins)]
+    y = (rng.random((draws, len(conf))) < conf).astype(float)
+    return np.abs(conf @ onehot - y @ onehot).sum(axis=1) / len(conf)
+
+
 def calibration(runs: pd.DataFrame, *, by: str | Sequence[str] | None = "variant", split_by_tag: bool = True,
                 which: Which = "p_answer", bins: int = 10, confidence: float = 0.95, n_resamples: int = 2000,
                 seed: int = 0) -> pd.DataFrame:
     """Per group (and tag): ``n`` answered runs with a confidence, ``inputs``, ``mean_confidence``,
     ``accuracy``, the Brier score (mean squared gap between confidence and correctness; 0 is
     perfect, 0.25 is a constant 50%) and the expected calibration error (``ece``: the
-    count-weighted gap between confidence and accuracy over ``bins`` equal-width bins), each with
-    a ``confidence`` interval from a bootstrap over inputs (seeded; inputs resampled whole, with
-    their repeats). Fewer than 2 inputs give no interval."""
+    count-weighted gap between confidence and accuracy over ``bins`` equal-width bins).
+
+    ECE is biased upward on a finite sample: a perfectly calibrated model of 10 inputs x 1 shows
+    about 0.25. So next to it stand ``ece_calibrated`` (the mean ECE a perfectly calibrated model
+    with these confidences would show on this many answers) and ``ece_corrected`` = ``ece`` -
+    ``ece_calibrated`` (about 0 for a calibrated model; can be slightly negative), whose interval
+    ``ece_corrected_low``/``_high`` is a basic (bias-correcting) bootstrap over inputs: inputs are
+    resampled whole, with their repeats. ``brier_low``/``_high`` and ``ece_low``/``_high`` are
+    percentile bootstrap intervals over inputs. Fewer than 2 inputs give no interval."""
     if bins < 1 or not 0 < confidence < 1:
         raise ParameterError("bins must be >= 1 and confidence between 0 and 1")
     df = confidence_rows(runs, which=which)
     keys = _keys(by) + (["tag"] if split_by_tag else [])
     rows = []
     rng = np.random.default_rng(seed)
+    nan = math.nan
     for key, g in _tag_groups(df, _keys(by), split_by_tag):
         if g.empty:
             continue
         parts = _brier_ece_by_input(g, bins)
         k = len(parts[0])
         brier, ece = (float(x[0]) for x in _brier_ece(np.ones((1, k)), *parts))
-        lo_b = hi_b = lo_e = hi_e = math.nan
+        null = float(_calibrated_ece(g["conf"].to_numpy(float), bins, 200, rng).mean())
+        lo_b = hi_b = lo_e = hi_e = lo_c = hi_c = nan
         if k >= 2:
             w = rng.multinomial(k, np.full(k, 1 / k), size=n_resamples).astype(float)
             bb, ee = _brier_ece(w, *parts)
             a = (1 - confidence) / 2
             lo_b, hi_b = (float(x) for x in np.quantile(bb, [a, 1 - a]))
             lo_e, hi_e = (float(x) for x in np.quantile(ee, [a, 1 - a]))
+            q_lo, q_hi = (float(x) for x in np.quantile(ee - null, [a, 1 - a]))
+            lo_c, hi_c = 2 * (ece - null) - q_hi, 2 * (ece - null) - q_lo
         rows.append({**dict(zip(keys, key)), "n": len(g), "inputs": k, "mean_confidence": float(g["conf"].mean()),
                      "accuracy": float(g["correct"].mean()), "brier": brier, "brier_low": lo_b, "brier_high": hi_b,
-                     "ece": ece, "ece_low": lo_e, "ece_high": hi_e})
+                     "ece": ece, "ece_low": lo_e, "ece_high": hi_e, "ece_calibrated": null,
+                     "ece_corrected": ece - null, "ece_corrected_low": lo_c, "ece_corrected_high": hi_c})
     cols = keys + ["n", "inputs", "mean_confidence", "accuracy", "brier", "brier_low", "brier_high", "ece",
-                   "ece_low", "ece_high"]
+                   "ece_low", "ece_high", "ece_calibrated", "ece_corrected", "ece_corrected_low", "ece_corrected_high"]
     out = pd.DataFrame(rows, columns=cols)
     return out.set_index(keys) if keys else out
 
 
 def reliability(runs: pd.DataFrame, *, by: str | Sequence[str] | None = "variant", which: Which = "p_answer",
                 bins: int = 10, confidence: float = 0.95) -> pd.DataFrame:
-    """The reliability diagram's numbers: per group and confidence bin, ``n`` (count), the bin's
-    edges, ``mean_confidence`` and ``accuracy`` with its Wilson interval (``low``/``high``).
-    Empty bins are left out. A calibrated model has accuracy close to mean confidence in each bin."""
+    """The reliability diagram's numbers: per group and confidence bin, ``n`` (count), ``inputs``,
+    the bin's edges, ``mean_confidence`` and ``accuracy`` (share of the bin's answers graded
+    correct) with an interval over inputs (``low``/``high``: the answers of one input are one piece
+    of evidence, as in :func:`lab.stats.rates` with ``weight="calls"``; NaN below
+    ``lab.stats.MIN_INPUTS`` inputs in the bin). Empty bins are left out. A calibrated model has
+    accuracy close to mean confidence in each bin."""
     df = confidence_rows(runs, which=which)
     keys = _keys(by)
     df = df.assign(bin=_bin_index(df["conf"].to_numpy(float), bins))
@@ -166,12 +188,15 @@ def reliability(runs: pd.DataFrame, *, by: str | Sequence[str] | None = "variant
     for key, g in df.groupby(keys + ["bin"], sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         n, k = len(g), int((g["correct"] > 0.5).sum())
-        low, high = proportion_ci(k, n, confidence=confidence)
+        codes = pd.factorize(g["input_id"].astype(str))[0]
+        ci = clustered_interval(*(a[None] for a in _cluster_sums(g["correct"].to_numpy(float), codes)),
+                                confidence=confidence, bounds=(0.0, 1.0), weight="calls", min_inputs=MIN_INPUTS)
         b = int(key[-1])
         rows.append({**dict(zip(keys, key[:-1])), "bin_low": b / bins, "bin_high": (b + 1) / bins, "n": n,
-                     "mean_confidence": float(g["conf"].mean()), "accuracy": k / n, "low": low, "high": high})
-    return pd.DataFrame(rows, columns=keys + ["bin_low", "bin_high", "n", "mean_confidence", "accuracy", "low",
-                                              "high"])
+                     "inputs": int(ci["inputs"][0]), "mean_confidence": float(g["conf"].mean()), "accuracy": k / n,
+                     "low": float(ci["low"][0]), "high": float(ci["high"][0])})
+    return pd.DataFrame(rows, columns=keys + ["bin_low", "bin_high", "n", "inputs", "mean_confidence", "accuracy",
+                                              "low", "high"])
 
 
 def selective(runs: pd.DataFrame, *, by: str | Sequence[str] | None = "variant",

@@ -261,6 +261,15 @@ def cmd_export_html(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("index")
+def cmd_index(args: argparse.Namespace) -> int:
+    from .report import write_index
+
+    out = write_index(args.results)
+    _say(f"wrote {out}")
+    return 0
+
+
 @command("batch")
 def cmd_batch(args: argparse.Namespace) -> int:
     from . import batch
@@ -407,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     eh.add_argument("notebook")
     eh.add_argument("dest", nargs="?", default=None, help="HTML path (default: next to the notebook)")
     eh.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    ix = sub.add_parser("index", help="write results/index.html: every report with its question, headline, model, n, date")
+    ix.add_argument("results", nargs="?", default="results", help="the results folder (default: results)")
+    ix.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     _add_batch_parser(sub)
     _add_log_parser(sub)
     return p

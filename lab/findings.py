@@ -24,7 +24,8 @@ import pandas as pd
 
 from .graders import DEFAULT_GRADER, DEFAULT_GRADER_NOTE
 from .tables import UNPARSED_WARN_SHARE, unparsed_share
-from .stats import MIN_INPUTS, TOO_FEW, Population, paired_difference, rates
+from .stats import (MIN_INPUTS, TOO_FEW, Population, format_p, interval_ends, paired_difference, plural, rate_text,
+                    rates)
 from .tables import with_grades
 
 
@@ -58,10 +59,23 @@ def behaviour(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt_rate(r: pd.Series) -> str:
+    """One measure's rate with its n (inputs x repeats), or its counts when there is no interval."""
     if r["n"] == 0 or pd.isna(r["rate"]):
         return "n/a"
-    ci = "" if pd.isna(r["low"]) else f" [{r['low']:.0%}, {r['high']:.0%}]"
-    return f"{r['rate']:.0%}{ci}"
+    return rate_text(int(r["k"]), int(r["n"]), int(r["inputs"]), float(r["rate"]), float(r["low"]), float(r["high"]))
+
+
+def _rate_row(r: pd.Series, m: str) -> pd.Series:
+    return pd.Series({k: r[f"{m}_{k}" if k != "rate" else m] for k in ("rate", "low", "high", "n", "k", "inputs")})
+
+
+def _ci(v: dict[str, Any], confidence: float) -> str:
+    """The interval and the test behind a verdict, in the words a headline uses."""
+    how = "; ".join(x for x in (format_p(v.get("p_value", math.nan)), v.get("method") or "") if x)
+    ci = "{:.0%} interval {} to {}".format(confidence, *interval_ends(v["low"], v["high"], 2))
+    if v["low"] == v["high"]:
+        how += "; every input gave the same difference"
+    return ci + (f"; {how}" if how else "")
 
 
 @dataclass
@@ -90,15 +104,17 @@ class Findings:
             return "One framing only: nothing to compare."
         v = self.verdict
         what = {**MEASURES, "passed": "pass rate"}.get(self.verdict_value or "", self.verdict_value)
-        ci = f"{self.confidence:.0%} interval {v['low']:+.2f} to {v['high']:+.2f}"
-        n = f"{v['inputs']} inputs, {v['pairs']} pairs"
+        diff = f"{self.a} - {self.b} = {v['difference'] + 0.0:+.2f}"
+        n = f"{plural(v['inputs'], 'input')}, {plural(v['pairs'], 'pair')}"
         if v["verdict"] == TOO_FEW:
-            return f"Too few inputs to tell ({v['inputs']} inputs; a verdict needs {MIN_INPUTS}): {what} {self.a} - {self.b} = {v['difference']:+.2f} ({ci})."
+            return (f"Too few inputs to tell ({plural(v['inputs'], 'input')}; a verdict and an interval need "
+                    f"{MIN_INPUTS}): {what} {diff} over {n}.")
+        ci = _ci(v, self.confidence)
         if v["verdict"] in ("A better", "B better"):
             win, lose = (self.a, self.b) if v["verdict"] == "A better" else (self.b, self.a)
-            where = f"on these {v['inputs']} inputs" if v.get("population") == "these" else f"over {n}"
-            return f"{win} beats {lose} on {what}: {self.a} - {self.b} = {v['difference']:+.2f} ({ci}; {where})."
-        return f"No detectable difference in {what} between {self.a} and {self.b}: {self.a} - {self.b} = {v['difference']:+.2f} ({ci}; {n})."
+            where = f"on these {plural(v['inputs'], 'input')}" if v.get("population") == "these" else f"over {n}"
+            return f"{win} beats {lose} on {what}: {diff} ({ci}; {where})."
+        return f"No detectable difference in {what} between {self.a} and {self.b}: {diff} ({ci}; {n})."
 
     def lines(self) -> list[str]:
         head = f"Findings for {self.experiment_id}" if self.experiment_id else "Findings"
@@ -107,14 +123,13 @@ class Findings:
             e = self.escapes
             if e["verdict"] in ("A higher", "B higher"):
                 hi, lo = (self.a, self.b) if e["verdict"] == "A higher" else (self.b, self.a)
-                out.append(f"Escapes: {hi} escapes more often than {lo} ({self.a} - {self.b} = {e['difference']:+.2f}, "
-                           f"interval {e['low']:+.2f} to {e['high']:+.2f}); higher, not better: see the rates by input kind.")
+                out.append(f"Escapes: {hi} escapes more often than {lo} ({self.a} - {self.b} = {e['difference'] + 0.0:+.2f}, "
+                           f"{_ci(e, self.confidence)}); higher, not better: see the rates by input kind.")
             else:
                 out.append(f"Escapes: {e['reading']}.")
         out.append(f"Per framing ({self.confidence:.0%} intervals over inputs; n = inputs x repeats):")
         for name, r in self.per_framing.iterrows():
-            parts = [f"{MEASURES[m]} {_fmt_rate(pd.Series({'rate': r[m], 'low': r[m + '_low'], 'high': r[m + '_high'], 'n': r[m + '_n']}))}"
-                     for m in MEASURES if r[m + "_n"] > 0]
+            parts = [f"{MEASURES[m]} {_fmt_rate(_rate_row(r, m))}" for m in MEASURES if r[m + "_n"] > 0]
             out.append(f"  {name} (n = {int(r['inputs'])} x {r['repeats']:g}): " + "; ".join(parts))
         if self.drivers:
             out.append("Driven by: " + "; ".join(self.drivers))
@@ -133,8 +148,7 @@ class Findings:
         e = html.escape
         lines = self.lines()
         table = pd.DataFrame({
-            MEASURES[m]: [_fmt_rate(pd.Series({"rate": r[m], "low": r[m + "_low"], "high": r[m + "_high"], "n": r[m + "_n"]}))
-                          for _, r in self.per_framing.iterrows()] for m in MEASURES})
+            MEASURES[m]: [_fmt_rate(_rate_row(r, m)) for _, r in self.per_framing.iterrows()] for m in MEASURES})
         table.insert(0, "n (inputs x repeats)", [f"{int(r['inputs'])} x {r['repeats']:g}" for _, r in self.per_framing.iterrows()])
         table.index = [str(i) for i in self.per_framing.index]
         rows = "".join(f"<tr><th>{e(str(i))}</th>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>"
@@ -147,6 +161,26 @@ class Findings:
                 + "".join(f"<p>{e(x)}</p>" for x in extra if not x.startswith("  -"))
                 + f"<table>{head}{rows}</table>"
                 + (f"<p>Caveats:</p><ul>{caveats}</ul>" if caveats else "") + "</div>")
+
+
+def _drivers(by_tag: pd.DataFrame, verdict: dict[str, Any] | None, a: str, b: str, confidence: float) -> list[str]:
+    """Which tags drive the verdict: the tag readings are one family, Holm-adjusted (one clause says so)."""
+    if len(by_tag) < 2:
+        return []
+    fam = int(by_tag["family"].max()) if "family" in by_tag else 1
+    adjusted = f"Holm-adjusted over {fam} tags" if fam > 1 else "one tag with a verdict"
+    out = [f"tag {tag}: {a} - {b} = {row['difference'] + 0.0:+.2f} ({' to '.join(interval_ends(row['low'], row['high'], 2))}, "
+           f"{plural(row['inputs'], 'input')}; {adjusted})"
+           for tag, row in by_tag.iterrows() if row["verdict"] in ("A better", "B better")]
+    if verdict and verdict["verdict"] in ("A better", "B better") and not out:
+        sign = 1 if verdict["difference"] > 0 else -1
+        ranked = by_tag[by_tag["pairs"] > 0]
+        if len(ranked):
+            top = ranked.assign(_d=sign * ranked["difference"]).sort_values("_d", ascending=False).iloc[0]
+            out.append(f"mostly tag {top.name}: {a} - {b} = {top['difference'] + 0.0:+.2f} over "
+                       f"{plural(top['inputs'], 'input')} (no tag is a verdict on its own"
+                       + (f" after Holm adjustment over {fam} tags)" if fam > 1 else ")"))
+    return out
 
 
 def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str | None = None, b: str | None = None,
@@ -172,12 +206,12 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
     frames = []
     for m in MEASURES:
         r = rates(df, value=m, confidence=confidence, population=population)
-        frames.append(r[["rate", "low", "high", "n"]].rename(columns={"rate": m, "low": f"{m}_low",
-                                                                      "high": f"{m}_high", "n": f"{m}_n"}))
+        frames.append(r[["rate", "low", "high", "n", "k", "inputs"]].rename(columns={
+            "rate": m, "low": f"{m}_low", "high": f"{m}_high", "n": f"{m}_n", "k": f"{m}_k", "inputs": f"{m}_inputs"}))
     per = pd.concat(frames, axis=1)
     size = df.groupby("variant", sort=False).agg(inputs=("input_id", "nunique"), calls=("id", "size"))
     per = per.join(size)
-    per["repeats"] = (per["calls"] / per["inputs"]).round(1)
+    per["repeats"] = [round(float(c) / max(int(i), 1), 1) for c, i in zip(per["calls"], per["inputs"])]  # as rate_text
     per = per.reindex([v for v in variants if v in per.index])
 
     caveats: list[str] = []
@@ -194,21 +228,25 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
             if verdict["pairs"] == 0:
                 verdict = None
             by_tag = res.drop(index="all")
-            for tag, row in (by_tag.iterrows() if len(by_tag) > 1 else ()):
-                if row["verdict"] in ("A better", "B better"):
-                    drivers.append(f"tag {tag}: {a} - {b} = {row['difference']:+.2f} "
-                                   f"({row['low']:+.2f} to {row['high']:+.2f}, {row['inputs']} inputs)")
-            if verdict and verdict["verdict"] in ("A better", "B better") and not drivers and len(by_tag) > 1:
-                sign = 1 if verdict["difference"] > 0 else -1
-                top = by_tag.assign(_d=sign * by_tag["difference"]).sort_values("_d", ascending=False).iloc[0]
-                drivers.append(f"mostly tag {top.name}: {a} - {b} = {top['difference']:+.2f} "
-                               f"({top['low']:+.2f} to {top['high']:+.2f}, {top['inputs']} inputs; no tag is a "
-                               "verdict on its own)")
+            drivers = _drivers(by_tag, verdict, a, b, confidence)
+        if len(variants) > 2:
+            caveats.append(f"{len(variants)} framings: this block compares {a} and {b}; every pair read as one "
+                           "Holm-adjusted family is lab.stats.pairwise(runs) (Comparison.pairwise())")
         esc = paired_difference(df, a, b, value="escaped", confidence=confidence, population=population)
         escapes = esc.iloc[0].to_dict()
         n_inputs = int(df[df["variant"].isin([a, b])]["input_id"].nunique())
         if population == "inputs" and n_inputs < MIN_INPUTS:
-            caveats.append(f"too few inputs to tell: {n_inputs} inputs (a verdict needs {MIN_INPUTS})")
+            caveats.append(f"too few inputs to tell: {plural(n_inputs, 'input')} (a verdict needs {MIN_INPUTS})")
+        calls = df[df["variant"].isin([a, b])].groupby(["variant", "input_id"]).size()
+        if len(calls) and calls.max() > 2 * calls.min():
+            caveats.append(f"repeats differ by input ({calls.min()} to {calls.max()} calls per input and framing): "
+                           "each input counts once, but with fewer than 15 inputs, re-running the inputs that looked "
+                           "interesting can still tilt a verdict; run every input the same number of times")
+        small = [f"{MEASURES[m]} ({int(per[m + '_inputs'].min())})" for m in MEASURES
+                 if (per[m + "_n"] > 0).any() and per.loc[per[m + "_n"] > 0, m + "_low"].isna().any()]
+        if small and n_inputs >= MIN_INPUTS:
+            caveats.append(f"rates over fewer than {MIN_INPUTS} inputs are shown as counts, without an interval: "
+                           + ", ".join(small))
     answered = df[df["outcome"] == "answered"]
     ungraded = int(answered["passed"].isna().sum())
     if grader is None:

@@ -30,7 +30,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import pandas as pd
 
 from .version import __version__
-from .report import _add_failure_banner, _existing, _failed_cell, _redact_notebook, _why_failed, export_html
+from .report import (_add_failure_banner, _existing, _failed_cell, _redact_notebook, _why_failed, export_html,
+                     static_images, write_index)
 from .errors import LabError, NotebookError, ParameterError
 from .secrets import looks_like_secret, redact
 from .names import check_id, path_under
@@ -203,8 +204,9 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
         nb.metadata["promptlab"] = {"experiment_id": exp_id, "parameters": params, "source": str(source),
                                     "log": _relative(log_path, root), "lab_version": __version__,
                                     "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                    "error": error}
+                                    "error": error, **_sizes(run_log, exp_id)}
         _redact_notebook(nb)
+        static_images(nb)  # a PNG beside each plotly figure, so GitHub and nbviewer show it too
         nbformat.write(nb, out_nb)
         if html:
             html_path = export_html(out_nb)
@@ -212,10 +214,22 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
                       html=str(html_path) if html_path else None, error=error, wall_s=round(wall, 3))
     result = NotebookRun(source=source, experiment_id=exp_id, parameters=params, notebook=out_nb, html=html_path,
                          log_path=log_path, wall_s=wall, error=error)
+    if html_path is not None and output_dir is None:  # a run under results/: the index lists it
+        with contextlib.suppress(OSError, ValueError):
+            write_index(root / RESULTS)
     if error is not None:
         html_txt = f", its HTML (with the failure at the top) {html_path}" if html_path else ""
         raise NotebookError(f"{source} failed: {error}; the partly executed notebook is {out_nb}{html_txt}")
     return result
+
+
+def _sizes(run_log: RunLog, exp_id: str) -> dict[str, int]:
+    """How many calls and inputs the run logged (for the results index)."""
+    try:
+        df = run_log.runs(experiment=exp_id)
+    except LabError:
+        return {}
+    return {"calls": int(len(df)), "inputs": int(df["input_id"].nunique()) if len(df) else 0}
 
 
 def _relative(path: Path, root: Path) -> str:

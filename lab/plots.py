@@ -31,6 +31,9 @@ __all__ = [
 CATEGORY_ORDER = ["answered-correct", "answered-wrong", "answered", "escaped", "error"]
 CATEGORY_COLORS = {"answered-correct": "#2ca02c", "answered-wrong": "#d62728", "answered": "#1f77b4",
                    "escaped": "#ff7f0e", "error": "#7f7f7f"}
+# what a legend says for each category (never the raw key "answered-correct")
+CATEGORY_WORDS = {"answered-correct": "correct", "answered-wrong": "wrong", "answered": "answered (ungraded)",
+                  "escaped": "escaped", "error": "error"}
 Metric = Literal["correct", "escaped", "answered", "error", "score"]
 
 
@@ -87,6 +90,17 @@ def _empty(title: str, why: str = "no runs to show yet") -> go.Figure:
     return fig
 
 
+VARIANT_PALETTE = ["#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e", "#2ca02c"]
+
+
+def variant_colors(names: object) -> dict[str, str]:
+    """One colour per variant, the same in every figure of a report: the variants in sorted order
+    take the palette in turn (so two variants never share a colour, and ``honest`` keeps its
+    colour whether a figure lists it first or last)."""
+    ordered = sorted({str(n) for n in names})
+    return {n: VARIANT_PALETTE[i % len(VARIANT_PALETTE)] for i, n in enumerate(ordered)}
+
+
 def _label(df: pd.DataFrame, col: str = "variant") -> pd.Series:
     return df[col].fillna("(none)").astype(str)
 
@@ -98,7 +112,7 @@ def outcome_rates(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, by:
     """Share of calls per outcome (answered-correct / answered-wrong / escaped / error) per variant,
     with intervals over inputs from :func:`lab.stats.rates`, one panel per input tag (a row with
     two tags counts in both panels)."""
-    from .stats import rates
+    from .stats import MIN_INPUTS, rates
 
     title = f"Outcome rates per {by} with {level:.0%} intervals over inputs" + (", by input tag" if split_by_tag else "")
     if runs.empty:
@@ -119,15 +133,21 @@ def outcome_rates(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, by:
     table = table[table["tag"] != "all"] if split_by_tag else table[table["tag"] == "all inputs"]
     table = table.assign(rate=100 * table["rate"], plus=100 * (table["high"] - table["rate"]),
                          minus=100 * (table["rate"] - table["low"]))
+    # below the size at which an interval means anything, a rate is shown as its counts, with no whisker
+    few = table["inputs"] < MIN_INPUTS
+    table.loc[few, ["plus", "minus"]] = 0.0
     table["label"] = [f"{int(k)}/{int(n)}" for k, n in zip(table["k"], table["n"])]
-    cats = [c for c in CATEGORY_ORDER if c in set(table["category"])]
+    cats = [CATEGORY_WORDS[c] for c in CATEGORY_ORDER if c in set(table["category"])]
+    table["category"] = table["category"].map(CATEGORY_WORDS)
+    if few.any():
+        title += f" (no interval below {MIN_INPUTS} inputs: counts only)"
     panels = table["tag"].nunique()
     cols = min(panels, FACET_COLUMNS)
     grid_rows = math.ceil(panels / cols)
     fig = px.bar(table, x=by, y="rate", color="category", barmode="group", facet_col="tag", facet_col_wrap=cols,
                  facet_row_spacing=0.3 / grid_rows if grid_rows > 1 else 0.0, facet_col_spacing=0.04,
                  error_y="plus", error_y_minus="minus", category_orders={"category": cats}, text="label",
-                 color_discrete_map=CATEGORY_COLORS,
+                 color_discrete_map={CATEGORY_WORDS[k]: c for k, c in CATEGORY_COLORS.items()},
                  hover_data={"k": True, "n": True, "inputs": True, "plus": False, "minus": False, "label": False},
                  labels={"rate": "share of calls (%)", by: by, "category": "outcome"}, title=title)
     fig.for_each_annotation(lambda a: a.update(text=a.text.replace("tag=", "tag: ")))
@@ -188,8 +208,9 @@ def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame |
     mean, low, high = 100 * table["difference"], 100 * table["low"], 100 * table["high"]
     fig = go.Figure(go.Scatter(
         x=mean, y=table["group"], mode="markers+text", marker={"size": 11},
-        text=[f"  n={i} inputs, {p} pairs" for i, p in zip(table["inputs"], table["pairs"])],
-        textposition="middle right",
+        # the n label sits above the interval line, never on it
+        text=[f"n={i} inputs, {p} pairs" for i, p in zip(table["inputs"], table["pairs"])],
+        textposition="top center", textfont={"size": 12},
         error_x={"type": "data", "symmetric": False, "array": (high - mean).fillna(0),
                  "arrayminus": (mean - low).fillna(0)},
         customdata=np.stack([table["pairs"], table["inputs"], table["verdict"]], axis=-1),
@@ -198,7 +219,8 @@ def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame |
     ))
     fig.add_vline(x=0, line_dash="dash", line_color="gray")
     fig.update_layout(title=title, xaxis_title=f"{what}, {a} − {b} (percentage points)",
-                      yaxis_title="inputs", yaxis={"autorange": "reversed"}, height=160 + 45 * len(table))
+                      yaxis_title="inputs", yaxis={"autorange": "reversed"}, height=150 + 60 * len(table),
+                      margin={"t": 60})
     if value != "score":  # a difference of two rates lives in -100..100 points: a fixed axis keeps figures comparable
         fig.update_xaxes(range=[-105, 105], dtick=25, zeroline=False)
     return fig
@@ -225,6 +247,7 @@ def retry_spread(runs: pd.DataFrame) -> go.Figure:
     table = pd.DataFrame(rows)
     table["label"] = [f"{int(d)} distinct<br>n={int(n)}" for d, n in zip(table["distinct"], table["samples"])]
     fig = px.bar(table, x="input_id", y="agreement", color="variant", barmode="group", text="label",
+                 color_discrete_map=variant_colors(table["variant"].unique()),
                  hover_data={"samples": True, "answers": True, "distinct": True},
                  labels={"agreement": "samples agreeing with the most common answer (%)", "input_id": "input"},
                  title=title)
@@ -248,15 +271,21 @@ def critique_rounds(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, l
     from .stats import means
 
     fig = go.Figure()
+    names = list(dict.fromkeys(df["variant"]))
+    colors = variant_colors(names)
+    # variants side by side around each round, their n labels on alternate sides: no line hides another
+    offsets = {v: 0.08 * (i - (len(names) - 1) / 2) for i, v in enumerate(names)}
+    positions = {v: ("top left" if i % 2 == 0 else "bottom right") for i, v in enumerate(names)}
     for var, part in df.groupby("variant", sort=False):
         agg = means(part, value="score", by="round", confidence=level, bounds=(0.0, 1.0)).reset_index()
-        fig.add_trace(go.Scatter(x=agg["round"], y=100 * agg["mean"], mode="lines+markers+text", name=var,
-                                 text=[f"n={n}" for n in agg["n"]], textposition="top right",
+        fig.add_trace(go.Scatter(x=agg["round"] + offsets[var], y=100 * agg["mean"], mode="lines+markers+text",
+                                 name=var, line={"color": colors[str(var)]},
+                                 text=[f"n={n}" for n in agg["n"]], textposition=positions[var],
                                  error_y={"type": "data", "symmetric": False,
                                           "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
                                           "arrayminus": (100 * (agg["mean"] - agg["low"])).fillna(0)},
                                  customdata=agg["n"],
-                                 hovertemplate="round %{x}: %{y:.1f}% (n=%{customdata})<extra>" + var + "</extra>"))
+                                 hovertemplate="%{y:.1f}% (n=%{customdata})<extra>" + var + "</extra>"))
     fig.update_layout(title=title, xaxis_title="critique round (number of revisions)",
                       yaxis_title="mean score (%)", xaxis={"dtick": 1}, legend_title="variant")
     fig.update_yaxes(range=[-5, 105])
@@ -283,12 +312,14 @@ def score_by_version(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, 
     firsts = df.groupby("prompt_version")["when"].min().sort_values()
     ticks = {v: f"{v[:8]}<br>{t:%Y-%m-%d %H:%M}" for v, t in firsts.items()}
     fig = go.Figure()
+    colors = variant_colors(df["variant"].unique())
     for var, part in df.groupby("variant", sort=False):
         agg = means(part, value="score", by="prompt_version", confidence=level, bounds=(0.0, 1.0))
         agg["when"] = part.groupby("prompt_version")["when"].min()
         agg = agg.sort_values("when")
         fig.add_trace(go.Scatter(x=[ticks[v] for v in agg.index], y=100 * agg["mean"], mode="lines+markers+text",
-                                 name=var, error_y={"type": "data", "symmetric": False,
+                                 name=var, line={"color": colors[str(var)]},
+                                 error_y={"type": "data", "symmetric": False,
                                                     "array": (100 * (agg["high"] - agg["mean"])).fillna(0),
                                                     "arrayminus": (100 * (agg["mean"] - agg["low"])).fillna(0)},
                                  text=[f"n={n}" for n in agg["n"]], textposition="top right",
@@ -316,7 +347,7 @@ def cost_latency(runs: pd.DataFrame, *, by: str = "variant") -> go.Figure:
     palette = px.colors.qualitative.Plotly
     for i, g in enumerate(groups):
         part = df[df[by] == g]
-        color = palette[i % len(palette)]
+        color = variant_colors(groups)[g] if by == "variant" else palette[i % len(palette)]
         tick = f"{g}<br>n={len(part)}"
         fig.add_trace(go.Box(x=[tick] * len(part), y=part["latency_ms"], name=g, marker_color=color, legendgroup=g,
                              showlegend=True), row=1, col=1)
@@ -343,7 +374,7 @@ def cost_latency(runs: pd.DataFrame, *, by: str = "variant") -> go.Figure:
         fig.add_annotation(text="<br>".join(f"$0: no per-call price for {m}" for m in free), showarrow=False,
                            xref="paper", yref="paper", x=(lo + hi) / 2, xanchor="center", y=0.6,
                            font={"size": 13, "color": "#555"})
-        fig.update_yaxes(range=[0, 1], row=1, col=3)
+        fig.update_yaxes(range=[0, 1], showticklabels=False, showgrid=False, row=1, col=3)
     for col in (1, 2, 3):
         fig.update_xaxes(title_text=by, row=1, col=col)
     fig.update_yaxes(title_text="latency (ms)", row=1, col=1)
@@ -370,7 +401,9 @@ def ablation_effects(effects: pd.DataFrame, *, measure: str = "correct", tag: st
     change = 100 * rows["change"].astype(float)
     plus = (100 * rows["high"].astype(float) - change).fillna(0.0)
     minus = (change - 100 * rows["low"].astype(float)).fillna(0.0)
-    colors = ["#d62728" if b else "#7f7f7f" for b in rows["beyond_noise"]]
+    # red only where the interval excludes 0 ("too few inputs to tell" is not an effect)
+    excludes = (rows["low"].astype(float) > 0) | (rows["high"].astype(float) < 0)
+    colors = ["#d62728" if b and x else "#7f7f7f" for b, x in zip(rows["beyond_noise"], excludes)]
     fig = go.Figure(go.Scatter(
         x=change, y=rows["part"].astype(str), mode="markers", marker={"size": 11, "color": colors},
         error_x={"type": "data", "array": plus, "arrayminus": minus, "symmetric": False},
@@ -397,9 +430,11 @@ def reliability(table: pd.DataFrame, *, by: str = "variant") -> go.Figure:
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "gray"},
                              name="calibrated", hoverinfo="skip"))
     groups = table.groupby(by, sort=False) if by in table else [("all", table)]
+    colors = variant_colors(table[by].unique() if by in table else ["all"])
     for name, g in groups:
         fig.add_trace(go.Scatter(
             x=g["mean_confidence"], y=g["accuracy"], mode="lines+markers+text", name=str(name),
+            line={"color": colors[str(name)]},
             text=[str(int(n)) for n in g["n"]], textposition="top center",
             error_y={"type": "data", "array": (g["high"] - g["accuracy"]).fillna(0),
                      "arrayminus": (g["accuracy"] - g["low"]).fillna(0), "symmetric": False},
@@ -421,16 +456,18 @@ def selective_answering(curve: pd.DataFrame, *, by: str = "variant") -> go.Figur
         return _empty(title, "no graded answers to draw")
     fig = go.Figure()
     groups = curve.groupby(by, sort=False) if by in curve else [("all", curve)]
+    colors = variant_colors(curve[by].unique() if by in curve else ["all"])
     for name, g in groups:
         t = g[g["kind"] == "threshold"].sort_values("coverage")
         if not t.empty:
             fig.add_trace(go.Scatter(x=t["coverage"], y=t["accuracy"], mode="lines+markers", name=f"{name}: threshold",
+                                     line={"color": colors[str(name)]},
                                      customdata=t[["threshold"]].to_numpy(),
                                      hovertemplate="abstain below %{customdata[0]:.2f}: coverage %{x:.0%}, "
                                                    "accuracy %{y:.0%}<extra></extra>"))
         h = g[g["kind"] == "hatch"]
         fig.add_trace(go.Scatter(x=h["coverage"], y=h["accuracy"], mode="markers", name=f"{name}: escape hatch",
-                                 marker={"symbol": "diamond", "size": 13},
+                                 marker={"symbol": "diamond", "size": 13, "color": colors[str(name)]},
                                  hovertemplate="escape hatch: coverage %{x:.0%}, accuracy %{y:.0%}<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="coverage (share of calls answered)",
                       yaxis_title="accuracy on the answered calls", xaxis={"range": [0, 1.02]},

@@ -9,17 +9,22 @@
 An experiment's inputs are a sample from the inputs its user cares about; repeats sample the
 model's answer to each input. So calls of one input are not independent evidence: score
 variance = variance between inputs + variance within an input / repeats (Evan Miller, "Adding
-Error Bars to Evals", 2024). Every interval here is clustered by ``input_id``:
+Error Bars to Evals", 2024). Everything here is over inputs:
 
-- the estimate is the pooled mean over calls, its variance the cluster-robust (CR1) variance of
-  that ratio over inputs, and the quantile Student's t with inputs - 1 degrees of freedom;
-- rates and differences of rates stay inside [0, 1] / [-1, 1]: the interval is Wilson's score
-  interval at the effective sample size the clustered variance implies (the design-effect
-  Wilson interval of survey statistics), so it never collapses to a point and never leaves the range;
-- a paired verdict needs at least ``MIN_INPUTS`` inputs (with fewer the answer is "too few inputs
-  to tell"; an exact two-sided sign-flip test at 0.05 cannot reject with 5); up to
-  ``EXACT_UP_TO`` inputs the exact sign-flip permutation test on per-input differences must
-  agree with the interval;
+- the estimand is the mean of per-input means: each input counts once, however many repeats it
+  has (``weight="calls"`` asks for the call-weighted mean instead);
+- a paired reading is one procedure: its interval is the set of differences its test does not
+  reject, so the verdict is printed exactly when the interval excludes 0, and the p-value is that
+  test's. From ``MIN_INPUTS`` to ``EXACT_UP_TO`` inputs the test is the sign-flip permutation
+  test over per-input differences (all 2**n sign patterns, ties counted half: mid-p); above, the
+  t-test on per-input differences (its large-sample form: the t statistic is a monotone function
+  of the sign-flip statistic). Below ``MIN_INPUTS`` there is no verdict and no interval;
+- a single rate is a Wilson score interval at the effective sample size the spread of per-input
+  rates implies (never more than the calls), so it stays inside [0, 1]; below ``MIN_INPUTS``
+  inputs a rate is counts only (``low``/``high`` are NaN);
+- several readings taken together (per tag, per ablated part and measure, many variants) are a
+  family: :func:`holm` adjusts their p-values, and each member's interval is drawn at its Holm
+  level, so adjusted verdicts and adjusted intervals still agree (unadjusted figures are kept);
 - ``population="these"`` asks about exactly these inputs (only the spread of repeats within an
   input counts as noise); readings then say "on these N inputs".
 
@@ -28,6 +33,7 @@ Error Bars to Evals", 2024). Every interval here is clustered by ``input_id``:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from statistics import NormalDist
@@ -40,10 +46,12 @@ import pandas as pd
 from .errors import ParameterError
 
 OUTCOME_VALUES = ("answered", "escaped", "error")
-MIN_INPUTS = 6  # fewest inputs for a verdict about inputs in general (2 / 2**5 > 0.05: 5 can never do)
-EXACT_UP_TO = 12  # up to this many inputs the exact sign-flip test (2**n sign patterns) must agree
+MIN_INPUTS = 6  # fewest inputs for a verdict or an interval about inputs in general
+EXACT_UP_TO = 12  # up to this many inputs the sign-flip permutation test decides (2**n sign patterns)
 Population = Literal["inputs", "these"]
+Weight = Literal["inputs", "calls"]
 TOO_FEW = "too few inputs to tell"
+NO_PAIRS = "no pairs"
 
 
 class _LazyScipy:
@@ -74,7 +82,32 @@ def _t_sf(x, df):
     return special.stdtr(df, -np.asarray(x, dtype=float))
 
 
+def _chi2_low(df, q: float = 0.2):
+    """The ``q`` quantile of chi-square with ``df`` degrees of freedom (scipy.special, like the t helpers)."""
+    from scipy import special
+
+    return special.chdtri(df, 1 - q)
+
+
+#: single-rate intervals use the variance of per-input rates at this pessimistic quantile: with few
+#: inputs from a skewed population (most inputs near 0, a few high) the sample spread is low exactly
+#: when the estimate is low, and the plain interval missed the truth 1 time in 8 (bench/calibration.py)
+RATE_VARIANCE_QUANTILE = 0.15
+
 PAIR_KEYS = ("input_id", "repeat", "model")
+
+
+def plural(n: int | float, word: str, many: str | None = None) -> str:
+    """``"1 input"``, ``"3 inputs"``: a count with its noun, singular or plural as English wants."""
+    n = int(n)
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def format_p(p: float) -> str:
+    """A p-value as a reading prints it: ``p = 0.031``, ``p < 0.001``; empty when there is none."""
+    if p is None or not math.isfinite(p):
+        return ""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def proportion_ci(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
@@ -91,7 +124,7 @@ def mean_ci(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95, n
             seed: int = 0, clusters: Sequence[object] | None = None) -> tuple[float, float]:
     """Interval for the mean of independent values: bootstrap (BCa); the single value when all values
     are equal; nan when there are none. With ``clusters`` (one label per value, e.g. the input id)
-    the values are not independent: the interval is the clustered t interval over clusters."""
+    the values are not independent: the interval is the t interval over clusters' means."""
     raw = np.asarray(values, dtype=float)
     keep = ~np.isnan(raw)
     x = raw[keep]
@@ -115,7 +148,7 @@ def mean_ci(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95, n
     return (low, high)
 
 
-# ---- the clustered core (vectorized: bench/calibration.py runs thousands of experiments through it) ----
+# ---- the core over per-input sums (vectorized: bench/calibration.py runs thousands of experiments) ----
 
 def _cluster_sums(x: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per cluster: sum of values, count, and sum of squared deviations from the cluster mean."""
@@ -127,43 +160,139 @@ def _cluster_sums(x: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndar
     return sums, sizes, sumsq
 
 
+def _check(population: str, weight: str) -> None:
+    if population not in ("inputs", "these"):
+        raise ParameterError(f"population must be 'inputs' (inputs like these) or 'these' (exactly these inputs), "
+                             f"got {population!r}")
+    if weight not in ("inputs", "calls"):
+        raise ParameterError(f"weight must be 'inputs' (each input counts once) or 'calls', got {weight!r}")
+
+
+def _per_input(sums, sizes, weight: str):
+    """(per-input means, weights, inputs used) from (experiments, inputs) sums and sizes."""
+    sums, sizes = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (sums, sizes))
+    used = sizes > 0
+    m = np.where(used, sums / np.where(used, sizes, 1), 0.0)
+    w = np.where(used, sizes if weight == "calls" else 1.0, 0.0)
+    return m, w, used
+
+
+def _t_spread(m, w, used, sizes, sumsq, population: str, weight: str):
+    """(estimate, variance of the estimate, degrees of freedom) of the weighted mean of per-input means."""
+    n = used.sum(-1).astype(float)
+    sw = w.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = (w * m).sum(-1) / sw
+        resid = np.where(used, m - est[:, None], 0.0)
+        between = n / (n - 1) * (w ** 2 * resid ** 2).sum(-1) / sw ** 2
+        if population == "inputs":
+            return est, between, n - 1
+        within_df = np.where(used, sizes - 1, 0).clip(min=0).sum(-1)
+        pooled = np.atleast_2d(sumsq).sum(-1) / within_df
+        share = (w ** 2 / np.where(used, sizes, 1)).sum(-1) / sw ** 2  # sum of w_i^2 / K_i over (sum w)^2
+        # one call per input: no spread within an input to measure; the calls' spread stands in for it
+        var = np.where(within_df > 0, pooled * share, between)
+        df = np.where(within_df > 0, within_df, n - 1)
+        return est, var, df
+
+
+def _signs(n: int) -> np.ndarray:
+    return (1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)).astype(float)
+
+
+def _flip_p(m: np.ndarray, w: np.ndarray, shift: np.ndarray, signs: np.ndarray, mid: bool = True) -> np.ndarray:
+    """Sign-flip p-value of per-input means ``m`` (weights ``w``) centred on ``shift`` (one per row)."""
+    r = w * (m - shift[:, None])
+    obs = np.abs(r.sum(-1))[:, None]
+    # (experiments, 2**n): the bulk of the bench's and the planner's time, hence float32 with a loose tolerance
+    flipped = np.abs(r.astype(np.float32) @ signs.T.astype(np.float32))
+    tol = 1e-5 * (np.abs(r).sum(-1)[:, None] + 1e-12)
+    above = (flipped > obs + tol).mean(-1)
+    ties = (np.abs(flipped - obs) <= tol).mean(-1)
+    # a statistic of 0 is the least extreme there is: p = 1 (the doubled one-sided mid-p says so too)
+    return np.where(obs[:, 0] <= tol[:, 0], 1.0, above + (0.5 if mid else 1.0) * ties)
+
+
+def sign_flip_p(per_input: np.ndarray, *, weights: np.ndarray | None = None, shift: float | np.ndarray = 0.0,
+                mid_p: bool = True) -> np.ndarray:
+    """Two-sided sign-flip (permutation) test that per-input differences are centred on ``shift``.
+
+    ``per_input`` is (experiments, inputs) (``weights``: one per input, 0 for an input without
+    calls); all 2**inputs sign patterns are enumerated, so keep inputs to about 16. The statistic is
+    |weighted sum of per-input differences - shift|. ``mid_p`` counts patterns that tie with the
+    observed one as half (the lab's verdicts use it: the exact test counts them whole and is far
+    below its nominal level with few repeats, where many per-input differences are 0 or equal).
+    With ``mid_p=False`` it is ``scipy.stats.permutation_test(..., permutation_type="samples")``."""
+    d = np.atleast_2d(np.asarray(per_input, dtype=float))
+    n = d.shape[-1]
+    if n > 20:
+        raise ParameterError(f"sign_flip_p enumerates 2**n sign patterns; {n} inputs is too many (use the t interval)")
+    w = np.ones_like(d) if weights is None else np.broadcast_to(np.asarray(weights, dtype=float), d.shape)
+    shift = np.broadcast_to(np.asarray(shift, dtype=float), d.shape[:1])
+    return _flip_p(d, w, shift, _signs(n), mid=mid_p)
+
+
+def _compact(m: np.ndarray, w: np.ndarray, used: np.ndarray, width: int):
+    """Move each row's used inputs to the left and keep ``width`` columns (rows with <= width inputs)."""
+    order = np.argsort(~used, axis=-1, kind="stable")[:, :width]
+    return np.take_along_axis(m, order, -1), np.take_along_axis(w, order, -1)
+
+
+def _flip_reading(m, w, used, alpha: float, iterations: int = 48):
+    """Sign-flip verdict and its inverted interval for rows with at most EXACT_UP_TO inputs.
+
+    The interval is the set of shifts the test does not reject at ``alpha``, found by bisection from
+    the estimate outwards; when 0 is rejected the near end is searched between 0 and the estimate,
+    and when it is not, between 0 and the far bound, so the interval contains 0 exactly when the
+    verdict says "no detectable difference"."""
+    width = int(min(max(used.sum(-1).max(initial=0), 1), EXACT_UP_TO))
+    mc, wc = _compact(m, w, used, width)
+    signs = _signs(width)
+    sw = wc.sum(-1)
+    est = (wc * mc).sum(-1) / sw
+    p0 = _flip_p(mc, wc, np.zeros(len(mc)), signs)
+    reject = p0 <= alpha + 1e-12
+    big = np.where(wc > 0, mc, np.nan)
+    span = np.nanmax(big, -1) - np.nanmin(big, -1)
+    pad = np.maximum(span, 1.0) * 1e-3
+    lo_edge, hi_edge = np.nanmin(big, -1) - pad, np.nanmax(big, -1) + pad
+    # beyond the data every per-input difference has one sign: only 2 of 2**n patterns tie
+    bounded = _flip_p(mc, wc, lo_edge, signs) <= alpha
+    ends = []
+    for edge, side in ((lo_edge, -1), (hi_edge, 1)):
+        inner = np.where(reject, est, side * np.maximum(side * est, 0.0))  # accepted: the estimate, or 0 when 0 is kept
+        outer = np.where(reject & (side * est < 0), 0.0, edge)  # rejected 0 on this side: search between 0 and est
+        inner = np.where(reject & (side * est < 0), est, inner)
+        a, b = inner.copy(), outer.copy()  # a accepted, b rejected
+        for _ in range(iterations):
+            mid = (a + b) / 2
+            ok = _flip_p(mc, wc, mid, signs) > alpha
+            a, b = np.where(ok, mid, a), np.where(ok, b, mid)
+        ends.append(np.where(bounded, a, side * np.inf))
+    return est, ends[0], ends[1], p0, reject
+
+
 def clustered_interval(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *, confidence: float = 0.95,
-                       bounds: tuple[float, float] | None = None,
-                       population: Population = "inputs") -> dict[str, np.ndarray]:
-    """Mean of calls clustered by input, with its interval; every array argument is (experiments, inputs).
+                       bounds: tuple[float, float] | None = None, population: Population = "inputs",
+                       weight: Weight = "inputs", min_inputs: int = 1) -> dict[str, np.ndarray]:
+    """Mean of per-input means, with its interval; every array argument is (experiments, inputs).
 
     ``sums``/``sizes``/``sumsq`` are each input's sum of values, number of calls and sum of squared
     deviations from the input's own mean (inputs with 0 calls are ignored). Returns arrays
     ``estimate``, ``low``, ``high``, ``se``, ``df``, ``inputs`` (with calls) and ``calls``. With
-    ``bounds`` (e.g. (0, 1) for a rate, (-1, 1) for a difference of rates) the interval is the
-    Wilson score interval at the effective sample size p(1 - p) / variance, so it stays inside;
-    without, it is estimate +- t * se.
-    """
-    sums, sizes, sumsq = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (sums, sizes, sumsq))
-    used = sizes > 0
+    ``bounds`` (e.g. (0, 1) for a rate) the interval is the Wilson score interval at the effective
+    sample size p(1 - p) / variance (at most the number of calls), so it stays inside, with the
+    variance over inputs taken at its pessimistic ``RATE_VARIANCE_QUANTILE`` (an upper chi-square
+    bound: (inputs - 1) / chi2_0.15 times the sample's); without, it is estimate +- t * se. Rows
+    with fewer than ``min_inputs`` inputs get a NaN interval."""
+    _check(population, weight)
+    sizes2 = np.atleast_2d(np.asarray(sizes, dtype=float))
+    m, w, used = _per_input(sums, sizes2, weight)
     n = used.sum(-1).astype(float)
-    calls = sizes.sum(-1)
+    calls = sizes2.sum(-1)
+    est, var, df = _t_spread(m, w, used, sizes2, sumsq, population, weight)
     with np.errstate(invalid="ignore", divide="ignore"):
-        est = sums.sum(-1) / calls
-        if population == "inputs":
-            resid = np.where(used, sums - est[:, None] * sizes, 0.0)
-            var = n / (n - 1) * (resid ** 2).sum(-1) / calls ** 2
-            df = n - 1
-            units = n
-        elif population == "these":
-            within_df = (sizes - 1).clip(min=0).sum(-1)
-            pooled = sumsq.sum(-1) / within_df
-            # one call per input: no within-input spread to measure; every call counts as independent
-            means = np.where(used, sums / np.where(used, sizes, 1), 0.0)
-            total_ss = sumsq.sum(-1) + (np.where(used, sizes, 0) * (means - est[:, None]) ** 2).sum(-1)
-            fallback = total_ss / (calls - 1)
-            var = np.where(within_df > 0, pooled, fallback) / calls
-            df = np.where(within_df > 0, within_df, calls - 1)
-            units = calls
-        else:
-            raise ParameterError(f"population must be 'inputs' or 'these', got {population!r}")
-        q = _t_ppf(0.5 + confidence / 2, np.maximum(df, 1))
-        q = np.where(df >= 1, q, np.nan)
+        q = np.where(df >= 1, _t_ppf(0.5 + confidence / 2, np.maximum(df, 1)), np.nan)
         se = np.sqrt(var)
         if bounds is None:
             low, high = est - q * se, est + q * se
@@ -172,62 +301,123 @@ def clustered_interval(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *
             width = hi - lo
             p = np.clip((est - lo) / width, 0, 1)
             v = var / width ** 2
-            n_eff = np.where(v > 0, p * (1 - p) / np.where(v > 0, v, 1), units)
-            n_eff = np.where((v > 0) & (p * (1 - p) == 0), units, n_eff)
-            n_eff = np.maximum(n_eff, 1e-9)
+            if population == "inputs":  # few inputs from a skewed population understate the spread: be pessimistic,
+                # but never beyond the most a mean of n values in [0, 1] can vary (one call per input already is that)
+                pess = v * np.where(n > 1, (n - 1) / _chi2_low(np.maximum(n - 1, 1), RATE_VARIANCE_QUANTILE), 1.0)
+                v = np.minimum(pess, np.maximum(v, p * (1 - p) / np.maximum(n, 1)))
+            units = n if population == "inputs" else calls
+            n_eff = np.where((v > 0) & (p * (1 - p) > 0), p * (1 - p) / np.where(v > 0, v, 1), units)
+            n_eff = np.clip(n_eff, 1e-9, np.maximum(calls, 1e-9))  # never more evidence than calls
             denom = 1 + q ** 2 / n_eff
             centre = (p + q ** 2 / (2 * n_eff)) / denom
             half = q / denom * np.sqrt(p * (1 - p) / n_eff + q ** 2 / (4 * n_eff ** 2))
             low = lo + width * np.clip(centre - half, 0, 1)
             high = lo + width * np.clip(centre + half, 0, 1)
+    few = n < min_inputs
+    low, high = np.where(few, np.nan, low), np.where(few, np.nan, high)
     return {"estimate": est, "low": low, "high": high, "se": se, "df": df, "inputs": n, "calls": calls}
-
-
-def sign_flip_p(per_input: np.ndarray) -> np.ndarray:
-    """Exact two-sided sign-flip (permutation) test that per-input differences are centred on 0.
-
-    ``per_input`` is (experiments, inputs); all 2**inputs sign patterns are enumerated, so keep
-    inputs to about 16. The statistic is |sum of per-input differences|; ties count as extreme.
-    Gives the same p-value as ``scipy.stats.permutation_test(..., permutation_type="samples")``."""
-    d = np.atleast_2d(np.asarray(per_input, dtype=float))
-    n = d.shape[-1]
-    if n > 20:
-        raise ParameterError(f"sign_flip_p enumerates 2**n sign patterns; {n} inputs is too many (use the t interval)")
-    signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
-    obs = np.abs(d.sum(-1))
-    flipped = np.abs(d @ signs.T)
-    return (flipped >= obs[:, None] - 1e-9).mean(-1)
 
 
 def difference_verdicts(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *, confidence: float = 0.95,
                         bounds: tuple[float, float] | None = (-1.0, 1.0), population: Population = "inputs",
-                        min_inputs: int = MIN_INPUTS) -> dict[str, np.ndarray]:
-    """The paired verdict for per-input sums of differences A - B, (experiments, inputs) arrays.
+                        min_inputs: int = MIN_INPUTS, weight: Weight = "inputs",
+                        interval: bool = True) -> dict[str, np.ndarray]:
+    """The paired reading for per-input sums of differences A - B, (experiments, inputs) arrays.
 
-    Adds to :func:`clustered_interval`'s arrays ``p_value`` and ``direction``: +1 (A higher), -1
-    (B higher), 0 (no detectable difference) or -2 (too few inputs to tell). A direction needs the
-    interval to exclude 0 and, with ``population="inputs"``, at least ``min_inputs`` inputs and (up to
-    ``EXACT_UP_TO`` inputs) the exact sign-flip test at the same level."""
-    ci = clustered_interval(sums, sizes, sumsq, confidence=confidence, bounds=bounds, population=population)
+    Returns ``estimate`` (the mean of per-input differences, or the call-weighted mean with
+    ``weight="calls"``), ``low``/``high`` (the interval: the differences the test does not reject),
+    ``p_value`` (the same test at 0), ``se``, ``df``, ``inputs``, ``calls``, ``method`` (1: sign-flip,
+    2: t, 0: none) and ``direction``: +1 (A higher), -1 (B higher), 0 (no detectable difference) or
+    -2 (too few inputs to tell: no interval, no p-value). A direction is given exactly when the
+    interval excludes 0. ``interval=False`` skips the sign-flip interval's search (the bench only
+    needs verdicts). A rate difference's t interval is clipped to ``bounds``, which never moves 0 in
+    or out of it; the sign-flip interval lies within the per-input differences anyway."""
+    _check(population, weight)
     sizes2 = np.atleast_2d(np.asarray(sizes, dtype=float))
-    sums2 = np.atleast_2d(np.asarray(sums, dtype=float))
+    m, w, used = _per_input(sums, sizes2, weight)
+    n = used.sum(-1).astype(float)
+    calls = sizes2.sum(-1)
     alpha = 1 - confidence
+    est, var, df = _t_spread(m, w, used, sizes2, sumsq, population, weight)
     with np.errstate(invalid="ignore", divide="ignore"):
-        t_stat = ci["estimate"] / ci["se"]
-        p = 2 * _t_sf(np.abs(t_stat), np.maximum(ci["df"], 1))
-    p = np.where(ci["se"] > 0, p, np.where(ci["estimate"] == 0, 1.0, np.nan))
-    excludes = (ci["low"] > 0) | (ci["high"] < 0)
-    direction = np.where(excludes, np.sign(ci["estimate"]), 0.0)
+        se = np.sqrt(var)
+        q = np.where(df >= 1, _t_ppf(0.5 + confidence / 2, np.maximum(df, 1)), np.nan)
+        low, high = est - q * se, est + q * se
+        p = np.where(se > 0, 2 * _t_sf(np.abs(est / np.where(se > 0, se, 1)), np.maximum(df, 1)),
+                     np.where(est == 0, 1.0, 0.0))
+    if bounds is not None:
+        low, high = np.clip(low, *bounds), np.clip(high, *bounds)
+    method = np.where(np.isfinite(low), 2, 0)
+    few = n < (min_inputs if population == "inputs" else 1)
     if population == "inputs":
-        if 1 <= sizes2.shape[-1] <= EXACT_UP_TO:  # an input with no calls adds 0 to every pattern: p unchanged
-            per_input = np.where(sizes2 > 0, sums2 / np.where(sizes2 > 0, sizes2, 1), 0.0)
-            p = np.where(ci["inputs"] <= EXACT_UP_TO, sign_flip_p(per_input), p)
-            direction = np.where(ci["inputs"] <= EXACT_UP_TO, np.where(p <= alpha + 1e-12, direction, 0.0), direction)
-        direction = np.where(ci["inputs"] < min_inputs, -2.0, direction)
-    elif population != "these":
-        raise ParameterError(f"population must be 'inputs' or 'these', got {population!r}")
-    direction = np.where(np.isnan(ci["low"]) & (direction != -2), 0.0, direction)
-    return {**ci, "p_value": p, "direction": direction}
+        exact = ~few & (n <= EXACT_UP_TO)
+        if exact.any():
+            rows = np.flatnonzero(exact)
+            if interval:
+                e, lo_x, hi_x, p_x, _ = _flip_reading(m[rows], w[rows], used[rows], alpha)
+            else:
+                width = int(n[rows].max())
+                mc, wc = _compact(m[rows], w[rows], used[rows], width)
+                p_x = _flip_p(mc, wc, np.zeros(len(rows)), _signs(width))
+                e, lo_x, hi_x = est[rows], np.where(p_x <= alpha + 1e-12, est[rows], -np.inf), \
+                    np.where(p_x <= alpha + 1e-12, est[rows], np.inf)
+            if bounds is not None:
+                lo_x, hi_x = np.clip(lo_x, *bounds), np.clip(hi_x, *bounds)
+            est[rows], low[rows], high[rows], p[rows], method[rows] = e, lo_x, hi_x, p_x, 1
+    if population == "these":  # one call per input and no spread between inputs: no noise was measured
+        replicated = (np.where(used, sizes2 - 1, 0).clip(min=0).sum(-1) > 0)
+        few = few | (~replicated & ~(se > 0))
+    few = few | ~np.isfinite(est) | np.isnan(low) | np.isnan(high)
+    low, high = np.where(few, np.nan, low), np.where(few, np.nan, high)
+    p = np.where(few, np.nan, p)
+    method = np.where(few, 0, method)
+    est = np.where(np.abs(est) < 1e-12, 0.0, est)  # a sum of differences that cancels is 0, not -2e-17
+    excludes = (low > 0) | (high < 0)
+    # an end the search left a hair from 0 on an interval that contains 0 is 0 (no "-0.000")
+    low = np.where(~excludes & (np.abs(low) < 1e-9), 0.0, low)
+    high = np.where(~excludes & (np.abs(high) < 1e-9), 0.0, high)
+    direction = np.where(few, -2.0, np.where(excludes, np.sign(est), 0.0))
+    return {"estimate": est, "low": low, "high": high, "se": se, "df": df, "inputs": n, "calls": calls,
+            "p_value": p, "direction": direction, "method": method}
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN stays NaN and does not count as a member).
+
+    A family of readings taken together (one per tag, per ablated part and measure, per pair of
+    variants) is read at the family's level: the chance of any false verdict among them stays at 5%."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if not m:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def holm_levels(p_values: Sequence[float] | np.ndarray, alpha: float) -> np.ndarray:
+    """Each member's Holm level: the alpha its interval is drawn at so that the interval excludes
+    0 exactly when the Holm-adjusted p-value is at most ``alpha``. Members rejected at step j get
+    alpha / (m - j + 1); the rest get the level of the step where the procedure stopped."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    stopped = False
+    level = alpha
+    for j, i in enumerate(order):
+        step = alpha / (m - j)
+        if not stopped and p[i] <= step + 1e-12:
+            out[i] = step
+        else:
+            if not stopped:
+                stopped, level = True, step
+            out[i] = level
+    return out
 
 
 # ---- tables over run rows -------------------------------------------------------------------------
@@ -271,30 +461,47 @@ def _clusters(df: pd.DataFrame, cluster: str | None) -> np.ndarray:
 
 
 def _interval_row(v: pd.Series, g: pd.DataFrame, cluster: str | None, *, confidence: float,
-                  bounds: tuple[float, float] | None, population: Population) -> dict[str, float]:
+                  bounds: tuple[float, float] | None, population: Population, weight: Weight,
+                  min_inputs: int) -> dict[str, float]:
     keep = v.notna().to_numpy()
     x = v.to_numpy(dtype=float)[keep]
     if not len(x):
         return {"estimate": math.nan, "low": math.nan, "high": math.nan, "inputs": 0, "calls": 0}
     codes = pd.factorize(pd.Series(_clusters(g, cluster)[keep]))[0]
     ci = clustered_interval(*(a[None] for a in _cluster_sums(x, codes)), confidence=confidence, bounds=bounds,
-                            population=population)
+                            population=population, weight=weight,
+                            min_inputs=min_inputs if population == "inputs" else 1)
     return {k: float(ci[k][0]) for k in ("estimate", "low", "high", "inputs", "calls")}
+
+
+def rate_text(k: int, n: int, inputs: int, rate: float, low: float, high: float, *,
+              repeats: float | None = None) -> str:
+    """A rate as a reader should see it: ``"40% [22%, 61%] (10 inputs x 3)"``, or counts when there
+    is no interval: ``"0 of 6 calls on 2 inputs (too few inputs for an interval)"``."""
+    if not n or not math.isfinite(rate):
+        return "no calls"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{int(k)} of {plural(n, 'call')} on {plural(inputs, 'input')} (too few inputs for an interval)"
+    reps = repeats if repeats is not None else round(float(n) / max(int(inputs), 1), 1)  # Python's rounding, not numpy's
+    return f"{rate:.0%} [{low:.0%}, {high:.0%}] ({plural(inputs, 'input')} x {reps:g})"
 
 
 def rates(df: pd.DataFrame, *, value: str = "passed", by: str | Sequence[str] | None = "variant",
           split_by_tag: bool = False, confidence: float = 0.95, population: Population = "inputs",
-          cluster: str | None = "input_id") -> pd.DataFrame:
+          cluster: str | None = "input_id", weight: Weight = "inputs", min_inputs: int = MIN_INPUTS) -> pd.DataFrame:
     """Rate of ``value`` per group, with an interval over inputs.
 
     ``value`` is a 0/1 column (``passed`` after :func:`lab.tables.with_grades`) or an outcome
     (``escaped``, ``answered``, ``error``). Rows where the value is missing (ungraded runs) are
     left out and counted in ``missing``. With ``split_by_tag`` every input tag gets its own rows
-    (``tag`` column; ``all`` covers every run). The interval treats calls of one input
-    (``cluster``) as one piece of evidence (see the module docstring) and stays inside [0, 1];
-    ``population="these"`` gives the interval for exactly these inputs. Columns: n (calls),
+    (``tag`` column; ``all`` covers every run). ``rate`` is the mean of per-input rates (each input
+    counts once; ``weight="calls"`` pools calls instead); the interval treats calls of one input
+    (``cluster``) as one piece of evidence (see the module docstring) and stays inside [0, 1]; with
+    fewer than ``min_inputs`` inputs there is no interval (``low``/``high`` NaN: read the counts ``k``
+    of ``n``). ``population="these"`` gives the interval for exactly these inputs. Columns: n (calls),
     inputs, k, rate, low, high, missing.
     """
+    _check(population, weight)
     keys = _by_list(by)
     data = _explode_tags(df) if split_by_tag else df
     if split_by_tag:
@@ -305,7 +512,8 @@ def rates(df: pd.DataFrame, *, value: str = "passed", by: str | Sequence[str] | 
     for key, g in groups:
         v = g["_v"]
         k = int((v.dropna() > 0.5).sum())
-        ci = _interval_row(v, g, cluster, confidence=confidence, bounds=(0.0, 1.0), population=population)
+        ci = _interval_row(v, g, cluster, confidence=confidence, bounds=(0.0, 1.0), population=population,
+                           weight=weight, min_inputs=min_inputs)
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(keys, key)), "n": int(ci["calls"]), "inputs": int(ci["inputs"]), "k": k,
                      "rate": ci["estimate"], "low": ci["low"], "high": ci["high"], "missing": int(v.isna().sum())})
@@ -315,11 +523,14 @@ def rates(df: pd.DataFrame, *, value: str = "passed", by: str | Sequence[str] | 
 
 def means(df: pd.DataFrame, *, value: str = "score", by: str | Sequence[str] | None = "variant",
           split_by_tag: bool = False, confidence: float = 0.95, seed: int = 0, population: Population = "inputs",
-          cluster: str | None = "input_id", bounds: tuple[float, float] | None = None) -> pd.DataFrame:
-    """Mean of a numeric column per group with a t interval over inputs (clustered like :func:`rates`).
+          cluster: str | None = "input_id", bounds: tuple[float, float] | None = None, weight: Weight = "inputs",
+          min_inputs: int = MIN_INPUTS) -> pd.DataFrame:
+    """Mean of a numeric column per group (the mean of per-input means) with a t interval over inputs
+    (clustered like :func:`rates`; no interval below ``min_inputs`` inputs).
 
     ``bounds`` (e.g. (1, 5) for a 1-5 score) keeps the interval inside the scale. ``seed`` is kept
     for compatibility (the interval is no longer a bootstrap). Columns: n, inputs, mean, low, high, missing."""
+    _check(population, weight)
     keys = _by_list(by)
     data = _explode_tags(df) if split_by_tag else df
     if split_by_tag:
@@ -328,7 +539,8 @@ def means(df: pd.DataFrame, *, value: str = "score", by: str | Sequence[str] | N
     rows = []
     groups = data.groupby(keys, sort=False, dropna=False) if keys else [((), data)]
     for key, g in groups:
-        ci = _interval_row(g["_v"], g, cluster, confidence=confidence, bounds=bounds, population=population)
+        ci = _interval_row(g["_v"], g, cluster, confidence=confidence, bounds=bounds, population=population,
+                           weight=weight, min_inputs=min_inputs)
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(keys, key)), "n": int(ci["calls"]), "inputs": int(ci["inputs"]),
                      "mean": ci["estimate"], "low": ci["low"], "high": ci["high"],
@@ -358,9 +570,11 @@ def _pairs(df: pd.DataFrame, a: str, b: str, value: str, variant_col: str,
     return out.reset_index() if len(wide) else out.assign(**{k: [] for k in keys}, input_tags=[])
 
 
-Verdict = Literal["too few inputs to tell", "no detectable difference", "A better", "B better", "A higher", "B higher"]
+Verdict = Literal["no pairs", "too few inputs to tell", "no detectable difference", "A better", "B better",
+                  "A higher", "B higher"]
 # values where a higher share is better; for others (escaped, error) better depends on the inputs
 _HIGHER_IS_BETTER = {"passed", "score", "correct", "appropriate"}
+_METHOD_NAMES = {1: "sign-flip test over inputs", 2: "t-test over inputs"}
 
 
 def _is_rate(x: np.ndarray) -> bool:
@@ -369,31 +583,32 @@ def _is_rate(x: np.ndarray) -> bool:
 
 def _difference_row(p: pd.DataFrame, *, cluster: str | None, confidence: float, method: str,
                     higher_is_better: bool | None, population: Population, min_inputs: int,
-                    seed: int) -> dict[str, object]:
+                    seed: int, weight: Weight = "inputs") -> dict[str, object]:
     a_vals, b_vals = p["a"].to_numpy(dtype=float), p["b"].to_numpy(dtype=float)
     d = a_vals - b_vals
     bounded = _is_rate(a_vals) and _is_rate(b_vals)
-    codes = pd.factorize(pd.Series(_clusters(p, cluster)))[0]
     if not len(d):
         return {"pairs": 0, "inputs": 0, "difference": math.nan, "low": math.nan, "high": math.nan,
-                "p_value": math.nan, "verdict": "no detectable difference", "method": method}
+                "p_value": math.nan, "verdict": NO_PAIRS, "method": ""}
+    codes = pd.factorize(pd.Series(_clusters(p, cluster)))[0]
     sums, sizes, sumsq = _cluster_sums(d, codes)
     res = difference_verdicts(sums[None], sizes[None], sumsq[None], confidence=confidence,
                               bounds=(-1.0, 1.0) if bounded else None, population=population,
-                              min_inputs=min_inputs)
-    low, high = float(res["low"][0]), float(res["high"][0])
+                              min_inputs=min_inputs, weight=weight)
+    low, high, pval = float(res["low"][0]), float(res["high"][0]), float(res["p_value"][0])
     direction = int(res["direction"][0])
+    name = _METHOD_NAMES.get(int(res["method"][0]), "") if population == "inputs" else "t-test within inputs"
     per_input = sums / sizes
-    # resample inputs (clusters), not calls; with no spread between inputs a bootstrap has nothing to
-    # resample and would give a point, so the Wilson-type interval stands
-    if method == "bootstrap" and len(sums) >= 2 and not np.all(per_input == per_input[0]):
-        low, high = mean_ci(per_input, confidence=confidence, seed=seed)
+    # resample inputs (clusters), not calls; the verdict is then the bootstrap interval's alone
+    if method == "bootstrap" and direction != -2:
+        name, pval = "bootstrap over inputs", math.nan
+        if np.all(per_input == per_input[0]):
+            low = high = float(per_input[0])
+        else:
+            low, high = mean_ci(per_input, confidence=confidence, seed=seed)
         if bounded:
             low, high = max(low, -1.0), min(high, 1.0)
-        if direction in (-1, 1) and low <= 0 <= high:
-            direction = 0
-    n_inputs = int(res["inputs"][0])
-    exact = population == "inputs" and n_inputs <= EXACT_UP_TO
+        direction = int(np.sign(res["estimate"][0])) if (low > 0 or high < 0) else 0
     if direction == -2:
         verdict = TOO_FEW
     elif direction == 0:
@@ -402,44 +617,46 @@ def _difference_row(p: pd.DataFrame, *, cluster: str | None, confidence: float, 
         verdict = "A higher" if direction > 0 else "B higher"
     else:
         verdict = "A better" if (direction > 0) == higher_is_better else "B better"
-    name = ("bootstrap over inputs" if method == "bootstrap" else
-            ("Wilson at effective n" if bounded else "t") + (" over inputs" if population == "inputs" else " within inputs"))
-    if exact and method != "bootstrap":
-        name += " + exact sign-flip"
-    return {"pairs": len(d), "inputs": n_inputs, "difference": float(res["estimate"][0]), "low": low, "high": high,
-            "p_value": float(res["p_value"][0]), "verdict": verdict, "method": name}
+    return {"pairs": len(d), "inputs": int(res["inputs"][0]), "difference": float(res["estimate"][0]), "low": low,
+            "high": high, "p_value": pval, "verdict": verdict, "method": name,
+            "same_everywhere": bool(np.all(per_input == per_input[0]))}
 
 
 def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed", split_by_tag: bool = False,
                       method: Literal["t", "bootstrap"] = "t", confidence: float = 0.95,
                       higher_is_better: bool | None | Literal["auto"] = "auto", variant_col: str = "variant",
                       pair_on: Sequence[str] = PAIR_KEYS, seed: int = 0, population: Population = "inputs",
-                      min_inputs: int = MIN_INPUTS) -> pd.DataFrame:
+                      min_inputs: int = MIN_INPUTS, weight: Weight = "inputs") -> pd.DataFrame:
     """Compare variants ``a`` and ``b`` on the same (input, repeat, model) pairs: ``a`` - ``b``.
 
-    ``difference`` is the mean of value(a) - value(b) over pairs where both have a value, with a
-    ``confidence`` interval over inputs (pairs of one input are clustered; a difference of rates
-    stays in [-1, 1]; ``method="bootstrap"`` resamples inputs). ``verdict``:
+    ``difference`` is the mean over inputs of each input's mean of value(a) - value(b) (pairs where
+    both have a value; ``weight="calls"`` weights inputs by their pairs instead), with a
+    ``confidence`` interval over inputs and the ``p_value`` of the same test (see the module
+    docstring: sign-flip up to ``EXACT_UP_TO`` inputs, t above; ``method="bootstrap"`` resamples
+    inputs and has no p-value). ``verdict``:
 
-    - ``"too few inputs to tell"`` below ``min_inputs`` inputs (never a verdict on 2 pairs);
-    - ``"A better"`` / ``"B better"`` when the interval excludes 0 (and, up to ``EXACT_UP_TO``
-      inputs, the exact sign-flip test agrees); ``higher_is_better`` says which direction is
-      better. ``"auto"`` treats a higher ``passed``/``score``/``appropriate`` as better and, for other
-      values such as ``escaped`` (right on unanswerable inputs, over-abstention on the rest), says
-      only ``"A higher"`` / ``"B higher"``;
+    - ``"no pairs"`` when no pair has both values;
+    - ``"too few inputs to tell"`` below ``min_inputs`` inputs (no interval, no p-value);
+    - ``"A better"`` / ``"B better"`` exactly when the interval excludes 0; ``higher_is_better``
+      says which direction is better. ``"auto"`` treats a higher ``passed``/``score``/``appropriate``
+      as better and, for other values such as ``escaped`` (right on unanswerable inputs,
+      over-abstention on the rest), says only ``"A higher"`` / ``"B higher"``;
     - ``"no detectable difference"`` otherwise.
 
-    ``population="these"`` draws the conclusion about exactly these inputs (only the spread of
-    repeats is noise; no minimum number of inputs) and the reading says "on these N inputs".
-    ``reading`` says it all in a sentence with the variants' names. With ``split_by_tag`` there is
-    one row per input tag plus ``all``. Other columns: pairs, inputs, mean_a, mean_b, p_value, method.
+    With ``split_by_tag`` there is one row per input tag plus ``all``; the tag rows are a family
+    (which tags drive it?): their ``p_value`` is Holm-adjusted and their interval drawn at their Holm
+    level, so an adjusted verdict still agrees with its interval; ``p_unadjusted``,
+    ``low_unadjusted``, ``high_unadjusted`` and ``verdict_unadjusted`` keep the figures read alone
+    and ``family`` is the number of tag readings adjusted together. ``population="these"`` draws the
+    conclusion about exactly these inputs (only the spread of repeats is noise) and the reading says
+    "on these N inputs". ``reading`` says it all in a sentence with the variants' names. Other
+    columns: pairs, inputs, mean_a, mean_b (means of per-input means), method.
     """
     if method not in ("t", "bootstrap"):
         raise ParameterError(f"method must be 't' or 'bootstrap', got {method!r}")
     if not 0 < confidence < 1:
         raise ParameterError(f"confidence must be between 0 and 1, got {confidence!r}")
-    if population not in ("inputs", "these"):
-        raise ParameterError(f"population must be 'inputs' (inputs like these) or 'these' (exactly these inputs), got {population!r}")
+    _check(population, weight)
     if higher_is_better == "auto":
         higher_is_better = True if value in _HIGHER_IS_BETTER else None
     cluster = "input_id" if "input_id" in pair_on else None
@@ -448,69 +665,233 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed"
     if split_by_tag and "input_tags" in pairs:
         tags = sorted({t for ts in pairs["input_tags"] for t in _tag_list(ts)})
         groups += [(t, pairs[pairs["input_tags"].map(lambda ts, t=t: t in _tag_list(ts))]) for t in tags]
+    kw = dict(cluster=cluster, method=method, higher_is_better=higher_is_better, population=population,
+              min_inputs=min_inputs, seed=seed, weight=weight)
     rows = []
     for tag, p in groups:
-        row = {"tag": tag, "a": a, "b": b, "mean_a": float(p["a"].mean()) if len(p) else math.nan,
-               "mean_b": float(p["b"].mean()) if len(p) else math.nan,
-               **_difference_row(p, cluster=cluster, confidence=confidence, method=method,
-                                 higher_is_better=higher_is_better, population=population,
-                                 min_inputs=min_inputs, seed=seed)}
+        rows.append({"tag": tag, "a": a, "b": b, **_input_means(p, cluster, weight),
+                     **_difference_row(p, confidence=confidence, **kw)})
+    family = [i for i, r in enumerate(rows) if r["tag"] != "all"] if len(rows) > 2 else []
+    adjust_family(rows, family, lambda i, level: _difference_row(groups[i][1], confidence=1 - level, **kw), confidence)
+    for row in rows:
         row["population"] = population
         row["reading"] = _reading(row, value, confidence)
-        rows.append(row)
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows).drop(columns="same_everywhere", errors="ignore")
     return out.set_index("tag") if split_by_tag else out.drop(columns="tag")
+
+
+def pairwise(df: pd.DataFrame, variants: Sequence[str] | None = None, *, value: str = "passed",
+             confidence: float = 0.95, higher_is_better: bool | None | Literal["auto"] = "auto",
+             variant_col: str = "variant", pair_on: Sequence[str] = PAIR_KEYS, population: Population = "inputs",
+             weight: Weight = "inputs", min_inputs: int = MIN_INPUTS) -> pd.DataFrame:
+    """Every pair of ``variants`` (default: all, in order of appearance) compared as in
+    :func:`paired_difference`, read as one family: with more than two variants, "which one is best"
+    asks all the pairs at once, so p-values are Holm-adjusted and each interval is drawn at its Holm
+    level (``p_unadjusted`` and the other ``*_unadjusted`` columns keep the figures read alone).
+    One row per pair ``a`` - ``b``."""
+    names = [str(v) for v in (variants or dict.fromkeys(df[variant_col].dropna()))]
+    if len(names) < 2:
+        raise ParameterError(f"pairwise needs at least two variants; got {names}")
+    kw = dict(value=value, higher_is_better=higher_is_better, variant_col=variant_col, pair_on=pair_on,
+              population=population, weight=weight, min_inputs=min_inputs)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    rows = [paired_difference(df, a, b, confidence=confidence, **kw).iloc[0].to_dict() for a, b in pairs]
+    for r in rows:
+        r.pop("reading", None)
+        r["family_of"] = "pairs of variants"
+
+    def again(i: int, level: float) -> dict[str, object]:
+        return paired_difference(df, *pairs[i], confidence=1 - level, **kw).iloc[0].to_dict()
+    adjust_family(rows, list(range(len(rows))) if len(rows) > 1 else [], again, confidence)
+    for r in rows:
+        r["reading"] = _reading(r, value, confidence)
+    return pd.DataFrame(rows)
+
+
+def _input_means(p: pd.DataFrame, cluster: str | None, weight: str) -> dict[str, float]:
+    """mean_a and mean_b on the reading's own estimand (per-input means, each input once)."""
+    if not len(p):
+        return {"mean_a": math.nan, "mean_b": math.nan}
+    if weight == "calls" or cluster is None or cluster not in p:
+        return {"mean_a": float(p["a"].mean()), "mean_b": float(p["b"].mean())}
+    g = p.groupby(p[cluster].astype(str), sort=False)[["a", "b"]].mean()
+    return {"mean_a": float(g["a"].mean()), "mean_b": float(g["b"].mean())}
+
+
+_UNADJUSTED = ("p_value", "low", "high", "verdict")
+
+
+def adjust_family(rows: list[dict], family: list[int], recompute, confidence: float) -> None:
+    """Holm-adjust a family of readings in place.
+
+    ``rows`` are reading dicts (``p_value``, ``low``, ``high``, ``verdict``), ``family`` the indices
+    read together; every row keeps its figures read alone under ``*_unadjusted``; each member gets
+    its Holm-adjusted ``p_value``, and its ``low``/``high``/``verdict`` redrawn at its Holm level by
+    ``recompute(i, level)`` (which returns those three), so an adjusted verdict agrees with its
+    adjusted interval. Members without a p-value (too few inputs, no pairs) are not counted."""
+    for r in rows:  # a row already read in another family keeps the figures it had alone
+        for key in ("p_value", "low", "high", "verdict"):
+            r.setdefault(key.replace("_value", "") + "_unadjusted", r[key])
+        r.setdefault("family", 1)
+    members = [i for i in family if math.isfinite(rows[i]["p_value"])]
+    if len(members) < 2:
+        return
+    alpha = 1 - confidence
+    p = np.array([rows[i]["p_value"] for i in members])
+    adjusted, levels = holm(p), holm_levels(p, alpha)
+    for i, padj, level in zip(members, adjusted, levels):
+        again = recompute(i, float(level))
+        rows[i].update({"p_value": float(padj), "low": again["low"], "high": again["high"],
+                        "verdict": again["verdict"], "family": len(members)})
+
+
+def interval_ends(low: float, high: float, digits: int = 3) -> tuple[str, str]:
+    """An interval's ends as text: ``("-0.100", "+0.250")``. On an interval that excludes 0, an end
+    nearer 0 than the digits show reads ``just above 0`` / ``just below 0`` (a sign-flip interval can
+    end right at 0), never ``+0.000``; an infinite end reads ``no bound``."""
+    excludes = low > 0 or high < 0
+
+    def one(x: float) -> str:
+        if not math.isfinite(x):
+            return "no bound" if x == x else "n/a"
+        if excludes and x != 0 and round(x, digits) == 0:
+            return "just above 0" if x > 0 else "just below 0"
+        return f"{x + 0.0:+.{digits}f}"
+    return one(low), one(high)
+
+
+def _interval_text(low: float, high: float, confidence: float, digits: int = 3) -> str:
+    lo, hi = interval_ends(low, high, digits)
+    return f"{confidence:.0%} interval {lo} to {hi}"
 
 
 def _reading(row: dict[str, object], value: str, confidence: float) -> str:
     a, b, n, k = row["a"], row["b"], row["pairs"], row["inputs"]
     if not n:
         return f"no pairs where both {a} and {b} have a {value} value"
-    where = f"on these {k} inputs" if row.get("population") == "these" else f"over {k} inputs"
-    size = f"{where} ({n} pairs)"
-    ci = f"{confidence:.0%} interval {row['low']:+.3f} to {row['high']:+.3f}"
+    size = f"{'on these' if row.get('population') == 'these' else 'over'} {plural(k, 'input')} ({plural(n, 'pair')})"
+    diff = f"{a} - {b} = {row['difference'] + 0.0:+.3f}"
     if row["verdict"] == TOO_FEW:
-        return (f"{TOO_FEW} ({k} inputs; a verdict needs {MIN_INPUTS}): {value} {a} - {b} = "
-                f"{row['difference']:+.3f} ({ci})")
+        if row.get("population") == "these":
+            return (f"{TOO_FEW}: {value} {diff} {size}; one call per input and no spread to measure the noise "
+                    "by (add repeats)")
+        return f"{TOO_FEW}: {value} {diff} {size}; a verdict and an interval need {MIN_INPUTS} inputs"
+    how = "; ".join(x for x in (format_p(row["p_value"]), row.get("method") or "") if x)
+    if row.get("family", 1) > 1:
+        how += f"; Holm-adjusted over {row['family']} {row.get('family_of', 'tags')}"
+    ci = _interval_text(row["low"], row["high"], confidence) + (f"; {how}" if how else "")
+    if row.get("same_everywhere") and row["low"] == row["high"]:
+        ci += "; every input gave the same difference"
     if row["verdict"] == "no detectable difference":
-        said = f"no detectable difference in {value} between {a} and {b} {size}: {a} - {b} = {row['difference']:+.3f} ({ci}"
-        p = row.get("p_value")
-        if row["low"] > 0 or row["high"] < 0:  # the interval alone would say otherwise: say why it does not decide
-            said += f"; the exact sign-flip test over {k} inputs does not agree, p = {p:.2f}" if p == p else ""
-        return said + ")"
+        return f"no detectable difference in {value} between {a} and {b} {size}: {diff} ({ci})"
     if row["verdict"] in ("A higher", "B higher"):
         higher, lower = (a, b) if row["verdict"] == "A higher" else (b, a)
-        return f"{value} is higher for {higher} than for {lower}: {a} - {b} = {row['difference']:+.3f} {size} ({ci})"
+        return f"{value} is higher for {higher} than for {lower}: {diff} {size} ({ci})"
     better, worse = (a, b) if row["verdict"] == "A better" else (b, a)
-    return f"{better} better than {worse} {size}: {value} {a} - {b} = {row['difference']:+.3f} ({ci})"
+    return f"{better} better than {worse} {size}: {value} {diff} ({ci})"
 
 
 # ---- planning: inputs x repeats -----------------------------------------------------------------
 
-def predicted_power(difference: float, *, between_var: float, within_var: float, inputs: int, repeats: int,
-                    confidence: float = 0.95, min_inputs: int = MIN_INPUTS) -> float:
-    """Power of the paired verdict to detect ``difference`` with ``inputs`` x ``repeats``, from the
-    variance components (normal approximation with a t critical value on inputs - 1 degrees of
-    freedom; 0 below ``min_inputs`` inputs, where there is no verdict)."""
-    if inputs < min_inputs:
-        return 0.0
-    se = math.sqrt((between_var + within_var / repeats) / inputs)
-    if se == 0:
+PLAN_QUANTILE = 0.8  # plan on the 80th percentile of the between-input variance the pilot allows
+PLAN_SIMULATIONS = 1000  # simulated experiments per design read by the sign-flip test (6-12 inputs): +-1.5 points
+
+
+@dataclass(frozen=True)
+class _Components:
+    """What a design's power depends on: variance components of a paired difference, and (for
+    0/1 values) the mean rate and the spread of base rates that reproduce the within-input spread."""
+
+    between: float
+    within: float
+    rate: float | None
+    base_var: float
+
+
+def _power_t(difference: float, unit_var: float, n: int, confidence: float) -> float:
+    """Exact power of the two-sided t-test over ``n`` per-input means of variance ``unit_var`` (noncentral t)."""
+    from scipy import special
+
+    if unit_var <= 0:
         return 1.0
-    crit = float(_t_ppf(0.5 + confidence / 2, inputs - 1))
-    shift = abs(difference) / se
-    return float((1 - _NORMAL.cdf(crit - shift)) + _NORMAL.cdf(-crit - shift))
+    df = n - 1
+    crit = float(_t_ppf(0.5 + confidence / 2, df))
+    nc = abs(difference) * math.sqrt(n / unit_var)
+    upper = 1 - float(special.nctdtr(df, nc, crit))
+    lower = float(special.nctdtr(df, nc, -crit))  # the far tail: nan (0, really) when nc is large
+    return upper + (lower if math.isfinite(lower) else 0.0) if math.isfinite(upper) else 1.0
+
+
+def _power_sim(difference: float, c: _Components, n: int, k: int, confidence: float,
+               sims: int = PLAN_SIMULATIONS, seed: int = 0) -> float:
+    """Share of simulated experiments (n inputs x k repeats) in which the lab's own procedure
+    (:func:`difference_verdicts`) finds the difference in its direction. Seeded: the same design
+    always gets the same answer, and a larger design is read on the same draws."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(difference, math.sqrt(max(c.between, 0.0)), (sims, n))
+    if c.rate is not None:
+        base = _beta_like(rng, c.rate, c.base_var, (sims, n))
+        pa, pb = np.clip(base + effect / 2, 0, 1), np.clip(base - effect / 2, 0, 1)
+        sums = (rng.binomial(k, pa) - rng.binomial(k, pb)).astype(float)
+    else:
+        sums = k * (effect + rng.normal(0.0, math.sqrt(c.within / k), (sims, n)))
+    res = difference_verdicts(sums, np.full((sims, n), float(k)), np.zeros((sims, n)), confidence=confidence,
+                              bounds=None, interval=False)
+    return float((res["direction"] == (1 if difference > 0 else -1)).mean())
+
+
+def _beta_like(rng: np.random.Generator, mean: float, var: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Base rates with this mean and variance (a constant when the variance is 0)."""
+    mean = min(max(mean, 1e-3), 1 - 1e-3)
+    var = min(var, mean * (1 - mean) * 0.99)
+    if var <= 1e-9:
+        return np.full(shape, mean)
+    s = mean * (1 - mean) / var - 1
+    return rng.beta(mean * s, (1 - mean) * s, shape)
+
+
+@functools.lru_cache(maxsize=4096)
+def _power(difference: float, c: _Components, n: int, k: int, confidence: float,
+           min_inputs: int = MIN_INPUTS, sims: int = PLAN_SIMULATIONS) -> float:
+    """Power of the lab's reading at n inputs x k repeats: simulated through its sign-flip test up
+    to ``EXACT_UP_TO`` inputs, the t-test's exact power above (the t-test is what it runs there)."""
+    if n < min_inputs:
+        return 0.0
+    if n <= EXACT_UP_TO:
+        # far out of reach for the t-test at this size: the sign-flip test (never much stronger) is too
+        if _power_t(difference, c.between + c.within / k, n, confidence) < 0.2:
+            return _power_t(difference, c.between + c.within / k, n, confidence)
+        return _power_sim(difference, c, n, k, confidence, sims=sims)
+    return _power_t(difference, c.between + c.within / k, n, confidence)
+
+
+def predicted_power(difference: float, *, between_var: float, within_var: float, inputs: int, repeats: int,
+                    confidence: float = 0.95, min_inputs: int = MIN_INPUTS, rate: float | None = None) -> float:
+    """Power of the paired verdict to detect ``difference`` with ``inputs`` x ``repeats``, from the
+    variance components: the lab's own procedure, simulated through its sign-flip test for 6-12
+    inputs (0/1 outcomes at ``rate`` when given, else normal per-input means) and the t-test's exact
+    power above; 0 below ``min_inputs`` inputs, where there is no verdict."""
+    c = _components(between_var, within_var, rate)
+    return _power(difference, c, inputs, repeats, confidence, min_inputs)
+
+
+def _components(between: float, within: float, rate: float | None) -> _Components:
+    base_var = 0.0 if rate is None else max(0.0, rate * (1 - rate) - within / 2)
+    return _Components(between=between, within=within, rate=rate, base_var=base_var)
 
 
 @dataclass(frozen=True)
 class PlanOption:
-    """One way to reach the requested power: ``inputs`` x ``repeats`` per variant."""
+    """One way to reach the requested power: ``inputs`` x ``repeats`` per variant. ``power`` is
+    predicted on the pessimistic between-input variance the plan uses, ``power_if_as_estimated``
+    on the pilot's own estimate."""
 
     inputs: int
     repeats: int
     calls: int
     power: float
     cost_usd: float | None
+    power_if_as_estimated: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -533,6 +914,8 @@ class Plan:
     advice: str
     cost_per_call: float | None
     notes: list[str] = field(default_factory=list)
+    between_var_planned: float = math.nan
+    rate: float | None = None
 
     # what lab.batch.suggest reads
     @property
@@ -547,10 +930,13 @@ class Plan:
     def batch_cost_usd(self) -> float | None:
         return None if self.cost_usd is None else self.cost_usd / 2
 
-    def power_at(self, inputs: int, repeats: int) -> float:
-        """Predicted power with ``inputs`` x ``repeats`` per variant."""
-        return predicted_power(self.difference, between_var=self.between_var, within_var=self.within_var,
-                               inputs=inputs, repeats=repeats, confidence=self.confidence)
+    def power_at(self, inputs: int, repeats: int, *, as_estimated: bool = False) -> float:
+        """Predicted power with ``inputs`` x ``repeats`` per variant, on the planned (pessimistic)
+        between-input variance, or with ``as_estimated=True`` on the pilot's own estimate."""
+        between = self.between_var if as_estimated or not math.isfinite(self.between_var_planned) \
+            else self.between_var_planned
+        return predicted_power(self.difference, between_var=between, within_var=self.within_var, inputs=inputs,
+                               repeats=repeats, confidence=self.confidence, rate=self.rate)
 
     def table(self) -> pd.DataFrame:
         """Every option considered: inputs needed at each number of repeats, calls, power, cost."""
@@ -561,15 +947,25 @@ class Plan:
         cost = "" if r.cost_usd is None else f", about ${r.cost_usd:.4f} (${r.cost_usd / 2:.4f} with a batch API)"
         lines = [
             f"To detect {self.a} - {self.b} = {self.difference:g} with {self.power:.0%} power at {self.confidence:.0%} "
-            f"confidence: {r.inputs} inputs x {r.repeats} repeats ({r.calls} calls{cost}).",
-            f"Variance of a paired difference: between inputs {self.between_var:.4f}, within an input "
+            f"confidence: {plural(r.inputs, 'input')} x {plural(r.repeats, 'repeat')} ({r.calls} calls{cost}).",
+            f"Predicted power {r.power:.0%} on the planned between-input variance, {r.power_if_as_estimated:.0%} if it "
+            "is as the pilot estimated.",
+            f"Variance of a paired difference: between inputs {self.between_var:.4f} as estimated, planned on "
+            f"{self.between_var_planned:.4f} (the {PLAN_QUANTILE:.0%} upper bound the pilot allows: a pilot's spread "
+            f"is uncertain, and optimism here is what makes experiments too small); within an input "
             f"{self.within_var:.4f} (divided by repeats).",
             self.advice,
-            f"The current experiment ({self.pilot_inputs} inputs x {self.pilot_repeats} repeats) can detect a "
-            f"difference of about {self.detectable_now:.3f}." if math.isfinite(self.detectable_now) else
-            f"The current experiment ({self.pilot_inputs} inputs) is below the {MIN_INPUTS} inputs a verdict needs.",
+            self._detectable_text(),
         ]
         return "\n".join(lines + self.notes)
+
+    def _detectable_text(self) -> str:
+        now = f"The current experiment ({plural(self.pilot_inputs, 'input')} x {plural(self.pilot_repeats, 'repeat')})"
+        if self.pilot_inputs < MIN_INPUTS:
+            return f"{now} is below the {MIN_INPUTS} inputs a verdict needs."
+        if not math.isfinite(self.detectable_now) or (self.rate is not None and self.detectable_now > 1):
+            return f"{now} cannot detect even the largest possible difference with {self.power:.0%} power."
+        return f"{now} can detect a difference of about {self.detectable_now:.3f}."
 
     def _repr_html_(self) -> str:
         import html
@@ -600,22 +996,56 @@ def variance_components(pairs: pd.DataFrame, cluster: str = "input_id") -> tuple
     return between, within, notes
 
 
+def _planned_between(pairs: pd.DataFrame, within: float, cluster: str = "input_id") -> float:
+    """The between-input variance at its ``PLAN_QUANTILE`` upper bound: the spread of the pilot's
+    per-input mean differences, taken at a chi-square upper bound, less the within-input part."""
+    d = (pairs["a"] - pairs["b"]).to_numpy(dtype=float)
+    codes = pd.factorize(pairs[cluster].astype(str))[0] if cluster in pairs else np.arange(len(d))
+    sums, sizes, _ = _cluster_sums(d, codes)
+    n = len(sums)
+    if n < 2:
+        return math.nan
+    total = float(np.var(sums / sizes, ddof=1)) * (n - 1) / float(_chi2_low(n - 1, 1 - PLAN_QUANTILE))
+    return max(0.0, total - within * float(np.mean(1 / sizes)))
+
+
+def _fewest_inputs(power_at, target: float, max_inputs: int) -> int | None:
+    """The smallest n >= MIN_INPUTS with power_at(n) >= target (exact: every n up to EXACT_UP_TO,
+    then a bisection on the t-test's power, which grows with n)."""
+    for n in range(MIN_INPUTS, EXACT_UP_TO + 1):
+        if power_at(n) >= target:
+            return n
+    lo, hi = EXACT_UP_TO, EXACT_UP_TO + 1
+    while power_at(hi) < target:
+        lo, hi = hi, hi * 2
+        if lo > max_inputs:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if power_at(mid) >= target else (mid, hi)
+    return hi if hi <= max_inputs else None
+
+
 def plan(pilot: pd.DataFrame, a: str, b: str, *, difference: float, value: str = "passed", power: float = 0.8,
          confidence: float = 0.95, variant_col: str = "variant", pair_on: Sequence[str] = PAIR_KEYS,
          repeat_choices: Sequence[int] = REPEAT_CHOICES, max_inputs: int = 100_000) -> Plan:
     """From a pilot run, plan an experiment that detects ``a`` - ``b`` = ``difference``: inputs x repeats.
 
     The pilot's paired differences give two variance components: between inputs (how much the
-    effect differs from input to input) and within an input (the model's sampling noise). The
-    variance of the verdict's estimate is ``(between + within / repeats) / inputs``: repeats only
-    shrink the second part. For each number of repeats in ``repeat_choices`` the plan finds the
-    inputs needed (at least ``MIN_INPUTS``); ``recommended`` is the option with the fewest calls;
-    ``repeats_for_pilot_inputs`` is the repeats that reach the power on the pilot's own inputs, or
-    None when no number can ("add inputs: the spread between inputs dominates"). ``detectable_now``
-    is the smallest difference the pilot's own size detects with ``power``. Cost uses the pilot's mean
-    ``cost_usd`` per call (None when a price is unknown); batch APIs bill half. When the pilot's pairs
-    never differ, the within-input spread of independent outcomes at its mean rate (clipped to
-    0.05..0.95) is assumed, so a tiny pilot never claims one call is enough.
+    effect differs from input to input) and within an input (the model's sampling noise); repeats
+    only shrink the second. A pilot's between-input variance is uncertain (and easily estimated as
+    0), so the plan uses its ``PLAN_QUANTILE`` upper bound and says so; ``power_if_as_estimated``
+    gives the power on the point estimate. Power is that of the lab's own reading: simulated through
+    the sign-flip test for 6-12 inputs (0/1 outcomes at the pilot's rates), the t-test's exact power
+    above. For each number of repeats in ``repeat_choices`` the plan finds the fewest inputs that
+    reach ``power`` (an exact search); ``recommended`` is the option with the fewest calls, ties
+    going to more inputs; ``repeats_for_pilot_inputs`` is the repeats that reach the power on the
+    pilot's own inputs, or None when no number can ("add inputs: the spread between inputs
+    dominates"). ``detectable_now`` is the smallest difference the pilot's own size detects with
+    ``power``. Cost uses the pilot's mean ``cost_usd`` per call (None when a price is unknown); batch
+    APIs bill half. When the pilot's pairs never differ, the within-input spread of independent
+    outcomes at its mean rate (clipped to 0.05..0.95) is assumed, so a tiny pilot never claims one
+    call is enough.
     """
     if isinstance(difference, bool) or not (isinstance(difference, (int, float)) and difference > 0):
         raise ParameterError(f"difference must be a positive number (the effect to detect), got {difference!r}")
@@ -625,68 +1055,80 @@ def plan(pilot: pd.DataFrame, a: str, b: str, *, difference: float, value: str =
     if len(pairs) < 2:
         raise ParameterError(f"the pilot has {len(pairs)} pair(s) of {a!r} and {b!r} with a {value} value; run at least 2")
     between, within, notes = variance_components(pairs)
+    both = np.concatenate([pairs["a"], pairs["b"]])
+    rate = float(both.mean()) if _is_rate(both) else None
     if between == 0 and within == 0:
-        p = float(np.clip(np.concatenate([pairs["a"], pairs["b"]]).mean(), 0.05, 0.95))
+        p = float(np.clip(both.mean(), 0.05, 0.95))
         within = 2 * p * (1 - p)
         notes.append(f"The pilot's pairs never differed; assumed independent outcomes at rate {p:.2f}.")
+    planned = _planned_between(pairs, within)
+    if not math.isfinite(planned):
+        planned = between
+    comp = _components(planned, within, rate)
+    central = _components(between, within, rate)
     n_inputs = int(pairs["input_id"].nunique()) if "input_id" in pairs else len(pairs)
     pilot_repeats = max(1, round(len(pairs) / max(n_inputs, 1)))
     sub = pilot[pilot[variant_col].isin([a, b])]
     costs = sub["cost_usd"] if "cost_usd" in sub else pd.Series(dtype=float)
     per_call = None if costs.empty or costs.isna().any() else float(costs.mean())
-    z = float(_NORMAL.inv_cdf(0.5 + confidence / 2) + _NORMAL.inv_cdf(power))
-
-    def inputs_needed(k: int) -> int | None:
-        var = between + within / k
-        n = max(MIN_INPUTS, math.ceil((z ** 2) * var / difference ** 2))
-        while n <= max_inputs:
-            if predicted_power(difference, between_var=between, within_var=within, inputs=n, repeats=k,
-                               confidence=confidence) >= power:
-                return n
-            n = n + 1 if n < 200 else math.ceil(n * 1.01)
-        return None
 
     options = []
     for k in sorted(set(int(r) for r in repeat_choices)):
-        n = inputs_needed(k)
+        n = _fewest_inputs(lambda n, k=k: _power(difference, comp, n, k, confidence), power, max_inputs)
         if n is None:
             continue
         calls = 2 * n * k
-        options.append(PlanOption(inputs=n, repeats=k, calls=calls,
-                                  power=predicted_power(difference, between_var=between, within_var=within, inputs=n,
-                                                        repeats=k, confidence=confidence),
-                                  cost_usd=None if per_call is None else per_call * calls))
+        options.append(PlanOption(inputs=n, repeats=k, calls=calls, power=_power(difference, comp, n, k, confidence),
+                                  cost_usd=None if per_call is None else per_call * calls,
+                                  power_if_as_estimated=_power(difference, central, n, k, confidence)))
     if not options:
         raise ParameterError(f"no plan reaches {power:.0%} power for a difference of {difference:g} within "
                              f"{max_inputs} inputs; ask about a larger difference")
-    recommended = min(options, key=lambda o: (o.calls, o.inputs))
-    on_pilot = [k for k in range(1, 1001)
-                if predicted_power(difference, between_var=between, within_var=within, inputs=n_inputs, repeats=k,
-                                   confidence=confidence) >= power]
-    limit = predicted_power(difference, between_var=between, within_var=0.0, inputs=n_inputs, repeats=1,
-                            confidence=confidence) if n_inputs >= MIN_INPUTS else 0.0
-    if on_pilot:
-        advice = (f"On the pilot's {n_inputs} inputs, {on_pilot[0]} repeats reach {power:.0%} power"
-                  + ("." if on_pilot[0] <= recommended.repeats or recommended.inputs >= n_inputs else
-                     f"; {recommended.inputs} inputs x {recommended.repeats} repeats is cheaper."))
+    recommended = min(options, key=lambda o: (o.calls, -o.inputs))
+    rough = PLAN_SIMULATIONS // 4  # the searches below say "about": fewer simulated experiments will do
+    on_pilot = _repeats_on(lambda k: _power(difference, comp, n_inputs, k, confidence, sims=rough), power)
+    if on_pilot is not None:
+        advice = (f"On the pilot's {plural(n_inputs, 'input')}, {plural(on_pilot, 'repeat')} reach {power:.0%} power"
+                  + ("." if on_pilot <= recommended.repeats or recommended.inputs >= n_inputs else
+                     f"; {plural(recommended.inputs, 'input')} x {plural(recommended.repeats, 'repeat')} is cheaper."))
     elif n_inputs < MIN_INPUTS:
-        advice = f"add inputs: {n_inputs} inputs are below the {MIN_INPUTS} a verdict needs, whatever the repeats."
+        advice = (f"add inputs: {plural(n_inputs, 'input')} {'is' if n_inputs == 1 else 'are'} below the {MIN_INPUTS} "
+                  "a verdict needs, whatever the repeats.")
     else:
-        unlimited = inputs_needed(10 ** 6)
-        advice = (f"add inputs: the spread between inputs dominates. On the pilot's {n_inputs} inputs no number of "
-                  f"repeats reaches {power:.0%} power (at most {limit:.0%}); even with unlimited repeats it takes "
+        limit = _power(difference, _components(planned, 0.0, None), n_inputs, 10 ** 6, confidence)
+        unlimited = _fewest_inputs(lambda n: _power(difference, _components(planned, 0.0, None), n, 1, confidence),
+                                   power, max_inputs)
+        advice = (f"add inputs: the spread between inputs dominates. On the pilot's {plural(n_inputs, 'input')} "
+                  f"no number of repeats reaches {power:.0%} power (at most {limit:.0%}); even with unlimited repeats it takes "
                   f"{unlimited if unlimited is not None else 'more than ' + str(max_inputs)} inputs.")
-    crit = z
-    if n_inputs >= MIN_INPUTS:
-        crit = float(_t_ppf(0.5 + confidence / 2, n_inputs - 1) + _NORMAL.inv_cdf(power))
-        detectable = crit * math.sqrt((between + within / pilot_repeats) / n_inputs)
-    else:
-        detectable = math.inf
+    detectable = _detectable(lambda d: _power(d, comp, n_inputs, pilot_repeats, confidence, sims=rough),
+                             power) if n_inputs >= MIN_INPUTS else math.inf
     return Plan(a=a, b=b, difference=float(difference), power=power, confidence=confidence, between_var=between,
                 within_var=within, pilot_inputs=n_inputs, pilot_repeats=pilot_repeats, detectable_now=detectable,
-                options=options, recommended=recommended,
-                repeats_for_pilot_inputs=on_pilot[0] if on_pilot else None, advice=advice, cost_per_call=per_call,
-                notes=notes)
+                options=options, recommended=recommended, repeats_for_pilot_inputs=on_pilot, advice=advice,
+                cost_per_call=per_call, notes=notes, between_var_planned=planned, rate=rate)
+
+
+def _repeats_on(power_at, target: float, most: int = 1000) -> int | None:
+    """The fewest repeats (1..most) that reach ``target`` on a fixed number of inputs, or None."""
+    if power_at(most) < target:
+        return None
+    lo, hi = 0, most
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if power_at(mid) >= target else (mid, hi)
+    return hi
+
+
+def _detectable(power_at, target: float) -> float:
+    """The smallest difference (to 0.001) that reaches ``target`` power; inf when even 2 does not."""
+    if power_at(2.0) < target:
+        return math.inf
+    lo, hi = 0.0, 2.0
+    while hi - lo > 1e-3:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if power_at(mid) >= target else (mid, hi)
+    return hi
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,144 @@ def unparsed_share(grades: pd.DataFrame, judge: str | None = None) -> float:
         return float("nan")
     latest = g.sort_values("seq").groupby(["run_id", "grader"]).tail(1)
     return float((latest["label"] == "unparsed").mean())
+
+
+# ---- tables to read: what a report shows instead of raw reprs ------------------------------------
+
+# float columns in [0, 1] under these names are shares; differences of shares are percentage points
+SHARE_NAMES = frozenset({"rate", "passed", "pass_rate", "correct", "escaped", "answered", "appropriate", "coverage",
+                         "over_abstention", "agreement", "accuracy", "mean_a", "mean_b", "rate_full", "rate_base",
+                         "rate_changed", "score", "mean_score", "confidence", "mean_confidence", "p_answer",
+                         "p_escape"})
+POINT_NAMES = frozenset({"difference", "change"})
+NO_VALUE = "–"
+
+
+def readable(df: pd.DataFrame, *, shares: tuple[str, ...] = (), points: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A copy of ``df`` as short strings for a person: shares as percentages, differences of shares
+    as signed percentage points, an interval folded into its value (``x_low``/``x_high`` or
+    ``low``/``high`` beside ``difference``, ``change`` or ``rate``: "+12 pts (-3 to +27)"), p-values
+    as 0.012 or <0.001, milliseconds and dollars with their unit, counts with thousands separators,
+    lists and dicts as "a, b" and "k: v", newlines as ⏎, and a missing value as "–" (never "nan",
+    never 5.551115e-17). Column names lose their underscores. ``shares`` and ``points`` name more
+    columns to read as shares or as differences of shares."""
+    out = ReadableFrame(df.copy())
+    share_cols = SHARE_NAMES | set(shares)
+    point_cols = POINT_NAMES | set(points)
+    for col in list(out.columns):
+        name = col[-1] if isinstance(col, tuple) else col
+        out[col] = _readable_column(out[col], str(name), share_cols, point_cols)
+    out = _fold_intervals(out, df, point_cols)
+    if isinstance(out.index, pd.MultiIndex) or out.index.dtype == object:
+        out.index = out.index.map(lambda v: _cell(v) if not isinstance(v, tuple) else tuple(_cell(x) for x in v))
+    out.index.names = [_heading(n) if isinstance(n, str) else n for n in out.index.names]
+    return out.rename(columns=lambda c: _heading(c) if isinstance(c, str) else c)
+
+
+class ReadableFrame(pd.DataFrame):
+    """A table of strings made to be read: shown whole (no "..." in long outputs, no row limit
+    up to 500 rows)."""
+
+    @property
+    def _constructor(self) -> type:
+        return ReadableFrame
+
+    def _repr_html_(self) -> str | None:
+        # a plain 0, 1, 2 row number says nothing: left out
+        plain = isinstance(self.index, pd.RangeIndex) and self.index.name is None
+        with pd.option_context("display.max_colwidth", None, "display.max_rows", 500, "display.max_columns", 50):
+            if plain:
+                return self.to_html(index=False, classes="dataframe", border=0, escape=True)
+            return super()._repr_html_()
+
+
+def _heading(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _is_share(s: pd.Series) -> bool:
+    v = pd.to_numeric(s, errors="coerce").dropna()
+    return s.dtype.kind == "f" and len(v) > 0 and bool(((v >= -1e-9) & (v <= 1 + 1e-9)).all())
+
+
+def _readable_column(s: pd.Series, name: str, share_cols: set[str], point_cols: set[str]) -> pd.Series:
+    base = name.removesuffix("_low").removesuffix("_high")
+    if name in ("low", "high") or base != name:
+        kind = ("points" if name in ("low", "high") else
+                "share" if (base in share_cols or f"{base}_rate" in share_cols) and _is_share(s) else "number")
+    elif name.startswith("passed") and set(pd.to_numeric(s, errors="coerce").dropna()) <= {0.0, 1.0}:
+        kind = "pass"
+    elif name in point_cols:
+        kind = "points"
+    elif name in share_cols and _is_share(s):
+        kind = "share"
+    elif name == "p_value":
+        kind = "p"
+    elif name.endswith("_ms"):
+        kind = "ms"
+    elif name.endswith("_usd"):
+        kind = "usd"
+    else:
+        kind = "number"
+    if kind == "points" and not (pd.to_numeric(s, errors="coerce").dropna().abs() <= 1 + 1e-9).all():
+        kind = "number"
+    return s.map(lambda v: _cell(v, kind))
+
+
+def _cell(v: object, kind: str = "number") -> str:
+    import math
+
+    import numpy as np
+
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:
+        return NO_VALUE
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_cell(x)}" for k, x in v.items()) or NO_VALUE
+    if isinstance(v, (list, tuple, set, np.ndarray)):
+        return ", ".join(_cell(x) for x in v) or NO_VALUE
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        x = 0.0 if abs(float(v)) < 1e-9 else float(v)
+        if kind == "pass":
+            return "pass" if x == 1 else "fail"
+        if kind == "share":
+            return f"{100 * x:.0f}%"
+        if kind == "points":
+            return f"{100 * x:+.0f} pts"
+        if kind == "p":
+            return "<0.001" if x < 0.001 else f"{x:.3f}"
+        if kind == "ms":
+            return f"{x:,.0f}\u00a0ms"
+        if kind == "usd":
+            return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
+        if x.is_integer():
+            return f"{int(x):,}"
+        return f"{x:,.3g}" if abs(x) < 100 else f"{x:,.1f}"
+    return str(v).replace("\r\n", "\n").replace("\n", " ⏎ ").strip()
+
+
+def _fold_intervals(out: pd.DataFrame, raw: pd.DataFrame, point_cols: set[str]) -> pd.DataFrame:
+    """Fold ``x_low``/``x_high`` into ``x`` and a bare ``low``/``high`` into the value they bound."""
+    cols = [c for c in raw.columns if isinstance(c, str)]
+    for col in cols:
+        for stem in dict.fromkeys((col, col.removesuffix("_rate"))):
+            low, high = f"{stem}_low", f"{stem}_high"
+            if low in cols and high in cols and low in out and high in out:
+                out = _fold(out, raw, col, low, high)
+    if "low" in cols and "high" in cols:
+        target = next((c for c in ("difference", "change", "rate", "mean", "value") if c in cols), None)
+        if target is not None:
+            out = _fold(out, raw, target, "low", "high")
+    return out
+
+
+def _fold(out: pd.DataFrame, raw: pd.DataFrame, col: str, low: str, high: str) -> pd.DataFrame:
+    lo, hi = out[low], out[high]
+    both = raw[low].notna() & raw[high].notna()
+    lo_txt = lo.str.removesuffix(" pts")
+    out[col] = [f"{v} ({a} to {b})" if ok else v for v, a, b, ok in zip(out[col], lo_txt, hi, both)]
+    out = out.drop(columns=[low, high])
+    return out.rename(columns={col: f"{col} (interval)"})

@@ -43,34 +43,44 @@ experiment_id = None  # set by `python -m lab run-notebook`; None makes one up
 ablation = lab.ablate(prompt, inputs, variant=variant, base=base, model=model, repeats=repeats, seed=seed,
                       params={"max_tokens": max_tokens}, concurrency=concurrency, budget_usd=budget_usd,
                       id=experiment_id)
-print(ablation.verdict())
+lab.report.answer(ablation)
 
 # %% [markdown]
 # ## Effect of removing each part
 #
 # One row per part: the paired change in the correct-answer rate when it is left out, with its 95%
-# interval over inputs. Red rows are beyond the noise; an interval across zero is not a finding.
+# interval over inputs. Red points are beyond the noise; an interval across zero is not a finding.
 
 # %%
 ablation.figure()
+
+# %% [markdown]
+# ## Detail
+#
+# Everything below backs the summary above: the same effects on the appropriate-escape rate, the
+# numbers per part, measure and input tag, the parts added to the persona, and the outputs that
+# changed.
 
 # %%
 ablation.figure("appropriate_escape")
 
 # %% [markdown]
 # ## The numbers, per part, measure and input tag (from `lab.stats.paired_difference`)
+#
+# A change is beyond the noise only where its interval excludes 0.
 
 # %%
-ablation.effects()
+detail = ["part", "measure", "tag", "pairs", "rate_full", "rate_changed", "change", "low", "high"]
+lab.tables.readable(ablation.effects()[detail])
 
 # %% [markdown]
 # ## A part added to the persona: does persona + one part do as well?
 
 # %%
-ablation.effects(added=True) if base else None
+lab.tables.readable(ablation.effects(added=True)[["rate_base" if c == "rate_full" else c for c in detail]]) if base else None
 
 # %% [markdown]
 # ## Outputs that changed when the way out was removed
 
 # %%
-ablation.changed("way_out")
+lab.tables.readable(ablation.changed("way_out"))

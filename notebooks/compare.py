@@ -17,7 +17,9 @@
 #
 # Everything here is drawn from the run log, so it can be re-drawn exactly as it was (`as_of`).
 # Pick experiments (default: the latest), then read outcomes per variant and tag, cost, and the
-# outputs side by side. The interactive view at the end does the same with widgets.
+# outputs in a results grid. The interactive view at the end does the same with widgets. With
+# `blind=True` the report names the variants A, B, ... (`-p blind True`), for readers who should judge
+# the outputs before they know which framing wrote them.
 
 # %%
 import lab
@@ -27,11 +29,13 @@ root = lab.notebooks.project_root(chdir=True)  # paths below are relative to the
 # %% tags=["parameters"]
 experiments = None  # a list of experiment ids; None: the latest one in the log
 as_of = None  # a log version (int) or a UTC timestamp: redraw the log as it was then
+blind = False  # True: a blind report, variants named A, B, ... (the order shuffled by the experiment)
 
 # %%
 log = lab.log()
 chosen = experiments or list(log.experiments()["id"].tail(1))
 runs = log.runs(experiment=chosen, as_of=as_of)
+runs = lab.widgets.blinded(runs) if blind else runs
 grades = log.grades(as_of=as_of)
 lab.widgets.findings_block(runs, grades)
 
@@ -39,7 +43,7 @@ lab.widgets.findings_block(runs, grades)
 # ## Per variant: calls, outcomes, latency and cost
 
 # %%
-lab.tables.summary(runs)
+lab.tables.readable(lab.tables.summary(runs))
 
 # %% [markdown]
 # ## Outcomes per variant and input tag
@@ -60,13 +64,15 @@ lab.plots.score_by_version(runs, grades)
 lab.plots.cost_latency(runs)
 
 # %% [markdown]
-# ## Outputs side by side, per input
+# ## Every output, graded: inputs down, variants across
+#
+# Click a cell for the whole output, its grade and why; filter to failures, disagreements or a tag.
 
 # %%
-lab.tables.side_by_side(runs, grades)
+lab.grid.results_grid(runs, grades)
 
 # %% [markdown]
 # ## Interactive: choose experiments, variants and tags
 
 # %%
-lab.compare_view(experiments=chosen)
+None if blind else lab.compare_view(experiments=chosen)

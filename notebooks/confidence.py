@@ -39,19 +39,25 @@ experiment_id = None  # set by `python -m lab run-notebook`; None makes one up
 # %%
 report = lab.confidence(prompt, inputs, model=model, repeats=repeats, seed=seed, params={"max_tokens": max_tokens},
                         concurrency=concurrency, budget_usd=budget_usd, id=experiment_id)
-report.availability()
-
-# %% [markdown]
-# ## Calibration per variant and tag: Brier score and ECE with 95% intervals over inputs
-
-# %%
-report.calibration()
+lab.report.answer(report)
 
 # %% [markdown]
 # ## Reliability: stated confidence against observed correctness (answers per bin as labels)
 
 # %%
 report.reliability_figure()
+
+# %% [markdown]
+# ## Calibration per variant and tag: Brier score and ECE with 95% intervals over inputs
+
+# %%
+lab.tables.readable(report.calibration())
+
+# %% [markdown]
+# ## Where a confidence could be read
+
+# %%
+lab.tables.readable(report.availability())
 
 # %% [markdown]
 # ## Selective answering
@@ -66,10 +72,10 @@ report.selective_figure()
 # ## Confident hallucinations: answers given on unanswerable inputs, and how sure they were
 
 # %%
-report.hallucinations()
+lab.tables.readable(report.hallucinations())
 
 # %% [markdown]
 # ## The sampled outcome next to the probability of being right
 
 # %%
-report.scores()
+lab.tables.readable(report.scores())

@@ -41,18 +41,25 @@ tags = None  # e.g. ["edge", "unanswerable"]: only inputs with these tags
 exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
                      budget_usd=budget_usd, params={"max_tokens": max_tokens}, id=experiment_id, tags=tags)
 runs = exp.run()
-runs.summary()
+lab.grade(runs, lab.grading.default_grader())
+lab.report.answer(lab.findings.from_log(exp.log, exp.id))
 
 # %% [markdown]
-# ## Findings
+# ## Where the way out was taken
 #
-# Answers are graded against the inputs' `expected` answers (no grader is named, so the default:
-# normalized match at the start of the output). Per framing: rates with 95% intervals over inputs
-# and n = inputs x repeats, the verdict between the framings in words, and the caveats that apply.
+# Correct, wrong, escaped and failed calls per variant and input tag, with 95% intervals over inputs.
+# An escape on an `unanswerable` input is right; on an answerable one it is over-abstention. Answers
+# are graded against the inputs' `expected` answers (the default grader: normalized match at the
+# start of the output).
 
 # %%
-lab.grade(runs, lab.grading.default_grader())
-lab.findings.from_log(exp.log, exp.id)
+lab.plots.outcome_rates(runs.df, exp.log.grades(exp.id))
+
+# %% [markdown]
+# ## Every output, graded: inputs down, variants across (click a cell for the output and why)
+
+# %%
+lab.grid.results_grid(runs.df, exp.log.grades(exp.id))
 
 # %% [markdown]
 # ## How the way out was used
@@ -61,13 +68,16 @@ lab.findings.from_log(exp.log, exp.id)
 # coverage, per variant, with 95% intervals.
 
 # %%
-lab.techniques.escape_report(runs.df)
-
-# %%
-lab.plots.outcome_rates(runs.df, exp.log.grades(exp.id))
+lab.tables.readable(lab.techniques.escape_report(runs.df))
 
 # %% [markdown]
 # ## The outs themselves: where did the model say it cannot tell?
 
 # %%
-runs.df.query("outcome == 'escaped'")[["variant", "input_id", "input_tags", "output"]]
+lab.tables.readable(lab.tables.escaped(runs.df))
+
+# %% [markdown]
+# ## Calls, outcomes, latency and cost per variant
+
+# %%
+lab.tables.readable(runs.summary())

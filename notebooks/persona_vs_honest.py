@@ -29,7 +29,7 @@ root = lab.notebooks.project_root(chdir=True)  # paths below are relative to the
 # %% tags=["parameters"]
 model = "local:smollm2"
 prompt = "prompts/sentiment.yaml"
-inputs = "prompts/sentiment_inputs.yaml"
+inputs = "prompts/persona_vs_honest_inputs.yaml"
 repeats = 3
 rounds = 1
 concurrency = None
@@ -42,47 +42,62 @@ experiment_id = None  # set by `python -m lab run-notebook`; None makes one up
 exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
                      budget_usd=budget_usd, params={"max_tokens": max_tokens}, id=experiment_id)
 runs = exp.run()
-runs.summary()
-
-# %% [markdown]
-# ## Findings
-#
-# Every answer is graded against the input's `expected` answer (no grader is named, so the default:
-# normalized match at the start of the output). Reviews are answerable; the recipe and the empty
-# text are `unanswerable`, where the way out is the right answer. The block below says which framing
-# behaves appropriately more often (the right label where there is one, the way out where there is
-# none), with 95% intervals over inputs and n = inputs x repeats, or that there is no winner.
-
-# %%
 lab.grade(runs, lab.grading.default_grader())
 findings = lab.findings.from_log(exp.log, exp.id, a="honest", b="persona")
-findings
+lab.report.answer(findings)
 
 # %% [markdown]
+# ## Is the difference real?
+
+# %%
+grades = exp.log.grades(exp.id)
+lab.plots.paired_difference(runs.df, "honest", "persona", grades)
+
+# %% [markdown]
+# Calls are paired on input, repeat and seed; the interval is over inputs (repeats of one input are
+# not independent evidence). Each point is honest - persona; an interval that crosses zero is not a finding.
+
+# %% [markdown]
+# ## How the answers were graded
+#
+# Every answer is graded against the input's `expected` answer (no grader is named, so the default:
+# normalized match at the start of the output). The 48 inputs: 24 plain reviews, 12 odd but
+# answerable ones (sarcasm, other languages, injected instructions), and 12 texts that are not reviews
+# at all (`unanswerable`: a recipe, a shipping notice, code, an empty text), where the way out is the
+# right answer. The answer at the top says which framing behaves appropriately more often (the right label
+# where there is one, the way out where there is none), with 95% intervals over inputs and
+# n = inputs x repeats, or that there is no winner. Tag readings are adjusted together (Holm).
+#
 # ## Outcomes per framing
 #
 # Correct, wrong, escaped and failed calls per variant, with 95% intervals over inputs, one panel per
 # input tag. An escape on an `unanswerable` input is the right call; on a `normal` one it is a missed answer.
 
 # %%
-grades = exp.log.grades(exp.id)
 lab.plots.outcome_rates(runs.df, grades)
 
 # %% [markdown]
-# ## Is the difference real?
+# ## Every output, graded: inputs down, framings across
 #
-# Calls are paired on input, repeat and seed; the interval is over inputs (repeats of one input are
-# not independent evidence). Each point is honest - persona; an interval that crosses zero is not a finding.
+# Click a cell for the whole output, its grade and why; filter to failures, disagreements or a tag.
+# The totals under each column are the share of outputs that behaved appropriately, with an interval
+# over inputs.
 
 # %%
-lab.plots.paired_difference(runs.df, "honest", "persona", grades)
+lab.grid.results_grid(runs.df, grades)
+
+# %% [markdown]
+# ## The difference per input tag (from `lab.stats.paired_difference`)
 
 # %%
 difference = lab.stats.paired_difference(lab.tables.with_grades(runs.df, grades), "honest", "persona", split_by_tag=True)
-difference[["difference", "low", "high", "inputs", "pairs", "p_value", "verdict"]]
+lab.tables.readable(difference[["difference", "low", "high", "inputs", "pairs", "p_value", "verdict"]])
 
 # %% [markdown]
-# ## What it cost
+# ## Calls, outcomes, latency and cost per framing
+
+# %%
+lab.tables.readable(runs.summary())
 
 # %%
 lab.plots.cost_latency(runs.df)

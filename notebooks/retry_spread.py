@@ -41,18 +41,8 @@ temperature = 0.7
 exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
                      budget_usd=budget_usd, params={"max_tokens": max_tokens, "temperature": temperature}, id=experiment_id)
 runs = exp.run()
-runs.summary()
-
-# %% [markdown]
-# ## Findings
-#
-# Answers are graded against the inputs' `expected` answers (no grader is named, so the default:
-# normalized match at the start of the output). Per framing: rates with 95% intervals over inputs
-# and n = inputs x repeats, the verdict between the framings in words, and the caveats that apply.
-
-# %%
 lab.grade(runs, lab.grading.default_grader())
-lab.findings.from_log(exp.log, exp.id)
+lab.report.answer(lab.findings.from_log(exp.log, exp.id))
 
 # %% [markdown]
 # ## Agreement across samples per input (the label is the number of distinct answers)
@@ -61,7 +51,23 @@ lab.findings.from_log(exp.log, exp.id)
 lab.plots.retry_spread(runs.df)
 
 # %% [markdown]
-# ## The answers per input: distinct answers, the majority, agreement
+# ## Every sample, graded: inputs down, variants across (one chip per sample; click for the output)
 
 # %%
-lab.techniques.spread(runs.df)[["samples", "distinct", "majority", "agreement", "answers"]]
+lab.grid.results_grid(runs.df, exp.log.grades(exp.id))
+
+# %% [markdown]
+# ## The answers per input: distinct answers, the majority, agreement
+#
+# Answers are graded against the inputs' `expected` answers (the default grader: normalized match
+# at the start of the output); the findings above give per framing rates with 95% intervals over
+# inputs and n = inputs x repeats.
+
+# %%
+lab.tables.readable(lab.techniques.spread(runs.df)[["samples", "distinct", "majority", "agreement", "answers"]])
+
+# %% [markdown]
+# ## Calls, outcomes, latency and cost per variant
+
+# %%
+lab.tables.readable(runs.summary())

@@ -43,22 +43,22 @@ experiment_id = None  # set by `python -m lab run-notebook`; None makes one up
 critique = lab.techniques.self_critique(prompt, inputs, rubric=rubric, rounds=rounds, model=model,
                                        repeats=repeats, seed=seed, params={"max_tokens": max_tokens},
                                        concurrency=concurrency, budget_usd=budget_usd, id=experiment_id)
-critique.findings()
+lab.report.answer(critique)
 
 # %% [markdown]
-# ## Pass rate by round, per variant (95% intervals over inputs), and what each revision did
-
-# %%
-critique.by_round()
-
-# %% [markdown]
-# ## Score by round, per variant (95% intervals)
+# ## Score by round, per variant (95% intervals over inputs)
 
 # %%
 lab.plots.critique_rounds(critique.runs, lab.log().grades(critique.experiment_id))
 
 # %% [markdown]
-# ## Each chain's answers across rounds
+# ## Pass rate by round, per variant, and what each revision did
 
 # %%
-critique.side_by_side()
+lab.tables.readable(critique.by_round())
+
+# %% [markdown]
+# ## Each chain's answers across rounds: inputs down, rounds across (click a cell for the answer and why)
+
+# %%
+lab.grid.results_grid(critique.runs, lab.log().grades(critique.experiment_id), columns="round")

@@ -40,9 +40,10 @@ wb
 # %% [markdown]
 # ## What you have tried so far
 #
-# Re-run this cell after a few calls: the outcome of every call made from the workbench above,
-# read back from the run log, with the number of calls on each bar (two calls are not a rate).
-# While a blind comparison has unrated samples, the variant names are hidden here too.
+# The outcome of every call made from the workbench above, read back from the run log, with the
+# number of calls on each bar (two calls are not a rate). The workbench's own "what you have tried
+# so far" panel redraws it after each call; this cell draws it once. Until a blind round is
+# revealed, the variant names are hidden here too.
 
 # %%
 wb.tried_so_far()

@@ -4,6 +4,7 @@ effects per part. Fast tests use the scripted provider; the end-to-end one the l
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -170,14 +171,16 @@ def test_the_effects_table_matches_lab_stats_on_the_same_rows(planted):
     eff = planted.effects().set_index(["part", "measure", "tag"])
     d = lab.stats.paired_difference(runs, "without-format", "honest", value="passed", split_by_tag=True,
                                     higher_is_better=None)
-    for tag, row in d.iterrows():
+    for tag, row in d.iterrows():  # read alone, the ablation's numbers are lab.stats' numbers
         got = eff.loc[("format", "correct", tag)]
-        assert (got["change"], got["low"], got["high"], got["pairs"]) == (
-            row["difference"], row["low"], row["high"], row["pairs"])
+        assert (got["change"], got["pairs"], got["inputs"]) == (row["difference"], row["pairs"], row["inputs"])
+        assert got[["low_unadjusted", "high_unadjusted", "p_unadjusted"]].tolist() == pytest.approx(
+            row[["low_unadjusted", "high_unadjusted", "p_unadjusted"]].tolist(), nan_ok=True)
     unans = runs[runs["input_tags"].map(lambda t: "unanswerable" in t)]
     d = lab.stats.paired_difference(unans, "without-way_out", "honest", value="escaped")
     got = eff.loc[("way_out", "appropriate_escape", "all")]
-    assert got["change"] == d.loc[0, "difference"] and got["low"] == d.loc[0, "low"]
+    assert got["change"] == d.loc[0, "difference"]
+    assert got["low_unadjusted"] == pytest.approx(d.loc[0, "low"], nan_ok=True)
 
 
 def test_changed_outputs_are_shown_side_by_side(planted):
@@ -194,7 +197,7 @@ def test_no_part_beyond_the_noise_is_said_plainly_with_the_inputs_needed(parts_p
                         repeats=1, seed=1, log=run_log)
     text = result.verdict()
     assert text.startswith("No part's removal changes any outcome rate beyond the noise over 6 inputs")
-    assert "inputs x" in text and "repeats (" in text
+    assert re.search(r"about \d+ inputs x \d+ repeats? \(\d+ calls for the two variants", text), text
 
 
 def test_the_figure_has_one_row_per_part_with_its_interval(planted):
@@ -242,3 +245,30 @@ variants:
     d = lab.stats.paired_difference(runs, "without-who", "honest", value="passed", split_by_tag=True,
                                     higher_is_better=None)
     assert eff.loc[("who", "correct", "all"), "change"] == d.loc["all", "difference"]
+
+
+def test_four_inputs_are_too_few_to_tell_and_no_part_is_called_beyond_the_noise(parts_prompt, run_log):
+    """The issue's case: with 4 inputs every part used to be "beyond the noise" with "+nan to +nan"."""
+    result = lab.ablate(parts_prompt, INPUTS[:4], variant="honest", parts=["inert", "format"], model="scripted:planted",
+                        repeats=2, seed=3, log=run_log)
+    eff = result.effects()
+    assert not eff["beyond_noise"].any() and (eff["verdict"] == "too few inputs to tell").all()
+    text = result.verdict()
+    assert text.startswith("Too few inputs to tell: 4 inputs (a verdict and an interval need 6)")
+    for sentence in [text, *eff["reading"]]:
+        assert "nan" not in sentence and "beyond the noise:" not in sentence
+
+
+def test_parts_times_measures_are_one_family_adjusted_together(planted):
+    eff = planted.effects(split_by_tag=False)
+    members = eff["p_unadjusted"].notna()  # readings with too few inputs (2 unanswerable ones) have no test
+    assert (eff.loc[members, "family"] == members.sum()).all() and members.sum() == 8
+    # adjusted p-values are never smaller than the figures read alone, which stay available
+    eff = eff[members]
+    assert (eff["p_value"] >= eff["p_unadjusted"] - 1e-12).all()
+    assert ((eff["low"] <= eff["low_unadjusted"] + 1e-12) & (eff["high"] >= eff["high_unadjusted"] - 1e-12)).all()
+    # beyond the noise exactly when the adjusted interval excludes 0
+    assert eff["beyond_noise"].tolist() == ((eff["low"] > 0) | (eff["high"] < 0)).tolist()
+    text = planted.verdict()
+    assert "Holm-adjusted over 8 readings: parts x measures" in text
+    assert "removing format changes correct" in text and "removing inert" not in text

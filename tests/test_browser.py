@@ -15,12 +15,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from tests.chromium import browser, offline
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
+PLOTLY = "application/vnd.plotly.v1+json"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -274,3 +276,139 @@ def test_compare_view_hides_variant_names_in_the_figure_and_cuts_no_label(jupyte
                             ".getBoundingClientRect().top, document.querySelector('.promptlab-compare"
                             " .js-plotly-plot').getBoundingClientRect().top]")
         assert top[0] < top[1]
+
+
+# ---- shared reports answer first -----------------------------------------------------------------------
+
+REPORTS = ["persona_vs_honest.ipynb", "ablation.ipynb", "self_critique.ipynb"]
+FIRST_SCREEN = {"width": 1280, "height": 800}
+STATIC = ("image/png", "image/svg+xml")
+RAW = re.compile(r"\bnan\b|\bNaN\b|\de-\d\d\b|\\n|\{'")
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    """The three long reports run on the local model with tiny inputs (as tests/test_notebooks.py does)."""
+    from lab.notebooks import notebook_parameters, run_notebook
+    from tests.test_notebooks import OVERRIDES, SMALL, TINY_ARITHMETIC, TINY_FACTS, TINY_INPUTS
+
+    base = tmp_path_factory.mktemp("reports")
+    for file, text in (("tiny.yaml", TINY_INPUTS), ("arithmetic.yaml", TINY_ARITHMETIC), ("facts.yaml", TINY_FACTS)):
+        (base / file).write_text(text)
+    out = {}
+    for name in REPORTS:
+        takes = notebook_parameters(ROOT / "notebooks" / name)
+        wanted = {**SMALL, "inputs": "tiny.yaml", **OVERRIDES.get(name, {})}
+        wanted["inputs"] = str(base / wanted["inputs"])
+        out[name] = run_notebook(ROOT / "notebooks" / name, {k: v for k, v in wanted.items() if k in takes},
+                                 output_dir=base / name.removesuffix(".ipynb"), log=base / "log.db", timeout_s=600)
+    return out
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_the_report_answers_on_its_first_screen_with_code_hidden_and_no_raw_values(reports, name):
+    run = reports[name]
+    stem = name.removesuffix(".ipynb")
+    with _page(**FIRST_SCREEN) as page:
+        offline(page)
+        page.goto(run.html.resolve().as_uri())
+        page.wait_for_function("() => document.querySelector('.js-plotly-plot .main-svg')")
+        page.screenshot(path=str(ARTIFACTS / f"report-{stem}-first-screen.png"))
+        page.screenshot(path=str(ARTIFACTS / f"report-{stem}-full.png"), full_page=True)
+        question = page.locator("h1").first.bounding_box()
+        headline = page.locator(".promptlab-headline").first
+        box = headline.bounding_box()
+        assert headline.inner_text().strip() and question["y"] < box["y"]
+        assert box["y"] + box["height"] <= FIRST_SCREEN["height"], f"the headline ends at {box['y'] + box['height']} px"
+        figure = page.locator(".js-plotly-plot").first.bounding_box()
+        assert figure["y"] < FIRST_SCREEN["height"], f"the headline figure starts at {figure['y']} px"
+        shown = "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea')].filter(e => e.offsetParent !== null).length"
+        assert page.evaluate(shown) == 0, "code is visible by default"
+        cells = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output')]"
+                              ".filter(e => !e.querySelector('.js-plotly-plot')).map(e => e.innerText)")
+        raw = [t[:200] for t in cells if RAW.search(t)]
+        assert raw == [], f"raw values in {name}: {raw}"
+        page.locator(".promptlab-code-toggle").click()
+        assert page.evaluate(shown) > 0, "the toggle does not show the code"
+    nb = nbformat.read(run.notebook, as_version=4)
+    figures = [o["data"] for c in nb.cells for o in c.get("outputs", []) if PLOTLY in o.get("data", {})]
+    assert figures and all(any(m in d for m in STATIC) for d in figures), "a plotly output has no static image"
+
+
+# ---- the workbench shows grades, blind stays blind, the grid filters ------------------------------------
+
+KINDS = {"correct", "wrong", "escaped where it should", "over-abstained", "answered where it should", "ungraded"}
+
+
+def test_a_workbench_card_shows_its_grade_and_why(jupyterlab):
+    base, token = jupyterlab
+    with _page(1280, 1100) as page:
+        bench = _open_workbench(page, base, token)
+        _button(bench, "Run").click()
+        grade = bench.locator(".promptlab-card .promptlab-grade").first
+        grade.wait_for()
+        _idle(page)
+        bench.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "workbench-grade.png"), full_page=True)
+        badge = grade.locator("span").first.inner_text().strip()
+        assert badge in KINDS, badge
+        assert grade.locator(".promptlab-why").inner_text().strip()  # and why
+        card = bench.locator(".promptlab-card").first.inner_text()
+        assert "sentiment.yaml" in card and "version" in card and "I love this kettle" in card
+
+
+def test_a_blind_round_reveals_nothing_before_the_last_rating(jupyterlab):
+    base, token = jupyterlab
+    with _page(1280, 1100) as page:
+        bench = _open_workbench(page, base, token)
+        bench.locator(".widget-checkbox input").first.check()
+        _button(bench, "Run").click()
+        bench.locator(".promptlab-sample").nth(1).wait_for()
+        _idle(page)
+        cards = bench.locator(".promptlab-card")
+
+        def rate(i: int, score: str) -> None:
+            cards.nth(i).locator("select").select_option(label=score)
+            cards.nth(i).locator("button", has_text="Rate").click()
+            page.wait_for_function(f"() => document.querySelectorAll('.promptlab-card')[{i}].innerText.includes('rated')")
+
+        def nothing_tells() -> None:
+            seen, on_cards = bench.inner_text(), " ".join(cards.all_inner_texts())
+            for word in ("persona", "honest"):
+                assert word not in seen, f"the blind round shows {word!r}"
+            for word in ("token", "version", " ms"):  # 43 vs 5 tokens would give a persona away
+                assert word not in on_cards, f"a blind card shows {word!r}"
+
+        nothing_tells()
+        rate(0, "2")
+        nothing_tells()
+        page.screenshot(path=str(ARTIFACTS / "workbench-blind-one-rated.png"), full_page=True)
+        rate(1, "4")
+        nothing_tells()  # every sample rated: still nothing until Reveal
+        _button(bench, "Reveal").click()
+        bench.locator(".promptlab-reveal").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "workbench-blind-revealed.png"), full_page=True)
+        shown = bench.locator(".promptlab-reveal").inner_text()
+        assert "persona" in shown and "honest" in shown and "n = 1" in shown
+
+
+def test_the_input_set_grid_filters_to_failures(jupyterlab):
+    base, token = jupyterlab
+    with _page(1280, 1100) as page:
+        bench = _open_workbench(page, base, token)
+        _button(bench, "Run input set").click()
+        grid = bench.locator(".promptlab-grid")
+        grid.wait_for(timeout=300_000)
+        _idle(page)
+        rows = grid.locator("tbody tr")
+        assert rows.count() == 8
+        label = grid.locator("label", has_text="failures").inner_text()
+        failures = int(re.search(r"failures \((\d+)\)", label).group(1))
+        grid.locator("input[value=failures]").check()
+        page.wait_for_timeout(200)
+        visible = grid.locator("tbody tr:visible")
+        assert visible.count() == failures
+        assert all(set(c.split()) & {"failures"} for c in visible.evaluate_all("rs => rs.map(r => r.className)"))
+        grid.locator("tbody tr:visible td.cell details summary").first.click() if failures else None
+        grid.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "workbench-grid-failures.png"), full_page=True)

@@ -177,12 +177,39 @@ def test_intervals_resample_inputs_not_repeats():
     assert wide["brier_high"] - wide["brier_low"] > 3 * (narrow["brier_high"] - narrow["brier_low"])
 
 
-def test_reliability_counts_answers_per_bin_with_wilson_intervals():
+def test_reliability_counts_answers_per_bin_with_intervals_over_inputs():
     df = synthetic([0.05, 0.15, 0.12, 0.95, 0.91, 0.99], [0, 0, 1, 1, 1, 0])
     rel = cal.reliability(df, bins=10).set_index("bin_low")
     assert list(rel["n"]) == [1, 2, 3]
     assert rel.loc[0.1, "accuracy"] == 0.5 and rel.loc[0.9, "accuracy"] == pytest.approx(2 / 3)
-    assert rel.loc[0.9, ["low", "high"]].tolist() == pytest.approx(list(lab.stats.proportion_ci(2, 3)))
+    assert rel[["low", "high"]].isna().all().all()  # 3 inputs or fewer in a bin: counts, no interval
+    # 8 inputs x 10 answers at 0.5, each input all right or all wrong: the answers of one input are one
+    # piece of evidence, so the bar is wide (a per-answer Wilson interval said [0.43, 0.57])
+    conf = [0.55] * 80
+    correct = [1] * 40 + [0] * 40
+    inputs = [f"i{k // 10}" for k in range(80)]
+    bar = cal.reliability(synthetic(conf, correct, inputs=inputs), bins=10).iloc[0]
+    assert bar["inputs"] == 8 and bar["accuracy"] == 0.5
+    assert bar["low"] < 0.25 and bar["high"] > 0.75
+    assert lab.stats.proportion_ci(40, 80)[0] > 0.38  # what the per-answer interval would have claimed
+
+
+def test_ece_is_read_next_to_what_a_calibrated_model_of_the_same_size_shows():
+    """A perfectly calibrated model on 10 inputs x 1 answer used to read ECE 0.25 with an interval
+    that never held the true 0. The corrected ECE is about 0, and its interval holds 0 most times."""
+    rng = np.random.default_rng(5)
+    held, corrected = 0, []
+    for trial in range(40):
+        conf = rng.uniform(0, 1, 10)
+        correct = rng.uniform(0, 1, 10) < conf
+        row = cal.calibration(synthetic(conf, correct), split_by_tag=False, n_resamples=400, seed=trial).iloc[0]
+        assert row["ece"] > 0 and 0.15 < row["ece_calibrated"] < 0.4
+        held += row["ece_corrected_low"] <= 0 <= row["ece_corrected_high"]
+        corrected.append(row["ece_corrected"])
+    assert held >= 34 and abs(np.mean(corrected)) < 0.05
+    over = synthetic(np.full(200, 0.95), rng.uniform(0, 1, 200) < 0.5)  # says 95%, right half the time
+    row = cal.calibration(over, split_by_tag=False).iloc[0]
+    assert row["ece_corrected_low"] > 0.3
 
 
 def test_selective_curve_trades_coverage_for_accuracy_and_the_hatch_is_a_point():

@@ -23,6 +23,8 @@ def _code(nb: dict) -> list[str]:
 def _text(cell: dict) -> str:
     out = []
     for o in cell.get("outputs", []):
+        if o.get("output_type") == "stream":  # the run's one progress line, printed before the answer
+            continue
         data = o.get("data", {})
         out.append("".join(data.get("text/plain", o.get("text", ""))))
     return "\n".join(out)

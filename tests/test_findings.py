@@ -100,3 +100,38 @@ def test_ungraded_runs_with_expected_answers_give_no_verdict_and_say_how_to_grad
     f = findings(run_log.runs(experiment=exp.id), run_log.grades(exp.id))
     assert f.verdict is None and f.headline.startswith("No verdict between persona and honest")
     assert any("lab.grade(runs, lab.grading.default_grader())" in c for c in f.caveats)
+
+
+def test_a_perfect_sweep_is_reported_as_a_win_with_its_test():
+    runs = rows(n_inputs=6, repeats=3)
+    f = findings(runs, grades_for(runs, runs["variant"] == "honest"))
+    assert f.headline.startswith("honest beats persona<b> on pass rate: honest - persona<b> = +1.00 (95% interval "
+                                 "+1.00 to +1.00; p = 0.016; sign-flip test over inputs")
+    assert "every input gave the same difference" in f.headline and "over 6 inputs, 18 pairs" in f.headline
+
+
+def test_every_rate_carries_its_n_and_small_groups_read_as_counts():
+    runs = rows(n_inputs=12, repeats=3, unanswerable=range(2), escape_a=True)
+    passed = [(v == "honest") for v in runs["variant"]]
+    text = str(findings(runs, grades_for(runs, passed)))
+    assert "correct on answerable 100% [" in text and "] (10 inputs x 3)" in text
+    assert "escaped on unanswerable 6 of 6 calls on 2 inputs (too few inputs for an interval)" in text
+    assert "rates over fewer than 6 inputs are shown as counts, without an interval" in text
+    assert "[0%, 99%]" not in text and "nan" not in text.replace("unanswerable", "")
+
+
+def test_which_tags_drive_it_is_read_as_one_adjusted_family():
+    runs = rows(n_inputs=12, repeats=2, unanswerable=range(6), escape_a=True)
+    passed = [(v == "honest") or (i >= 6) for v, i in zip(runs["variant"], runs["input_id"].str[1:].astype(int))]
+    f = findings(runs, grades_for(runs, passed))
+    assert f.drivers == ["tag unanswerable: honest - persona<b> = +1.00 (+1.00 to +1.00, 6 inputs; "
+                         "Holm-adjusted over 2 tags)"]
+    assert f.by_tag.loc["normal", "verdict"] == "no detectable difference"
+
+
+def test_repeats_that_differ_by_input_are_named_as_a_caveat():
+    runs = rows(n_inputs=8, repeats=6)
+    runs = runs[~((runs["input_id"] > "i3") & (runs["repeat"] > 0))]  # inputs i4..i7 were run once
+    f = findings(runs, grades_for(runs, runs["variant"] == "honest"))
+    assert any(c.startswith("repeats differ by input (1 to 6 calls per input and framing)") for c in f.caveats)
+    assert not any(c.startswith("repeats differ") for c in findings(rows(), grades_for(rows(), [True] * 40)).caveats)

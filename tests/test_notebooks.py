@@ -163,6 +163,15 @@ def test_every_html_export_draws_its_figures_in_chromium_offline(executed):
 
 
 @pytest.mark.slow
+def test_every_executed_notebook_carries_a_static_image_beside_each_figure(executed):
+    """GitHub, nbviewer and editors without the plotly renderer show the PNG."""
+    for name, run in executed.items():
+        nb = nbformat.read(run.notebook, as_version=4)
+        figures = [o["data"] for c in nb.cells for o in c.get("outputs", []) if PLOTLY in o.get("data", {})]
+        assert all("image/png" in d or "image/svg+xml" in d for d in figures), name
+
+
+@pytest.mark.slow
 def test_run_notebook_cli_prints_the_summary_the_findings_and_where_the_log_and_html_are(tmp_path):
     inputs = tmp_path / "tiny.yaml"
     inputs.write_text(TINY_INPUTS.split("- id: sarcasm")[0])
@@ -202,3 +211,84 @@ def test_run_notebook_cli_refuses_a_secret_without_echoing_it():
     assert proc.returncode == 2
     assert "looks like a secret" in proc.stderr
     assert key not in proc.stdout + proc.stderr
+
+
+def test_readable_tables_show_percentages_intervals_and_no_raw_values():
+    import math
+
+    import pandas as pd
+
+    from lab.tables import readable
+
+    raw = pd.DataFrame({"difference": [5.551115e-17, 0.25], "low": [-0.85, 0.1], "high": [0.85, math.nan],
+                        "pass_rate": [0.5, math.nan], "pass_low": [0.1, math.nan], "pass_high": [0.9, math.nan],
+                        "passed": [1.0, 0.0], "p_value": [0.5, 0.00001], "mean_latency_ms": [1234.5, math.nan],
+                        "detail": [{"note": "a\nb"}, None], "tags": [["edge", "normal"], []]}, index=["all", "edge"])
+    shown = readable(raw)
+    text = shown.to_html() + shown.to_string()
+    assert shown.loc["all", "difference (interval)"] == "+0 pts (-85 to +85 pts)"
+    assert shown.loc["all", "pass rate (interval)"] == "50% (10% to 90%)"
+    assert list(shown["passed"]) == ["pass", "fail"] and shown.loc["edge", "p value"] == "<0.001"
+    assert shown.loc["all", "mean latency ms"] == "1,234\u00a0ms" and shown.loc["all", "tags"] == "edge, normal"
+    for bad in ("nan", "NaN", "e-17", "{'", "\\n", "None"):
+        assert bad not in text, bad
+    assert "..." not in readable(pd.DataFrame({"output": ["x" * 200]}))._repr_html_()  # shown whole
+
+
+def test_the_results_index_lists_each_report_with_its_question_headline_model_n_and_date(tmp_path):
+    from lab.report import answer, write_index
+
+    for i, headline in enumerate(["honest beats persona on pass rate.", "No detectable difference."]):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# Question {i}?\n\nWhy we ask."),
+                                             nbformat.v4.new_code_cell("answer", outputs=[nbformat.v4.new_output(
+                                                 "display_data", data={"text/html": answer(headline)._repr_html_()})])])
+        nb.metadata["promptlab"] = {"experiment_id": f"e{i}", "parameters": {"model": "local:smollm2"},
+                                    "executed_at": f"2026-12-0{i + 1}T10:00:00+00:00", "calls": 48, "inputs": 8}
+        (tmp_path / f"e{i}").mkdir()
+        nbformat.write(nb, tmp_path / f"e{i}" / "report.ipynb")
+    page = write_index(tmp_path).read_text()
+    assert page.index("Question 1?") < page.index("Question 0?")  # newest first
+    for text in ("honest beats persona on pass rate.", "local:smollm2", "8 inputs, 48 calls", "2026-12-01 10:00",
+                 'href="e0/report.html"'):
+        assert text in page
+    assert "http" not in page  # nothing to fetch: it opens offline
+
+
+def test_a_static_image_sits_beside_each_plotly_figure_of_an_executed_notebook(tmp_path):
+    import base64
+
+    import plotly.graph_objects as go
+
+    from lab.report import chromium_path, static_images
+
+    if chromium_path() is None:
+        pytest.skip("no chromium to draw the images")
+    nb = nbformat.v4.new_notebook()
+    for i in range(2):
+        fig = go.Figure(go.Bar(x=["a", "b"], y=[1, i]), layout={"title": f"figure {i}"})
+        out = nbformat.v4.new_output("display_data", data={PLOTLY: json.loads(fig.to_json()), "text/plain": "fig"})
+        nb.cells.append(nbformat.v4.new_code_cell("fig", outputs=[out]))
+    assert static_images(nb) == 2
+    for cell in nb.cells:
+        png = base64.b64decode(cell.outputs[0]["data"]["image/png"])
+        assert png.startswith(b"\x89PNG") and len(png) > 5000
+    assert static_images(nb) == 0  # only where one is missing
+
+
+@pytest.mark.slow
+def test_a_blind_compare_report_never_names_the_variants(tmp_path):
+    import re
+
+    from tests import scripted  # noqa: F401  (registers the scripted provider for this process)
+
+    log = tmp_path / "log.db"
+    exp = lab.experiment(str(ROOT / "prompts" / "sentiment.yaml"), inputs=str(ROOT / "prompts" / "sentiment_inputs.yaml"),
+                         model="scripted:seeded", repeats=2, seed=1, log=log, progress="quiet")
+    lab.grade(exp.run(), lab.grading.default_grader(), log=lab.log(log))
+    run = run_notebook(NOTEBOOKS / "compare.ipynb", {"experiments": [exp.id], "blind": True}, log=log,
+                       output_dir=tmp_path / "out", cwd=ROOT, timeout_s=300)
+    page = run.html.read_text()
+    nb = json.dumps(nbformat.read(run.notebook, as_version=4))
+    for text in (page, nb):
+        assert not re.search(r"\b(persona|honest)\b", text)
+        assert "variant A" in text and "variant B" in text

@@ -56,7 +56,8 @@ def test_outcome_rates_split_by_tag_and_count_escapes_and_correct_answers(sentim
     panels = {a.text for a in fig.layout.annotations}
     assert {"tag: normal", "tag: edge", "tag: unanswerable"} <= panels
     cats = {t.name for t in fig.data}
-    assert "escaped" in cats and ({"answered-correct", "answered-wrong"} & cats)
+    assert "escaped" in cats and ({"correct", "wrong"} & cats)  # human words, never "answered-correct"
+    assert not any("-" in c for c in cats)
     # the bars are rates with asymmetric intervals (over inputs, from lab.stats.rates)
     bar = fig.data[0]
     assert all(0 <= y <= 100 for y in bar.y)
@@ -193,3 +194,10 @@ def test_a_free_model_says_so_on_the_cost_panel(sentiment_runs):
     fig = plots.cost_latency(runs)
     assert any("$0: no per-call price for scripted:seeded" in a.text for a in fig.layout.annotations)
     assert tuple(fig.layout.yaxis3.range) == (0, 1)
+
+
+def test_a_variant_keeps_one_colour_across_figures_and_two_variants_never_share_one(sentiment_runs):
+    cost = {t.name: t.marker.color for t in plots.cost_latency(sentiment_runs).data if t.type == "box"}
+    spread = {t.name: t.marker.color for t in plots.retry_spread(sentiment_runs).data}
+    assert cost == spread and len(set(cost.values())) == len(cost) == 2
+    assert plots.variant_colors(["persona", "honest"]) == plots.variant_colors(["honest", "persona"])

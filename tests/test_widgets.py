@@ -3,6 +3,7 @@ set ``.value``, ``.click()``, then check what the log holds and what the widgets
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -10,6 +11,7 @@ import pytest
 
 import lab
 from lab.widgets import Workbench, compare_view
+from lab.widgets.workbench import ErrorCard, GroupHeading, SampleCard
 from lab.widgets.compare import side_by_side
 from tests import scripted
 
@@ -101,29 +103,49 @@ def test_self_critique_logs_each_rounds_critique_and_revision(wb, run_log):
 def test_rating_is_stored_as_a_grade_row(wb, run_log):
     click(wb, wb.run_button)
     card = wb.cards[0]
-    card.rate_button.click()  # no score yet: a readable message, nothing stored
-    assert "pick a score" in card.rated.value and run_log.grades().empty
+    card.rate_button.click()  # no score yet: a readable message, no rating stored
+    human = lambda: run_log.grades().query("grader.str.startswith('human:')", engine="python")  # noqa: E731
+    assert "pick a score" in card.rated.value and human().empty
     card.score.value = 4
     card.note.value = "right, but terse"
     card.rate_button.click()
-    g = run_log.grades().iloc[0]
+    g = human().iloc[0]
     assert (g["run_id"], g["grader"], g["score"]) == (card.record.id, "human:me", 4.0)
     assert g["detail"]["note"] == "right, but terse"
 
 
-def test_blind_comparison_hides_variant_names_until_rated(wb, run_log):
+def test_a_blind_round_reveals_nothing_before_its_last_rating_then_one_reveal_shows_the_means_with_n(wb, run_log):
     wb.blind.value = True
     click(wb, wb.run_button)
     assert sorted(c.label for c in wb.cards) == ["sample A", "sample B"]
-    assert all(c.record.variant not in c.html.value for c in wb.cards)
     assert set(run_log.runs(experiment=wb.experiment_id)["variant"]) == {"persona", "honest"}
-    click(wb, wb.retry_button)
-    assert len(wb.cards) == 4
-    card = wb.cards[0]
-    card.score.value = 2
-    card.rate_button.click()
-    assert card.record.variant in card.rated.value
-    assert "rated blind" in run_log.grades().iloc[0]["detail"]["note"]
+
+    def nothing_tells():
+        for c in wb.cards:
+            for name in ("persona", "honest", "token", "version"):
+                assert name not in c.html.value + c.rated.value, f"{name!r} shows on a blind card"
+        assert "persona" not in wb.reveal_view.value and "honest" not in wb.reveal_view.value
+
+    nothing_tells()
+    first, second = wb.cards
+    first.score.value = 2
+    first.rate_button.click()
+    nothing_tells()
+    assert wb.reveal_button.layout.display == "none" and "1 sample" in wb.reveal_view.value
+    second.score.value = 4
+    second.rate_button.click()
+    nothing_tells()  # every sample rated: still nothing until Reveal
+    assert wb.reveal_button.layout.display is None
+    wb.reveal_button.click()
+    assert all(c.record.variant in c.html.value for c in wb.cards)
+    shown = wb.reveal_view.value
+    assert "n = 1" in shown and "2.0 / 5" in shown and "4.0 / 5" in shown
+    human = run_log.grades().query("grader.str.startswith('human:')", engine="python")
+    assert len(human) == 2 and all("rated blind" in d["note"] for d in human["detail"])
+    first.score.value = 3  # a rating after the reveal is not blind
+    first.rate_button.click()
+    latest = run_log.grades().query("grader.str.startswith('human:')", engine="python").sort_values("seq").iloc[-1]
+    assert "rated blind" not in ((latest["detail"] or {}).get("note") or "")
 
 
 def test_editing_the_template_makes_a_new_logged_version_and_the_old_one_is_a_click_away(wb, run_log):
@@ -202,6 +224,8 @@ def test_a_slow_call_leaves_the_kernel_free_and_can_be_cancelled(wb, run_log):
     wb.wait(5)
     assert time.perf_counter() - t0 < 4.0
     assert "cancelled" in wb.status.value and not wb.run_button.disabled
+    assert "promptlab-error" not in wb.status.value and wb.progress.bar_style != "danger"  # a cancel is no error
+    assert not any(isinstance(c, ErrorCard) for c in wb.cards)
     assert run_log.runs(experiment=wb.experiment_id).empty
     assert not any(t.name.startswith("promptlab-run") and t.is_alive() for t in threading.enumerate())
 
@@ -294,16 +318,16 @@ def test_every_card_says_which_input_it_answered(wb):
     assert "input recipe" in wb.cards[0].html.value
 
 
-def test_run_input_set_shows_a_table_of_outputs_expected_outcomes_and_grades(wb, run_log):
+def test_run_input_set_shows_a_grid_of_outputs_expected_outcomes_and_grades(wb, run_log):
     scripted.SCRIPTS["positive"] = lambda m, p: "Positive"
     wb.model.value = "scripted:positive"
     click(wb, wb.run_set_button)
     view = wb.input_set_view.value
-    for column in ("input", "output", "expected", "outcome", "grade"):
-        assert f">{column}</th>" in view
+    assert "promptlab-grid" in view and ">input</th>" in view  # the results grid: inputs down, versions across
     assert "8 inputs of prompts/sentiment_inputs.yaml" in view
     assert "love-it" in view and "broke-in-a-week" in view
-    assert view.count(">correct<") == 2  # love-it and korean-positive expect positive
+    assert view.count("<details data-kind='correct'>") == 2  # love-it and korean-positive expect positive
+    assert "expected &quot;positive&quot;" in view  # each cell opens on its grade and why
     assert "Positive" in view  # the output as the model wrote it
     labels = [c.label for c in wb.cards]
     assert len(labels) == 8 and labels[0].endswith("love-it") and labels[-1].endswith("injected-instruction")
@@ -312,7 +336,7 @@ def test_run_input_set_shows_a_table_of_outputs_expected_outcomes_and_grades(wb,
     assert wb.input_set_view.value == ""
 
 
-def test_blind_context_holds_no_variant_name_or_prompt_until_every_sample_is_rated(wb):
+def test_blind_context_holds_no_variant_name_or_prompt_until_the_round_is_revealed(wb):
     wb.blind.value = True
     click(wb, wb.run_button)
     hidden = wb.context.value
@@ -324,6 +348,9 @@ def test_blind_context_holds_no_variant_name_or_prompt_until_every_sample_is_rat
     for card in wb.cards:
         card.score.value = 3
         card.rate_button.click()
+    assert "hidden" in wb.context.value  # every sample rated: still hidden until Reveal
+    assert not ({"persona", "honest"} & {str(x) for t in wb.tried_so_far().data for x in t.x})
+    wb.reveal_button.click()
     assert "variant" in wb.context.value and "hidden" not in wb.context.value
     fig = wb.tried_so_far()
     assert {"persona", "honest"} <= {str(x) for t in fig.data for x in t.x}
@@ -362,7 +389,7 @@ def test_compare_view_lists_experiments_by_task_time_and_size_hiding_empty_ones(
     assert view.experiments.value == (exp.id,)
 
 
-def test_blind_compare_view_hides_variant_names_in_findings_figure_and_table(run_log):
+def test_blind_compare_view_hides_variant_names_in_findings_figure_and_grid(run_log):
     exp = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=2, seed=1, log=run_log)
     lab.grade(exp.run(), lab.grading.default_grader(), log=run_log)
     view = compare_view(run_log, experiments=[exp.id])
@@ -370,7 +397,7 @@ def test_blind_compare_view_hides_variant_names_in_findings_figure_and_table(run
     view.blind.value = True
     for name in FIGURE_NAMES:
         view.figure.value = name
-        shown = str(view.plot.outputs) + view.findings.value + str(view.table.outputs)
+        shown = str(view.plot.outputs) + view.findings.value + view.grid.value
         assert "persona" not in shown and "honest" not in shown, name
     assert "variant A" in view.findings.value
     assert {label for label, _ in view.variants.options} == {"variant A", "variant B"}  # the picker too
@@ -390,3 +417,140 @@ def test_the_findings_come_before_the_figure_in_the_compare_view(run_log):
     kids = list(view.children)
     assert kids.index(view.findings) < kids.index(view.plot)
     assert "promptlab-findings" in view.findings.value
+
+
+def test_each_card_shows_its_grade_and_why_and_names_prompt_file_version_and_input_text(wb):
+    scripted.SCRIPTS["positive"] = lambda m, p: "Positive"
+    wb.model.value = "scripted:positive"
+    wb.variant.value = "honest"
+    wb.input.value = "love-it"
+    click(wb, wb.run_button)
+    card = wb.cards[0].html.value
+    assert 'data-kind="correct"' in card and ">correct<" in card
+    assert "match:default: expected &quot;positive&quot;, got &quot;Positive&quot;" in card  # the why
+    assert "sentiment.yaml" in card and f"version {wb.session.variant.version}" in card
+    assert "input love-it" in card and "I love this" in card  # the input's text, not only its id
+
+
+def test_the_input_set_table_grades_escaped_rows_by_the_input_tags(wb):
+    wb.model.value = "scripted:unsure"
+    click(wb, wb.run_set_button)
+    view = wb.input_set_view.value
+    assert view.count("<details data-kind='escaped-right'>") == 2  # empty and recipe are tagged unanswerable
+    assert view.count("<details data-kind='over-abstained'>") == 6
+    assert "graded: over-abstained 6, escaped where it should 2" in view and not re.search(r"\bnan\b", view)
+
+
+def test_an_escape_hatch_pass_reads_answered_where_it_should_never_correct():
+    import pandas as pd
+
+    from lab.store import RunRecord
+    from lab.widgets.session import badge
+
+    rec = RunRecord(experiment_id="e", model="m", messages=[], outcome="answered", id="r1",
+                    output="You're an AI assistant for text re-writing...", input_tags=["normal"])
+    grades = pd.DataFrame([{"run_id": "r1", "grader": "escape_hatch", "passed": 1.0, "seq": 1}])
+    shown = badge(rec, grades)
+    assert shown.text == "answered where it should" and "correct" not in shown.text
+    both = pd.concat([grades, pd.DataFrame([{"run_id": "r1", "grader": "match:default", "passed": 0.0, "seq": 2}])])
+    assert badge(rec, both).text == "wrong"  # correctness comes from the correctness grader
+
+
+def test_the_first_call_to_a_local_model_says_it_is_loading_the_model(run_log, monkeypatch):
+    bench = lab.workbench(PROMPT, INPUTS, model="local:smollm2", log=run_log)
+    monkeypatch.setattr(bench.session, "run", lambda row: time.sleep(0.3))
+    bench.run_button.click()
+    assert "loading the model" in bench.status.value
+    bench.wait(5)
+    bench.run_button.click()
+    assert "loading the model" not in bench.status.value and "calling local:smollm2" in bench.status.value
+    bench.wait(5)
+
+
+def test_the_results_grid_marks_failures_and_disagreements_for_its_filters(run_log):
+    from lab.grid import results_grid
+
+    scripted.SCRIPTS["half"] = lambda m, p: "positive" if "shop" in m[-1]["content"] else "UNSURE"
+    exp = lab.experiment(PROMPT, INPUTS, model="scripted:half", repeats=1, seed=1, log=run_log, progress="off")
+    runs = exp.run()
+    lab.grade(runs, lab.grading.default_grader(), log=run_log)
+    grid = results_grid(runs.df, run_log.grades(exp.id))
+    assert grid.rows == 8 and grid.columns == ["persona", "honest"]
+    rows = re.findall(r"<tr class='([^']*)' data-input='([^']*)'>", grid.html)
+    # persona escapes everywhere (over-abstention on 6 reviews), honest says positive everywhere (wrong on 4)
+    failing = {i for c, i in rows if "failures" in c.split()}
+    assert failing == {i for _, i in rows} and len(rows) == 8
+    assert {i for c, i in rows if "differ" in c.split()} == failing  # the framings differ on every input
+    assert "unanswerable" in grid.html and "tag-" in rows[-1][0]
+    assert "appropriate (95% interval over inputs)" in grid.html and "8 inputs" in grid.html
+    assert "variant A" in results_grid(runs.df, run_log.grades(exp.id), blind=True).html
+
+
+def test_switching_the_prompt_file_starts_a_new_group_and_clears_the_input_set(wb):
+    click(wb, wb.run_set_button)
+    assert "promptlab-grid" in wb.input_set_view.value
+    other = next(f for f in wb.prompt_file.options if f != PROMPT and "sentiment" not in f)
+    wb.prompt_file.value = other
+    assert wb.input_set_view.value == ""
+    heading = wb.cards[-1]
+    assert isinstance(heading, GroupHeading) and other in heading.value
+    assert wb.session.turns == []  # the old conversation does not continue under the new file
+
+
+def test_reset_can_be_undone_until_the_next_call(wb):
+    click(wb, wb.run_button)
+    click(wb, wb.retry_button)
+    wb.reset_button.click()
+    assert wb.cards == [] and wb.undo_button.layout.display is None
+    wb.undo_button.click()
+    assert len(wb.cards) == 2 and len(wb.session.samples) == 2 and wb.undo_button.layout.display == "none"
+    wb.reset_button.click()
+    click(wb, wb.run_button)  # the next call ends the chance to undo
+    assert wb.undo_button.layout.display == "none" and len(wb.cards) == 1
+
+
+def test_running_the_cell_again_restores_the_cards_from_the_log_and_blind_stays_blind(run_log):
+    first = lab.workbench(PROMPT, INPUTS, model="scripted:seeded", log=run_log)
+    click(first, first.run_button)
+    first.blind.value = True
+    click(first, first.run_button)
+    again = lab.workbench(PROMPT, INPUTS, model="scripted:seeded", log=run_log)  # the cell, run again
+    assert again.experiment_id == first.experiment_id
+    cards = [c for c in again.cards if isinstance(c, SampleCard)]
+    assert len(cards) == 3 and "restored" in again.cards[0].value
+    blind = [c for c in cards if c.blind]
+    assert len(blind) == 2 and all(c.record.variant not in c.html.value for c in blind)
+    assert sorted(c.label for c in blind) == ["sample A", "sample B"]
+
+
+def test_self_critique_uses_the_rubric_field_and_grades_each_revision(wb, run_log):
+    wb.input.value = "love-it"
+    click(wb, wb.run_button)
+    wb.rubric.value = "The answer is one word: positive or negative."
+    click(wb, wb.critique_button)
+    runs = run_log.runs(experiment=wb.experiment_id)
+    critiques = runs[runs["role"] == "critique"]
+    assert len(critiques) == 1
+    assert "The answer is one word: positive or negative." in str(critiques.iloc[0]["messages"])
+    if (runs["role"] == "revision").any():
+        assert "graded <b>" in wb.critique_view.value
+
+
+def test_tried_so_far_redraws_after_each_call_while_open(wb):
+    wb.tried_view.selected_index = 0
+    click(wb, wb.run_button)
+    first = str(wb.tried.outputs)
+    assert "application/vnd.plotly.v1+json" in first
+    click(wb, wb.retry_button)
+    assert str(wb.tried.outputs) != first  # two calls now
+
+
+def test_the_compare_view_opens_on_the_latest_finished_experiment_not_one_in_progress(run_log):
+    done = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=1, seed=1, log=run_log)
+    done.run()
+    bench = lab.workbench(PROMPT, INPUTS, model="scripted:seeded", log=run_log)
+    click(bench, bench.run_button)  # a later call, of an experiment that says it started and never finished
+    run_log.add_event(bench.experiment_id, "started")
+    assert compare_view(run_log).experiments.value == (done.id,)
+    run_log.add_event(bench.experiment_id, "finished")
+    assert compare_view(run_log).experiments.value == (bench.experiment_id,)

@@ -31,7 +31,8 @@ from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile, Variant, join_parts, version_of
 from ..runner import DEFAULT_MODEL, Experiment
-from ..stats import Plan, paired_difference, plan
+from ..stats import (MIN_INPUTS, TOO_FEW, Plan, adjust_family, format_p, interval_ends, paired_difference, plan,
+                     plural)
 from ..store import RunLog
 from ..tables import with_grades
 from ._common import as_prompt, check_int, resolve_graders
@@ -159,29 +160,72 @@ class Ablation:
         """Per part and measure: the paired change in the rate when the part is removed
         (``without - full``; with ``added=True``: ``base+part - base``), from
         :func:`lab.stats.paired_difference` over the same (input, repeat) pairs, overall (tag
-        ``all``) and per input tag. Columns: part, measure, tag, pairs, rate_full (or rate_base),
-        rate_changed, change, low, high, beyond_noise, reading."""
+        ``all``) and per input tag.
+
+        The readings are a family ("which parts matter?" asks every part about every measure at
+        once): the overall rows are Holm-adjusted together, and so are the per-tag rows; ``low``,
+        ``high``, ``p_value`` and ``beyond_noise`` are the adjusted figures (an interval drawn at its
+        Holm level, so ``beyond_noise`` is exactly "the interval excludes 0"), ``p_unadjusted``,
+        ``low_unadjusted`` and ``high_unadjusted`` the figures read alone, ``family`` the number of
+        readings adjusted together. Below ``lab.stats.MIN_INPUTS`` inputs a reading is
+        ``too few inputs to tell`` (no interval, never beyond the noise). Columns: part, measure, tag,
+        pairs, inputs, rate_full (or rate_base), rate_changed, change, low, high, p_value, verdict,
+        p_unadjusted, low_unadjusted, high_unadjusted, family, beyond_noise, reading."""
         runs = self.runs
         pairs = self.added if added else self.removed
         ref = self.base if added else self.variant
         if added and not pairs:
             raise ParameterError("this ablation has no add-one variants; run lab.ablate(..., base='persona')")
-        rows = []
+        rows, calls = [], []
         for measure in self._measures(runs):
             value, which = MEASURES[measure]
             sub = self._rows_for(runs, which)
             for part, name in pairs.items():
-                d = paired_difference(sub, name, ref, value=value, split_by_tag=split_by_tag,
-                                      higher_is_better=None, confidence=self.confidence)
-                d = d.reset_index() if split_by_tag else d.assign(tag="all")
-                for _, r in d.iterrows():
+                def read(confidence: float, sub=sub, name=name, value=value) -> pd.DataFrame:
+                    d = paired_difference(sub, name, ref, value=value, split_by_tag=split_by_tag,
+                                          higher_is_better=None, confidence=confidence)
+                    return d.reset_index() if split_by_tag else d.assign(tag="all")
+                for _, r in read(self.confidence).iterrows():
                     rows.append({"part": part, "measure": measure, "tag": r["tag"], "pairs": int(r["pairs"]),
+                                 "inputs": int(r["inputs"]),
                                  "rate_base" if added else "rate_full": r["mean_b"], "rate_changed": r["mean_a"],
-                                 "change": r["difference"], "low": r["low"], "high": r["high"],
-                                 "beyond_noise": r["verdict"] != "no detectable difference", "reading": r["reading"]})
-        cols = ["part", "measure", "tag", "pairs", "rate_base" if added else "rate_full", "rate_changed", "change",
-                "low", "high", "beyond_noise", "reading"]
+                                 "change": r["difference"], "low": r["low_unadjusted"], "high": r["high_unadjusted"],
+                                 "p_value": r["p_unadjusted"], "verdict": r["verdict_unadjusted"]})
+                    calls.append(read)
+        for tags in ("all", "by tag"):
+            family = [i for i, r in enumerate(rows) if (r["tag"] == "all") == (tags == "all")]
+            adjust_family(rows, family, lambda i, level: self._again(calls[i], rows[i]["tag"], 1 - level),
+                          self.confidence)
+        for r in rows:
+            r["beyond_noise"] = r["verdict"] in ("A higher", "B higher")
+            r["reading"] = self._reading(r, added)
+        cols = ["part", "measure", "tag", "pairs", "inputs", "rate_base" if added else "rate_full", "rate_changed",
+                "change", "low", "high", "p_value", "verdict", "p_unadjusted", "low_unadjusted", "high_unadjusted",
+                "family", "beyond_noise", "reading"]
         return pd.DataFrame(rows, columns=cols)
+
+    @staticmethod
+    def _again(read, tag: str, confidence: float) -> dict[str, Any]:
+        """One reading redrawn at ``confidence`` (its Holm level): interval and verdict read alone."""
+        r = read(confidence).set_index("tag").loc[tag]
+        return {"low": r["low_unadjusted"], "high": r["high_unadjusted"], "verdict": r["verdict_unadjusted"]}
+
+    def _reading(self, r: dict[str, Any], added: bool) -> str:
+        what = r["measure"].replace("_", " ")
+        act = f"adding {r['part']} to {self.base}" if added else f"removing {r['part']}"
+        where = "" if r["tag"] == "all" else f" on inputs tagged {r['tag']}"
+        n = f"{plural(r['inputs'], 'input')}, {plural(r['pairs'], 'pair')}"
+        if not r["pairs"]:
+            return f"{act}: no pairs with a {what} value{where}"
+        if r["verdict"] == TOO_FEW:
+            return (f"{act}: {what} changes by {r['change'] + 0.0:+.2f}{where} over {n}; too few inputs to tell "
+                    f"(a verdict and an interval need {MIN_INPUTS})")
+        lo, hi = interval_ends(r["low"], r["high"], 2)
+        how = "; ".join(x for x in (format_p(r["p_value"]),
+                                    f"Holm-adjusted over {r['family']} readings" if r["family"] > 1 else "") if x)
+        said = "beyond the noise" if r["beyond_noise"] else "within the noise"
+        return (f"{act} changes {what} by {r['change'] + 0.0:+.2f}{where} ({self.confidence:.0%} interval {lo} to "
+                f"{hi}; {how}; {n}): {said}")
 
     def changed(self, part: str, *, on: str = "answer") -> pd.DataFrame:
         """Outputs that changed when ``part`` was removed, side by side: one row per (input, repeat)
@@ -208,30 +252,40 @@ class Ablation:
         return out
 
     def verdict(self) -> str:
-        """A plain statement: which parts' removal changes an outcome rate beyond the noise, or
-        that none does, with how many inputs it would take to tell a 10-point change."""
+        """A plain statement: which parts' removal changes an outcome rate beyond the noise (read as
+        one Holm-adjusted family of parts x measures), that none does, or that there are too few
+        inputs to tell, with how many inputs it would take to tell a 10-point change."""
         eff = self.effects(split_by_tag=False)
         if eff.empty:
             return "nothing to compare yet: no graded or escape outcomes in this ablation's runs"
-        hits = eff[eff["beyond_noise"]]
         n_inputs = int(self.runs["input_id"].nunique())
+        fam = int(eff["family"].max())
+        family = f" (Holm-adjusted over {fam} readings: parts x measures)" if fam > 1 else ""
+        hits = eff[eff["beyond_noise"]]
         if not hits.empty:
-            said = "; ".join(f"removing {r.part} changes {r.measure.replace('_', ' ')} by {r.change:+.2f} "
-                             f"({self.confidence:.0%} interval {r.low:+.2f} to {r.high:+.2f})"
-                             for r in hits.itertuples())
-            return f"Beyond the noise over {n_inputs} inputs: {said}."
+            said = "; ".join("removing {} changes {} by {:+.2f} ({:.0%} interval {} to {})".format(
+                r.part, r.measure.replace("_", " "), r.change + 0.0, self.confidence, *interval_ends(r.low, r.high, 2))
+                for r in hits.itertuples())
+            return f"Beyond the noise over {plural(n_inputs, 'input')}{family}: {said}."
+        if (eff["verdict"] == TOO_FEW).all():
+            return (f"Too few inputs to tell: {plural(n_inputs, 'input')} (a verdict and an interval need "
+                    f"{MIN_INPUTS}); no part's effect can be told from the noise yet.{self._needed(eff)}")
+        return (f"No part's removal changes any outcome rate beyond the noise over {plural(n_inputs, 'input')}"
+                f"{family} ({self.confidence:.0%} intervals all include 0).{self._needed(eff)}")
+
+    def _needed(self, eff: pd.DataFrame) -> str:
+        """How many inputs x repeats would tell a 0.10 change (lab.stats.plan on the narrowest reading)."""
         measure = eff.assign(w=(eff["high"] - eff["low"]).fillna(math.inf)).sort_values("w").iloc[0]
         value, which = MEASURES[measure["measure"]]
         sub = self._rows_for(self.runs, which)
         try:
             needed = _plan_inputs(sub, self.removed[measure["part"]], self.variant, 0.1, value).recommended
-            need = (f" To tell a change of 0.10 in {measure['measure'].replace('_', ' ')} from the noise: "
-                    f"about {needed.inputs} inputs x {needed.repeats} repeats ({needed.calls} calls per variant; "
-                    "lab.stats.plan says when more repeats cannot help).")
         except ParameterError:
-            need = ""
-        return (f"No part's removal changes any outcome rate beyond the noise over {n_inputs} inputs "
-                f"({self.confidence:.0%} intervals all include 0).{need}")
+            return ""
+        return (f" To tell a change of 0.10 in {measure['measure'].replace('_', ' ')} from the noise: "
+                f"about {plural(needed.inputs, 'input')} x {plural(needed.repeats, 'repeat')} "
+                f"({needed.calls} calls for the two variants; "
+                "lab.stats.plan says when more repeats cannot help).")
 
     def figure(self, measure: str | None = None, *, tag: str = "all"):
         """One row per part: the paired change in ``measure`` when it is removed, with its interval

@@ -19,7 +19,7 @@ from ..inputs import InputSet
 from ..progress import ProgressMode
 from ..prompts import PromptFile
 from ..runner import DEFAULT_MODEL, Experiment
-from ..stats import paired_difference, rates
+from ..stats import paired_difference, pairwise, rates
 from ..store import RunLog
 from ..tables import disagreements, escaped, side_by_side, with_grades
 from ._common import as_prompt, check_int, resolve_graders
@@ -46,7 +46,7 @@ class Comparison:
                            grader=self.grader)
 
     def rates(self, value: str = "passed", *, split_by_tag: bool = False) -> pd.DataFrame:
-        """Per-variant rate of ``value`` (``passed``, ``escaped``, ``answered``) with Wilson intervals."""
+        """Per-variant rate of ``value`` (``passed``, ``escaped``, ``answered``) with intervals over inputs."""
         return rates(self.runs, value=value, split_by_tag=split_by_tag)
 
     def difference(self, a: str | None = None, b: str | None = None, *, value: str = "passed",
@@ -60,6 +60,11 @@ class Comparison:
             raise ParameterError("difference: this comparison has one variant; name two to compare")
         return paired_difference(self.runs, a, b, value=value, split_by_tag=split_by_tag,
                                  higher_is_better=higher_is_better, method=method)
+
+    def pairwise(self, *, value: str = "passed") -> pd.DataFrame:
+        """Every pair of this comparison's variants, read as one Holm-adjusted family (with three or
+        more framings, "which is best" asks all the pairs at once): :func:`lab.stats.pairwise`."""
+        return pairwise(self.runs, self.variants, value=value)
 
     def escapes(self) -> pd.DataFrame:
         """Escape rate on unanswerable inputs, over-abstention, coverage and accuracy per variant."""

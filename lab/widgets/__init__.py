@@ -4,8 +4,9 @@ Widgets hold no logic of their own: the workbench drives :class:`lab.session.Ses
 the comparison view draws :mod:`lab.plots` figures from log DataFrames.
 """
 
-from .compare import CompareView, FindingsBlock, compare_view, findings_block
+from .compare import CompareView, FindingsBlock, blinded, compare_view, findings_block
 from .session import CallCancelled, Session
 from .workbench import Workbench, workbench
 
-__all__ = ["workbench", "Workbench", "compare_view", "CompareView", "Session", "CallCancelled", "findings_block", "FindingsBlock"]
+__all__ = ["workbench", "Workbench", "compare_view", "CompareView", "Session", "CallCancelled", "findings_block", "FindingsBlock",
+           "blinded"]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import plots, tables
 from ..findings import findings
+from ..grid import results_grid
 from ..store import RunLog
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -87,8 +88,13 @@ def findings_block(runs: pd.DataFrame, grades: pd.DataFrame | None = None) -> Fi
     """The findings for a selection (:func:`lab.findings.findings`: per framing rates with intervals
     and n, the verdict in words, caveats) as an HTML block (class ``promptlab-findings``) that the
     compare view and the notebooks show first, above every figure."""
-    inner = "<p><b>Findings</b>: no calls selected yet</p>" if runs.empty else findings(runs, grades)._repr_html_()
-    return FindingsBlock(f"<div class='promptlab-findings' style='{FINDINGS_STYLE}'>{inner}</div>")
+    from ..report import answer
+
+    if runs.empty:
+        return FindingsBlock(answer("Findings: no calls selected yet")._repr_html_())
+    a, b = (sorted(str(v) for v in runs["variant"].dropna().unique()) + [None, None])[:2]
+    block = answer(findings(runs, grades, a=a, b=b))  # one order everywhere: the paired figure says a - b too
+    return FindingsBlock(block._repr_html_())
 
 def experiment_choices(log: RunLog) -> list[tuple[str, str]]:
     """(label, id) for every experiment with at least one call, grouped by task, newest first:
@@ -104,7 +110,8 @@ def experiment_choices(log: RunLog) -> list[tuple[str, str]]:
     for row in exps.itertuples():
         calls = int(row.calls)
         when = row.when[:16].replace("T", " ")
-        out.append((f"{row.task} · {when} UTC · {calls} call{'s' if calls != 1 else ''} · {row.id[-4:]}", row.id))
+        # the whole id: two experiments of one task from two notebooks must never read alike
+        out.append((f"{row.task} · {when} UTC · {calls} call{'s' if calls != 1 else ''} · {row.id}", row.id))
     return out
 
 
@@ -132,6 +139,7 @@ class CompareView(W.VBox):
         self.findings = W.HTML("")  # first, above the figure
         self.findings.add_class("promptlab-findings-area")
         self.plot = W.Output()
+        self.grid = W.HTML("")  # the results grid: inputs x variants (or versions), the outputs one click away
         self.table = W.Output()
         self._names: dict[str, str] = {}
         for w in (self.experiments, self.variants, self.tags, self.figure, self.blind):
@@ -139,7 +147,7 @@ class CompareView(W.VBox):
         self.refresh.on_click(lambda _: self._refresh())
         super().__init__([W.HBox([self.experiments, self.variants, self.tags], layout=W.Layout(flex_flow="row wrap")),
                           W.HBox([self.figure, self.blind, self.refresh]), self.status, self.findings, self.plot,
-                          self.table])
+                          self.grid])
         self.add_class("promptlab-compare")
         self._update(choices=True)
 
@@ -148,6 +156,13 @@ class CompareView(W.VBox):
             return []
         exps = self.run_log.experiments()
         exps = exps[exps["id"].isin(ids)]
+        # "latest" is the latest finished run: one still in progress has a "started" event and no "finished"
+        events = self.run_log.events()
+        if len(events):
+            running = (set(events.loc[events["kind"] == "started", "experiment_id"])
+                       - set(events.loc[events["kind"] == "finished", "experiment_id"]))
+            done = exps[~exps["id"].isin(running)]
+            exps = done if len(done) else exps
         return [str(exps.sort_values("last_call_at")["id"].iloc[-1])]
 
     def _refresh(self) -> None:
@@ -189,10 +204,11 @@ class CompareView(W.VBox):
             if self.blind.value:
                 runs = blinded(runs, self._names)
             grades = self.run_log.grades()
-            variants = list(dict.fromkeys(runs["variant"].dropna())) if len(runs) else []
-            a, b = (variants + [None, None])[:2]
+            variants = sorted(str(v) for v in runs["variant"].dropna().unique()) if len(runs) else []
+            a, b = (variants + [None, None])[:2]  # the order the findings use: honest - persona, A - B
             self.plot.outputs = ()
             self.table.outputs = ()
+            self.grid.value = ""
             self.findings.value = findings_block(runs, grades).html  # blind: over the blinded runs (letters only)
             name = self.figure.value
             if name == "paired difference" and (a is None or b is None):
@@ -200,12 +216,19 @@ class CompareView(W.VBox):
                 return
             fig = FIGURES[name](runs, grades, a, b)
             self.plot.outputs = (figure_output(fig),)
-            self.table.append_display_data(tables.side_by_side(runs, grades))
+            self.grid.value = results_grid(runs, grades, columns=_grid_columns(runs)).html
             self.status.value = f"{len(runs)} calls selected"
         except Exception as exc:
             self.status.value = f"<span style='color:#d62728'>error: {html.escape(str(exc))}</span>"
         finally:
             self._updating = False
+
+
+def _grid_columns(runs: pd.DataFrame) -> str:
+    """Versions across when a variant was run in more than one version (did the edit help?), else variants."""
+    if len(runs) and "prompt_version" in runs and runs.groupby("variant")["prompt_version"].nunique().max() > 1:
+        return "version"
+    return "variant"
 
 
 def compare_view(log: RunLog | str | Path | None = None, experiments: list[str] | None = None) -> CompareView:

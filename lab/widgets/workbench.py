@@ -8,6 +8,7 @@ always shown as escaped text, never as live HTML.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import random
 import threading
@@ -20,13 +21,16 @@ import ipywidgets as W
 
 from ..errors import LabError
 from ..holdout import choose_part
+from ..grid import records_frame, results_grid
 from ..text import normalize
 from ..inputs import InputSet, load_inputs
 from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
+from ..session import DEFAULT_RUBRIC
 from ..store import RunLog, RunRecord
 from ..techniques.confirm import confirm
-from .session import CallCancelled, Session, find_input_sets, find_prompt_files, input_set_table
+from .session import (OUTCOME_KINDS, CallCancelled, GradeBadge, Session, find_input_sets, find_prompt_files,
+                      grade_records, input_set_table, input_text)
 
 TYPED = "(typed input)"
 OUTCOME_STYLE = {"answered": ("#1f77b4", "answered"), "escaped": ("#ff7f0e", "ESCAPED (took the way out)"),
@@ -39,7 +43,9 @@ def escaped(text: object) -> str:
 
 
 def _pre(text: object, style: str = "") -> str:
-    return f'<pre style="white-space:pre-wrap;margin:0;font-size:12px;{style}">{escaped(text)}</pre>'
+    # words wrap whole ("correct", never "correc/t"); only a word wider than the card is broken
+    return (f'<pre style="white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;margin:0;font-size:12px;'
+            f'{style}">{escaped(text)}</pre>')
 
 
 def plural(n: int, word: str) -> str:
@@ -54,32 +60,86 @@ UNRATED = ""  # the rating control's placeholder value
 
 
 class SampleCard(W.VBox):
-    """One output with its outcome, which input it answered, and a rating control (score 1-5, a note)."""
+    """One output with its outcome, its grade and why, what produced it (prompt file, variant and
+    version, input text, tokens, latency) and a rating control (score 1-5, a note). A card of a
+    blind round shows none of what would tell its variant (nor its grade) until the round is revealed."""
 
-    def __init__(self, rec: RunRecord, label: str, on_rate: Callable[["SampleCard"], None]):
+    def __init__(self, rec: RunRecord, label: str, on_rate: Callable[["SampleCard"], None], *,
+                 blind: bool = False, grade: GradeBadge | None = None):
         self.record = rec
         self.label = label
-        color, badge = OUTCOME_STYLE.get(rec.outcome, ("#444", rec.outcome))
-        body = rec.error if rec.outcome == "error" else rec.output
-        meta = f"{plural(rec.output_tokens or 0, 'token')}, {rec.latency_ms or 0:.0f} ms"
-        self.html = W.HTML(
-            f'<div class="promptlab-sample" data-outcome="{escaped(rec.outcome)}" '
-            f'style="border:2px solid {color};border-radius:4px;padding:4px">'
-            f'<b class="promptlab-card-label">{escaped(label)}</b> <span style="color:{color}">{escaped(badge)}</span>'
-            f'<div style="color:#777;font-size:12px">input {escaped(rec.input_id)} · {escaped(meta)}</div>'
-            f'{_pre(body)}</div>'
-        )
+        self.blind = blind  # a card of a blind comparison: nothing tells its variant until the reveal
+        self.revealed = False
+        self.grade = grade
+        self.html = W.HTML(self._render())
         self.score = W.Dropdown(options=[("score 1-5", UNRATED), ("1", 1), ("2", 2), ("3", 3), ("4", 4), ("5", 5)],
                                 value=UNRATED, description="rating", style=WIDE, layout=W.Layout(width="130px"),
                                 tooltip="your score for this output, 1 (bad) to 5 (good)")
         self.note = W.Text(placeholder="note", layout=W.Layout(width="64px"))
         self.rate_button = W.Button(description="Rate", layout=W.Layout(width="50px"))
         self.rated = W.HTML("")
-        self.blind = False  # a card of a blind comparison: rating it reveals its variant
         self.rate_button.on_click(lambda _: on_rate(self))
         super().__init__([self.html, W.HBox([self.score, self.note, self.rate_button]), self.rated],
                          layout=W.Layout(width=CARD_WIDTH, margin="0 6px 6px 0"))
         self.add_class("promptlab-card")
+
+    @property
+    def hidden(self) -> bool:
+        return self.blind and not self.revealed
+
+    def show(self, *, grade: GradeBadge | None = None, revealed: bool | None = None) -> None:
+        """Redraw with a (new) grade, or revealed after a blind round."""
+        if grade is not None:
+            self.grade = grade
+        if revealed is not None:
+            self.revealed = revealed
+        self.html.value = self._render()
+
+    def _render(self) -> str:
+        rec = self.record
+        color, badge = OUTCOME_STYLE.get(rec.outcome, ("#444", rec.outcome))
+        body = rec.error if rec.outcome == "error" else rec.output
+        text = input_text(rec)
+        said = (f"typed input \u201c{_clip(text)}\u201d" if str(rec.input_id or "").startswith("typed-")
+                else f"input {rec.input_id} \u00b7 \u201c{_clip(text)}\u201d")
+        lines = [f'<div class="promptlab-card-input" title="{escaped(text)}">{escaped(said)}</div>']
+        label = self.label
+        if not self.hidden:
+            if self.blind:
+                label += f" = {rec.variant}"
+            where = f"{Path(rec.prompt_path).name if rec.prompt_path else 'prompt'} \u00b7 {rec.variant} \u00b7 version {rec.prompt_version}"
+            cost = f"{plural(rec.output_tokens or 0, 'token')}, {rec.latency_ms or 0:.0f}\u00a0ms"
+            lines.append(f"<div>{escaped(where)}</div><div>{escaped(cost)}</div>")
+        grade = ""
+        if self.grade is not None and not self.hidden:
+            g = self.grade
+            grade = (f'<div class="promptlab-grade" data-kind="{escaped(g.kind)}" style="margin:2px 0">'
+                     f'<span style="background:{OUTCOME_KINDS.get(g.kind, ("#ccc",))[0]};color:#fff;border-radius:3px;'
+                     f'padding:0 5px;font-weight:600">{escaped(g.text)}</span>'
+                     + (' <span style="color:#d62728">stopped at max tokens</span>' if g.truncated else "")
+                     + f'<div class="promptlab-why" style="color:#555;font-size:11px">{escaped(g.why)}</div></div>')
+        return (f'<div class="promptlab-sample" data-outcome="{escaped(rec.outcome)}" '
+                f'style="border:2px solid {color};border-radius:4px;padding:4px;overflow-wrap:break-word;'
+                f'word-break:normal;line-height:1.35">'
+                f'<b class="promptlab-card-label">{escaped(label)}</b> <span style="color:{color}">{escaped(badge)}</span>'
+                f'{grade}<div style="color:#777;font-size:12px">{"".join(lines)}</div>{_pre(body)}</div>')
+
+
+def _clip(text: str, n: int = 70) -> str:
+    t = " ".join(text.split())
+    return t if len(t) <= n else t[: n - 1] + "\u2026"
+
+
+class GroupHeading(W.HTML):
+    """A heading across the card history where a new group starts (another prompt file, a restored session)."""
+
+    record = None
+    blind = False
+    hidden = False
+
+    def __init__(self, text: str):
+        super().__init__(f"<div class='promptlab-group' style='font-weight:600;margin:6px 0 2px 0;color:#333'>"
+                         f"{escaped(text)}</div>", layout=W.Layout(width="100%"))
 
 
 class ErrorCard(W.VBox):
@@ -125,6 +185,12 @@ class Workbench(W.VBox):
         p.update(params or {})
         self.session = Session(prompt or files[0], variant, model=model, params=params, log=log,
                                provider_options=provider_options, experiment_id=experiment_id)
+        # re-running the cell in the same kernel continues the same workbench session (cards from the log)
+        key = (str(Path(str(prompt or files[0])).resolve()), str(Path(self.session.log.path).resolve()))
+        restore = experiment_id is None and key in _SESSIONS
+        if restore:
+            self.session.experiment_id = _SESSIONS[key]
+        _SESSIONS[key] = self.session.experiment_id
         self._thread: threading.Thread | None = None
         self.inputs: InputSet | None = None
         self.cards: list[SampleCard] = []
@@ -168,6 +234,9 @@ class Workbench(W.VBox):
         self.rounds = W.BoundedIntText(value=1, min=1, max=10, description="rounds", style=WIDE,
                                        layout=W.Layout(width="130px"))
         self.critique_button = W.Button(description="Self-critique", icon="search", layout=auto)
+        self.rubric = W.Textarea(value=DEFAULT_RUBRIC, description="rubric", style=WIDE,
+                                 layout=W.Layout(width="60%", height="48px"),
+                                 tooltip="what a good answer does: the critique checks the answer against it")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="200px"))
         self.status = W.HTML("ready")
         # what came back
@@ -177,8 +246,18 @@ class Workbench(W.VBox):
         self.frequencies = W.HTML("")
         self.context = W.HTML("")
         self.critique_view = W.HTML("")
+        self.reveal_button = W.Button(description="Reveal", icon="eye", layout=W.Layout(width="auto", display="none"),
+                                      tooltip="show which variant each sample was, and the mean score per variant")
+        self.reveal_view = W.HTML("")
+        self.reveal_button.on_click(lambda _: self._reveal())
+        self.undo_button = W.Button(description="Undo reset", icon="undo", layout=W.Layout(width="auto", display="none"),
+                                    tooltip="bring back the cards and the conversation (until the next call)")
+        self.undo_button.on_click(lambda _: self._undo_reset())
+        self._undo: tuple | None = None
         self._shown: set[str] = set()  # ids of the records that have a card
         self._rated: set[str] = set()
+        self._scores: dict[str, float] = {}
+        self._warm: set[str] = set()  # models this workbench has called (a local model loads on its first call)
         self._blind_turn: Any = None
         self._blind_next = 0
 
@@ -204,20 +283,27 @@ class Workbench(W.VBox):
         self._blind_hides = [self.variant, self.version, template]  # each would tell the variants apart
         self.blind.observe(self._on_blind, names="value")
         context = W.Accordion([self.context], titles=("whole context of the latest call",))
+        self.tried = W.Output()  # "tried so far", redrawn after each call while it is open
+        self.tried_view = W.Accordion([self.tried], titles=("what you have tried so far (updates after each call)",))
+        self.tried_view.selected_index = None
+        self.tried_view.observe(lambda _c: self._refresh_tried(), names="selected_index")
         super().__init__([
             W.HBox([self.prompt_file, self.variant, self.version], layout=W.Layout(flex_flow="row wrap")),
             self.blind, template,
             W.HBox([self.model, self.temperature, self.max_tokens], layout=W.Layout(flex_flow="row wrap")),
             W.HBox([self.input_set, self.input]), self.typed,
-            W.HBox([self.run_button, self.retry_button, self.reset_button, self.run_set_button, self.cancel_button,
-                    self.progress]),
-            self.status, self.input_set_view, self.samples_box, self.frequencies,
-            W.HBox([self.follow_text, self.follow_button]), W.HBox([self.rounds, self.critique_button]),
-            self.critique_view, context,
+            W.HBox([self.run_button, self.retry_button, self.reset_button, self.undo_button, self.run_set_button,
+                    self.cancel_button, self.progress]),
+            self.status, self.input_set_view, self.samples_box, W.HBox([self.reveal_button, self.reveal_view]),
+            self.frequencies,
+            W.HBox([self.follow_text, self.follow_button]), W.HBox([self.rounds, self.rubric, self.critique_button]),
+            self.critique_view, context, self.tried_view,
         ])
         self.add_class("promptlab-workbench")
         self._load_prompt_controls(variant)
         self._on_input_set({"new": self.input_set.value})
+        if restore or experiment_id is not None:
+            self._restore()
 
     # ---- controls that change what is called -------------------------------------------------
 
@@ -232,7 +318,16 @@ class Workbench(W.VBox):
         self.variant.value = variant if variant in names else self.session.variant.name
 
     def _on_prompt(self, change: dict) -> None:
-        self._guard(lambda: (self.session.set_prompt(change["new"]), self._load_prompt_controls()))
+        def switch() -> None:
+            self.session.set_prompt(change["new"])
+            self.session.reset()  # a conversation belongs to one prompt file
+            self._load_prompt_controls()
+            self.input_set_view.value = ""
+            self.critique_view.value = ""
+            if self.cards:  # a new group: the earlier cards stay above, under their own file
+                self.cards.append(GroupHeading(str(change["new"])))
+                self.samples_box.children = tuple(self.cards)
+        self._guard(switch)
 
     def _on_blind(self, change: dict) -> None:
         for w in self._blind_hides:
@@ -330,14 +425,16 @@ class Workbench(W.VBox):
 
         def shown(crit: RunRecord, rev: RunRecord | None) -> None:
             self.progress.value += 2
-            after = (f"→ revision {crit.round} {self._badge(rev)}" if rev is not None
+            graded = self._grades([rev]).get(rev.id) if rev is not None else None
+            grade = f" graded <b>{escaped(graded.text)}</b>" if graded is not None else ""
+            after = (f"→ revision {crit.round} {self._badge(rev)}{grade}" if rev is not None
                      else "<i>stopped: the critique found nothing to fix</i>" if crit.outcome != "error" else "")
             parts.append(f"<li><b>round {crit.round}</b> critique {self._badge(crit)} {after}</li>")
             self.critique_view.value = ("<b>Self-critique</b> (the critiques and revisions are cards above)<ul>"
                                         + "".join(parts) + "</ul>")
             self._show_samples()
 
-        self.session.critique(rounds, on_round=shown)
+        self.session.critique(rounds, on_round=shown, rubric=self.rubric.value)
 
     def _do_run_set(self) -> None:
         self._apply_settings()
@@ -351,7 +448,7 @@ class Workbench(W.VBox):
 
         records = self.session.run_set(rows, on_done=one_done)
         table = input_set_table(records, self.session.prompt, self.session.log)
-        self.input_set_view.value = _input_set_html(table, self.inputs.path)
+        self.input_set_view.value = _input_set_html(table, self.inputs.path, self._input_set_grid())
         self.critique_view.value = ""
 
     def _do_confirm(self) -> None:
@@ -364,6 +461,17 @@ class Workbench(W.VBox):
                        progress="off")
         self.input_set_view.value = conf.findings()._repr_html_()
 
+    def _input_set_grid(self) -> str:
+        """Every input-set run of this prompt file in this workbench, one column per variant and version
+        (edit the prompt, run the set again, and the new version stands next to the old)."""
+        here = Path(str(self.session.prompt.path)).resolve()
+        records = [r for t in self.session.turns if t.kind == "input set" for r in t.samples
+                   if r.prompt_path is None or Path(r.prompt_path).resolve() == here]
+        if not records:
+            return ""
+        grades = self.session.log.grades(experiment=self.experiment_id)
+        return results_grid(records_frame(records), grades, columns="version").html
+
     def _badge(self, rec: RunRecord) -> str:
         color, badge = OUTCOME_STYLE.get(rec.outcome, ("#444", rec.outcome))
         return f'<span style="color:{color}">[{escaped(badge)}]</span>'
@@ -373,6 +481,8 @@ class Workbench(W.VBox):
             self._say("busy: wait for the call in flight, or Cancel it")
             return
         self._cancelled = False
+        self._undo = None  # a reset can be undone until the next call
+        self.undo_button.layout.display = "none"
         if what != "input set":
             self.input_set_view.value = ""  # the table belongs to the input set run, not to what follows
         for b in self._actions:
@@ -380,7 +490,11 @@ class Workbench(W.VBox):
         self.cancel_button.disabled = False
         self.progress.value, self.progress.max = 0, 1
         self.progress.bar_style = "info"
-        self.status.value = f"<i>{escaped(what)}: calling {escaped(self.model.value)}…</i>"
+        model = self.model.value.strip()
+        cold = model.startswith("local:") and model not in self._warm
+        self._warm.add(model)
+        self.status.value = (f"<i>{escaped(what)}: loading the model ({escaped(model)}); the first call takes "
+                             "longer…</i>" if cold else f"<i>{escaped(what)}: calling {escaped(model)}…</i>")
         self._thread = threading.Thread(target=self._work, args=(what, fn), name=f"promptlab-{what}", daemon=True)
         self._thread.start()
 
@@ -397,6 +511,9 @@ class Workbench(W.VBox):
                 return
             self.progress.bar_style = "success"
             self.status.value = f"{escaped(what)} done in {time.perf_counter() - t0:.1f}s"
+        except CallCancelled:
+            self.progress.bar_style = "warning"
+            self._say(f"{what}: cancelled (nothing was logged for the call in flight)")
         except LabError as exc:
             self.progress.bar_style = "danger"
             self._error(exc)
@@ -410,6 +527,7 @@ class Workbench(W.VBox):
                 b.disabled = False
             self.cancel_button.disabled = True
             self._show_samples()
+            self._refresh_tried()
 
     def _cancel(self) -> None:
         self._cancelled = True
@@ -427,13 +545,29 @@ class Workbench(W.VBox):
         self.samples_box.children = tuple(self.cards)
 
     def _reset(self) -> None:
+        self._undo = (list(self.session.turns), self.session.conversation, list(self.cards), set(self._shown),
+                      self.critique_view.value, self.input_set_view.value)
         self.session.reset()
         self.critique_view.value = ""
         self.input_set_view.value = ""
         self.cards = []
         self._shown = set()
         self._show_samples()
-        self._say("reset: the next call starts a new conversation with a clean context")
+        self.undo_button.layout.display = None
+        self._say("reset: the next call starts a new conversation with a clean context (Undo reset brings the "
+                  "cards back until then)")
+
+    def _undo_reset(self) -> None:
+        if self._undo is None:
+            return
+        turns, conversation, cards, shown, critique, input_set = self._undo
+        self.session.turns, self.session.conversation = turns, conversation
+        self.cards, self._shown = cards, shown
+        self.critique_view.value, self.input_set_view.value = critique, input_set
+        self._undo = None
+        self.undo_button.layout.display = "none"
+        self._show_samples()
+        self._say("reset undone: the cards and the conversation are back")
 
     def _guard(self, fn: Callable[[], Any]) -> None:
         try:
@@ -443,14 +577,24 @@ class Workbench(W.VBox):
 
     def tried_so_far(self) -> Any:
         """The outcome of every call made from this workbench, per variant (from the log), with n on
-        each bar. While a blind comparison has unrated samples, variant names are hidden here too."""
+        each bar. Until a blind round is revealed, variant names are hidden here too."""
         from .. import plots
         from .compare import blinded
 
         runs = self.session.log.runs(experiment=self.experiment_id)
-        unrated = any(c.blind and c.record.id not in self._rated for c in self.cards if c.record is not None)
-        return plots.outcome_rates(blinded(runs) if unrated else runs, self.session.log.grades(),
+        hidden = any(c.hidden for c in self.cards if isinstance(c, SampleCard))
+        return plots.outcome_rates(blinded(runs) if hidden else runs, self.session.log.grades(),
                                    split_by_tag=False)
+
+    def _refresh_tried(self) -> None:
+        from .compare import figure_output
+
+        if self.tried_view.selected_index is None:
+            return
+        try:
+            self.tried.outputs = (figure_output(self.tried_so_far()),)
+        except LabError as exc:
+            self._error(exc)
 
     def wait(self, timeout: float | None = 120) -> None:
         """Block until the action in flight has finished (for scripts and tests)."""
@@ -472,7 +616,10 @@ class Workbench(W.VBox):
             if t.kind == "compare":  # blind: letters in a shuffled order, the same card keeps its letter
                 if t is not self._blind_turn:
                     self._blind_turn, self._blind_next = t, 0
+                    self.reveal_view.value = ""
+                    self.reveal_button.layout.display = "none"
                 random.Random(fresh[0].id).shuffle(fresh)
+            badges = self._grades(fresh) if t.kind != "critique" else {}
             for rec in fresh:
                 if t.kind == "compare":
                     label = f"sample {_letters(self._blind_next)}"
@@ -480,14 +627,57 @@ class Workbench(W.VBox):
                 else:
                     label = self._label(t, rec, follow_ups)
                 self._shown.add(rec.id)
-                card = SampleCard(rec, label, self._rate)
-                card.blind = t.kind == "compare"
+                card = SampleCard(rec, label, self._rate, blind=t.kind == "compare", grade=badges.get(rec.id))
                 self.cards.append(card)
+            if t.kind == "compare":  # the log knows which samples were blind, for a restored session
+                self.session.log.add_event(self.experiment_id, "blind_round", run_ids=[r.id for r in fresh])
         self.samples_box.children = tuple(self.cards)
         samples = list(self.session.samples)
         blind = bool(turns) and turns[-1].kind == "compare"
         self.frequencies.value = self._frequencies(samples, blind)
         self.context.value = self._context()
+
+    def _restore(self) -> None:
+        """Cards for the calls this workbench session already logged (the cell was run again): blind
+        rounds that were never revealed come back blind."""
+        log = self.session.log
+        try:
+            rows = log.runs(experiment=self.experiment_id)
+            events = log.events(self.experiment_id)
+        except LabError:
+            return
+        if rows.empty:
+            return
+        rows = rows[rows["id"].map(lambda i: i not in self._shown)]
+        blind, revealed = set(), set()
+        for _, e in events.iterrows():
+            ids = set((e["detail"] or {}).get("run_ids", []))
+            (blind if e["kind"] == "blind_round" else revealed if e["kind"] == "blind_revealed" else set()).update(ids)
+        records = [_record(r) for r in rows.to_dict("records")]
+        badges = self._grades([r for r in records if r.id])
+        self.cards.append(GroupHeading(f"restored from the log: {plural(len(records), 'earlier call')} of this "
+                                       "workbench"))
+        letter = 0
+        for rec in records:
+            is_blind = rec.id in blind
+            if is_blind:
+                label, letter = f"sample {_letters(letter)}", letter + 1
+            else:
+                label = f"{rec.variant} · {rec.input_id}"
+            card = SampleCard(rec, label, self._rate, blind=is_blind, grade=badges.get(rec.id))
+            card.revealed = rec.id in revealed
+            card.show()
+            self._shown.add(rec.id)
+            self.cards.append(card)
+        self.samples_box.children = tuple(self.cards)
+        self._say(f"restored {plural(len(records), 'card')} of {self.experiment_id} from the log")
+
+    def _grades(self, records: list[RunRecord]) -> dict[str, GradeBadge]:
+        try:
+            return grade_records(records, self.session.prompt,
+                                 self.session.log)
+        except LabError:
+            return {}
 
     @staticmethod
     def _label(t: Any, rec: RunRecord, follow_ups: int) -> str:
@@ -519,7 +709,7 @@ class Workbench(W.VBox):
             for forms in sorted(shown.values(), key=lambda c: -sum(c.values())):
                 rows.append(f"<tr><td>{escaped(group)}</td><td>{sum(forms.values())}/{len(these)}</td>"
                             f"<td>{_pre(forms.most_common(1)[0][0])}</td></tr>")
-        th = "<th style='text-align:left;padding-right:12px'>"
+        th = "<th style='text-align:left;padding:2px 12px 2px 0;white-space:nowrap'>"
         head = "" if blind else f"{th}variant</th>"
         if blind:
             rows = [r.replace("<tr><td></td>", "<tr>", 1) for r in rows]
@@ -531,9 +721,9 @@ class Workbench(W.VBox):
         if not turns or not turns[-1].samples:
             return "<i>no call yet</i>"
         last = turns[-1]
-        if last.kind == "compare" and not {r.id for r in last.samples} <= self._rated:
+        if last.kind == "compare" and any(c.hidden for c in self._blind_cards()):
             return ("<i class='promptlab-blind-context'>hidden in a blind comparison: the prompt would tell which "
-                    "variant each sample is. Rate every sample to see the whole context.</i>")
+                    "variant each sample is. Rate every sample, then Reveal, to see the whole context.</i>")
         rec = last.samples[-1]
         parts = [f"<div><b>{escaped(m['role'])}</b>{_pre(m['content'])}</div>" for m in rec.messages]
         parts.append(f"<div style='color:#777'>model {escaped(rec.model)}, variant {escaped(rec.variant)} version "
@@ -541,18 +731,51 @@ class Workbench(W.VBox):
                      f"{plural(rec.input_tokens or 0, 'input token')}, params {escaped(rec.params)}</div>")
         return "".join(parts)
 
+    def _blind_cards(self) -> list[SampleCard]:
+        """The cards of the latest blind round."""
+        turn = self._blind_turn
+        ids = {r.id for r in turn.samples} if turn is not None else set()
+        return [c for c in self.cards if isinstance(c, SampleCard) and c.blind and c.record.id in ids]
+
     def _rate(self, card: SampleCard) -> None:
         if card.score.value in (UNRATED, None):
             card.rated.value = "<span style='color:#d62728'>pick a score from 1 to 5 first</span>"
             return
+        blind = card.hidden  # a rating given after the reveal is not blind
         try:
-            self.session.rate(card.record.id, card.score.value, card.note.value, blind=card.blind)
+            self.session.rate(card.record.id, card.score.value, card.note.value, blind=blind)
         except LabError as exc:
             card.rated.value = f"<span style='color:#d62728'>{escaped(exc)}</span>"
             return
-        reveal = f" (it was {escaped(card.record.variant)})" if card.blind else ""
-        card.rated.value = f"rated {card.score.value}/5{reveal}"
+        card.rated.value = f"rated {card.score.value}/5" + (" (blind)" if blind else "")
         self._rated.add(card.record.id)
+        self._scores[card.record.id] = float(card.score.value)
+        if card.blind:
+            round_ = self._blind_cards()
+            left = [c for c in round_ if c.record.id not in self._rated]
+            if card in round_ and not any(c.revealed for c in round_):
+                self.reveal_button.layout.display = None if not left else "none"
+                self.reveal_view.value = ("" if not left else
+                                          f"<i>{plural(len(left), 'sample')} of this blind round left to rate; "
+                                          "nothing is revealed before the last rating</i>")
+        self.context.value = self._context()
+
+    def _reveal(self) -> None:
+        """After every sample of the blind round is rated: the variants and the mean score per variant, with n."""
+        round_ = self._blind_cards()
+        if not round_ or any(c.record.id not in self._rated for c in round_):
+            self._say("rate every sample of the blind round first")
+            return
+        per: dict[str, list[float]] = {}
+        for c in round_:
+            per.setdefault(str(c.record.variant), []).append(self._scores[c.record.id])
+            c.show(revealed=True)
+        rows = "".join(f"<tr><td>{escaped(v)}</td><td>{sum(x) / len(x):.1f} / 5</td><td>n = {len(x)}</td></tr>"
+                       for v, x in sorted(per.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])))
+        self.reveal_view.value = ("<div class='promptlab-reveal'><b>Revealed</b>: mean blind score per variant"
+                                  f"<table class='promptlab-table'>{rows}</table></div>")
+        self.reveal_button.layout.display = "none"
+        self.session.log.add_event(self.experiment_id, "blind_revealed", run_ids=[c.record.id for c in round_])
         self.context.value = self._context()
 
     def _say(self, text: str) -> None:
@@ -562,6 +785,17 @@ class Workbench(W.VBox):
         kind = f"{type(exc).__name__}: " if unexpected else ""
         self.status.value = (f"<span class='promptlab-error' style='color:#d62728'>error: "
                              f"{escaped(redact(kind + str(exc)))}</span>")
+
+
+# (prompt file, log) -> the experiment id of the latest workbench on them in this kernel
+_SESSIONS: dict[tuple[str, str], str] = {}
+_RECORD_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
+
+
+def _record(row: dict[str, Any]) -> RunRecord:
+    """A run row of the log as the record a card shows."""
+    values = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items() if k in _RECORD_FIELDS}
+    return RunRecord(**values)
 
 
 def _letters(i: int) -> str:
@@ -574,18 +808,14 @@ def _letters(i: int) -> str:
     return out
 
 
-def _input_set_html(table: Any, path: str) -> str:
-    """The input set table (input, output, expected, outcome, grade) with a summary line above it."""
+def _input_set_html(table: Any, path: str, grid: str = "") -> str:
+    """A summary line (outcomes and grades) over the results grid of the input set runs."""
     n = len(table)
     counts = Counter(table["outcome"])
     grades = Counter(g for g in table["grade"] if g)
     summary = (f"{plural(n, 'input')} of {escaped(path)}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
                + ("; graded: " + ", ".join(f"{k} {v}" for k, v in grades.items()) if grades else ""))
-    head = "".join(f"<th style='text-align:left'>{escaped(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td style='text-align:left;vertical-align:top'>{_pre(v)}</td>"
-                                    for v in row) + "</tr>" for row in table.itertuples(index=False))
-    return (f"<div class='promptlab-input-set'><b>Input set</b>: {summary}"
-            f"<table style='border-collapse:collapse'><tr>{head}</tr>{body}</table></div>")
+    return f"<div class='promptlab-input-set'><b>Input set</b>: {summary}{grid}</div>"
 
 
 def workbench(prompt: str | Path | None = None, inputs: str | Path | None = None, **kwargs: Any) -> Workbench:
