@@ -79,7 +79,7 @@ def main() -> None:
         inputs.write_text("".join(json.dumps(r) + "\n" for r in records(a.calls)))
         model = f"openai-compatible:{url}#gpt-loopback"
         asyncio.run(raw_sdk(url, 32, a.concurrency))  # warm-up: imports, connections
-        import lab.cli, lab.findings, lab.grading, lab.holdout  # noqa: E401,F401  (imported before any timed run)
+        import lab.cli, lab.findings, lab.grading, lab.holdout, lab.techniques._common  # noqa: E401,F401  (before any timed run)
 
         def target(backend: str, name: str) -> str:
             return str(folder / f"{name}.db") if backend == "sqlite" else fresh_database(server)
