@@ -132,3 +132,24 @@ def test_three_processes_write_one_experiment_and_a_killed_one_is_resumed_from_a
     assert len(df) == 1500 and df["input_id"].is_unique  # every call exactly once
     assert set(df["input_id"]) == {f"{p}-{i}" for p in "abc" for i in range(500)}
     assert (df.outcome == "answered").all() and df["seq"].is_unique
+
+
+def test_a_server_log_locked_longer_than_the_busy_timeout_gets_every_row_once_it_frees(url, write, capfd):
+    import threading
+
+    from lab.store.backend import _WRITE_LOCK_KEY
+
+    log = lab.store.RunLog(url, busy_timeout_s=0.2, lock_wait_s=60)
+    holder = psycopg.connect(url, autocommit=True)  # another machine in the middle of a long write
+    holder.execute("SELECT pg_advisory_lock(%s)", (_WRITE_LOCK_KEY,))
+    release = threading.Timer(1.5, lambda: holder.execute("SELECT pg_advisory_unlock(%s)", (_WRITE_LOCK_KEY,)))
+    release.start()
+    prompt = write("p.yaml", "task: t\nvariants:\n  a:\n    user: 'Say {{ text }}'\n")
+    runs = lab.experiment(prompt, [{"id": f"i{i}", "text": str(i)} for i in range(5)], model="scripted:echo",
+                          log=log).run()
+    release.join()
+    holder.close()
+    df = lab.log(url).runs(experiment=runs.experiment_id)
+    assert len(df) == 5 and df["id"].is_unique and not log.recovery_path.exists()
+    err = capfd.readouterr().err
+    assert "is locked by another process" in err and "Traceback" not in err

@@ -285,8 +285,12 @@ class PostgreSQL(Connection):
             cur.executemany(_pg_sql(sql), [tuple(r) for r in rows])
 
     def begin_write(self) -> None:
-        self.raw.execute("BEGIN")
-        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK_KEY,))
+        # one round trip for both (a statement without parameters may hold several)
+        try:
+            self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_WRITE_LOCK_KEY})")
+        except self._psycopg.Error:  # the lock not had within lock_timeout: no transaction is left open
+            self.rollback()
+            raise
 
     @property
     def in_transaction(self) -> bool:
