@@ -164,3 +164,14 @@ def test_one_run_is_read_back_by_its_id(run_log, write):
     assert row["id"] == first.id and row["input_id"] == "i1" and row["output"] == first.output
     assert run_log.run("no-such-run") is None
 
+
+
+def test_many_grades_are_written_in_one_transaction_with_consecutive_versions(run_log):
+    ids = run_log.add_runs([_rec("e1", i) for i in range(3)])
+    before = run_log.version()
+    gids = run_log.add_grades([dict(run_id=r, grader="expected:exact", passed=i != 1, score=float(i != 1),
+                                    experiment_id="e1") for i, r in enumerate(ids)])
+    g = run_log.grades(experiment="e1")
+    assert g["id"].tolist() == gids and g["passed"].tolist() == [1, 0, 1]
+    assert g["seq"].tolist() == [before + 1, before + 2, before + 3] and run_log.version() == before + 3
+    assert run_log.add_grades([]) == []
