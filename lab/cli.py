@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -97,18 +98,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     _say(f"experiment {exp.id}: {exp.describe()}", flush=True)
     runs = exp.run()
     made, skipped, wall_s = len(runs), runs.skipped, runs.wall_s
-    del runs  # its records: everything below reads the log, the columns it needs only
+    log, exp_id, prompt = exp.log, exp.id, exp.prompt
+    # everything below reads the log, the columns it needs only: the run's records and the
+    # experiment's rendered plan are let go before the findings load pandas
+    del runs, exp
+    gc.collect()
     print()
-    _print_rows(*exp.log.summary_rows(exp.id))  # computed in SQL, as `show` prints it
+    _print_rows(*log.summary_rows(exp_id))  # computed in SQL, as `show` prints it
     sys.stdout.flush()
-    _grade_and_print_findings(exp)
+    _grade_and_print_findings(log, exp_id, prompt)
     extra = f", {skipped} already done (resumed)" if skipped else ""
-    _say(f"\n{made} calls in {wall_s:.1f}s{extra}. Log: {exp.log.path}  (experiment {exp.id})")
-    _say(f"Read it back: python -m lab show {exp.id}" + (f" --log {args.log}" if args.log else ""))
+    _say(f"\n{made} calls in {wall_s:.1f}s{extra}. Log: {log.path}  (experiment {exp_id})")
+    _say(f"Read it back: python -m lab show {exp_id}" + (f" --log {args.log}" if args.log else ""))
     return 0
 
 
-def _grade_and_print_findings(exp: Any) -> None:
+def _grade_and_print_findings(log: Any, exp_id: str, prompt: Any) -> None:
     """Grade with the prompt file's grader (or the default one when inputs have expected answers),
     then print the findings block. Reads only the columns grading and the findings use: a 20k-call
     run's messages and parameters are never loaded."""
@@ -118,14 +123,13 @@ def _grade_and_print_findings(exp: Any) -> None:
     from .grading import grade
     from .techniques._common import resolve_graders
 
-    log = exp.log
-    graders = graders_or_default(resolve_graders(None, exp.prompt), log.runs(experiment=exp.id, columns=["expected"]))
+    graders = graders_or_default(resolve_graders(None, prompt), log.runs(experiment=exp_id, columns=["expected"]))
     if graders:  # a judge may read the whole row (its messages); the other graders read these
         columns = None if any(g.fn is None for g in graders) else GRADE_COLUMNS
-        grade(log.runs(experiment=exp.id, columns=columns), graders, log=log)
+        grade(log.runs(experiment=exp_id, columns=columns), graders, log=log)
     print()
-    f = findings(log.runs(experiment=exp.id, columns=FINDINGS_COLUMNS), log.grades(exp.id), experiment_id=exp.id)
-    print(with_selection(f, log, exp.id))
+    f = findings(log.runs(experiment=exp_id, columns=FINDINGS_COLUMNS), log.grades(exp_id), experiment_id=exp_id)
+    print(with_selection(f, log, exp_id))
 
 
 def _existing_log(args: argparse.Namespace) -> Any:
