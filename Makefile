@@ -1,8 +1,9 @@
 # promptlab: `make demo` runs an experiment on the local model, `make test` runs every test.
 # Both set everything up on a fresh machine: the venv in .venv and, for the browser tests, Debian's
-# chromium. llama-cpp-python is built once per machine with portable CPU flags (about 10 minutes on
-# 2 cores) into ~/.cache/promptlab/wheels/<key>/ and installed from there before anything else (see
-# lab/llama_build.py); then a smoke test loads the bundled model in a subprocess and generates.
+# chromium; for the run-log tests on PostgreSQL, Debian's postgresql (the tests start a throwaway
+# server from it in a temp dir and stop it). llama-cpp-python is built once per machine with portable
+# CPU flags (about 10 minutes on 2 cores) into ~/.cache/promptlab/wheels/<key>/ and installed from
+# there before anything else (see lab/llama_build.py); then a smoke test loads the bundled model in a subprocess and generates.
 
 PY ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install install-llama smoke demo lint test test-fast lab chromium clean-results
+.PHONY: install install-llama smoke demo lint test test-fast lab chromium postgresql clean-results
 
 # the stamp is written only after the smoke test passed: a venv that crashes is never "installed"
 $(STAMP): pyproject.toml lab/llama_build.py
@@ -42,10 +43,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check lab tests bench notebooks
 	$(BIN)/mypy
 
-test: $(STAMP) chromium lint
+test: $(STAMP) chromium postgresql lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) lint
+test-fast: $(STAMP) postgresql lint
 	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lab: $(STAMP)
@@ -58,6 +59,16 @@ chromium:
 		echo "installing Debian's chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "chromium not found and cannot apt-get it here: browser tests will be skipped"; fi
+
+# Debian's PostgreSQL server programs (initdb, pg_ctl), for the run-log tests on PostgreSQL: the tests
+# start a throwaway server on a Unix socket in a temp dir and stop it (tests/postgres.py). Nothing is
+# started here; the package's own cluster is not used.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's postgresql for the run-log tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL not found and cannot apt-get it here: its run-log tests will be skipped (they fail under CI=true)"; fi
 
 clean-results:
 	rm -rf results/*.db results/*.db-wal results/*.db-shm

@@ -12,6 +12,11 @@ medians of the walls are printed too. ``--breakdown`` adds a third arm per run, 
 SQLite writes replaced by no-ops (rows are not kept: a measurement only), which splits the lab's time
 over raw into the log's share and the rest. ``--profile FILE`` also writes a cProfile of one lab run.
 
+The lab is measured on each backend asked for (``--backend``, default both): a SQLite file and a
+PostgreSQL database on a throwaway local server (tests/postgres.py) sharing the same cores, the
+honest worst case. ``cli`` arms time the whole ``python -m lab run`` command in this process
+(the run, then its summary, grades and findings printed), as a user meets it.
+
 Replay: the same experiment (same seed) run again with ``replay=True``, every answer served from the
 log. Target: >= 50x faster than the first run, identical outputs.
 
@@ -23,6 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
+import json
 import time
 
 from _common import ROOT, loopback, machine, median, prompt_file, raw_openai_calls, records, report, tmpdir, verdict  # noqa: F401
@@ -47,36 +55,68 @@ def main() -> None:
     ap.add_argument("--no-replay", action="store_true", help="measure the first run only")
     ap.add_argument("--breakdown", action="store_true",
                     help="also run the lab with its SQLite writes replaced by no-ops (where the time goes)")
+    ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both",
+                    help="the run log(s) the lab arms write to (default both)")
+    ap.add_argument("--no-cli", action="store_true", help="skip the whole-command arms")
     a = ap.parse_args()
     ideal = a.calls * a.latency / a.concurrency
+    backends = ["sqlite", "postgresql"] if a.backend == "both" else [a.backend]
 
     raw_walls, lab_walls, replay_walls, identical, nolog_walls = [], [], [], [], []
-    with loopback("openai", a.latency) as url, tmpdir() as tmp:
+    extra_walls: dict[str, list[float]] = {}
+    with contextlib.ExitStack() as stack:
         from pathlib import Path
 
-        folder = Path(tmp)
+        url = stack.enter_context(loopback("openai", a.latency))
+        folder = Path(stack.enter_context(tmpdir()))
+        server = None
+        if "postgresql" in backends:
+            from tests.postgres import fresh_database, postgres_server
+
+            server = stack.enter_context(postgres_server())
         prompt = prompt_file(folder)
+        inputs = folder / "inputs.jsonl"
+        inputs.write_text("".join(json.dumps(r) + "\n" for r in records(a.calls)))
         model = f"openai-compatible:{url}#gpt-loopback"
         asyncio.run(raw_sdk(url, 32, a.concurrency))  # warm-up: imports, connections
+        import lab.cli, lab.findings, lab.grading, lab.holdout, lab.techniques._common  # noqa: E401,F401  (before any timed run)
 
-        def lab_run(i: int, tag: str = "first") -> tuple[float, lab.Runs]:
-            log = lab.log(folder / f"{tag}{i}.db")
+        def target(backend: str, name: str) -> str:
+            return str(folder / f"{name}.db") if backend == "sqlite" else fresh_database(server)
+
+        def lab_run(i: int, tag: str = "first", backend: str = backends[0]) -> tuple[float, "lab.Runs"]:
+            log = lab.log(target(backend, f"{tag}{i}"))
             t0 = time.perf_counter()  # planning (rendering, checks) is part of the lab's time
             first = lab.experiment(prompt, records(a.calls), model=model, seed=1, concurrency=a.concurrency,
                                    log=log, progress="off", id=f"{tag}-{i}").run()
             return time.perf_counter() - t0, first
 
-        def nolog_run(i: int) -> float:
-            from lab import store
+        def cli_run(i: int, backend: str) -> float:
+            from lab.cli import main as cli
 
-            real = store._write_items
-            store._write_items = lambda db, items: None  # the SQLite work only: futures, thread, rows built
+            log = target(backend, f"cli{i}")
+            lab.log(log).close()  # the log exists, as it would for a user
+            out = io.StringIO()
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(out):
+                code = cli(["--log", log, "run", str(prompt), "--inputs", str(inputs), "--model", model, "--seed", "1",
+                            "--concurrency", str(a.concurrency), "--progress", "off"])
+            wall = time.perf_counter() - t0
+            assert code == 0 and f"{a.calls} calls in" in out.getvalue(), out.getvalue()[-2000:]
+            return wall
+
+        def nolog_run(i: int) -> float:
+            from lab.store import writer
+
+            real = writer._write_items
+            writer._write_items = lambda db, items: 0  # the database work only: futures, thread, rows built
             try:
                 return lab_run(i, "nolog")[0]
             finally:
-                store._write_items = real
+                writer._write_items = real
 
-        arms = ["raw", "lab"] + (["nolog"] if a.breakdown else [])
+        arms = (["raw", "lab"] + (["nolog"] if a.breakdown else []) + [f"lab {b}" for b in backends[1:]]
+                + ([] if a.no_cli else [f"cli {b}" for b in backends]))
         for i in range(a.runs):
             # rotate the order: a machine speeding up or slowing down (or a process growing) favours no arm
             got: dict[str, float] = {}
@@ -85,11 +125,19 @@ def main() -> None:
                     got[arm] = asyncio.run(raw_sdk(url, a.calls, a.concurrency))
                 elif arm == "lab":
                     got[arm], first = lab_run(i)
+                elif arm.startswith("lab "):
+                    got[arm] = lab_run(i, "other", arm.split()[1])[0]
+                elif arm.startswith("cli "):
+                    got[arm] = cli_run(i, arm.split()[1])
                 else:
                     got[arm] = nolog_run(i)
+            for arm in arms:
+                if " " in arm:
+                    extra_walls.setdefault(arm, []).append(got[arm])
             raw_walls.append(got["raw"])
             lab_walls.append(got["lab"])
             line = f"run {i + 1}: raw {got['raw']:.3f}s  lab {got['lab']:.3f}s ({got['lab'] / got['raw']:.3f}x)"
+            line += "".join(f"  {arm} {got[arm]:.3f}s ({got[arm] / got['raw']:.3f}x)" for arm in arms if " " in arm)
             if a.breakdown:
                 nolog_walls.append(got["nolog"])
                 line += f"  lab without SQLite writes {got['nolog']:.3f}s ({got['nolog'] / got['raw']:.3f}x)"
@@ -132,9 +180,16 @@ def main() -> None:
         "| what | median wall (s) | vs ideal | vs raw SDK | target |",
         "| --- | ---: | ---: | ---: | --- |",
         f"| raw `AsyncOpenAI` + semaphore | {raw:.3f} | {raw / ideal:.3f}x | 1.000x | (baseline) |",
-        f"| lab `Experiment.run()` (logs every row) | {lab_w:.3f} | {lab_w / ideal:.3f}x | {ratio:.3f}x | "
+        f"| lab `Experiment.run()` (logs every row), {backends[0]} | {lab_w:.3f} | {lab_w / ideal:.3f}x | {ratio:.3f}x | "
         f"<= 1.10x ideal: {verdict(lab_w / ideal <= 1.10)}; <= 1.10x raw: {verdict(ratio <= 1.10)} |",
     ]
+    what = {"lab": "lab `Experiment.run()` (logs every row)",
+            "cli": "`python -m lab run`, the whole command (run, summary, grades, findings)"}
+    for arm, walls in extra_walls.items():
+        kind, backend = arm.split()
+        arm_ratio = median([w / rw for w, rw in zip(walls, raw_walls)])
+        lines.append(f"| {what[kind]}, {backend} | {median(walls):.3f} | {median(walls) / ideal:.3f}x | "
+                     f"{arm_ratio:.3f}x | (reported) |")
     if a.breakdown:
         nolog = median(nolog_walls)
         nolog_ratio = median([nw / rw for nw, rw in zip(nolog_walls, raw_walls)])
@@ -150,7 +205,7 @@ def main() -> None:
         f"Per run (raw, lab): {', '.join(f'{r:.2f}/{lw:.2f}' for r, lw in zip(raw_walls, lab_walls))} s.",
         "",
         f"Reproduce: `python bench/bench_batch.py --calls {a.calls} --concurrency {a.concurrency} "
-        f"--latency {a.latency} --runs {a.runs}{' --no-replay' if a.no_replay else ''}"
+        f"--latency {a.latency} --runs {a.runs} --backend {a.backend}{' --no-replay' if a.no_replay else ''}"
         f"{' --breakdown' if a.breakdown else ''}`",
     ]
     report("Batch overhead and replay", lines, write=not a.no_write)

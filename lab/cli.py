@@ -4,11 +4,13 @@
     python -m lab runs
     python -m lab show <experiment-id>
     python -m lab export <experiment-id> results/exports/
+    python -m lab log merge laptop.db ci-runner.db --into postgresql://ann@db.example/lab
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -95,29 +97,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     _say(f"experiment {exp.id}: {exp.describe()}", flush=True)
     runs = exp.run()
+    made, skipped, wall_s = len(runs), runs.skipped, runs.wall_s
+    log, exp_id, prompt = exp.log, exp.id, exp.prompt
+    # everything below reads the log, the columns it needs only: the run's records and the
+    # experiment's rendered plan are let go before the findings load pandas
+    del runs, exp
+    gc.collect()
     print()
-    _print_df(runs.summary())
-    _grade_and_print_findings(exp, runs)
-    extra = f", {runs.skipped} already done (resumed)" if runs.skipped else ""
-    _say(f"\n{len(runs)} calls in {runs.wall_s:.1f}s{extra}. Log: {exp.log.path}  (experiment {exp.id})")
-    _say(f"Read it back: python -m lab show {exp.id}" + (f" --log {args.log}" if args.log else ""))
+    _print_rows(*log.summary_rows(exp_id))  # computed in SQL, as `show` prints it
+    sys.stdout.flush()
+    _grade_and_print_findings(log, exp_id, prompt)
+    extra = f", {skipped} already done (resumed)" if skipped else ""
+    _say(f"\n{made} calls in {wall_s:.1f}s{extra}. Log: {log.path}  (experiment {exp_id})")
+    _say(f"Read it back: python -m lab show {exp_id}" + (f" --log {args.log}" if args.log else ""))
     return 0
 
 
-def _grade_and_print_findings(exp: Any, runs: Any) -> None:
+def _grade_and_print_findings(log: Any, exp_id: str, prompt: Any) -> None:
     """Grade with the prompt file's grader (or the default one when inputs have expected answers),
-    then print the findings block."""
-    from .findings import from_log
+    then print the findings block. Reads only the columns grading and the findings use: a 20k-call
+    run's messages and parameters are never loaded."""
+    from .findings import findings
     from .graders import graders_or_default
     from .holdout import with_selection
     from .grading import grade
     from .techniques._common import resolve_graders
 
-    graders = graders_or_default(resolve_graders(None, exp.prompt), runs.df)
-    if graders:
-        grade(runs, graders)
+    graders = graders_or_default(resolve_graders(None, prompt), log.runs(experiment=exp_id, columns=["expected"]))
+    if graders:  # a judge may read the whole row (its messages); the other graders read these
+        columns = None if any(g.fn is None for g in graders) else GRADE_COLUMNS
+        grade(log.runs(experiment=exp_id, columns=columns), graders, log=log)
     print()
-    print(with_selection(from_log(exp.log, exp.id), exp.log, exp.id))
+    f = findings(log.runs(experiment=exp_id, columns=FINDINGS_COLUMNS), log.grades(exp_id), experiment_id=exp_id)
+    print(with_selection(f, log, exp_id))
 
 
 def _existing_log(args: argparse.Namespace) -> Any:
@@ -126,8 +138,9 @@ def _existing_log(args: argparse.Namespace) -> Any:
 
     from .errors import StoreError
     from .store import RunLog
+    from .store.backend import is_url
 
-    if args.log is not None and not Path(args.log).exists():
+    if args.log is not None and not is_url(args.log) and not Path(args.log).exists():
         raise StoreError(f"{args.log}: no run log there; check the path (reading commands never create a log; "
                          "`python -m lab runs` without --log lists the default one's experiments)")
     return RunLog(args.log)
@@ -147,6 +160,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 #: what the findings block reads from the runs table (the rest is neither fetched nor parsed)
 FINDINGS_COLUMNS = ["id", "experiment_id", "variant", "prompt_version", "input_id", "input_tags", "expected", "model",
                     "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id", "cost_usd"]
+#: what the graders a prompt file can name (match, regex, json_schema, escape_hatch) read from a run
+GRADE_COLUMNS = ["id", "experiment_id", "variant", "input_id", "input_tags", "input_vars", "expected", "model",
+                 "outcome", "output", "role"]
 
 
 @command("show")
@@ -288,6 +304,34 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("log")
+def cmd_log(args: argparse.Namespace) -> int:
+    from .store import RunLog
+    from .store.merge import merge
+
+    into = RunLog(args.into)
+    merged = merge(args.sources, into)
+    for m in merged:
+        for conflict in m.conflicts[:20]:
+            _say(f"refused: {conflict}", file=sys.stderr)
+        if len(m.conflicts) > 20:
+            _say(f"refused: {len(m.conflicts) - 20} more conflicting row(s) from {m.source}", file=sys.stderr)
+        _say(f"merged {m.line()}")
+    _say(f"into {into.path}")
+    return 1 if any(m.conflicts for m in merged) else 0
+
+
+def _add_log_parser(sub: Any) -> None:
+    g = sub.add_parser("log", help="the run log itself: merge logs from other machines")
+    gsub = g.add_subparsers(dest="log_command", required=True)
+    m = gsub.add_parser("merge", help="copy experiments, runs, grades and events of SQLite logs into one log, "
+                                      "each row exactly once (a second merge adds nothing)")
+    m.add_argument("sources", nargs="+", metavar="SRC", help="run logs to merge from (SQLite files)")
+    m.add_argument("--into", required=True, metavar="DEST",
+                   help="the log merged into: a SQLite file or a postgresql:// URL")
+    m.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def _add_batch_parser(sub: Any) -> None:
     b = sub.add_parser("batch", help="large runs through provider batch APIs (half price, results within 24h)")
     bsub = b.add_subparsers(dest="batch_command", required=True)
@@ -316,7 +360,8 @@ def _add_batch_parser(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lab", description="promptlab: prompt experiments, logged.")
-    p.add_argument("--log", help="run log path (default $PROMPTLAB_LOG or results/promptlab.db)")
+    p.add_argument("--log", help="run log: a file path or a postgresql:// URL "
+                                 "(default $PROMPTLAB_LOG or results/promptlab.db)")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run an experiment: every variant over an input set")
@@ -379,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("results", nargs="?", default="results", help="the results folder (default: results)")
     ix.add_argument("--log", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     _add_batch_parser(sub)
+    _add_log_parser(sub)
     return p
 
 

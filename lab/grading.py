@@ -69,13 +69,14 @@ def grade(runs: RunsLike, graders: Grader | Sequence[Grader], *, log: RunLog | N
         df = df[df["role"].isin(list(roles))]
     df = df[df["outcome"] != "error"]
     rows = df.to_dict("records")
-    new_ids: list[str] = []
+    pending: list[dict[str, Any]] = []
     for g in graders:
         if g.fn is not None:
             for run in rows:
                 gr = g.fn(run)
                 if gr is not None:
-                    new_ids.append(_write(log, run, g.name, gr))
+                    pending.append(_grade_row(run, g.name, gr))
+    new_ids = log.add_grades(pending)  # one commit for all of them
     judges = [g for g in graders if g.afn is not None]
     if judges and rows:
         judged = run_sync(lambda: _agrade(log, rows, judges, concurrency))
@@ -100,10 +101,14 @@ def _warn_unparsed(log: RunLog, rows: list[dict[str, Any]], grade_ids: list[str]
                           "or a simpler scale before trusting these grades", UserWarning, stacklevel=3)
 
 
-def _write(log: RunLog, run: RunRow, grader: str, g: Grade) -> str:
+def _grade_row(run: RunRow, grader: str, g: Grade) -> dict[str, Any]:
     score = None if g.score is None or (isinstance(g.score, float) and math.isnan(g.score)) else float(g.score)
-    return log.add_grade(run["id"], grader, score=score, passed=g.passed, label=g.label, detail=g.detail,
-                         experiment_id=run.get("experiment_id"))
+    return dict(run_id=run["id"], grader=grader, score=score, passed=g.passed, label=g.label, detail=g.detail,
+                experiment_id=run.get("experiment_id"))
+
+
+def _write(log: RunLog, run: RunRow, grader: str, g: Grade) -> str:
+    return log.add_grades([_grade_row(run, grader, g)])[0]
 
 
 def judge_variant(g: Grader) -> Variant:

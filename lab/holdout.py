@@ -214,13 +214,21 @@ def uses(log: RunLog, input_set: str) -> pd.DataFrame:
     return ev[ev["kind"] == "confirm"].reset_index(drop=True) if len(ev) else ev
 
 
+#: what the selection clause reads of an experiment's runs (not its messages or parameters)
+_SELECTION_COLUMNS = ["id", "experiment_id", "task", "variant", "prompt_version", "input_id", "input_tags", "expected",
+                      "model", "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id",
+                      "cost_usd", "finished_at"]
+
+
 def with_selection(f: Findings, log: RunLog, experiment_id: str) -> Findings:
     """``f`` (an experiment's findings) with the selection clause when its inputs were used to
     choose between versions of the compared variants (see :mod:`lab.selection`)."""
     from .selection import annotate, search_of
 
-    runs = log.runs(experiment=experiment_id)
-    if not f.a or not f.b or runs.empty or runs["task"].dropna().empty:
+    if not f.a or not f.b:
+        return f
+    runs = log.runs(experiment=experiment_id, columns=_SELECTION_COLUMNS)
+    if runs.empty or runs["task"].dropna().empty:
         return f
     ids = [str(i) for i in runs["input_id"].dropna().unique()]
     tried = search(log, str(runs["task"].dropna().iloc[0]), ids, until=str(runs["finished_at"].max()))

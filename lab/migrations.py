@@ -3,18 +3,23 @@
 An old log is upgraded in place when opened by a newer promptlab: migrations only add tables,
 columns and indexes, never drop or rewrite rows. Append new migrations at the end; never edit
 one that has shipped.
+
+Migrations are written in SQLite's DDL. ``db`` is a ``sqlite3.Connection`` or one of the run log's
+connections (``lab.store.backend``): a PostgreSQL one translates the few type spellings that differ
+(``INTEGER PRIMARY KEY AUTOINCREMENT``, ``INTEGER``, ``REAL``) and takes a lock for each migration's
+transaction, so two processes opening a new log at once migrate it once.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
-Migration = Callable[[sqlite3.Connection], None]
+Migration = Callable[[Any], None]
 
 
-def m001_initial(db: sqlite3.Connection) -> None:
+def m001_initial(db: Any) -> None:
     db.execute(
         """CREATE TABLE experiments (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,7 +71,7 @@ def m001_initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX runs_cache_key ON runs(cache_key)")
 
 
-def m002_grades(db: sqlite3.Connection) -> None:
+def m002_grades(db: Any) -> None:
     """Grades and human ratings are rows of their own that point at the run they judge."""
     db.execute(
         """CREATE TABLE grades (
@@ -87,7 +92,7 @@ def m002_grades(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX grades_experiment ON grades(experiment_id)")
 
 
-def m003_conversations(db: sqlite3.Connection) -> None:
+def m003_conversations(db: Any) -> None:
     """Conversation trees (reset, follow-ups, retries of a turn) and critique rounds."""
     for col, decl in [
         ("conversation_id", "TEXT"),
@@ -102,7 +107,7 @@ def m003_conversations(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX runs_resume ON runs(experiment_id, variant, input_id, model, repeat)")
 
 
-def m004_events_and_versions(db: sqlite3.Connection) -> None:
+def m004_events_and_versions(db: Any) -> None:
     """Experiment events (started, stopped by budget, finished) and every prompt version seen."""
     db.execute(
         """CREATE TABLE events (
@@ -128,7 +133,7 @@ def m004_events_and_versions(db: sqlite3.Connection) -> None:
     )
 
 
-def m005_batches(db: sqlite3.Connection) -> None:
+def m005_batches(db: Any) -> None:
     """Provider batches (Anthropic Message Batches, OpenAI Batch) and the calls waiting in them.
 
     ``batches`` is bookkeeping, not a versioned table: its ``state`` follows the provider's, and
@@ -164,14 +169,14 @@ def m005_batches(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX batch_requests_batch ON batch_requests(batch_id)")
 
 
-def m006_confidence(db: sqlite3.Connection) -> None:
+def m006_confidence(db: Any) -> None:
     """Per run, the small confidence record from token log-probabilities (JSON; see lab.logprobs);
     NULL when the experiment did not ask for it or the provider returns none."""
     db.execute("ALTER TABLE runs ADD COLUMN confidence TEXT")
 
 
 
-def m007_summary_index(db: sqlite3.Connection) -> None:
+def m007_summary_index(db: Any) -> None:
     """An index that holds everything a summary reads (``log.summary``, ``python -m lab show``), so
     summarizing a 100k-row experiment reads the index, not the rows. It replaces ``runs_experiment``,
     which ``runs_resume`` (same first column) already made redundant: still five indexes per row."""
@@ -185,27 +190,46 @@ MIGRATIONS: list[Migration] = [m001_initial, m002_grades, m003_conversations, m0
                                m005_batches, m006_confidence, m007_summary_index]
 
 
-def applied(db: sqlite3.Connection) -> list[str]:
-    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    return [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+def _server(db: Any) -> bool:
+    return getattr(db, "dialect", "sqlite") != "sqlite"
 
 
-def pending(db: sqlite3.Connection) -> list[str]:
+def _begin(db: Any) -> None:
+    begin = getattr(db, "begin_write", None)
+    if begin is not None:
+        begin()
+    else:
+        db.execute("BEGIN IMMEDIATE")
+
+
+def applied(db: Any) -> list[str]:
+    create = "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    if _server(db):  # two processes creating it at once collide on a server: one at a time
+        _begin(db)
+        db.execute(create)
+        db.execute("COMMIT")
+    else:
+        db.execute(create)
+    order = "applied_at, name" if _server(db) else "rowid"
+    return [r[0] for r in db.execute(f"SELECT name FROM _migrations ORDER BY {order}")]
+
+
+def pending(db: Any) -> list[str]:
     """Names of the migrations this log lacks (read only: a log that cannot be written can still say)."""
     try:
         done = {r[0] for r in db.execute("SELECT name FROM _migrations")}
-    except sqlite3.OperationalError:  # no _migrations table: a new, empty file
+    except getattr(db, "errors", (sqlite3.OperationalError,)):  # no _migrations table: a new, empty log
         done = set()
     return [m.__name__ for m in MIGRATIONS if m.__name__ not in done]
 
 
-def migrate(db: sqlite3.Connection, upto: str | None = None) -> list[str]:
+def migrate(db: Any, upto: str | None = None) -> list[str]:
     """Apply pending migrations in order (each in its own transaction). Returns the names applied."""
     done = set(applied(db))
     ran = []
     for m in MIGRATIONS:
         if m.__name__ not in done:
-            db.execute("BEGIN IMMEDIATE")
+            _begin(db)
             try:
                 # another process may have migrated while we waited for the lock
                 if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (m.__name__,)).fetchone() is None:

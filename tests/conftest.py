@@ -3,6 +3,7 @@ model (SmolLM2-135M-Instruct) and real loopback servers."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,14 +19,74 @@ def _isolated(monkeypatch, tmp_path):
     """Every test gets its own default log and never touches results/ or real keys."""
     monkeypatch.setenv("PROMPTLAB_LOG", str(tmp_path / "log.db"))
     monkeypatch.setenv("PROMPTLAB_PROGRESS", "off")
+    monkeypatch.setenv("PROMPTLAB_RECOVERY_DIR", str(tmp_path))  # a server log's recovery file
     for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
         monkeypatch.delenv(key, raising=False)
     scripted.CALLS.clear()
 
 
 @pytest.fixture
-def run_log(tmp_path) -> lab.store.RunLog:
+def run_log(request, tmp_path) -> lab.store.RunLog:
+    """A fresh log: SQLite, or in a module parametrized over ``backend`` each backend's fresh log."""
+    if "backend" in request.fixturenames:
+        return lab.log(request.getfixturevalue("backend"))
     return lab.log(tmp_path / "runs.db")
+
+
+def _unavailable(why: str) -> None:
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail(f"the PostgreSQL run-log tests cannot run in CI: {why}", pytrace=False)
+    pytest.skip(f"PostgreSQL run log not tested here: {why}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Base URL of the session's throwaway PostgreSQL server (tests/postgres.py), stopped at the end.
+    Skips the tests that need it when it cannot start, naming why; under CI=true they fail instead."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _unavailable("psycopg is not installed (pip install -e '.[dev]')")
+    from tests.postgres import NoServer, postgres_server as server
+
+    ctx = server()
+    try:
+        url = ctx.__enter__()
+    except NoServer as exc:
+        _unavailable(str(exc))
+    try:
+        yield url
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path, monkeypatch) -> str:
+    """A fresh run log of each kind, named as a user names it (a path, a ``postgresql://`` URL) and
+    made the default (``PROMPTLAB_LOG``). A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("backend")``; a test marked ``sqlite_only`` (it reads the
+    file itself) runs once."""
+    if request.param == "sqlite":
+        target = str(tmp_path / "log.db")
+    else:
+        from tests.postgres import drop_database, fresh_database
+
+        target = fresh_database(request.getfixturevalue("postgres_server"))
+        request.addfinalizer(lambda: drop_database(target))
+    monkeypatch.setenv("PROMPTLAB_LOG", target)
+    return target
+
+
+def pytest_collection_modifyitems(config, items):
+    """A ``sqlite_only`` test in a module parametrized over backends runs on SQLite only."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_server = callspec is not None and callspec.params.get("backend") == "postgresql"
+        (drop if on_server and item.get_closest_marker("sqlite_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture

@@ -64,3 +64,44 @@ def test_bad_input_exits_2_with_a_message_and_no_traceback(tmp_path, write):
 def test_show_of_an_unknown_experiment_says_how_to_list_them(tmp_path):
     proc = cli("--log", str(tmp_path / "l.db"), "show", "missing", check=False)
     assert proc.returncode == 2 and "python -m lab runs" in proc.stderr
+
+
+PROMPT = "task: t\nvariants:\n  a:\n    user: 'Say {{ text }}'\n"
+
+
+def test_run_runs_show_export_and_resume_work_on_both_backends(backend, write, tmp_path, capsys):
+    from lab.cli import main
+
+    prompt, inputs = write("p.yaml", PROMPT), write("in.yaml", "- {id: a, text: one}\n- {id: b, text: two}\n")
+    run = ["--log", backend, "run", str(prompt), "--inputs", str(inputs), "-m", "scripted:echo", "--repeats", "2",
+           "--id", "both", "--progress", "off"]
+    assert main(run) == 0
+    assert f"Log: {backend}" in capsys.readouterr().out
+    assert main(["--log", backend, "runs"]) == 0 and "both" in capsys.readouterr().out
+    assert main(["--log", backend, "show", "both"]) == 0 and "Findings for both" in capsys.readouterr().out
+    assert main(["--log", backend, "export", "both", str(tmp_path / "exp")]) == 0
+    assert len(pd.read_parquet(tmp_path / "exp" / "runs.parquet")) == 4
+    assert main(run + ["--resume"]) == 0 and "4 already done" in capsys.readouterr().out
+    assert len(lab.log(backend).runs(experiment="both")) == 4
+
+
+def test_a_postgresql_url_is_never_taken_as_a_file_path(write, tmp_path, monkeypatch, capsys):
+    from lab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    url = f"postgresql://nobody@/lab?host={tmp_path / 'no-server-here'}"
+    code = main(["--log", url, "run", str(write("p.yaml", PROMPT)), "-m", "scripted:echo", "--inputs",
+                 str(write("in.yaml", "- {id: a, text: one}\n"))])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot open the run log" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "postgresql:").exists()
+
+
+def test_a_password_in_the_log_url_is_refused_without_being_shown(capsys, monkeypatch):
+    from lab.cli import main
+
+    monkeypatch.setenv("PROMPTLAB_LOG", "postgresql://ann:hunter2-secret@db.example/lab")
+    assert main(["runs"]) == 2
+    err = capsys.readouterr().err
+    assert "PGPASSWORD" in err and "hunter2-secret" not in err and "db.example/lab" in err

@@ -1005,7 +1005,7 @@ def test_the_escape_hatch_says_its_matching_rule_in_words():
 def test_a_long_recovery_file_is_ingested_a_chunk_at_a_time_with_each_row_once(write, tmp_path, monkeypatch, capsys):
     import lab.store as store
 
-    monkeypatch.setattr(store, "_INGEST_CHUNK", 2)
+    monkeypatch.setattr(store.recovery, "_INGEST_CHUNK", 2)
     path, lines = recovery_lines(write, tmp_path, n=5)
     recovery_of(path).write_bytes(lines[0] + b"{not json\n" + b"".join(lines[1:]) + lines[2] + lines[4][:-9])
     capsys.readouterr()

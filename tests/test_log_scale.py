@@ -95,11 +95,10 @@ def test_calls_finished_while_the_log_stays_locked_go_to_a_recovery_file_that_th
     assert len(lab.log(path).runs(experiment=exp.id)) == 20
 
 
-def test_an_event_kept_in_the_recovery_file_is_ingested_once(tmp_path):
+def test_an_event_kept_in_the_recovery_file_is_ingested_once(backend):
     # events have no id of their own: a file ingested twice (a crash before it was removed) must not
     # leave the "finished" event of a run twice in the log
-    path = tmp_path / "log.db"
-    log = lab.log(path)
+    log = lab.log(backend)
     log.add_event("e1", "started", calls=3)
     row = {"experiment_id": "e1", "at": "2026-11-29T01:00:00.000001+00:00", "kind": "finished", "detail": '{"made": 3}'}
     line = ('{"table": "events", "columns": %s, "values": %s, "ignore": false}\n'
@@ -147,6 +146,7 @@ def test_a_worker_starts_its_next_call_while_the_last_row_is_still_being_committ
     assert {r.id for r in runs.records} == committed
 
 
+@pytest.mark.usefixtures("backend")
 def test_rows_appended_concurrently_share_commits_and_one_sequence_with_grades(run_log):
     async def many() -> list[str]:
         return await asyncio.gather(*(run_log.append_run(RunRecord(
@@ -156,9 +156,9 @@ def test_rows_appended_concurrently_share_commits_and_one_sequence_with_grades(r
     ids = asyncio.run(many())
     run_log.add_grade(ids[0], "human:ana", passed=True)
     # another connection sees every row: each was committed before append_run returned
-    other = sqlite3.connect(run_log.path)
-    assert other.execute("SELECT count(*) FROM runs").fetchone()[0] == 200
-    seqs = [r[0] for r in other.execute("SELECT seq FROM runs UNION ALL SELECT seq FROM grades ORDER BY 1")]
+    other = lab.log(run_log.path)
+    assert len(other.runs(columns=["id"])) == 200
+    seqs = sorted(other.runs(columns=["seq"])["seq"].tolist() + other.grades()["seq"].tolist())
     assert seqs == list(range(1, 202))
     assert run_log.version() == 201
 
@@ -229,6 +229,7 @@ def _rows(exp: str, n: int) -> list[RunRecord]:
     return out
 
 
+@pytest.mark.usefixtures("backend")
 @pytest.mark.parametrize("models", [("openai:gpt-4o-mini", "local:smollm2"), ("openai:gpt-4o-mini",)])
 def test_the_summary_computed_by_sqlite_matches_the_pandas_one(run_log, models):
     rows = [r for r in _rows("big", 300) if r.model in models]
@@ -240,6 +241,7 @@ def test_the_summary_computed_by_sqlite_matches_the_pandas_one(run_log, models):
                                   check_dtype=False)
 
 
+@pytest.mark.usefixtures("backend")
 def test_runs_reads_and_decodes_only_the_columns_asked_for(run_log):
     run_log.add_runs(_rows("e", 5))
     df = run_log.runs(experiment="e", columns=["input_id", "input_vars", "outcome"])
@@ -258,8 +260,8 @@ def test_import_lab_and_cli_help_do_not_import_pandas():
     assert out.stdout.strip().splitlines()[-1] == "False True Context True"
 
 
-def test_show_summary_only_prints_the_summary_from_sql_without_pandas(tmp_path):
-    log = lab.log(tmp_path / "s.db")
+def test_show_summary_only_prints_the_summary_from_sql_without_pandas(backend):
+    log = lab.log(backend)
     log.add_runs(_rows("shown", 60))
     code = ("import sys, lab.cli\n"
             f"code = lab.cli.main(['--log', {str(log.path)!r}, 'show', 'shown', '--summary-only'])\n"
@@ -276,10 +278,10 @@ def test_show_summary_only_prints_the_summary_from_sql_without_pandas(tmp_path):
     assert len(lines) == 2 + len(expected) + 1
 
 
-def test_show_prints_the_summary_then_the_findings(tmp_path, capsys):
+def test_show_prints_the_summary_then_the_findings(backend, capsys):
     from lab.cli import main
 
-    log = lab.log(tmp_path / "s.db")
+    log = lab.log(backend)
     log.add_runs(_rows("shown", 60))
     assert main(["--log", str(log.path), "show", "shown"]) == 0
     out = capsys.readouterr().out

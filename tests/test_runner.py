@@ -1,4 +1,5 @@
-"""The runner on the scripted provider: expansion, seeds, repeats, replay, resume, errors, budget."""
+"""The runner on the scripted provider: expansion, seeds, repeats, replay, resume, errors, budget.
+Every test runs on both run-log backends (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import lab
 from lab.errors import ProviderError
 from lab.providers import Completion, Provider, register_provider
 from tests.scripted import SCRIPTS
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 PROMPT = """\
 task: t
@@ -98,8 +101,9 @@ def test_without_replay_identical_calls_are_made_again(files, run_log, model_cal
     assert len(model_calls) == 12
 
 
-def test_resume_makes_only_the_calls_that_did_not_finish(files, run_log, model_calls):
+def test_resume_makes_only_the_calls_that_did_not_finish(files, run_log, model_calls, monkeypatch):
     prompt, inputs = files
+    monkeypatch.setattr(FlakyOnce, "healthy", False)  # sick again for each backend's run of this test
     SCRIPTS["flaky"] = lambda m, p: (_ for _ in ()).throw(ProviderError("boom", kind="server")) \
         if "two" in m[-1]["content"] else "ok"
     register_provider("flaky", lambda model, rest, o: FlakyOnce(model))

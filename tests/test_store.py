@@ -1,4 +1,7 @@
-"""The run log: append-only rows, filters, as_of, migrations, two writers, a killed writer."""
+"""The run log: append-only rows, filters, as_of, migrations, two writers, a killed writer.
+
+Every test runs on both backends (a SQLite file and a fresh PostgreSQL database) but those marked
+``sqlite_only``, which read the file themselves."""
 
 from __future__ import annotations
 
@@ -11,12 +14,15 @@ import textwrap
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import lab
 from lab.migrations import MIGRATIONS, migrate
 from lab.store import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def _rec(exp: str, i: int, **kw) -> RunRecord:
@@ -72,6 +78,7 @@ def test_grades_are_rows_that_point_at_runs_and_never_rewrite_them(run_log):
     assert run_log.runs(experiment="e1").output.tolist() == ["a1"]
 
 
+@pytest.mark.sqlite_only
 def test_an_old_schema_log_migrates_without_loss(tmp_path):
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)
@@ -113,13 +120,13 @@ _WRITER = textwrap.dedent("""
 """)
 
 
-def _writer(path: Path, tag: str, n: int, pause: float) -> subprocess.Popen:
+def _writer(path: Path | str, tag: str, n: int, pause: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag, str(n), str(pause)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_processes_writing_one_log_lose_nothing(tmp_path):
-    path = tmp_path / "shared.db"
+def test_two_processes_writing_one_log_lose_nothing(backend):
+    path = backend
     lab.log(path)  # create it first, as a notebook would
     procs = [_writer(path, tag, 400, 0.0) for tag in ("a", "b")]
     for p in procs:
@@ -130,17 +137,18 @@ def test_two_processes_writing_one_log_lose_nothing(tmp_path):
     assert len(log.runs(experiment="a")) == 400 and len(log.runs(experiment="b")) == 400
 
 
-def test_a_killed_writer_keeps_every_finished_row(tmp_path):
-    path = tmp_path / "killed.db"
+def test_a_killed_writer_keeps_every_finished_row(backend):
+    path = backend
     p = _writer(path, "k", 10_000, 0.002)
     printed = []
     while len(printed) < 50:
         printed.append(p.stdout.readline())
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=30)
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    db.close()
+    if not path.startswith("postgresql:"):
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        db.close()
     rows = lab.log(path).runs(experiment="k")
     # every row the writer reported as written is there (it may have written one more before dying)
     assert len(rows) >= 50
@@ -154,3 +162,15 @@ def test_one_run_is_read_back_by_its_id(run_log, write):
     row = run_log.run(first.id)
     assert row["id"] == first.id and row["input_id"] == "i1" and row["output"] == first.output
     assert run_log.run("no-such-run") is None
+
+
+
+def test_many_grades_are_written_in_one_transaction_with_consecutive_versions(run_log):
+    ids = run_log.add_runs([_rec("e1", i) for i in range(3)])
+    before = run_log.version()
+    gids = run_log.add_grades([dict(run_id=r, grader="expected:exact", passed=i != 1, score=float(i != 1),
+                                    experiment_id="e1") for i, r in enumerate(ids)])
+    g = run_log.grades(experiment="e1")
+    assert g["id"].tolist() == gids and g["passed"].tolist() == [1, 0, 1]
+    assert g["seq"].tolist() == [before + 1, before + 2, before + 3] and run_log.version() == before + 3
+    assert run_log.add_grades([]) == []

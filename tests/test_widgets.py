@@ -230,6 +230,7 @@ def test_a_slow_call_leaves_the_kernel_free_and_can_be_cancelled(wb, run_log):
     assert not any(t.name.startswith("promptlab-run") and t.is_alive() for t in threading.enumerate())
 
 
+@pytest.mark.usefixtures("backend")  # on SQLite and on PostgreSQL
 def test_compare_view_selects_experiments_variants_and_tags(run_log):
     exp = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=2, seed=1, log=run_log)
     exp.run()
@@ -375,6 +376,7 @@ def test_the_rating_control_says_it_is_a_score(wb):
     assert score.description == "rating" and score.label == "score 1-5"
 
 
+@pytest.mark.usefixtures("backend")  # on SQLite and on PostgreSQL
 def test_compare_view_lists_experiments_by_task_time_and_size_hiding_empty_ones(run_log):
     exp = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=1, seed=1, log=run_log)
     exp.run()
