@@ -44,6 +44,7 @@ from .report import (
 )
 from .secrets import looks_like_secret
 from .store import RunLog
+from .store.backend import LogURL
 from .version import __version__
 
 RESULTS = Path("results")
@@ -113,7 +114,7 @@ class NotebookRun:
     parameters: dict[str, Any]
     notebook: Path
     html: Path | None
-    log_path: Path
+    log_path: Path | LogURL
     wall_s: float
     error: str | None = None
 
@@ -236,7 +237,9 @@ def _sizes(run_log: RunLog, exp_id: str) -> dict[str, int]:
     return {"calls": int(len(df)), "inputs": int(df["input_id"].nunique()) if len(df) else 0}
 
 
-def _relative(path: Path, root: Path) -> str:
+def _relative(path: Path | LogURL, root: Path) -> str:
+    if not isinstance(path, Path):
+        return str(path)  # a server log's URL (its password already left out)
     try:
         return str(path.relative_to(root.resolve()))
     except ValueError:
