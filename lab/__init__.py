@@ -34,7 +34,7 @@ from .errors import __all__ as _ERRORS
 # the everyday path: name -> (module, attribute)
 _EVERYDAY = {
     "__version__": ("lab.version", "__version__"),  # package metadata: read on first use (it costs ~0.1 s)
-    "experiment": ("lab.runner", "experiment"),
+    "experiment": ("lab.experiments", "experiment"),
     "log": ("lab.store", "log"),
     "context": ("lab.whole_context", "context"),
     "grade": ("lab.grading", "grade"),
@@ -58,8 +58,8 @@ _EVERYDAY = {
 
 # the namespaces, imported on first use (`lab.stats.rates(...)` works after a bare `import lab`)
 _NAMESPACES = ("config", "graders", "judges", "grading", "stats", "tables", "plots", "techniques", "batch", "notebooks",
-               "report", "grid", "session", "widgets", "prompts", "inputs", "store", "runner", "runs", "providers", "pricing",
-               "errors", "whole_context", "calibration", "findings", "text", "holdout", "selection")
+               "report", "grid", "session", "widgets", "prompts", "inputs", "store", "experiments", "runner", "providers",
+               "pricing", "errors", "whole_context", "calibration", "findings", "text", "holdout", "selection")
 
 __all__ = [*_EVERYDAY, *_ERRORS]
 

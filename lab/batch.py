@@ -28,12 +28,13 @@ from urllib.parse import urlparse, urlunparse
 import pandas as pd
 
 from .errors import BatchError, BudgetExceeded
+from .experiments import Experiment
 from .names import html_text
 from .pricing import Price, price_of
 from .prompts import EscapeHatch
 from .providers.batch_adapters import BatchAPI, BatchRequest, BatchResult, BatchState
 from .providers.registry import batch_api, has_batch_api
-from .runner import Call, Experiment, Runner
+from .runner import Call, Runner
 from .store import RunLog, RunRecord, now
 from .tables import summary
 

@@ -87,7 +87,7 @@ def _print_rows(index: list[str], columns: list[str], rows: list[tuple]) -> None
 
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import experiment
+    from .experiments import experiment
 
     exp = experiment(
         args.prompt, inputs=args.inputs, model=args.model, repeats=args.repeats, variants=args.variant,
@@ -280,7 +280,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from . import batch
 
     if args.batch_command == "submit":
-        from .runner import experiment
+        from .experiments import experiment
 
         exp = experiment(
             args.prompt, inputs=args.inputs, model=args.model, repeats=args.repeats, variants=args.variant,

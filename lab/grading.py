@@ -27,11 +27,11 @@ from typing import Any, TypeAlias
 import pandas as pd
 
 from .errors import GraderError
+from .experiments import Runs
 from .graders import Grade, Grader, RunRow
 from .inputs import InputRow
 from .prompts import Variant, version_of
 from .runner import Call, Runner, run_sync
-from .runs import Runs
 from .store import RunLog, new_id
 from .tables import UNPARSED_WARN_SHARE
 

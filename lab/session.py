@@ -35,6 +35,7 @@ import pandas as pd
 from .checks import check_int
 from .config import DEFAULT_MODEL
 from .errors import CallCancelled, LabError, ParameterError, PromptFileError
+from .experiments import Experiment, record_prompt_version
 from .graders import graders_or_default
 from .grading import grade, rate
 from .grid import GradeBadge, badge
@@ -42,7 +43,7 @@ from .inputs import InputRow, InputSet, load_inputs
 from .names import experiment_id as new_experiment_id
 from .progress import Progress
 from .prompts import PromptFile, Variant, check_template, load_prompt, version_of
-from .runner import Experiment, Runner, record_prompt_version, run_sync
+from .runner import Runner, run_sync
 from .secrets import looks_like_secret
 from .store import RunLog, RunRecord, new_id
 from .techniques._common import resolve_graders

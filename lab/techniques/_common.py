@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..experiments import Experiment, Runs
 from ..graders import Grader, check_grader_list, grader_from_spec, graders_or_default
 from ..grading import grade
 from ..judges import check_model
 from ..prompts import PromptFile, Variant, load_prompt, version_of
-from ..runner import Experiment
-from ..runs import Runs
 from ..store import RunLog
 
 

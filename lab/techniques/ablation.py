@@ -25,11 +25,11 @@ import pandas as pd
 
 from ..config import PAIRED, RunConfig, RunOptions
 from ..errors import ParameterError, PromptFileError
+from ..experiments import Experiment
 from ..graders import Grader
 from ..grading import grade
 from ..inputs import InputSet
 from ..prompts import PromptFile, Variant, join_parts, version_of
-from ..runner import Experiment
 from ..stats import MIN_INPUTS, TOO_FEW, Plan, adjust_family, format_p, interval_ends, paired_difference, plan, plural
 from ..store import RunLog
 from ..tables import with_grades

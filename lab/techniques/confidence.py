@@ -20,11 +20,11 @@ import pandas as pd
 
 from .. import calibration as cal
 from ..config import PAIRED, RunConfig, RunOptions
+from ..experiments import Experiment
 from ..graders import Grader
 from ..grading import grade
 from ..inputs import InputSet
 from ..prompts import PromptFile
-from ..runner import Experiment
 from ..store import RunLog
 from ..tables import with_grades
 from ._common import as_prompt, resolve_graders

@@ -16,12 +16,12 @@ from typing import Any, Unpack
 
 from ..config import PAIRED, RunConfig, RunOptions
 from ..errors import ParameterError
+from ..experiments import Experiment
 from ..findings import Findings
 from ..graders import Grader
 from ..holdout import Split, as_inputs, find_split, record_use, uses
 from ..inputs import InputSet
 from ..prompts import PromptFile, Variant
-from ..runner import Experiment
 from ..store import RunLog
 from ._common import as_prompt, open_log, resolve_graders, run_and_grade
 from .framing import Comparison

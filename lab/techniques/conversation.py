@@ -25,13 +25,14 @@ import pandas as pd
 from ..checks import check_int
 from ..config import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..errors import CallCancelled, ConversationError, ParameterError
+from ..experiments import record_prompt_version
 from ..graders import Grader, check_grader_list, match
 from ..grading import grade
 from ..inputs import InputRow
 from ..names import experiment_id
 from ..prompts import Variant
 from ..providers import get_provider
-from ..runner import Call, Runner, record_prompt_version, run_sync
+from ..runner import Call, Runner, run_sync
 from ..seeds import base_seed, seeded
 from ..stats import paired_difference, rates
 from ..store import RunLog, RunRecord, new_id

@@ -20,6 +20,7 @@ import pandas as pd
 from ..checks import check_int
 from ..config import RunConfig, RunOptions
 from ..errors import BudgetExceeded, ParameterError
+from ..experiments import Experiment
 from ..findings import Findings, findings
 from ..graders import Grader
 from ..grading import grade
@@ -28,7 +29,7 @@ from ..judges import judge
 from ..names import html_text
 from ..prompts import EscapeHatch, PromptFile
 from ..providers import get_provider
-from ..runner import Call, Experiment, Runner, run_sync
+from ..runner import Call, Runner, run_sync
 from ..seeds import derive_seed
 from ..stats import rates
 from ..store import RunLog, RunRecord

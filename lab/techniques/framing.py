@@ -11,13 +11,13 @@ import pandas as pd
 
 from ..config import PAIRED, RunConfig, RunOptions
 from ..errors import ParameterError
+from ..experiments import Experiment
 from ..findings import Findings, findings
 from ..graders import Grader
 from ..holdout import with_selection
 from ..inputs import InputSet
 from ..names import html_text
 from ..prompts import PromptFile
-from ..runner import Experiment
 from ..stats import paired_difference, pairwise, rates
 from ..store import RunLog
 from ..tables import disagreements, escaped, side_by_side, with_grades

@@ -17,12 +17,12 @@ import pandas as pd
 from ..checks import check_int
 from ..config import RunConfig, RunOptions
 from ..errors import ParameterError
+from ..experiments import Experiment
 from ..findings import Findings, findings
 from ..graders import Grader
 from ..inputs import InputSet
 from ..names import html_text
 from ..prompts import PromptFile
-from ..runner import Experiment
 from ..stats import proportion_ci
 from ..store import RunLog
 from ..tables import side_by_side, with_grades
