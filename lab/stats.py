@@ -486,6 +486,16 @@ def rate_text(k: int, n: int, inputs: int, rate: float, low: float, high: float,
     return f"{rate:.0%} [{low:.0%}, {high:.0%}] ({plural(inputs, 'input')} x {reps:g})"
 
 
+def _grouped(df: pd.DataFrame, value: str, by: str | Sequence[str] | None, split_by_tag: bool) -> tuple[list[str], Any]:
+    """The group keys and the groups of ``df`` (per input tag too, when split), each row's value in ``_v``."""
+    keys = _by_list(by)
+    data = _explode_tags(df) if split_by_tag else df
+    if split_by_tag:
+        keys = keys + ["tag"]
+    data = data.assign(_v=_values(data, value))
+    return keys, (data.groupby(keys, sort=False, dropna=False) if keys else [((), data)])
+
+
 def rates(df: pd.DataFrame, *, value: str = "passed", by: str | Sequence[str] | None = "variant",
           split_by_tag: bool = False, confidence: float = 0.95, population: Population = "inputs",
           cluster: str | None = "input_id", weight: Weight = "inputs", min_inputs: int = MIN_INPUTS) -> pd.DataFrame:
@@ -502,13 +512,8 @@ def rates(df: pd.DataFrame, *, value: str = "passed", by: str | Sequence[str] | 
     inputs, k, rate, low, high, missing.
     """
     _check(population, weight)
-    keys = _by_list(by)
-    data = _explode_tags(df) if split_by_tag else df
-    if split_by_tag:
-        keys = keys + ["tag"]
-    data = data.assign(_v=_values(data, value))
+    keys, groups = _grouped(df, value, by, split_by_tag)
     rows = []
-    groups = data.groupby(keys, sort=False, dropna=False) if keys else [((), data)]
     for key, g in groups:
         v = g["_v"]
         k = int((v.dropna() > 0.5).sum())
@@ -531,13 +536,8 @@ def means(df: pd.DataFrame, *, value: str = "score", by: str | Sequence[str] | N
     ``bounds`` (e.g. (1, 5) for a 1-5 score) keeps the interval inside the scale. ``seed`` is kept
     for compatibility (the interval is no longer a bootstrap). Columns: n, inputs, mean, low, high, missing."""
     _check(population, weight)
-    keys = _by_list(by)
-    data = _explode_tags(df) if split_by_tag else df
-    if split_by_tag:
-        keys = keys + ["tag"]
-    data = data.assign(_v=_values(data, value))
+    keys, groups = _grouped(df, value, by, split_by_tag)
     rows = []
-    groups = data.groupby(keys, sort=False, dropna=False) if keys else [((), data)]
     for key, g in groups:
         ci = _interval_row(g["_v"], g, cluster, confidence=confidence, bounds=bounds, population=population,
                            weight=weight, min_inputs=min_inputs)
