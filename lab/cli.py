@@ -159,7 +159,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 #: what the findings block reads from the runs table (the rest is neither fetched nor parsed)
 FINDINGS_COLUMNS = ["id", "experiment_id", "variant", "prompt_version", "input_id", "input_tags", "expected", "model",
-                    "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id", "cost_usd"]
+                    "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id", "cost_usd",
+                    "finish_reason"]
 #: what the graders a prompt file can name (match, regex, json_schema, escape_hatch) read from a run
 GRADE_COLUMNS = ["id", "experiment_id", "variant", "input_id", "input_tags", "input_vars", "expected", "model",
                  "outcome", "output", "role"]

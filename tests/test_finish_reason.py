@@ -78,7 +78,9 @@ def test_show_outputs_marks_an_answer_that_stopped_at_max_tokens(prompt, run_log
     short = lab.experiment(prompt, ROWS, model="scripted:rambles", log=run_log).run()
     capsys.readouterr()
     assert main(["--log", str(run_log.path), "show", short.experiment_id, "--outputs"]) == 0
-    assert "[a | input r1 | repeat 0 | answered | stopped at max tokens]" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "[a | input r1 | repeat 0 | answered | stopped at max tokens]" in said
+    assert "1 of 1 answers stopped at max tokens and may be cut short" in said  # the findings' caveat
     assert main(["--log", str(run_log.path), "show", runs.experiment_id, "--outputs"]) == 0
     assert "stopped at max tokens" not in capsys.readouterr().out
 
