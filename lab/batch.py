@@ -198,7 +198,8 @@ def _row_from(planned: dict[str, Any], result: BatchResult | None, missing_reaso
     price = Price(**planned["price"]) if planned.get("price") else price_of(rec["model"])
     cost = price.cost(comp.input_tokens, comp.output_tokens, batch=True) if price else None
     outcome = "escaped" if hatch is not None and hatch.detect(comp.text) else "answered"
-    rec.update(input_tokens=comp.input_tokens, output_tokens=comp.output_tokens, cost_usd=cost)
+    rec.update(input_tokens=comp.input_tokens, output_tokens=comp.output_tokens, cost_usd=cost,
+               finish_reason=comp.finish_reason)
     return RunRecord(**rec, outcome=outcome, output=comp.text, error=None)
 
 

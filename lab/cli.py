@@ -160,7 +160,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 #: what the findings block reads from the runs table (the rest is neither fetched nor parsed)
 FINDINGS_COLUMNS = ["id", "experiment_id", "variant", "prompt_version", "input_id", "input_tags", "expected", "model",
-                    "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id", "cost_usd"]
+                    "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id", "cost_usd",
+                    "finish_reason"]
 #: what the graders a prompt file can name (match, regex, json_schema, escape_hatch) read from a run
 GRADE_COLUMNS = ["id", "experiment_id", "variant", "input_id", "input_tags", "input_vars", "expected", "model",
                  "outcome", "output", "role"]
@@ -186,7 +187,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.outputs:
         print()
         _print_outputs(log.runs(experiment=args.experiment,
-                                columns=["variant", "input_id", "repeat", "outcome", "output", "error"]))
+                                columns=["variant", "input_id", "repeat", "outcome", "output", "error",
+                                         "finish_reason"]))
     return 0
 
 
@@ -194,7 +196,8 @@ def _print_outputs(df: pd.DataFrame) -> None:
     """Each call's output (or error) in full under a one-line heading: a table would pad every line
     to the longest output."""
     for r in df.itertuples(index=False):
-        _say(f"[{r.variant} | input {r.input_id} | repeat {r.repeat} | {r.outcome}]")
+        stopped = " | stopped at max tokens" if r.finish_reason == "length" else ""
+        _say(f"[{r.variant} | input {r.input_id} | repeat {r.repeat} | {r.outcome}{stopped}]")
         text = r.error if r.outcome == "error" and isinstance(r.error, str) else r.output
         for line in (text if isinstance(text, str) else "").splitlines() or [""]:
             _say(f"  {line}")

@@ -268,6 +268,10 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
     errors = int((df["outcome"] == "error").sum())
     if errors:
         caveats.append(f"{errors} calls ended in an error and are left out of every rate")
+    truncated = int((df["finish_reason"] == "length").sum()) if "finish_reason" in df else 0
+    if truncated:
+        caveats.append(f"{truncated} of {len(df)} answers stopped at max tokens and may be cut short; "
+                       "a larger max_tokens gives them room")
     if population == "these":
         caveats.append("conclusions are about exactly these inputs, not inputs like them")
     exp = experiment_id or (str(runs["experiment_id"].iloc[0]) if "experiment_id" in runs and len(runs) else None)

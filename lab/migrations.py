@@ -186,9 +186,15 @@ def m007_summary_index(db: Any) -> None:
     db.execute("DROP INDEX IF EXISTS runs_experiment")
 
 
+def m008_finish_reason(db: Any) -> None:
+    """Per run, why the answer ended, in the lab's words (``lab.providers.finish_reason``): ``stop``,
+    ``length`` (stopped at max tokens), ``content_filter``, ``tool_calls``; NULL when the provider
+    did not say, and on every row logged before this column existed."""
+    db.execute("ALTER TABLE runs ADD COLUMN finish_reason TEXT")
+
 
 MIGRATIONS: list[Migration] = [m001_initial, m002_grades, m003_conversations, m004_events_and_versions,
-                               m005_batches, m006_confidence, m007_summary_index]
+                               m005_batches, m006_confidence, m007_summary_index, m008_finish_reason]
 
 
 def _server(db: Any) -> bool:

@@ -302,17 +302,20 @@ def _critique_answer(critique: Any) -> Answer:
 
 
 def _revision_sentence(row: Any) -> str:
-    d, lo, hi = (100 * float(row[k]) for k in ("difference", "low", "high"))
-    change = (f"pass rate {100 * row['mean_b']:.0f}% -> {100 * row['mean_a']:.0f}% after revising "
-              f"({d:+.0f} points, 95% interval {lo:+.0f} to {hi:+.0f}; {int(row['inputs'])} inputs, "
-              f"{int(row['pairs'])} chains)")
+    from .stats import MIN_INPUTS, plural
+
+    d = 100 * float(row["difference"])
+    size = f"{plural(int(row['inputs']), 'input')}, {plural(int(row['pairs']), 'chain')}"
+    change = f"pass rate {100 * row['mean_b']:.0f}% -> {100 * row['mean_a']:.0f}% after revising ({d:+.0f} points"
     verdict = str(row["verdict"])
+    if verdict.startswith("too few"):  # no interval below the minimum number of inputs: counts, no "nan"
+        return f"Too few inputs to tell whether revising helped: {change}; {size}; no interval below {MIN_INPUTS} inputs)."
+    lo, hi = 100 * float(row["low"]), 100 * float(row["high"])
+    change += f", 95% interval {lo:+.0f} to {hi:+.0f}; {size})"
     if verdict == "A better":
         return f"Revising helped: {change}."
     if verdict == "B better":
         return f"Revising hurt: {change}."
-    if verdict.startswith("too few"):
-        return f"Too few inputs to tell whether revising helped: {change}."
     return f"No detectable effect of revising: {change}."
 
 

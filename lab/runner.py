@@ -293,6 +293,7 @@ class Runner:
             output_tokens=completion.output_tokens if completion else None, cost=cost, replayed_from=None,
             confidence=summarize(completion.logprobs, call.escape_hatch.text if call.escape_hatch else None)
             if completion is not None and completion.logprobs else None,
+            finish_reason=completion.finish_reason if completion else None,
         )
         return rec
 
@@ -336,11 +337,13 @@ class Runner:
         conf = hit.get("confidence")
         return self.record(call, output=hit["output"], error=None, started=now(), latency_ms=hit["latency_ms"],
                             input_tokens=hit["input_tokens"], output_tokens=hit["output_tokens"], cost=0.0,
-                            replayed_from=hit["id"], confidence=json.loads(conf) if isinstance(conf, str) else conf)
+                            replayed_from=hit["id"], confidence=json.loads(conf) if isinstance(conf, str) else conf,
+                            finish_reason=hit.get("finish_reason"))
 
     def record(self, call: Call, *, output: str | None, error: str | None, started: str, latency_ms: float | None,
                 input_tokens: int | None, output_tokens: int | None, cost: float | None,
-                replayed_from: str | None, confidence: dict[str, Any] | None = None) -> RunRecord:
+                replayed_from: str | None, confidence: dict[str, Any] | None = None,
+                finish_reason: str | None = None) -> RunRecord:
         if error is not None:
             outcome = "error"
         elif call.escape_hatch is not None and call.escape_hatch.detect(output):
@@ -358,7 +361,7 @@ class Runner:
             input_tokens=input_tokens, output_tokens=output_tokens, latency_ms=latency_ms, cost_usd=cost,
             started_at=started, cache_key=call.key, replayed_from=replayed_from,
             conversation_id=call.conversation_id, turn=call.turn, attempt=call.attempt, round=call.round,
-            parent_id=call.parent_id, role=call.role, confidence=confidence,
+            parent_id=call.parent_id, role=call.role, confidence=confidence, finish_reason=finish_reason,
         )
 
     async def run_all(self, calls: Iterable[Call], progress: Progress, *, workers: int | None = None) -> list[RunRecord]:

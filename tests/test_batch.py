@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import lab
@@ -102,6 +103,7 @@ def test_anthropic_batch_rows_arrive_in_a_later_process_matched_by_custom_id(fil
         assert row.output == expected
     assert set(df[df.input_id == "r3"].outcome) == {"escaped"}
     assert set(df[df.input_id != "r3"].outcome) == {"answered"}
+    assert set(df.finish_reason) == {"stop"}  # the batch's end_turn, in the lab's words
     # half the list price: $1 / $5 per million tokens, halved
     for row in df.itertuples():
         assert row.cost_usd == pytest.approx((row.input_tokens * 1.0 + row.output_tokens * 5.0) / 1e6 / 2)
@@ -170,6 +172,7 @@ def test_openai_batch_goes_through_its_states_and_reads_output_and_error_files(f
                                 "injected batch request failure")
     ok = df[df.outcome != "error"]
     assert list(ok.cost_usd) == pytest.approx(list((ok.input_tokens * 2.0 + ok.output_tokens * 8.0) / 1e6 / 2))
+    assert set(ok.finish_reason) == {"stop"} and pd.isna(df.finish_reason.iloc[3])
     assert run.batches.counts.iloc[0] == {"completed": 5, "failed": 1, "total": 6}
 
 

@@ -145,6 +145,18 @@ def _open_workbench(page, base: str, token: str):
     return bench
 
 
+# a <select>'s innerText holds every option; a file picker listing prompts/persona_vs_honest_inputs.yaml
+# names no sample's variant, so what a person sees of a dropdown is its chosen option only
+SEEN = ("el => { const c = el.cloneNode(true); c.querySelectorAll('select').forEach(s => s.replaceWith("
+        "document.createTextNode(s.selectedIndex >= 0 ? s.options[s.selectedIndex].text : ''))); "
+        "document.body.appendChild(c); const t = c.innerText; c.remove(); return t; }")
+
+
+def _seen(locator) -> str:
+    """The text a person sees in ``locator``: dropdowns show their chosen option, not the whole list."""
+    return locator.evaluate(SEEN)
+
+
 def _idle(page) -> None:
     """Wait until the workbench's call in flight has finished (Run enabled, Cancel disabled again)."""
     page.wait_for_function("() => { const bs = [...document.querySelectorAll('.promptlab-workbench button')];"
@@ -193,7 +205,7 @@ def test_blind_context_holds_no_variant_name_until_rated(jupyterlab):
         context = bench.locator(".promptlab-blind-context")
         context.wait_for()
         page.screenshot(path=str(ARTIFACTS / "workbench-blind.png"), full_page=True)
-        seen = bench.inner_text()
+        seen = _seen(bench)
         for name in ("persona", "honest", "world-class", "online shop"):
             assert name not in seen, f"the blind workbench shows {name!r}"
         assert {t.strip() for t in bench.locator(".promptlab-card-label").all_inner_texts()} == {"sample A", "sample B"}
@@ -374,7 +386,7 @@ def test_a_blind_round_reveals_nothing_before_the_last_rating(jupyterlab):
             page.wait_for_function(f"() => document.querySelectorAll('.promptlab-card')[{i}].innerText.includes('rated')")
 
         def nothing_tells() -> None:
-            seen, on_cards = bench.inner_text(), " ".join(cards.all_inner_texts())
+            seen, on_cards = _seen(bench), " ".join(cards.all_inner_texts())
             for word in ("persona", "honest"):
                 assert word not in seen, f"the blind round shows {word!r}"
             for word in ("token", "version", " ms"):  # 43 vs 5 tokens would give a persona away

@@ -215,7 +215,7 @@ def test_local_persona_vs_honest_with_escape_report_and_a_planted_difference(run
 
 @pytest.mark.slow
 def test_local_aa_check_reports_no_difference_in_most_seeded_runs(run_log, write):
-    """A/A: one prompt, independent samples split into two arms of 12 pairs, ten times over."""
+    """A/A: one prompt, independent samples of 4 inputs split into two arms of two repeats, three times over."""
     t0 = time.perf_counter()
     pool = lab.retry("prompts/sentiment.yaml", "prompts/sentiment_inputs.yaml", variant="honest", n=12, seed=21,
                      model=LOCAL, params={"max_tokens": 6}, tags=["normal", "edge"], log=run_log, grader=lab.graders.match(
@@ -224,14 +224,14 @@ def test_local_aa_check_reports_no_difference_in_most_seeded_runs(run_log, write
     runs = runs[runs["input_id"].isin(["love-it", "broke-in-a-week", "faint-praise", "sarcasm"])]
     assert runs["seed"].nunique() == len(runs)
     verdicts = []
-    for j in range(6):
-        arm_a = runs[runs["repeat"].isin([2 * j])].assign(variant="a", repeat=0)
-        arm_b = runs[runs["repeat"].isin([2 * j + 1])].assign(variant="b", repeat=0)
+    for j in range(3):  # arms of two repeats each, so the sampling noise within an input is measured
+        arm_a = runs[runs["repeat"].isin([4 * j, 4 * j + 1])].assign(variant="a", repeat=lambda d: d["repeat"] % 2)
+        arm_b = runs[runs["repeat"].isin([4 * j + 2, 4 * j + 3])].assign(variant="b", repeat=lambda d: d["repeat"] % 2)
         for value in ("passed", "escaped"):
             # about these 4 inputs (below the 6 a verdict about inputs in general needs): only sampling is noise
             verdicts.append(lab.stats.paired_difference(pd.concat([arm_a, arm_b]), "a", "b", value=value,
                                                   population="these")["verdict"].iloc[0])
-    assert verdicts.count("no detectable difference") >= 10, verdicts
+    assert verdicts.count("no detectable difference") >= 5, verdicts
     sp = pool.spread
     assert (sp["samples"] == 12).all() and ((sp["agreement"] > 0) & (sp["agreement"] <= 1)).all()
     print(f"A/A: {time.perf_counter() - t0:.1f}s")

@@ -21,13 +21,39 @@ class TokenLogprob:
 @dataclass(frozen=True)
 class Completion:
     """What a provider returns for one call. ``logprobs`` is None unless the call asked for them
-    (``logprobs``/``top_logprobs`` params) and the provider returns them."""
+    (``logprobs``/``top_logprobs`` params) and the provider returns them. ``finish_reason`` is in
+    the lab's words (:func:`finish_reason`): ``"length"`` means the answer stopped at max tokens."""
 
     text: str
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
+
+    def __post_init__(self) -> None:  # every provider's word (a plug-in's too) in the lab's vocabulary
+        object.__setattr__(self, "finish_reason", finish_reason(self.finish_reason))
+
+
+#: each provider's own word for why an answer ended -> the lab's (OpenAI's words, which
+#: llama-cpp-python and OpenAI-compatible servers share, are the lab's already)
+_FINISH_REASONS = {
+    "stop": "stop", "end_turn": "stop", "stop_sequence": "stop", "eos": "stop",
+    "length": "length", "max_tokens": "length", "model_context_window_exceeded": "length",
+    "content_filter": "content_filter", "refusal": "content_filter",
+    "tool_calls": "tool_calls", "function_call": "tool_calls", "tool_use": "tool_calls",
+}
+
+
+def finish_reason(raw: Any) -> str | None:
+    """Why an answer ended, in one vocabulary for every provider: ``stop`` (it finished, or met a
+    stop sequence), ``length`` (it hit max tokens or the context window), ``content_filter``
+    (filtered or refused), ``tool_calls``; None when the provider does not say. A word not in this
+    list (a new API value, say Anthropic's ``pause_turn``) is kept as the provider spelled it rather
+    than lost."""
+    if raw is None:
+        return None
+    text = str(raw).strip().lower()
+    return _FINISH_REASONS.get(text, text) or None
 
 
 #: the parameters that ask a provider for token log-probabilities (OpenAI's and llama.cpp's names)

@@ -217,7 +217,8 @@ class Queries:
             chunk = keys[i:i + 500]
             with self._sql("look up cached calls"):
                 cur = self._db.execute(
-                    "SELECT cache_key, id, output, outcome, seed, input_tokens, output_tokens, latency_ms, cost_usd, confidence "
+                    "SELECT cache_key, id, output, outcome, seed, input_tokens, output_tokens, latency_ms, cost_usd, confidence, "
+                    "finish_reason "
                     f"FROM runs WHERE cache_key IN ({', '.join('?' for _ in chunk)}) AND outcome != 'error' "
                     "ORDER BY seq", chunk)
                 names = [d[0] for d in cur.description]

@@ -143,6 +143,7 @@ class RunRecord:
     parent_id: str | None = None
     role: str = "answer"
     confidence: dict[str, Any] | None = None  # from token log-probabilities (lab.logprobs), when asked for
+    finish_reason: str | None = None  # why the answer ended: stop, length (at max tokens), ...; None: not said
 
 
 Item = tuple[str, tuple[str, ...], tuple, bool]  # table, columns, values (JSON already encoded), or-ignore

@@ -119,6 +119,8 @@ class SampleCard(W.VBox):
                      f'padding:0 5px;font-weight:600">{escaped(g.text)}</span>'
                      + (' <span style="color:#d62728">stopped at max tokens</span>' if g.truncated else "")
                      + f'<div class="promptlab-why" style="color:#555;font-size:11px">{escaped(g.why)}</div></div>')
+        elif rec.finish_reason == "length" and not self.hidden:  # no grade (a critique round): still say it
+            grade = '<div class="promptlab-truncated" style="color:#d62728">stopped at max tokens</div>'
         return (f'<div class="promptlab-sample" data-outcome="{escaped(rec.outcome)}" '
                 f'style="border:2px solid {color};border-radius:4px;padding:4px;overflow-wrap:break-word;'
                 f'word-break:normal;line-height:1.35">'
