@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install install-llama smoke demo test test-fast lab chromium postgresql clean-results
+.PHONY: install install-llama smoke demo lint test test-fast lab chromium postgresql clean-results
 
 # the stamp is written only after the smoke test passed: a venv that crashes is never "installed"
 $(STAMP): pyproject.toml lab/llama_build.py
@@ -38,10 +38,15 @@ smoke:
 demo: $(STAMP)
 	$(BIN)/python -m lab run-notebook notebooks/persona_vs_honest.ipynb -p model local:smollm2 -p repeats 3 -p seed 7
 
-test: $(STAMP) chromium postgresql
+# ruff (rules in pyproject's [tool.ruff]) and mypy on lab/ ([tool.mypy]) before any test runs
+lint: $(STAMP)
+	$(BIN)/ruff check lab tests bench notebooks
+	$(BIN)/mypy
+
+test: $(STAMP) chromium postgresql lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) postgresql
+test-fast: $(STAMP) postgresql lint
 	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lab: $(STAMP)

@@ -15,9 +15,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.md"
@@ -34,7 +35,7 @@ def machine() -> str:
                 break
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load average {load}")
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load}")
 
 
 def median(xs: list[float]) -> float:

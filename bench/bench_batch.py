@@ -33,7 +33,7 @@ import io
 import json
 import time
 
-from _common import ROOT, loopback, machine, median, prompt_file, raw_openai_calls, records, report, tmpdir, verdict  # noqa: F401,E501
+from _common import ROOT, loopback, machine, median, prompt_file, raw_openai_calls, records, report, tmpdir, verdict  # noqa: F401
 
 import lab
 
@@ -79,12 +79,16 @@ def main() -> None:
         inputs.write_text("".join(json.dumps(r) + "\n" for r in records(a.calls)))
         model = f"openai-compatible:{url}#gpt-loopback"
         asyncio.run(raw_sdk(url, 32, a.concurrency))  # warm-up: imports, connections
-        import lab.cli, lab.findings, lab.grading, lab.holdout, lab.techniques._common  # noqa: E401,F401  (before any timed run)
+        import lab.cli
+        import lab.findings
+        import lab.grading
+        import lab.holdout
+        import lab.techniques._common
 
         def target(backend: str, name: str) -> str:
             return str(folder / f"{name}.db") if backend == "sqlite" else fresh_database(server)
 
-        def lab_run(i: int, tag: str = "first", backend: str = backends[0]) -> tuple[float, "lab.Runs"]:
+        def lab_run(i: int, tag: str = "first", backend: str = backends[0]) -> tuple[float, lab.Runs]:
             log = lab.log(target(backend, f"{tag}{i}"))
             t0 = time.perf_counter()  # planning (rendering, checks) is part of the lab's time
             first = lab.experiment(prompt, records(a.calls), model=model, seed=1, concurrency=a.concurrency,

@@ -16,11 +16,11 @@ import threading
 import time
 from pathlib import Path
 
-from _common import machine, median, tmpdir, verdict, report
+from _common import machine, median, report, tmpdir, verdict
 
 import lab
 from lab.providers.local import bundled_model_path, worker_for
-from lab.runner import derive_seed
+from lab.seeds import derive_seed
 
 PROMPT = ("task: local\nparams: {temperature: 0.7, max_tokens: %d}\nvariants:\n  plain:\n"
           "    system: Answer in two or three sentences.\n    user: '{{ question }}'\n")

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import machine, median, tmpdir, verdict, report
+from _common import machine, median, report, tmpdir, verdict
 
 import lab
 from lab.store import RunRecord, _dumps, new_id, now
@@ -206,7 +206,7 @@ def timed(fn):
     return time.perf_counter() - t0, out
 
 
-def RunLog_row(rec: RunRecord) -> list:  # noqa: N802  the values add_run writes, JSON-encoded
+def RunLog_row(rec: RunRecord) -> list:
     from lab.store import _JSON_COLUMNS, RunLog
 
     row = RunLog._run_row(rec)

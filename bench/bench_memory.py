@@ -38,8 +38,12 @@ def child(mode: str, url: str, calls: int, concurrency: int, folder: Path, log: 
     import lab
 
     if mode == "imports":  # what the findings block needs loaded, without any call or row
-        import lab.cli, lab.findings, lab.grading, lab.holdout  # noqa: E401,F401
-        import pandas, scipy.stats  # noqa: E401,F401
+        import pandas  # noqa: F401
+
+        import lab.cli
+        import lab.findings
+        import lab.grading
+        import lab.holdout
     inputs = folder / "inputs.jsonl"
     if mode == "cli":  # written before the clock starts, as a user's input file would be
         inputs.write_text("".join(json.dumps(r) + "\n" for r in records(calls)))

@@ -34,11 +34,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, report, verdict  # noqa: E402
+import pandas as pd
+from _common import machine, report, verdict
 
-import pandas as pd  # noqa: E402
-
-from lab import stats  # noqa: E402
+from lab import stats
 
 SDS = (0.0, 0.2, 0.4)
 NULL_INPUTS = (5, 6, 8, 10, 12, 13, 30)

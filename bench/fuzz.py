@@ -14,18 +14,19 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PROMPTLAB_PROGRESS", "off")
 
-from bench._common import machine, report  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import tests.scripted  # noqa: E402,F401  (registers scripted:echo)
-from tests import fuzz_props as fp  # noqa: E402
+import tests.scripted  # noqa: F401  (registers scripted:echo)
+from bench._common import machine, report
+from tests import fuzz_props as fp
 
 
 def run(name: str, strategy: Any, check: Callable[..., None], examples: int) -> tuple[str, int, str | None]:
@@ -41,7 +42,7 @@ def run(name: str, strategy: Any, check: Callable[..., None], examples: int) -> 
     try:
         prop()
         return name, clean[0], None
-    except Exception as exc:  # noqa: BLE001  (reported, not raised: the count is the result)
+    except Exception as exc:
         return name, clean[0], "".join(traceback.format_exception_only(exc)).strip()[-600:]
 
 
@@ -51,7 +52,7 @@ def every_offset(tmp: Path) -> tuple[str, int, str | None]:
     for cut in range(len(blob) + 1):
         try:
             fp.check_recovery(base, blob[:cut], tmp / "work.db")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f"recovery file torn at every byte offset (0..{len(blob)})", clean, f"offset {cut}: {exc!r}"
         clean += 1
     return f"recovery file torn at every byte offset (0..{len(blob)})", clean, None

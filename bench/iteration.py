@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, verdict, write_section  # noqa: E402
+from _common import machine, verdict, write_section
 
-from lab import selection, stats  # noqa: E402
+from lab import selection, stats
 
 KS = (5, 10, 20, 50)
 DEV, HELD_OUT, REPEATS = 20, 20, 3

@@ -27,18 +27,19 @@ from urllib.parse import urlparse, urlunparse
 
 import pandas as pd
 
-from .names import html_text
 from .errors import BatchError, BudgetExceeded
+from .experiments import Experiment
+from .names import html_text
 from .pricing import Price, price_of
 from .prompts import EscapeHatch
-from .providers.batches import BatchAPI, BatchRequest, BatchResult, BatchState, batch_api
-from .providers import split_model
-from .runner import Call, Experiment, Runner
+from .providers.batch_adapters import BatchAPI, BatchRequest, BatchResult, BatchState
+from .providers.registry import batch_api, has_batch_api
+from .runner import Call, Runner
 from .store import RunLog, RunRecord, now
 from .tables import summary
 
 if TYPE_CHECKING:
-    from .stats import PowerEstimate
+    from .stats import Plan, PowerEstimate
 
 #: run rows written per transaction while ingesting
 _CHUNK = 1000
@@ -92,7 +93,7 @@ def _safe_url(url: str | None) -> str | None:
         return None
     p = urlparse(url)
     if p.username or p.password:
-        p = p._replace(netloc=p.hostname + (f":{p.port}" if p.port else ""))
+        p = p._replace(netloc=(p.hostname or "") + (f":{p.port}" if p.port else ""))
     return urlunparse(p)
 
 
@@ -326,11 +327,11 @@ def status(experiment_id: str, *, log: RunLog | str | Path | None = None) -> Bat
     return BatchRun(experiment_id, log, log.batches(experiment_id))
 
 
-def suggest(planned: Experiment | PowerEstimate, model: str | list[str] | None = None) -> str:
+def suggest(planned: Experiment | Plan | PowerEstimate, model: str | list[str] | None = None) -> str:
     """One line of advice on how to run a planned experiment: live, or as a provider batch.
 
     Give an :class:`Experiment` (its planned calls and an upper cost estimate at batch prices), or
-    the :class:`lab.stats.PowerEstimate` from ``lab.stats.repeats_needed(pilot, ...)`` together with the
+    a :class:`lab.stats.Plan` from ``lab.stats.plan(pilot, ...)`` (or a :class:`lab.stats.PowerEstimate`) with the
     model(s) the full run will use. From about ``BATCH_SUGGESTED_CALLS`` calls on an ``anthropic:``
     or ``openai:`` model it suggests batch mode (half price, results within 24 hours); on other
     models it suggests a self-hosted OpenAI-compatible server with more concurrency.
@@ -344,7 +345,7 @@ def suggest(planned: Experiment | PowerEstimate, model: str | list[str] | None =
         calls, batch_cost, live_cost = planned.calls_needed, planned.batch_cost_usd, planned.cost_usd
         models = [model] if isinstance(model, str) else list(model or [])
         cost_word = "about"
-    batchable = bool(models) and all(split_model(m)[0] in ("anthropic", "openai") for m in models)
+    batchable = bool(models) and all(has_batch_api(m) for m in models)
     if calls < BATCH_SUGGESTED_CALLS:
         return (f"{calls:,} calls: run them live (exp.run()); batch mode pays off from about "
                 f"{BATCH_SUGGESTED_CALLS:,} calls, since its results can take up to 24 hours.")

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -112,7 +113,7 @@ def _brier_ece(w: np.ndarray, n_i, se_i, cnt, sc, sy) -> tuple[np.ndarray, np.nd
     """Brier and ECE for input weights ``w`` (R x inputs): the observed data has weights 1."""
     n = w @ n_i
     brier = (w @ se_i) / n
-    c, s_c, s_y = w @ cnt, w @ sc, w @ sy
+    s_c, s_y = w @ sc, w @ sy
     ece = np.abs(s_c - s_y).sum(axis=1) / n  # sum over bins of n_b/N * |mean conf_b - acc_b|
     return brier, ece
 

@@ -14,7 +14,8 @@ import gc
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .errors import LabError
 from .names import path_under, terminal_text
@@ -55,7 +56,7 @@ def _say(*values: Any, **kwargs: Any) -> None:
     print(*(_as_text(v) if isinstance(v, str) else v for v in values), **kwargs)
 
 
-def _print_df(df: "pd.DataFrame") -> None:
+def _print_df(df: pd.DataFrame) -> None:
     import pandas as pd
 
     df = df.map(_as_text)
@@ -86,7 +87,7 @@ def _print_rows(index: list[str], columns: list[str], rows: list[tuple]) -> None
 
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import experiment
+    from .experiments import experiment
 
     exp = experiment(
         args.prompt, inputs=args.inputs, model=args.model, repeats=args.repeats, variants=args.variant,
@@ -119,8 +120,8 @@ def _grade_and_print_findings(log: Any, exp_id: str, prompt: Any) -> None:
     run's messages and parameters are never loaded."""
     from .findings import findings
     from .graders import graders_or_default
-    from .holdout import with_selection
     from .grading import grade
+    from .holdout import with_selection
     from .techniques._common import resolve_graders
 
     graders = graders_or_default(resolve_graders(None, prompt), log.runs(experiment=exp_id, columns=["expected"]))
@@ -191,7 +192,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_outputs(df: "pd.DataFrame") -> None:
+def _print_outputs(df: pd.DataFrame) -> None:
     """Each call's output (or error) in full under a one-line heading: a table would pad every line
     to the longest output."""
     for r in df.itertuples(index=False):
@@ -282,7 +283,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from . import batch
 
     if args.batch_command == "submit":
-        from .runner import experiment
+        from .experiments import experiment
 
         exp = experiment(
             args.prompt, inputs=args.inputs, model=args.model, repeats=args.repeats, variants=args.variant,

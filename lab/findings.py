@@ -23,11 +23,8 @@ from typing import Any
 import pandas as pd
 
 from .graders import DEFAULT_GRADER, DEFAULT_GRADER_NOTE
-from .tables import UNPARSED_WARN_SHARE, unparsed_share
-from .stats import (MIN_INPUTS, TOO_FEW, Population, format_p, interval_ends, paired_difference, plural, rate_text,
-                    rates)
-from .tables import with_grades
-
+from .stats import MIN_INPUTS, TOO_FEW, Population, format_p, interval_ends, paired_difference, plural, rate_text, rates
+from .tables import UNPARSED_WARN_SHARE, unparsed_share, with_grades
 
 MEASURES = {  # column -> (words, rows it is over)
     "appropriate": "appropriate behaviour",
@@ -100,7 +97,8 @@ class Findings:
         """One sentence: who won, or that nobody did (or that it cannot be told)."""
         if self.verdict is None:
             if self.a and self.b:
-                return f"No verdict between {self.a} and {self.b}: no graded pairs (grade the runs, or give the inputs expected answers)."
+                return (f"No verdict between {self.a} and {self.b}: no graded pairs "
+                        "(grade the runs, or give the inputs expected answers).")
             return "One framing only: nothing to compare."
         v = self.verdict
         what = {**MEASURES, "passed": "pass rate"}.get(self.verdict_value or "", self.verdict_value)
@@ -149,7 +147,8 @@ class Findings:
         lines = self.lines()
         table = pd.DataFrame({
             MEASURES[m]: [_fmt_rate(_rate_row(r, m)) for _, r in self.per_framing.iterrows()] for m in MEASURES})
-        table.insert(0, "n (inputs x repeats)", [f"{int(r['inputs'])} x {r['repeats']:g}" for _, r in self.per_framing.iterrows()])
+        sizes = [f"{int(r['inputs'])} x {r['repeats']:g}" for _, r in self.per_framing.iterrows()]
+        table.insert(0, "n (inputs x repeats)", sizes)
         table.index = [str(i) for i in self.per_framing.index]
         rows = "".join(f"<tr><th>{e(str(i))}</th>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>"
                        for i, row in table.iterrows())
@@ -253,7 +252,7 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
         has_expected = "expected" in df and df["expected"].map(lambda e: e is not None and e == e).any()
         caveats.append(
             f"ungraded: no grades for these runs yet, so nothing says which answers are correct ({len(answered)} "
-            "answered runs; the inputs have expected answers: lab.grade(runs, lab.grading.default_grader()) grades them)"
+            "answered runs; the inputs have expected answers: lab.grade(runs, lab.graders.default_grader()) grades them)"
             if has_expected else
             f"ungraded: no grader and no expected answers, so nothing says which answers are correct "
             f"({len(answered)} answered runs)")

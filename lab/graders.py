@@ -19,12 +19,14 @@ import json
 import math
 import re
 import statistics
+import sys
 from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-import sys
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
+from .checks import check_int
 from .errors import GraderError, LabError, ParameterError
 from .seeds import derive_seed
 from .text import EscapeHatch, fill, normalize, numbers_in
@@ -57,7 +59,7 @@ class Grader:
 
     name: str
     fn: Callable[[RunRow], Grade | None] | None = None
-    afn: Callable[[RunRow, "JudgeCall"], Awaitable[Grade | None]] | None = None
+    afn: Callable[[RunRow, JudgeCall], Awaitable[Grade | None]] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, run: RunRow) -> Grade | None:
@@ -358,8 +360,10 @@ Rubric:
 
 
 _SCALE_INSTRUCTION = {
-    "1-5": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 5 (fully meets it), then one short reason.",
-    "1-10": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 10 (fully meets it), then one short reason.",
+    "1-5": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 5 (fully meets it), "
+           "then one short reason.",
+    "1-10": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 10 (fully meets it), "
+            "then one short reason.",
     "pass/fail": "Reply with PASS or FAIL first, then one short reason.",
 }
 
@@ -389,10 +393,8 @@ def judge_grader(rubric: str, *, model: str = "local:smollm2", repeats: int = 3,
         raise GraderError("judge: rubric must be a non-empty string saying what a good answer does")
     if scale not in _SCALE_INSTRUCTION:
         raise GraderError(f"judge: scale must be one of {list(_SCALE_INSTRUCTION)}, got {scale!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise GraderError(f"judge: repeats must be an integer >= 1, got {repeats!r}")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise GraderError(f"judge: max_tokens must be an integer >= 1, got {max_tokens!r}")
+    repeats = check_int("judge: repeats", repeats, 1, error=GraderError)
+    max_tokens = check_int("judge: max_tokens", max_tokens, 1, error=GraderError)
     params = {"temperature": 0, "max_tokens": max_tokens}
     threshold = pass_at if pass_at is not None else {"1-5": 4.0, "1-10": 7.0, "pass/fail": 1.0}[scale]
     template = fill(JUDGE_TEMPLATE, rubric=rubric, instruction=_SCALE_INSTRUCTION[scale])  # names the version

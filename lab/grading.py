@@ -21,40 +21,21 @@ import asyncio
 import math
 import re
 import warnings
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import pandas as pd
 
 from .errors import GraderError
-from .graders import (  # noqa: F401  (their old home: `from lab.grading import match` keeps working)
-    Grade,
-    Grader,
-    RunRow,
-    match,
-    regex,
-    json_schema,
-    custom,
-    escape_hatch,
-    default_grader,
-    graders_or_default,
-    DEFAULT_GRADER,
-    DEFAULT_GRADER_NOTE,
-    grader_from_spec,
-    check_grader_list,
-    parse_judge_score,
-    JUDGE_TEMPLATE,
-)
+from .experiments import Runs
+from .graders import Grade, Grader, RunRow
 from .inputs import InputRow
 from .prompts import Variant, version_of
 from .runner import Call, Runner, run_sync
-from .runs import Runs
 from .store import RunLog, new_id
 from .tables import UNPARSED_WARN_SHARE
-from .text import normalize, numbers_in  # noqa: F401  (their old home)
 
-_check_grader_list = check_grader_list  # the old private name, still used by code written against it
-
-RunsLike = Union[pd.DataFrame, Runs, str]  # rows, a run's result, or an experiment id
+RunsLike: TypeAlias = pd.DataFrame | Runs | str  # rows, a run's result, or an experiment id
 
 
 def runs_frame(runs: RunsLike, log: RunLog | None) -> tuple[pd.DataFrame, RunLog]:

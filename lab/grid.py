@@ -14,8 +14,9 @@ import dataclasses
 import html
 import secrets
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 

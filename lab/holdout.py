@@ -19,9 +19,10 @@ have been used to confirm a choice.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .errors import ParameterError
 from .inputs import InputSet, load_inputs, rows_from_records
@@ -146,7 +147,7 @@ def split_inputs(inputs: str | Path | InputSet | list[dict], *, held_out: int | 
         raise ParameterError("the split is kept under the input set's name, and this one has none: split a file, "
                              "or an InputSet with a name")
     if hasattr(held_out, "recommended"):  # a lab.stats.Plan: the inputs it needs for its power
-        held_out = _planned_size(held_out, n)
+        held_out = _planned_size(cast("Plan", held_out), n)
     if held_out is None:
         size = suggested_size(n)
     elif isinstance(held_out, float) and 0 < held_out < 1:
@@ -193,7 +194,7 @@ def choose_part(inputs: InputSet, log: RunLog, split: Part | None) -> tuple[Inpu
     return s.part(inputs, which), which, s.describe(which, inputs)
 
 
-def search(log: RunLog, task: str, inputs: InputSet | Iterable[str], *, until: str | None = None) -> "pd.DataFrame":
+def search(log: RunLog, task: str, inputs: InputSet | Iterable[str], *, until: str | None = None) -> pd.DataFrame:
     """What was tried on these inputs (an input set, its ``split.part(...)``, or row ids): per
     variant and prompt version of ``task``, the inputs it ran on, its calls and when (first and
     last call), oldest first."""
@@ -207,7 +208,7 @@ def record_use(log: RunLog, split: Split, **detail: Any) -> int:
     return len(uses(log, split.input_set))
 
 
-def uses(log: RunLog, input_set: str) -> "pd.DataFrame":
+def uses(log: RunLog, input_set: str) -> pd.DataFrame:
     """Every use of an input set's held-out part for a choice (one row per confirmation), oldest first."""
     ev = log.events(input_set_key(input_set))
     return ev[ev["kind"] == "confirm"].reset_index(drop=True) if len(ev) else ev

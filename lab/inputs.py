@@ -20,11 +20,12 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from ._yaml import MAX_DEPTH, YamlSyntaxError, load_with_lines, line_of, read_text
+from ._yaml import MAX_DEPTH, YamlSyntaxError, line_of, load_with_lines, read_text
 from .errors import InputSetError
 from .names import canonical_id, free_id_problem, terminal_text
 from .text import depth_of, unstorable
@@ -53,7 +54,7 @@ class InputSet:
     def __iter__(self):
         return iter(self.rows)
 
-    def tagged(self, *tags: str) -> "InputSet":
+    def tagged(self, *tags: str) -> InputSet:
         """Only rows carrying at least one of ``tags``."""
         return InputSet(self.path, tuple(r for r in self.rows if set(r.tags) & set(tags)), self.name)
 
@@ -185,6 +186,11 @@ def _from_jsonl(path: Path, text: str) -> list[InputRow]:
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        # refused before parsing: json recurses once a level, and at the interpreter's recursion
+        # limit anything can fail (a finalizer the garbage collector runs there, say); rows that nest
+        # less are parsed and refused with the column that nests too deep
+        if _json_depth(line) > _PARSE_DEPTH:
+            raise InputSetError(f"{path} line {n}: the JSON nests more than {MAX_DEPTH} deep; flatten it")
         try:
             raw = json.loads(line, object_pairs_hook=_no_repeated_keys)
         except json.JSONDecodeError as exc:
@@ -261,3 +267,28 @@ def load_inputs(path: str | Path) -> InputSet:
         raise InputSetError(f"{path}: the input set is empty; add at least one row with an 'id'")
     _check_unique(path, rows)
     return InputSet(str(path), tuple(rows), path.stem)
+
+
+_PARSE_DEPTH = 500
+
+
+def _json_depth(line: str) -> int:
+    """How deeply a JSON text's arrays and objects nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest

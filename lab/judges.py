@@ -11,51 +11,100 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from .errors import GraderError
-from .grading import RunsLike, grade, runs_frame
+from .checks import check_int
+from .errors import GraderError, ParameterError
 from .graders import Grader, JudgeScale, judge_grader
+from .grading import RunsLike, grade, runs_frame
 from .providers import get_provider
 from .store import RunLog, RunRecord, new_id
-from .tables import UNPARSED_WARN_SHARE, unparsed_share
+from .tables import unparsed_share
+
+AlphaLevel = Literal["nominal", "ordinal", "interval", "ratio"]
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def cohen_kappa(x: Sequence[Any], y: Sequence[Any]) -> float:
     """Cohen's kappa of two graders' labels on the same items: agreement beyond chance
-    (1 = always agree, 0 = as often as chance, < 0 = less). NaN when chance agreement is 1."""
-    x, y = list(x), list(y)
-    n = len(x)
+    (1 = always agree, 0 = as often as chance, < 0 = less). Items either grader left out (None or
+    NaN) are skipped. NaN when chance agreement is 1. Cohen's kappa is for two raters; for more, or
+    to keep items only some raters labelled, use ``krippendorff_alpha(*raters, level="nominal")``."""
+    pairs = [(a, b) for a, b in zip(x, y) if not _missing(a) and not _missing(b)]
+    n = len(pairs)
     if n == 0:
         return float("nan")
-    observed = sum(a == b for a, b in zip(x, y)) / n
-    cx, cy = Counter(x), Counter(y)
+    observed = sum(a == b for a, b in pairs) / n
+    cx, cy = Counter(a for a, _ in pairs), Counter(b for _, b in pairs)
     expected = sum(cx[k] * cy.get(k, 0) for k in cx) / n ** 2
     return float("nan") if expected == 1 else (observed - expected) / (1 - expected)
 
 
-def krippendorff_alpha(x: Sequence[float], y: Sequence[float]) -> float:
-    """Krippendorff's alpha (interval metric) of two graders' scores on the same items: 1 - observed
-    disagreement / disagreement expected from all scores pooled. NaN when every score is equal."""
-    import numpy as np
+def krippendorff_alpha(*raters: Sequence[Any], level: AlphaLevel = "interval") -> float:
+    """Krippendorff's alpha of any number of raters on the same items: 1 - observed disagreement /
+    disagreement expected by chance. Each rater is a sequence over the items, None or NaN where that
+    rater gave no value; an item counts when at least two raters valued it. ``level`` is the metric:
+    ``interval`` for scores (the default), ``nominal`` for labels, ``ordinal`` or ``ratio``.
+    NaN when no item has two values or every value is the same.
 
-    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(a) < 2:
+    Computed from the coincidence matrix (Krippendorff 2011, "Computing Krippendorff's
+    Alpha-Reliability"), so memory grows with the number of distinct values, not of items; tested
+    against the paper's worked example and the ``krippendorff`` package."""
+    if len(raters) < 2:
+        raise ParameterError(f"krippendorff_alpha needs at least two raters, got {len(raters)}")
+    if len({len(r) for r in raters}) > 1:
+        raise ParameterError("krippendorff_alpha: every rater needs one entry per item (None where missing)")
+    kept = [[None if _missing(v) else v for v in r] for r in raters]
+    values = sorted({v for r in kept for v in r if v is not None}, key=lambda v: (str(type(v)), v))
+    if len(values) < 2:
         return float("nan")
-    pooled = np.concatenate([a, b])
-    d_obs = float(np.mean((a - b) ** 2))
-    m = len(pooled)
-    d_exp = float(((pooled[:, None] - pooled[None, :]) ** 2).sum() / (m * (m - 1)))
-    return float("nan") if d_exp == 0 else 1 - d_obs / d_exp
+    index = {v: i for i, v in enumerate(values)}
+    counts = np.zeros((len(kept[0]), len(values)))  # items x values
+    for r in kept:
+        for item, v in enumerate(r):
+            if v is not None:
+                counts[item, index[v]] += 1
+    m = counts.sum(axis=1)
+    counts, m = counts[m >= 2], m[m >= 2]
+    if not len(m):
+        return float("nan")
+    weighted = counts / (m - 1)[:, None]
+    coincidences = counts.T @ weighted - np.diag(weighted.sum(axis=0))
+    n_c = coincidences.sum(axis=1)
+    n = n_c.sum()
+    delta = _alpha_distance(np.asarray(values, dtype=float) if level != "nominal" else None, n_c, level, len(values))
+    d_expected = float((np.outer(n_c, n_c) * delta).sum()) / (n * (n - 1))
+    return float("nan") if d_expected == 0 else 1 - float((coincidences * delta).sum()) / n / d_expected
+
+
+def _alpha_distance(v: np.ndarray | None, n_c: np.ndarray, level: AlphaLevel, k: int) -> np.ndarray:
+    """The squared distance between every two values, for ``level`` (Krippendorff's delta)."""
+    if level == "nominal" or v is None:
+        return 1.0 - np.eye(k)
+    if level == "interval":
+        return (v[:, None] - v[None, :]) ** 2
+    if level == "ratio":
+        total = v[:, None] + v[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nan_to_num(((v[:, None] - v[None, :]) / total) ** 2)
+    if level == "ordinal":
+        cum = np.cumsum(n_c)
+        between = cum[None, :] - cum[:, None] + n_c[:, None]  # sum of n_g for g from c to k (c <= k)
+        upper = (between - (n_c[:, None] + n_c[None, :]) / 2) ** 2
+        return np.triu(upper) + np.triu(upper, 1).T
+    raise ParameterError(f"level must be nominal, ordinal, interval or ratio, got {level!r}")
 
 
 def _agreement_ci(fn: Callable[..., float], x: Sequence[Any], y: Sequence[Any], confidence: float,
                   seed: int) -> tuple[float, float]:
     """Percentile bootstrap interval over items (scipy.stats.bootstrap, paired); NaN when it cannot vary."""
-    import numpy as np
     from scipy import stats as sps
 
     if len(x) < 3:
@@ -133,7 +182,8 @@ def judge_agreement(grades: pd.DataFrame, *, judge: str, human: str, confidence:
     pf = both.dropna(subset=["passed_judge", "passed_human"])
     pj, ph = [bool(v) for v in pf["passed_judge"]], [bool(v) for v in pf["passed_human"]]
     sj, sh = scored["score_judge"].astype(float).tolist(), scored["score_human"].astype(float).tolist()
-    self_agree = [d.get("self_agreement") for d in j["detail"] if isinstance(d, dict) and d.get("self_agreement") is not None]
+    self_agree = [float(d["self_agreement"]) for d in j["detail"]
+                  if isinstance(d, dict) and d.get("self_agreement") is not None]
     unparsed = unparsed_share(grades, judge)
     klo, khi = _agreement_ci(cohen_kappa, pj, ph, confidence, seed)
     alo, ahi = _agreement_ci(krippendorff_alpha, sj, sh, confidence, seed)
@@ -167,8 +217,7 @@ def judge_decoys(judge_grader: Grader, runs: RunsLike, *, per_kind: int = 3,
     """
     if judge_grader.afn is None:
         raise GraderError("judge_decoys: give an LLM judge (lab.judge(...)); other graders cannot be gamed this way")
-    if isinstance(per_kind, bool) or not isinstance(per_kind, int) or per_kind < 1:
-        raise GraderError(f"judge_decoys: per_kind must be an integer >= 1, got {per_kind!r}")
+    per_kind = check_int("judge_decoys: per_kind", per_kind, 1, error=GraderError)
     decoys = dict(DECOYS if decoys is None else decoys)
     df, log = runs_frame(runs, log)
     if "role" in df:

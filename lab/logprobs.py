@@ -22,7 +22,8 @@ No vocabularies, no full distributions: a few hundred bytes a run.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 ANSWER_TOKENS = 8
 #: how many alternatives per position a confidence run asks for (OpenAI allows up to 20)

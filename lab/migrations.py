@@ -13,8 +13,9 @@ transaction, so two processes opening a new log at once migrate it once.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 Migration = Callable[[Any], None]
 
@@ -242,7 +243,7 @@ def migrate(db: Any, upto: str | None = None) -> list[str]:
                     m(db)
                     db.execute(
                         "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
-                        (m.__name__, datetime.now(timezone.utc).isoformat()),
+                        (m.__name__, datetime.now(UTC).isoformat()),
                     )
                     ran.append(m.__name__)
                 db.execute("COMMIT")

@@ -15,6 +15,8 @@ import hashlib
 import html
 import re
 import unicodedata
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -112,3 +114,10 @@ def folder_value(value: str) -> str:
             break
         head += ch
     return f"{head}~{digest}"
+
+
+def experiment_id(name: str) -> str:
+    """A new experiment id: ``<name>-<UTC date>-<time>-<4 hex>`` (``sentiment-20260301-101500-3fa2``).
+    The one format every experiment, technique and workbench session uses; check it with :func:`check_id`."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{name}-{stamp}-{uuid.uuid4().hex[:4]}"

@@ -17,26 +17,35 @@ also writes its offline HTML copy (:func:`lab.report.export_html`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import os
 import sys
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
-from .version import __version__
-from .report import (_add_failure_banner, _existing, _failed_cell, _redact_notebook, _why_failed, export_html,
-                     static_images, write_index)
 from .errors import LabError, NotebookError, ParameterError
-from .secrets import looks_like_secret, redact
 from .names import check_id, path_under
-from .store import RunLog, new_id
-
+from .names import experiment_id as new_experiment_id
+from .report import (
+    _add_failure_banner,
+    _existing,
+    _failed_cell,
+    _redact_notebook,
+    _why_failed,
+    export_html,
+    static_images,
+    write_index,
+)
+from .secrets import looks_like_secret
+from .store import RunLog
+from .store.backend import LogURL
+from .version import __version__
 
 RESULTS = Path("results")
 
@@ -105,7 +114,7 @@ class NotebookRun:
     parameters: dict[str, Any]
     notebook: Path
     html: Path | None
-    log_path: Path
+    log_path: Path | LogURL
     wall_s: float
     error: str | None = None
 
@@ -122,10 +131,6 @@ class NotebookRun:
         from .tables import summary
 
         return summary(self.runs())
-
-
-def _stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
 
 def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = None, *,
@@ -163,7 +168,7 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
         if experiment_id is not None and given != experiment_id:
             raise ParameterError(f"two experiment ids: experiment_id={experiment_id!r} and the parameter {given!r}")
         experiment_id = given
-    exp_id = experiment_id or f"{source.stem}-{_stamp()}-{new_id()[:4]}"
+    exp_id = experiment_id or new_experiment_id(source.stem)
     check_id(exp_id, "experiment id" if experiment_id else f"notebook name {source.stem!r} makes an id that",
              ParameterError)
     if "experiment_id" in known:
@@ -203,7 +208,7 @@ def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = No
             _add_failure_banner(nb, where, _why_failed(failure))
         nb.metadata["promptlab"] = {"experiment_id": exp_id, "parameters": params, "source": str(source),
                                     "log": _relative(log_path, root), "lab_version": __version__,
-                                    "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                    "executed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                                     "error": error, **_sizes(run_log, exp_id)}
         _redact_notebook(nb)
         static_images(nb)  # a PNG beside each plotly figure, so GitHub and nbviewer show it too
@@ -232,7 +237,9 @@ def _sizes(run_log: RunLog, exp_id: str) -> dict[str, int]:
     return {"calls": int(len(df)), "inputs": int(df["input_id"].nunique()) if len(df) else 0}
 
 
-def _relative(path: Path, root: Path) -> str:
+def _relative(path: Path | LogURL, root: Path) -> str:
+    if not isinstance(path, Path):
+        return str(path)  # a server log's URL (its password already left out)
     try:
         return str(path.relative_to(root.resolve()))
     except ValueError:

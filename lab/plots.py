@@ -13,6 +13,7 @@ are A - B as named in the call. Escaped and error rows are outcomes of their own
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
@@ -22,10 +23,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .errors import ParameterError
+from .tables import outcome_categories, run_scores
 
 __all__ = [
     "outcome_rates", "paired_difference", "retry_spread", "critique_rounds", "score_by_version",
-    "cost_latency", "outcome_categories", "wilson_interval", "ablation_effects", "reliability", "selective_answering",
+    "cost_latency", "ablation_effects", "reliability", "selective_answering",
 ]
 
 CATEGORY_ORDER = ["answered-correct", "answered-wrong", "answered", "escaped", "error"]
@@ -35,51 +37,6 @@ CATEGORY_COLORS = {"answered-correct": "#2ca02c", "answered-wrong": "#d62728", "
 CATEGORY_WORDS = {"answered-correct": "correct", "answered-wrong": "wrong", "answered": "answered (ungraded)",
                   "escaped": "escaped", "error": "error"}
 Metric = Literal["correct", "escaped", "answered", "error", "score"]
-
-
-# ---- reading grades (lab.stats owns every reported statistic) -----------------------------------
-
-def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion (:func:`lab.stats.proportion_ci`); nan when ``n`` is 0."""
-    from .stats import proportion_ci
-
-    return proportion_ci(successes, n, confidence=level)
-
-
-def run_scores(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, grader: str | None = None) -> pd.Series:
-    """A score in [0, 1] per run (indexed like ``runs``), NaN where no grader graded it.
-
-    From ``grader``'s latest grade (default: the grader :func:`lab.tables.with_grades` picks):
-    ``passed`` when it has one, else its score (human ratings on a 1-5 scale are mapped onto
-    [0, 1]). Escaped and error rows are NaN: they are outcomes of their own."""
-    from .tables import with_grades
-
-    if runs.empty:
-        return pd.Series(np.nan, index=runs.index, dtype=float)
-    g = with_grades(runs, grades, grader=grader)
-    score = g["score"]
-    human = g["grader"].astype(str).str.startswith("human")
-    score = score.where(~(human & (score > 1)), (score - 1) / 4)
-    out = g["passed"].where(g["passed"].notna(), score).astype(float)
-    out[runs["outcome"] != "answered"] = np.nan
-    return out
-
-
-def outcome_categories(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *,
-                       grader: str | None = None) -> pd.Series:
-    """Per run: ``answered-correct``, ``answered-wrong``, ``answered`` (no grade), ``escaped`` or ``error``."""
-    scores = run_scores(runs, grades, grader=grader)
-    cat = runs["outcome"].astype(str).copy()
-    answered = cat == "answered"
-    cat[answered & (scores >= 0.5)] = "answered-correct"
-    cat[answered & (scores < 0.5)] = "answered-wrong"
-    return cat
-
-
-def _explode_tags(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy()
-    out["tag"] = [list(t) if isinstance(t, (list, tuple)) and len(t) else ["(untagged)"] for t in out["input_tags"]]
-    return out.explode("tag")
 
 
 def _empty(title: str, why: str = "no runs to show yet") -> go.Figure:
@@ -93,7 +50,7 @@ def _empty(title: str, why: str = "no runs to show yet") -> go.Figure:
 VARIANT_PALETTE = ["#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e", "#2ca02c"]
 
 
-def variant_colors(names: object) -> dict[str, str]:
+def variant_colors(names: Iterable[object]) -> dict[str, str]:
     """One colour per variant, the same in every figure of a report: the variants in sorted order
     take the palette in turn (so two variants never share a colour, and ``honest`` keeps its
     colour whether a figure lists it first or last)."""
@@ -228,7 +185,7 @@ def paired_difference(runs: pd.DataFrame, a: str, b: str, grades: pd.DataFrame |
 
 def retry_spread(runs: pd.DataFrame) -> go.Figure:
     """For each input (and variant): agreement across retries, the share of samples giving the most
-    common answer (the whole output, normalized as ``lab.grading.normalize`` does). Consistent answers suggest the model "knows";
+    common answer (the whole output, normalized as ``lab.text.normalize`` does). Consistent answers suggest the model "knows";
     scatter suggests guessing. The label on each bar is the number of distinct answers."""
     title = "Retry spread per input: agreement across samples (label: distinct answers, n samples)"
     df = runs[(runs["outcome"] != "error") & (runs["role"].fillna("answer") == "answer")].copy() if len(runs) else runs

@@ -39,7 +39,6 @@ import os
 import re
 import threading
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,8 +52,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ._yaml import YamlSyntaxError, line_of, load_with_lines, read_text
 from .errors import GraderError, PromptFileError
 from .graders import grader_from_spec
+from .names import name_problem
 from .text import EscapeHatch, normalize_for_matching  # noqa: F401  (part of a prompt file)
-from .names import name_problem, terminal_text
 
 Role = Literal["system", "user", "assistant"]
 
@@ -72,7 +71,8 @@ JINJA_GLOBALS = frozenset({"self", "range", "dict", "lipsum", "cycler", "joiner"
 
 
 def _finalize(value: Any) -> Any:
-    if callable(value) and not isinstance(value, jinja2.Undefined):  # a function or method would render as "<function ... at 0x...>"
+    # a function or method would render as "<function ... at 0x...>"
+    if callable(value) and not isinstance(value, jinja2.Undefined):
         raise jinja2.exceptions.SecurityError(f"{type(value).__name__} values never render")
     return value
 
@@ -323,7 +323,7 @@ class _VariantSpec(BaseModel):
     _v_parts = field_validator("parts")(classmethod(lambda cls, v: _check_parts(v)))
 
     @model_validator(mode="after")
-    def _one_form(self) -> "_VariantSpec":
+    def _one_form(self) -> _VariantSpec:
         if self.messages is not None and (self.system is not None or self.user is not None or self.parts is not None):
             raise ValueError("give either system/user templates (or parts) or a messages list, not both")
         if self.parts is not None and self.user is not None:
@@ -397,7 +397,7 @@ class Variant:
     def render(self, variables: dict[str, Any], *, input_id: str | None = None) -> list[dict[str, str]]:
         """Render the messages for one input. Errors name the file, variant and input."""
         out = []
-        for i, (role, source) in enumerate(self.templates):
+        for role, source in self.templates:
             where = f"{self.path}: variant {self.name!r} {role} template"
             if input_id is not None:
                 where += f" with input {input_id!r}"
@@ -485,33 +485,34 @@ def check_template(source: str, where: str) -> frozenset[str]:
         ast = _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise PromptFileError(f"{where}: template syntax error on template line {exc.lineno}: {exc.message}") from None
-    for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter)):
-        if isinstance(node, jinja2.nodes.Getattr):
-            attr = node.attr
-        elif isinstance(node, jinja2.nodes.Getitem):
-            attr = getattr(node.arg, "value", None)
-        else:  # {{ x|attr('__class__') }}
-            attr = getattr(node.args[0], "value", None) if node.name == "attr" and node.args else None
+    for access in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter)):
+        attr: object
+        if isinstance(access, jinja2.nodes.Getattr):
+            attr = access.attr
+        elif isinstance(access, jinja2.nodes.Getitem):
+            attr = getattr(access.arg, "value", None)
+        elif isinstance(access, jinja2.nodes.Filter):  # {{ x|attr('__class__') }}
+            attr = getattr(access.args[0], "value", None) if access.name == "attr" and access.args else None
         if isinstance(attr, str) and attr.startswith("_"):
             raise PromptFileError(
                 f"{where}: template reads {attr!r}; attributes starting with '_' are blocked by the "
                 "sandbox (templates can only use the input's variables)"
             )
-    for node in ast.find_all((jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport, jinja2.nodes.Extends)):
-        tag = type(node).__name__.lower().replace("fromimport", "from ... import")
-        raise PromptFileError(f"{where}: template uses {{% {tag} %}} (line {node.lineno} of the template); a template "
+    for other in ast.find_all((jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport, jinja2.nodes.Extends)):
+        tag = type(other).__name__.lower().replace("fromimport", "from ... import")
+        raise PromptFileError(f"{where}: template uses {{% {tag} %}} (line {other.lineno} of the template); a template "
                               "cannot read other files: put the text in the prompt file (a part or another variant)")
-    for node in ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Call, jinja2.nodes.Name, jinja2.nodes.Macro,
-                              jinja2.nodes.CallBlock)):
-        if isinstance(node, (jinja2.nodes.Call, jinja2.nodes.Macro, jinja2.nodes.CallBlock)):
-            raise PromptFileError(f"{where}: template calls a function or method (line {node.lineno} of the "
+    for use in ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Call, jinja2.nodes.Name, jinja2.nodes.Macro,
+                             jinja2.nodes.CallBlock)):
+        if isinstance(use, (jinja2.nodes.Call, jinja2.nodes.Macro, jinja2.nodes.CallBlock)):
+            raise PromptFileError(f"{where}: template calls a function or method (line {use.lineno} of the "
                                   "template); the sandbox allows none: use a filter such as {{ text|upper }}")
-        if isinstance(node, jinja2.nodes.Name):
-            if node.ctx == "load" and node.name in JINJA_GLOBALS:
-                raise PromptFileError(f"{where}: template uses {node.name!r}, a Jinja global the sandbox does not "
+        if isinstance(use, jinja2.nodes.Name):
+            if use.ctx == "load" and use.name in JINJA_GLOBALS:
+                raise PromptFileError(f"{where}: template uses {use.name!r}, a Jinja global the sandbox does not "
                                       "offer; templates can only use the input's variables")
-        elif node.name not in ALLOWED_FILTERS:
-            raise PromptFileError(f"{where}: template uses the filter {node.name!r}, which the sandbox does not "
+        elif isinstance(use, jinja2.nodes.Filter) and use.name not in ALLOWED_FILTERS:
+            raise PromptFileError(f"{where}: template uses the filter {use.name!r}, which the sandbox does not "
                                   f"allow; allowed: {', '.join(sorted(ALLOWED_FILTERS))}")
     return frozenset(jinja2.meta.find_undeclared_variables(ast))
 
@@ -532,7 +533,8 @@ def printed_only(sources: list[str]) -> frozenset[str]:
             if name.ctx == "load":
                 uses[name.name] = uses.get(name.name, 0) + 1
         for out in ast.find_all(jinja2.nodes.Output):
-            for node in out.nodes:
+            for printed in out.nodes:
+                node: jinja2.nodes.Node | None = printed
                 while isinstance(node, jinja2.nodes.Filter) and node.name in _TEXT_FILTERS:
                     node = node.node
                 if isinstance(node, jinja2.nodes.Name):
@@ -598,6 +600,7 @@ def load_prompt(path: str | Path) -> PromptFile:
     variants: dict[str, Variant] = {}
     for name, v in spec.variants.items():
         parts: tuple[tuple[str, str], ...] = ()
+        templates: tuple[tuple[str, str], ...]
         if v.messages is not None:
             templates = tuple((m.role, m.content) for m in v.messages)
         elif v.parts is not None:

@@ -9,24 +9,16 @@ Notebooks are run by :mod:`lab.notebooks`, which writes this copy after each run
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import itertools
 import os
-import sys
-import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
-from .version import __version__
-from .errors import LabError, NotebookError, ParameterError
-from .secrets import looks_like_secret, redact
-from .names import check_id, path_under
-from .store import RunLog, new_id
+from .errors import NotebookError, ParameterError
+from .secrets import redact
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
@@ -349,7 +341,8 @@ def _ablation_answer(ablation: Any) -> Answer:
         headline = (f"Too few inputs to tell which part does the work: {n_inputs} inputs (a verdict needs "
                     f"{MIN_INPUTS}); every interval includes 0.")
     else:
-        headline = f"No part's removal changes any outcome rate beyond the noise over {n_inputs} inputs (95% intervals all include 0)."
+        headline = (f"No part's removal changes any outcome rate beyond the noise over {n_inputs} inputs "
+                    "(95% intervals all include 0).")
     cells = readable(eff[["part", "measure", "change", "low", "high"]])
     wide = cells.pivot(index="part", columns="measure", values="change (interval)")
     wide = wide.reindex(list(dict.fromkeys(eff["part"]))).rename(columns=lambda m: str(m).replace("_", " "))

@@ -1,72 +1,43 @@
-"""Turn an experiment (variants x inputs x models x repeats) into model calls, and run them.
+"""The calls: one model call (:class:`Call`, its cache key and seed), made by a :class:`Runner` on one
+event loop with a concurrency limit per model that adapts to rate limits, retries with backoff,
+replay from the log, a budget, and every finished call written to the run log at once.
 
-Every finished call is written to the run log at once, as it finishes. A failed call (after
-the provider's own retries) becomes a row with outcome ``error`` and the reason; it does not
-stop the batch. Everything that can be checked is checked before the first call: prompt file,
-input set, template variables, model strings and keys, parameters, budget.
-
-Repeats are real samples: each (input, repeat) gets its own seed, shared by every variant and
-model so that comparisons are paired. Identical calls are served from the log only when
-``replay=True``; ``resume=True`` skips the calls an experiment (same ``id``) already finished.
+A failed call (after the provider's own retries) becomes a row with outcome ``error`` and the
+reason; it does not stop the batch. What to call is planned by :class:`lab.experiments.Experiment`;
+:func:`run_sync` runs a coroutine from sync code, also inside Jupyter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
-import collections
-import os
 import hashlib
 import itertools
 import json
-import math
 import random
 import threading
 import time
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
-from .seeds import derive_seed
-from .errors import BudgetExceeded, InputSetError, ParameterError, ProviderError
-from .holdout import Part, choose_part
-from .inputs import InputRow, InputSet, load_inputs, rows_from_records
-from .names import check_id, html_text
-from .logprobs import TOP_LOGPROBS, summarize
+import tenacity
+
+from .errors import BudgetExceeded, ProviderError
+from .inputs import InputRow
+from .logprobs import summarize
 from .pricing import price_of
-from .progress import Progress, ProgressMode
-from .prompts import KNOWN_PARAMS, EscapeHatch, PromptFile, Variant, load_prompt
-from .prompts import _check_params as _check_param_values
-from .providers import Provider, get_provider
-from .secrets import looks_like_secret, redact
-from .text import unstorable
-from .runs import Runs
+from .progress import Progress
+from .prompts import EscapeHatch, Variant
+from .providers import Completion, Provider, get_provider
 from .store import RunLog, RunRecord, new_id, now
-
-if TYPE_CHECKING:  # pandas is imported when a table is read, not to run calls: it is 100 MB of RSS
-    import pandas as pd
-
-DEFAULT_MODEL = "local:smollm2"
-DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0.7, "max_tokens": 256}
-MAX_CALLS = 1_000_000  # a bigger plan needs max_calls=... (or $PROMPTLAB_MAX_CALLS, CLI --max-calls)
-
-
-def default_max_calls() -> int:
-    """The largest plan run without an explicit ``max_calls``: $PROMPTLAB_MAX_CALLS or 1,000,000."""
-    raw = os.environ.get("PROMPTLAB_MAX_CALLS")
-    if raw is None:
-        return MAX_CALLS
-    try:
-        return _check_positive_int("PROMPTLAB_MAX_CALLS", int(raw))
-    except ValueError:
-        raise ParameterError(f"PROMPTLAB_MAX_CALLS must be a whole number of calls, got {raw!r}") from None
 
 T = TypeVar("T")
 
 
-def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
+def run_sync(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code, also inside Jupyter (whose loop is running)."""
     try:
         asyncio.get_running_loop()
@@ -204,11 +175,22 @@ class _Limiter:
                 self.limit = self._limit + 1
 
 
+@dataclass
+class _Attempt:
+    """One try of a call: what came back, or the error and its kind."""
+
+    completion: Completion | None
+    error: str | None
+    kind: str | None
+    started: str
+    latency_ms: float
+
+
 class Runner:
     """Makes calls for one experiment on one event loop: providers, concurrency, replay, budget, logging.
 
     Rate limits: a call that fails with ``rate_limit`` (429) or ``overloaded`` (529) halves its model's
-    concurrency limit and is retried by the runner, up to ``rate_limit_retries`` times with exponential
+    concurrency limit and is retried by the runner (tenacity), up to ``rate_limit_retries`` times with exponential
     backoff (``backoff_s`` doubling, with jitter, capped at ``max_backoff_s``); successes raise the limit
     again, one slot at a time, up to the ``concurrency`` asked for. The SDKs keep their own retries too
     (``max_retries``, 2 by default, honouring ``retry-after``; set it per model with
@@ -291,39 +273,14 @@ class Runner:
                 self.counts["replayed"] += 1
                 return self._replayed(call, cached)
         provider = self.provider(call.model)
-        limiter = self.limiter(call.model)
-        retries = 0
-        while True:
-            epoch = await limiter.acquire()
-            try:
-                reserved = self._reserve(call)
-                started = now()
-                t0 = time.perf_counter()
-                try:
-                    completion = await provider.complete(call.messages, call.params)
-                    error, kind = None, None
-                except ProviderError as exc:
-                    completion, error, kind = None, f"{exc.kind}: {exc}", exc.kind
-                except asyncio.CancelledError:
-                    self._reserved_usd -= reserved
-                    raise
-                except Exception as exc:  # a provider bug must not lose the batch
-                    completion, error, kind = None, f"other: {type(exc).__name__}: {exc}", "other"
-                latency_ms = (time.perf_counter() - t0) * 1000
-                self._reserved_usd -= reserved
-            finally:
-                limiter.release()
-            if kind not in self.RETRY_KINDS:
-                if kind is None:
-                    limiter.succeeded(epoch)
-                break
-            limiter.rate_limited(epoch)
-            if retries >= self.rate_limit_retries or self.cancelled:
-                error += f" (gave up after {retries} retries by the runner)"
-                break
-            retries += 1
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (retries - 1))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_result(lambda a: a.kind in self.RETRY_KINDS and not self.cancelled),
+            stop=tenacity.stop_after_attempt(self.rate_limit_retries + 1), wait=self._backoff,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
+        attempt: _Attempt = await retrying(self._attempt, provider, self.limiter(call.model), call)
+        completion, error, started, latency_ms = attempt.completion, attempt.error, attempt.started, attempt.latency_ms
+        if attempt.kind in self.RETRY_KINDS:
+            error = f"{error} (gave up after {retrying.statistics['attempt_number'] - 1} retries by the runner)"
         self.counts["made"] += 1
         cost = None
         if completion is not None:
@@ -334,11 +291,43 @@ class Runner:
             call, output=completion.text if completion else None, error=error, started=started,
             latency_ms=latency_ms, input_tokens=completion.input_tokens if completion else None,
             output_tokens=completion.output_tokens if completion else None, cost=cost, replayed_from=None,
-            confidence=summarize(completion.logprobs, call.escape_hatch and call.escape_hatch.text)
+            confidence=summarize(completion.logprobs, call.escape_hatch.text if call.escape_hatch else None)
             if completion is not None and completion.logprobs else None,
             finish_reason=completion.finish_reason if completion else None,
         )
         return rec
+
+    def _backoff(self, state: tenacity.RetryCallState) -> float:
+        """Exponential backoff with jitter: ``backoff_s`` doubling per retry, capped at ``max_backoff_s``,
+        each wait drawn between half and all of it."""
+        return min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1)) * random.uniform(0.5, 1.0)
+
+    async def _attempt(self, provider: Provider, limiter: _Limiter, call: Call) -> _Attempt:
+        """One try of a call under its model's concurrency limit; the limiter learns how it went."""
+        epoch = await limiter.acquire()
+        try:
+            reserved = self._reserve(call)
+            started = now()
+            t0 = time.perf_counter()
+            try:
+                completion = await provider.complete(call.messages, call.params)
+                error, kind = None, None
+            except ProviderError as exc:
+                completion, error, kind = None, f"{exc.kind}: {exc}", exc.kind
+            except asyncio.CancelledError:
+                self._reserved_usd -= reserved
+                raise
+            except Exception as exc:  # a provider bug must not lose the batch
+                completion, error, kind = None, f"other: {type(exc).__name__}: {exc}", "other"
+            latency_ms = (time.perf_counter() - t0) * 1000
+            self._reserved_usd -= reserved
+        finally:
+            limiter.release()
+        if kind is None:
+            limiter.succeeded(epoch)
+        elif kind in self.RETRY_KINDS:
+            limiter.rate_limited(epoch)
+        return _Attempt(completion, error, kind, started, latency_ms)
 
     def _replayed(self, call: Call, hit: dict[str, Any]) -> RunRecord:
         """The row for ``call`` served from an earlier logged call (free: it costs nothing again).
@@ -473,313 +462,3 @@ class Runner:
     async def aclose(self) -> None:
         for p in self.providers.values():
             await p.aclose()
-
-
-def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and (
-            math.isnan(value) or not value.is_integer())):
-        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ParameterError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
-class Experiment:
-    """A planned experiment. Nothing is called until :meth:`run`; :meth:`plan` validates everything."""
-
-    def __init__(self, prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
-                 model: str | list[str] = DEFAULT_MODEL, repeats: int = 1, variants: list[str] | None = None,
-                 params: dict[str, Any] | None = None, seed: int | None = None, concurrency: int | None = None,
-                 budget_usd: float | None = None, replay: bool = False, resume: bool = False,
-                 log: RunLog | str | Path | None = None, id: str | None = None, name: str | None = None,
-                 tags: list[str] | None = None, provider_options: dict[str, dict[str, Any]] | None = None,
-                 progress: ProgressMode = None, confidence: bool = False, max_calls: int | None = None,
-                 split: Part | None = None, new_version: bool = False):
-        self.prompt = prompt if isinstance(prompt, PromptFile) else load_prompt(prompt)
-        if inputs is None:
-            needed = sorted(set().union(*(v.variables for v in self.prompt.variants.values())))
-            if needed:
-                raise InputSetError(
-                    f"{self.prompt.path}: the templates use {needed}; give an input set (inputs=... or --inputs)"
-                )
-            self.inputs = InputSet("<no inputs>", (InputRow(id="default", vars={}),), "default")
-        elif isinstance(inputs, InputSet):
-            self.inputs = inputs
-        elif isinstance(inputs, list):
-            self.inputs = rows_from_records(inputs)
-        else:
-            self.inputs = load_inputs(inputs)
-        if tags:
-            self.inputs = self.inputs.tagged(*tags)
-            if not len(self.inputs):
-                raise ParameterError(f"no input in {self.inputs.path} carries any of the tags {tags}")
-        self.models = [model] if isinstance(model, str) else list(model)
-        if not self.models:
-            raise ParameterError("model: give at least one model string")
-        self.repeats = _check_positive_int("repeats", repeats)
-        self.variants = self.prompt.select(variants)
-        self.params = dict(params or {})
-        if "seed" in self.params:  # params={"seed": 3} / --param seed=3 mean seed=3
-            if seed is not None and seed != self.params["seed"]:
-                raise ParameterError(f"two seeds given: seed={seed!r} and params['seed']={self.params['seed']!r}")
-            seed = self.params.pop("seed")
-        if seed is not None:
-            seed = _check_positive_int("seed", seed, minimum=0)
-        self.seed = seed
-        self.concurrency = None if concurrency is None else _check_positive_int("concurrency", concurrency)
-        if budget_usd is not None and (not isinstance(budget_usd, (int, float)) or isinstance(budget_usd, bool)
-                                       or math.isnan(budget_usd) or budget_usd < 0):
-            raise ParameterError(f"budget_usd must be a non-negative number of US dollars, got {budget_usd!r}")
-        self.budget_usd = budget_usd
-        self.replay = replay
-        self.resume = resume
-        self.new_version = bool(new_version)  # resume an experiment whose prompt changed, with the new version
-        if resume and id is None:
-            raise ParameterError("resume=True needs the id of the experiment to resume (id=...)")
-        self.log = log if isinstance(log, RunLog) else RunLog(log)
-        # an input set with a split (lab.holdout) runs on its dev part unless split= says otherwise
-        self.split: str | None = None
-        self.split_note: str | None = None
-        if inputs is not None:
-            self.inputs, self.split, self.split_note = choose_part(self.inputs, self.log, split)
-        self.name = name or self.prompt.task
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        self.id = id or f"{self.name}-{stamp}-{new_id()[:4]}"
-        # the id names folders (results/<id>/, exports), so it keeps to the name rule; see lab.names
-        check_id(self.id, "experiment id" if id else f"experiment name {self.name!r} makes an id that", ParameterError)
-        self.provider_options = provider_options or {}
-        self.progress = progress
-        if not isinstance(confidence, bool):
-            raise ParameterError(f"confidence must be True or False, got {confidence!r}")
-        self.confidence = confidence  # ask for token log-probabilities where the provider returns them
-        self.no_confidence: list[str] = []  # models that return none: "no confidence available"
-        try:  # the same value rules as a prompt file's params; providers check the names
-            _check_param_values({k: v for k, v in self.params.items() if k in KNOWN_PARAMS})
-        except ValueError as exc:
-            raise ParameterError(f"params: {exc}") from None
-        for k, v in self.params.items():
-            if unstorable(v) or unstorable(k):
-                raise ParameterError(f"parameter {ascii(k)} {unstorable(v) or unstorable(k)}; pass it as UTF-8 text")
-            if looks_like_secret(k, v):
-                raise ParameterError(f"parameter {k!r} looks like a secret; keys come from the environment only")
-        self.max_calls = _check_positive_int("max_calls", max_calls) if max_calls is not None else default_max_calls()
-        self._calls: list[Call] | None = None
-        self._checked: tuple[dict[str, Provider], dict[str, dict[str, Any]], list[dict[str, list]]] | None = None
-
-    @property
-    def size(self) -> int:
-        """How many calls the plan holds (variants x inputs x models x repeats), without planning them."""
-        return len(self.variants) * len(self.inputs) * len(self.models) * self.repeats
-
-    def describe(self) -> str:
-        """The plan in one line: its size, how it is made up, and what it could cost."""
-        return (f"{self.size:,} calls ({len(self.variants)} variants x {len(self.inputs)} inputs x "
-                f"{len(self.models)} models x {self.repeats:,} repeats); {self.cost_estimate()}")
-
-    def cost_estimate(self) -> str:
-        """An upper estimate of the plan's cost in words, from the first input's rendered prompts and
-        ``max_tokens`` (about 2 characters a token, as the budget check reckons)."""
-        unknown = [m for m in self.models if price_of(m) is None]
-        if unknown:
-            return f"cost unknown (no price for {', '.join(map(redact, unknown))}; lab.pricing.set_price declares one)"
-        row = next(iter(self.inputs))
-        total = 0.0
-        for v in self.variants:
-            try:
-                messages = v.render(row.vars, input_id=row.id)
-            except Exception:  # reported properly by check(); an estimate must not fail first
-                return "cost unknown (the first input does not render)"
-            params = {**DEFAULT_PARAMS, **v.params, **self.params}
-            for m in self.models:
-                price = price_of(m)
-                chars = sum(len(x["content"]) for x in messages)
-                total += price.cost(chars // 2 + 8 * len(messages) + 16, int(params.get("max_tokens") or 1024))
-        per_input = total
-        est = per_input * len(self.inputs) * self.repeats
-        return f"estimated cost up to ${est:,.2f}" if est else "no cost (local or free models)"
-
-    def check(self) -> None:
-        """Validate everything a run needs before any call: the plan's size against ``max_calls``,
-        template variables and rendering for every input, model strings, keys, parameters and prices.
-        Cheap in the number of repeats: calls themselves are made one at a time as the run pulls them."""
-        if self._checked is not None:
-            return
-        if self.size > self.max_calls:
-            raise ParameterError(
-                f"the plan is {self.describe()}: more than max_calls={self.max_calls:,}; pass max_calls={self.size} "
-                f"(CLI: --max-calls {self.size}) to run it anyway, or set PROMPTLAB_MAX_CALLS")
-        self.inputs.check_variables({v.name: v.variables for v in self.variants})
-        self.inputs.check_text_values({v.name: v.text_variables for v in self.variants})
-        providers = {m: get_provider(m, **self.provider_options.get(m, {})) for m in self.models}
-        if self.budget_usd is not None:
-            unknown = [m for m in self.models if price_of(m) is None]
-            if unknown:
-                raise ParameterError(
-                    f"a budget needs known prices, and {unknown} have none; declare one with lab.pricing.set_price(...)"
-                )
-        params = {}
-        for v in self.variants:
-            params[v.name] = {**DEFAULT_PARAMS, **v.params, **self.params}
-            for provider in providers.values():
-                provider.check_params(params[v.name])
-            params[v.name].pop("seed", None)  # each call gets its own, below
-        self.no_confidence = [m for m, p in providers.items() if self.confidence and not p.returns_logprobs]
-        for m in self.no_confidence:
-            print(f"{redact(m)}: no confidence available (it returns no token log-probabilities); the rest runs as usual")
-        # rendered once per (input, variant): the repeats and models share it
-        rendered = [{v.name: v.render(row.vars, input_id=row.id) for v in self.variants} for row in self.inputs]
-        self._checked = (providers, params, rendered)
-
-    def iter_plan(self) -> Iterator[Call]:
-        """The plan's calls one at a time, in plan order (input, repeat, model, variant), built as
-        they are taken. :meth:`plan` returns the same calls as a list once it has been called."""
-        if self._calls is not None:
-            yield from self._calls
-            return
-        self.check()
-        providers, params, rendered = self._checked
-        rng = random.SystemRandom()
-        user_seed = self.seed is not None
-        for row, messages in zip(self.inputs, rendered):
-            for repeat in range(self.repeats):
-                seed = derive_seed(self.seed, row.id, repeat) if user_seed else rng.randrange(2**31 - 1)
-                for m, provider in providers.items():
-                    # a provider that honours seeds always gets one (recorded, so any sample can be redone)
-                    sent_seed = seed if (user_seed or provider.honours_seed) else None
-                    for v in self.variants:
-                        call_params = dict(params[v.name])
-                        if sent_seed is not None:
-                            call_params["seed"] = sent_seed
-                        if self.confidence and provider.returns_logprobs:
-                            call_params.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
-                        yield Call(model=m, messages=messages[v.name], params=call_params, repeat=repeat,
-                                   seed=sent_seed, seed_chosen_by_user=user_seed, variant=v, row=row,
-                                   escape_hatch=v.escape_hatch)
-
-    def _plan_keys(self) -> Iterator[tuple]:
-        """Each planned call's resume key, in plan order, without building the calls (the model as
-        the log holds it: secrets in a model string are redacted there)."""
-        shown = {m: redact(m) for m in self.models}
-        for row in self.inputs:
-            for repeat in range(self.repeats):
-                for m in self.models:
-                    for v in self.variants:
-                        yield (v.name, row.id, shown[m], repeat, 0, 0, 0, "answer")
-
-    def _resumed(self, calls: Iterable[Call]) -> tuple[Iterable[Call], int]:
-        """The calls a resumed run still makes, and how many it skips: those finished before (with
-        ``new_version``, only those finished with the variant's current version)."""
-        versions = {v.name: v.version for v in self.variants} if self.new_version else None
-        done = self.log.finished_keys(self.id, versions=versions)
-        skipped = sum(1 for k in self._plan_keys() if k in done)
-        shown = {m: redact(m) for m in self.models}
-        return (c for c in calls if (c.resume_key[:2] + (shown[c.model],) + c.resume_key[3:]) not in done), skipped
-
-    def _check_resume_versions(self) -> None:
-        """Refuse to resume with a variant whose prompt changed since the experiment ran it (the rows
-        would mix two versions under one name) unless ``new_version`` asks for it."""
-        if self.new_version:
-            return
-        logged = self.log.finished_versions(self.id)
-        for v in self.variants:
-            old = sorted(logged.get(v.name, set()) - {v.version})
-            if old:
-                raise ParameterError(
-                    f"cannot resume {self.id!r}: variant {v.name!r} of {v.path} ran as version {', '.join(old)} and "
-                    f"the file now gives version {v.version}; resume with new_version=True (CLI: --new-version) to "
-                    "run the new version's calls under this id, or start a new experiment")
-
-    def __repr__(self) -> str:
-        return (f"Experiment({self.id!r}: {len(self.variants)} variant(s) x {len(self.inputs)} input(s) x "
-                f"{len(self.models)} model(s) x {self.repeats} repeat(s), log={str(self.log.path)!r})")
-
-    def plan(self) -> list[Call]:
-        """Every call this experiment will make, rendered and checked, as a list; makes no model call.
-        A run does not need it (it pulls calls from :meth:`iter_plan`); once made, a run uses this list."""
-        if self._calls is None:
-            self._calls = list(self.iter_plan())
-        return self._calls
-
-    def register(self, **extra: Any) -> None:
-        """Record this experiment (once) and its prompt versions in the log: every way of running
-        one (here, :mod:`lab.batch`, the workbench's input sets) goes through this. ``extra`` is
-        added to the recorded parameters (e.g. ``mode="batch"``)."""
-        self.log.add_experiment(self.id, name=self.name, prompt_path=self.prompt.path, inputs_path=self.inputs.path,
-                                models=self.models, variants=[v.name for v in self.variants], repeats=self.repeats,
-                                params={**self._params_record(), **extra})
-        for v in self.variants:
-            record_prompt_version(self.log, v)
-        if self.split_note:  # the part of a split input set this runs on, said each time it runs
-            print(self.split_note)
-
-    def _params_record(self) -> dict[str, Any]:
-        return {"prompt": self.prompt.path, "inputs": self.inputs.path, "models": self.models,
-                "variants": [v.name for v in self.variants], "repeats": self.repeats, "params": self.params,
-                "seed": self.seed, "concurrency": self.concurrency, "budget_usd": self.budget_usd,
-                "replay": self.replay, "versions": {v.name: v.version for v in self.variants},
-                "confidence": self.confidence, "no_confidence": self.no_confidence, "split": self.split}
-
-    async def arun(self) -> "Runs":
-        """Run the experiment on the current event loop (``await exp.arun()`` in async code)."""
-        self.check()
-        if self.resume:
-            self._check_resume_versions()
-        self.register()
-        total = self.size
-        calls: Iterable[Call] = self.iter_plan()
-        skipped = 0
-        if self.resume:
-            calls, skipped = self._resumed(calls)
-        todo = total - skipped
-        runner = Runner(self.log, self.id, concurrency=self.concurrency, budget_usd=self.budget_usd,
-                        replay=self.replay, provider_options=self.provider_options)
-        self.log.add_event(self.id, "started", calls=todo, skipped=skipped)
-        progress = Progress(todo, self.id, self.progress)
-        t0 = time.perf_counter()
-        try:
-            workers = sum(runner.limiter(m).ceiling for m in self.models)
-            records = await runner.run_all(calls, progress, workers=min(workers, max(1, todo)))
-        finally:
-            progress.close()
-            await runner.aclose()
-        wall = time.perf_counter() - t0
-        if runner.stopped:
-            skipped_by_budget = todo - len(records)
-            msg = (f"stopped by budget: {len(records)} of {todo} calls made, ${runner.spent_usd:.4f} spent "
-                   f"of ${self.budget_usd:.4f}; {skipped_by_budget} not made")
-            print(msg)
-        self.log.add_event(self.id, "finished", made=runner.counts["made"], replayed=runner.counts["replayed"],
-                           skipped=skipped, stopped=runner.stopped, wall_s=round(wall, 3))
-        return Runs(self.id, self.log, records, skipped=skipped, stopped=runner.stopped,
-                    spent_usd=runner.spent_usd, wall_s=wall)
-
-    def run(self) -> "Runs":
-        """Run every planned call (with a progress bar); works in scripts and in notebooks."""
-        return run_sync(self.arun)
-
-
-def experiment(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None,
-               **kwargs: Any) -> Experiment:
-    """Plan an experiment: every variant of ``prompt`` over ``inputs`` for each model and repeat.
-
-    Keyword arguments: ``model`` (a string or list, default ``local:smollm2``), ``repeats``,
-    ``variants`` (names; default all), ``params`` (override the file's: temperature,
-    max_tokens, ...), ``seed`` (makes runs reproducible and pairs variants on the same seeds),
-    ``concurrency`` (per model), ``budget_usd``, ``replay``, ``resume`` with ``id``, ``log``,
-    ``tags`` (only inputs with these tags), ``progress`` (``auto``, ``text``, ``off``),
-    ``confidence`` (True: ask providers that can for token log-probabilities and keep a small
-    confidence record per run, see :mod:`lab.logprobs`; others say "no confidence available"),
-    ``max_calls`` (a plan larger than this, 1,000,000 by default or ``$PROMPTLAB_MAX_CALLS``, is refused),
-    ``split`` (an input set split by ``lab.split_inputs`` runs on its ``"dev"`` part by default;
-    ``"held_out"`` or ``"all"`` say otherwise, explicitly).
-    Errors in any of them are raised here or by :meth:`Experiment.plan`, before any call.
-    """
-    exp = Experiment(prompt, inputs, **kwargs)
-    exp.check()
-    return exp
-
-
-def record_prompt_version(log: RunLog, v: Variant) -> None:
-    """Keep ``v``'s templates in the log under its version, so any earlier version can be read back."""
-    log.add_prompt_version(v.version, prompt_path=v.path, task=v.task, variant=v.name, templates=v.templates,
-                           params=v.params, escape_hatch=v.escape_hatch.text if v.escape_hatch else None)

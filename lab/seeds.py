@@ -11,7 +11,7 @@ import hashlib
 import random
 from typing import Any
 
-from .errors import ParameterError
+from .checks import check_int
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -24,9 +24,7 @@ def base_seed(seed: int | None) -> int:
     """The user's seed, or a random one (recorded in every call's params so it can be replayed)."""
     if seed is None:
         return random.SystemRandom().randrange(2**31 - 1)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ParameterError(f"seed must be an integer >= 0, got {seed!r}")
-    return seed
+    return check_int("seed", seed, 0)
 
 
 def seeded(params: dict[str, Any], seed: int, *parts: object) -> tuple[dict[str, Any], int]:

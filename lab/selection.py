@@ -14,8 +14,9 @@ Pure functions over run rows and a count of the search (``lab.holdout.search`` r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -56,6 +57,8 @@ def search_of(tried: pd.DataFrame, variants: Sequence[str], inputs: int) -> Sear
 def clause(search: Search) -> str:
     """The one clause the findings carry: what was chosen, from how many, on how many inputs."""
     c = search.candidate
+    if c is None:
+        return ""
     return (f"{c} was tried in {search.versions[c]} versions on these {search.inputs} inputs: read as the best of "
             f"{search.k}, its advantage here is optimistic")
 

@@ -25,21 +25,31 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import pandas as pd
+
+from .checks import check_int
+from .config import DEFAULT_MODEL
 from .errors import CallCancelled, LabError, ParameterError, PromptFileError
-from .grading import rate
+from .experiments import Experiment, record_prompt_version
+from .graders import graders_or_default
+from .grading import grade, rate
+from .grid import GradeBadge, badge
 from .inputs import InputRow, InputSet, load_inputs
+from .names import experiment_id as new_experiment_id
 from .progress import Progress
 from .prompts import PromptFile, Variant, check_template, load_prompt, version_of
-from .runner import DEFAULT_MODEL, Experiment, Runner, record_prompt_version, run_sync
+from .runner import Runner, run_sync
 from .secrets import looks_like_secret
 from .store import RunLog, RunRecord, new_id
-from .techniques._common import experiment_id as new_experiment_id
+from .techniques._common import resolve_graders
 from .techniques.conversation import Conversation
 from .techniques.critique import DEFAULT_RUBRIC, STOP_PHRASE, critique_round
+
 
 def find_prompt_files(folder: str | Path = "prompts") -> list[Path]:
     """Prompt files (YAML with ``task`` and ``variants``) under ``folder``, sorted."""
@@ -123,7 +133,7 @@ class Session:
         self.conversation: Conversation | None = None
         self._conversation_of: dict[str, Conversation] = {}  # run id -> the conversation that made it
         self._busy: Conversation | None = None
-        self._set_task: tuple[asyncio.AbstractEventLoop, asyncio.Task] | None = None
+        self._set_task: tuple[asyncio.AbstractEventLoop, asyncio.Task | None] | None = None
         self.set_prompt(prompt, variant)
 
     # ---- what to call ----------------------------------------------------------------------
@@ -188,7 +198,7 @@ class Session:
             try:
                 values = yaml.safe_load(text) or {}
             except yaml.YAMLError as exc:
-                raise ParameterError(f"typed input: the template needs {names}; write 'name: value' lines ({exc})")
+                raise ParameterError(f"typed input: the template needs {names}; write 'name: value' lines ({exc})") from exc
             if not isinstance(values, dict):
                 raise ParameterError(f"typed input: the template needs {names}; write 'name: value' lines")
         digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -286,14 +296,6 @@ class Session:
         turn.samples.append(rec)
         return rec
 
-    def retry(self) -> RunRecord | list[RunRecord]:
-        """Deprecated spelling of :meth:`reroll` (``lab.retry`` is N independent samples of a prompt)."""
-        import warnings
-
-        warnings.warn("Session.retry() is deprecated and goes away in the next version; use Session.reroll()",
-                      DeprecationWarning, stacklevel=2)
-        return self.reroll()
-
     def run_set(self, rows: list[InputRow], on_done: Callable[[str], None] | None = None) -> list[RunRecord]:
         """The current variant on every row, one sample each in its own conversation, as an
         experiment through the :class:`~lab.runner.Runner` (its seeds, concurrency and logging).
@@ -364,8 +366,7 @@ class Session:
         ``rubric`` in a fresh context, then revises in the answer's conversation; it stops early
         when the review says ``stop_phrase`` (or fails). Returns ``(critique, revision)`` pairs, the
         revision ``None`` for a round that stopped; ``on_round`` is called as each round finishes."""
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ParameterError(f"rounds must be an integer >= 1, got {rounds!r}")
+        rounds = check_int("rounds", rounds, 1)
         if not self.samples:
             raise ParameterError("nothing to critique yet: Run first")
         if not isinstance(rubric, str) or not rubric.strip():
@@ -373,7 +374,7 @@ class Session:
         answer = self.samples[sample]
         conv = self._conversation_of[answer.id]
         asked = conv.call_of(answer)
-        out = []
+        out: list[tuple[RunRecord, RunRecord | None]] = []
         for r in range(1, rounds + 1):
             self.turns.append(Turn([], kind="critique"))
             done = self._in_step(conv, lambda runner: critique_round(runner, asked, answer, r, rubric=rubric,
@@ -431,7 +432,7 @@ class Session:
         """Stop the call in flight (from another thread). True if there was one."""
         if self._set_task is not None:
             loop, task = self._set_task
-            if task.done():
+            if task is None or task.done():
                 return False
             loop.call_soon_threadsafe(task.cancel)
             return True
@@ -449,3 +450,54 @@ class _Callback(Progress):
         super().update(outcome)
         if self._on_done is not None:
             self._on_done(outcome)
+
+
+# the input-set table the workbench shows: grades written to the log, one row per call
+def _is_missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def grade_records(records: list[RunRecord], prompt: PromptFile, log: RunLog) -> dict[str, GradeBadge]:
+    """Grade the records not graded yet with the prompt file's ``grader:`` (or, without one, the
+    default grader where inputs have ``expected`` answers), write those grades to the log, and
+    return a badge per run id."""
+    if not records:
+        return {}
+    df = pd.DataFrame([dataclasses.asdict(r) for r in records])
+    df = df[df["outcome"] != "error"]
+    graders = graders_or_default(resolve_graders(None, prompt), df) if len(df) else []
+    experiments = set(df["experiment_id"]) if len(df) else set()
+    grades = pd.concat([log.grades(experiment=e) for e in experiments], ignore_index=True) if experiments else None
+    if graders and len(df):
+        done = set(grades["run_id"]) if grades is not None and len(grades) else set()
+        todo = df[~df["id"].isin(done)]
+        if len(todo):
+            grade(todo, graders, log=log)
+            grades = pd.concat([log.grades(experiment=e) for e in experiments], ignore_index=True)
+    return {r.id: badge(r, grades) for r in records}
+
+
+def input_text(rec: RunRecord) -> str:
+    """The input as its text (typed input included), not its id."""
+    vars_ = rec.input_vars or {}
+    if len(vars_) == 1:
+        return str(next(iter(vars_.values())))
+    return "; ".join(f"{k}: {v}" for k, v in vars_.items()) or str(rec.input_id or "")
+
+
+def input_set_table(records: list[RunRecord], prompt: PromptFile, log: RunLog) -> pd.DataFrame:
+    """One row per call of an input set run: input, output, expected, outcome, grade and why.
+
+    The grade comes from the prompt file's ``grader:``, or without one from the default grader
+    (normalized match against the input's ``expected`` answer), written to the log as grade rows;
+    escapes are read against the input's tags (right on ``unanswerable``, over-abstention elsewhere).
+    """
+    badges = grade_records(records, prompt, log)
+    return pd.DataFrame({
+        "input": [r.input_id for r in records],
+        "output": [r.output if r.outcome != "error" else r.error for r in records],
+        "expected": ["" if _is_missing(r.expected) else str(r.expected) for r in records],
+        "outcome": [r.outcome for r in records],
+        "grade": [badges[r.id].text for r in records],
+        "why": [badges[r.id].why for r in records],
+    })

@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
-from statistics import NormalDist
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from statistics import NormalDist
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -486,6 +486,16 @@ def rate_text(k: int, n: int, inputs: int, rate: float, low: float, high: float,
     return f"{rate:.0%} [{low:.0%}, {high:.0%}] ({plural(inputs, 'input')} x {reps:g})"
 
 
+def _grouped(df: pd.DataFrame, value: str, by: str | Sequence[str] | None, split_by_tag: bool) -> tuple[list[str], Any]:
+    """The group keys and the groups of ``df`` (per input tag too, when split), each row's value in ``_v``."""
+    keys = _by_list(by)
+    data = _explode_tags(df) if split_by_tag else df
+    if split_by_tag:
+        keys = keys + ["tag"]
+    data = data.assign(_v=_values(data, value))
+    return keys, (data.groupby(keys, sort=False, dropna=False) if keys else [((), data)])
+
+
 def rates(df: pd.DataFrame, *, value: str = "passed", by: str | Sequence[str] | None = "variant",
           split_by_tag: bool = False, confidence: float = 0.95, population: Population = "inputs",
           cluster: str | None = "input_id", weight: Weight = "inputs", min_inputs: int = MIN_INPUTS) -> pd.DataFrame:
@@ -502,13 +512,8 @@ def rates(df: pd.DataFrame, *, value: str = "passed", by: str | Sequence[str] | 
     inputs, k, rate, low, high, missing.
     """
     _check(population, weight)
-    keys = _by_list(by)
-    data = _explode_tags(df) if split_by_tag else df
-    if split_by_tag:
-        keys = keys + ["tag"]
-    data = data.assign(_v=_values(data, value))
+    keys, groups = _grouped(df, value, by, split_by_tag)
     rows = []
-    groups = data.groupby(keys, sort=False, dropna=False) if keys else [((), data)]
     for key, g in groups:
         v = g["_v"]
         k = int((v.dropna() > 0.5).sum())
@@ -531,13 +536,8 @@ def means(df: pd.DataFrame, *, value: str = "score", by: str | Sequence[str] | N
     ``bounds`` (e.g. (1, 5) for a 1-5 score) keeps the interval inside the scale. ``seed`` is kept
     for compatibility (the interval is no longer a bootstrap). Columns: n, inputs, mean, low, high, missing."""
     _check(population, weight)
-    keys = _by_list(by)
-    data = _explode_tags(df) if split_by_tag else df
-    if split_by_tag:
-        keys = keys + ["tag"]
-    data = data.assign(_v=_values(data, value))
+    keys, groups = _grouped(df, value, by, split_by_tag)
     rows = []
-    groups = data.groupby(keys, sort=False, dropna=False) if keys else [((), data)]
     for key, g in groups:
         ci = _interval_row(g["_v"], g, cluster, confidence=confidence, bounds=bounds, population=population,
                            weight=weight, min_inputs=min_inputs)
@@ -665,7 +665,7 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed"
     if split_by_tag and "input_tags" in pairs:
         tags = sorted({t for ts in pairs["input_tags"] for t in _tag_list(ts)})
         groups += [(t, pairs[pairs["input_tags"].map(lambda ts, t=t: t in _tag_list(ts))]) for t in tags]
-    kw = dict(cluster=cluster, method=method, higher_is_better=higher_is_better, population=population,
+    kw: dict[str, Any] = dict(cluster=cluster, method=method, higher_is_better=higher_is_better, population=population,
               min_inputs=min_inputs, seed=seed, weight=weight)
     rows = []
     for tag, p in groups:
@@ -692,7 +692,7 @@ def pairwise(df: pd.DataFrame, variants: Sequence[str] | None = None, *, value: 
     names = [str(v) for v in (variants or dict.fromkeys(df[variant_col].dropna()))]
     if len(names) < 2:
         raise ParameterError(f"pairwise needs at least two variants; got {names}")
-    kw = dict(value=value, higher_is_better=higher_is_better, variant_col=variant_col, pair_on=pair_on,
+    kw: dict[str, Any] = dict(value=value, higher_is_better=higher_is_better, variant_col=variant_col, pair_on=pair_on,
               population=population, weight=weight, min_inputs=min_inputs)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     rows = [paired_difference(df, a, b, confidence=confidence, **kw).iloc[0].to_dict() for a, b in pairs]
@@ -765,7 +765,7 @@ def _interval_text(low: float, high: float, confidence: float, digits: int = 3) 
     return f"{confidence:.0%} interval {lo} to {hi}"
 
 
-def _reading(row: dict[str, object], value: str, confidence: float) -> str:
+def _reading(row: dict[str, Any], value: str, confidence: float) -> str:
     a, b, n, k = row["a"], row["b"], row["pairs"], row["inputs"]
     if not n:
         return f"no pairs where both {a} and {b} have a {value} value"
@@ -1133,7 +1133,7 @@ def _detectable(power_at, target: float) -> float:
 
 @dataclass(frozen=True)
 class PowerEstimate:
-    """How many repeats an experiment needs to detect ``difference`` (deprecated: see :class:`Plan`)."""
+    """A planned run in calls and cost, for :func:`lab.batch.suggest` (:func:`plan` answers in inputs x repeats)."""
 
     difference: float
     power: float
@@ -1148,29 +1148,8 @@ class PowerEstimate:
     note: str
 
     def __str__(self) -> str:
-        cost = "unknown cost" if self.cost_usd is None else f"about ${self.cost_usd:.4f} (${self.batch_cost_usd:.4f} with a batch API)"
+        cost = ("unknown cost" if self.cost_usd is None
+                else f"about ${self.cost_usd:.4f} (${self.batch_cost_usd:.4f} with a batch API)")
         return (f"To detect a difference of {self.difference:g} with {self.power:.0%} power at {self.confidence:.0%} "
                 f"confidence: {self.pairs_needed} pairs, i.e. {self.repeats_needed} repeats of {self.inputs} inputs "
                 f"({self.calls_needed} calls, {cost}). {self.note}")
-
-
-def repeats_needed(pilot: pd.DataFrame, a: str, b: str, *, difference: float, value: str = "passed",
-                   power: float = 0.8, confidence: float = 0.95, variant_col: str = "variant",
-                   pair_on: Sequence[str] = PAIR_KEYS) -> PowerEstimate:
-    """Deprecated: use :func:`lab.stats.plan`, which answers in inputs x repeats.
-
-    Kept for old notebooks. It now reads the answer off :func:`plan` for the pilot's own inputs;
-    when no number of repeats can reach the power there, ``repeats_needed`` is the largest tried
-    and ``note`` says to add inputs."""
-    warnings.warn("lab.stats.repeats_needed is deprecated: use lab.stats.plan(pilot, a, b, difference=...), which "
-                  "answers in inputs x repeats", DeprecationWarning, stacklevel=2)
-    p = plan(pilot, a, b, difference=difference, value=value, power=power, confidence=confidence,
-             variant_col=variant_col, pair_on=pair_on)
-    reps = p.repeats_for_pilot_inputs or 1000
-    calls = 2 * reps * p.pilot_inputs
-    cost = None if p.cost_per_call is None else p.cost_per_call * calls
-    sd = math.sqrt(p.between_var + p.within_var)
-    return PowerEstimate(difference=float(difference), power=power, confidence=confidence, sd_of_differences=sd,
-                         pairs_needed=reps * p.pilot_inputs, inputs=p.pilot_inputs, repeats_needed=reps,
-                         calls_needed=calls, cost_usd=cost, batch_cost_usd=None if cost is None else cost / 2,
-                         note=p.advice + " " + " ".join(p.notes))

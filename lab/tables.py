@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
+
+import numpy as np
 import pandas as pd
 
 from .errors import ParameterError
@@ -62,6 +65,35 @@ def with_grades(runs: pd.DataFrame, grades: pd.DataFrame | None, *, grader: str 
     out["label"] = out["id"].map(g["label"])
     out["grader"] = out["id"].map(lambda i: grader if i in g.index else None)
     return out
+
+
+def run_scores(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, grader: str | None = None) -> pd.Series:
+    """A score in [0, 1] per run (indexed like ``runs``), NaN where no grader graded it.
+
+    From ``grader``'s latest grade (default: the grader :func:`lab.tables.with_grades` picks):
+    ``passed`` when it has one, else its score (human ratings on a 1-5 scale are mapped onto
+    [0, 1]). Escaped and error rows are NaN: they are outcomes of their own. Graders are the only
+    source of "correct": figures and tables read it from here."""
+    if runs.empty:
+        return pd.Series(np.nan, index=runs.index, dtype=float)
+    g = with_grades(runs, grades, grader=grader)
+    score = g["score"]
+    human = g["grader"].astype(str).str.startswith("human")
+    score = score.where(~(human & (score > 1)), (score - 1) / 4)
+    out = g["passed"].where(g["passed"].notna(), score).astype(float)
+    out[runs["outcome"] != "answered"] = np.nan
+    return out
+
+
+def outcome_categories(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *,
+                       grader: str | None = None) -> pd.Series:
+    """Per run: ``answered-correct``, ``answered-wrong``, ``answered`` (no grade), ``escaped`` or ``error``."""
+    scores = run_scores(runs, grades, grader=grader)
+    cat = runs["outcome"].astype(str).copy()
+    answered = cat == "answered"
+    cat[answered & (scores >= 0.5)] = "answered-correct"
+    cat[answered & (scores < 0.5)] = "answered-wrong"
+    return cat
 
 
 def _input_text(vars_: object) -> str:
@@ -238,7 +270,7 @@ def _is_share(s: pd.Series) -> bool:
     return s.dtype.kind == "f" and len(v) > 0 and bool(((v >= -1e-9) & (v <= 1 + 1e-9)).all())
 
 
-def _readable_column(s: pd.Series, name: str, share_cols: set[str], point_cols: set[str]) -> pd.Series:
+def _readable_column(s: pd.Series, name: str, share_cols: Set[str], point_cols: Set[str]) -> pd.Series:
     base = name.removesuffix("_low").removesuffix("_high")
     if name in ("low", "high") or base != name:
         kind = ("points" if name in ("low", "high") else
@@ -297,7 +329,7 @@ def _cell(v: object, kind: str = "number") -> str:
     return str(v).replace("\r\n", "\n").replace("\n", " ⏎ ").strip()
 
 
-def _fold_intervals(out: pd.DataFrame, raw: pd.DataFrame, point_cols: set[str]) -> pd.DataFrame:
+def _fold_intervals(out: pd.DataFrame, raw: pd.DataFrame, point_cols: Set[str]) -> pd.DataFrame:
     """Fold ``x_low``/``x_high`` into ``x`` and a bare ``low``/``high`` into the value they bound."""
     cols = [c for c in raw.columns if isinstance(c, str)]
     for col in cols:

@@ -41,7 +41,7 @@ tags = None  # e.g. ["edge", "unanswerable"]: only inputs with these tags
 exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
                      budget_usd=budget_usd, params={"max_tokens": max_tokens}, id=experiment_id, tags=tags)
 runs = exp.run()
-lab.grade(runs, lab.grading.default_grader())
+lab.grade(runs, lab.graders.default_grader())
 lab.report.answer(lab.findings.from_log(exp.log, exp.id))
 
 # %% [markdown]

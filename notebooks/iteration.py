@@ -61,8 +61,8 @@ edits = [
     "Is this review positive or negative? Answer with one word, or UNSURE if it is not a review.\n{{ text }}",
     "I reply to unhappy customers first. Review: \"{{ text }}\"\nAnswer positive, negative, or UNSURE:",
 ]
-settings = dict(model=model, repeats=repeats, seed=seed, params={"max_tokens": max_tokens})
-tries = [lab.techniques.try_version(prompt, inputs, variant, baseline, user=text, **settings) for text in edits]
+config = lab.config.RunConfig.of(model=model, repeats=repeats, seed=seed, params={"max_tokens": max_tokens})
+tries = [lab.techniques.try_version(prompt, inputs, variant, baseline, user=text, config=config) for text in edits]
 
 # %% [markdown]
 # ## The dev comparison of the best version, with its selection caveat
@@ -85,7 +85,7 @@ best.findings()
 
 # %%
 chosen = best.runs[best.runs["variant"] == variant]["prompt_version"].iloc[0]
-confirmed = lab.confirm(prompt, inputs, candidate=chosen, baseline=baseline, id=experiment_id, **settings)
+confirmed = lab.confirm(prompt, inputs, candidate=chosen, baseline=baseline, id=experiment_id, config=config)
 confirmed.findings()
 
 # %% [markdown]

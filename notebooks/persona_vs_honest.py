@@ -42,7 +42,7 @@ experiment_id = None  # set by `python -m lab run-notebook`; None makes one up
 exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
                      budget_usd=budget_usd, params={"max_tokens": max_tokens}, id=experiment_id)
 runs = exp.run()
-lab.grade(runs, lab.grading.default_grader())
+lab.grade(runs, lab.graders.default_grader())
 findings = lab.findings.from_log(exp.log, exp.id, a="honest", b="persona")
 lab.report.answer(findings)
 

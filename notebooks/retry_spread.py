@@ -41,7 +41,7 @@ temperature = 0.7
 exp = lab.experiment(prompt, inputs, model=model, repeats=repeats, seed=seed, concurrency=concurrency,
                      budget_usd=budget_usd, params={"max_tokens": max_tokens, "temperature": temperature}, id=experiment_id)
 runs = exp.run()
-lab.grade(runs, lab.grading.default_grader())
+lab.grade(runs, lab.graders.default_grader())
 lab.report.answer(lab.findings.from_log(exp.log, exp.id))
 
 # %% [markdown]

@@ -4,8 +4,8 @@ check what a person would see: exported HTML reports and JupyterLab itself."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

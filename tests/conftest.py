@@ -47,7 +47,8 @@ def postgres_server():
         import psycopg  # noqa: F401
     except ImportError:
         _unavailable("psycopg is not installed (pip install -e '.[dev]')")
-    from tests.postgres import NoServer, postgres_server as server
+    from tests.postgres import NoServer
+    from tests.postgres import postgres_server as server
 
     ctx = server()
     try:

@@ -18,8 +18,8 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 #: where Debian puts the server's programs (several major versions may be installed side by side)
 _BIN_GLOB = "/usr/lib/postgresql/*/bin"

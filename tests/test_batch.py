@@ -15,7 +15,7 @@ import pytest
 import lab
 from lab import pricing
 from lab.errors import BatchError, BudgetExceeded, ModelSpecError
-from lab.providers.batches import AnthropicBatches
+from lab.providers.batch_adapters import AnthropicBatches
 from tests.loopback import AnthropicServer, OpenAIServer
 from tests.loopback._batches import BatchPlan
 
@@ -296,7 +296,7 @@ def test_suggest_batch_mode_for_large_runs_with_the_cost_at_batch_prices(files, 
 
 def test_an_openai_batch_that_fails_validation_turns_every_call_into_an_error_row(files, gpt_srv, run_log,
                                                                                    monkeypatch):
-    from lab.providers.batches import OpenAIBatches
+    from lab.providers.batch_adapters import OpenAIBatches
 
     real = OpenAIBatches.request_body
     models = iter(["gpt-loopback", "gpt-loopback-mini"] * 3)

@@ -70,7 +70,7 @@ def jupyterlab(tmp_path):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "jupyter.log").read_text()[-3000:])
+                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "jupyter.log").read_text()[-3000:]) from None
                 time.sleep(0.3)
         yield base, token
     finally:
@@ -257,8 +257,9 @@ def test_the_report_opens_with_the_findings_above_the_first_figure_and_no_stderr
 
 
 def test_compare_view_hides_variant_names_in_the_figure_and_cuts_no_label(jupyterlab, tmp_path):
-    import lab
     import nbformat
+
+    import lab
     from tests import scripted  # noqa: F401  (registers the scripted provider for this process)
 
     base, token = jupyterlab

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 import signal
 import sqlite3
 import subprocess

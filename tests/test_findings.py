@@ -15,7 +15,7 @@ def rows(n_inputs=10, repeats=2, a_correct=1.0, b_correct=0.0, unanswerable=(), 
     for i in range(n_inputs):
         unans = i in unanswerable
         for r in range(repeats):
-            for v, ok, esc in (("honest", a_correct, escape_a), ("persona<b>", b_correct, escape_b)):
+            for v, _ok, esc in (("honest", a_correct, escape_a), ("persona<b>", b_correct, escape_b)):
                 escaped = esc if unans else False
                 out.append({"id": f"{v}-{i}-{r}", "experiment_id": "e1", "variant": v, "input_id": f"i{i}",
                             "repeat": r, "model": "m", "role": "answer",
@@ -99,7 +99,7 @@ def test_ungraded_runs_with_expected_answers_give_no_verdict_and_say_how_to_grad
     exp.run()
     f = findings(run_log.runs(experiment=exp.id), run_log.grades(exp.id))
     assert f.verdict is None and f.headline.startswith("No verdict between persona and honest")
-    assert any("lab.grade(runs, lab.grading.default_grader())" in c for c in f.caveats)
+    assert any("lab.grade(runs, lab.graders.default_grader())" in c for c in f.caveats)
 
 
 def test_a_perfect_sweep_is_reported_as_a_win_with_its_test():

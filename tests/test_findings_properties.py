@@ -113,7 +113,7 @@ def test_every_findings_sentence_agrees_with_lab_stats_on_the_same_rows(exp):
         _agrees(f.escapes)
     for m in ("appropriate", "correct_answerable", "escaped_unanswerable"):
         r = lab.stats.rates(df, value=m)
-        for variant, row in r.iterrows():
+        for _variant, row in r.iterrows():
             if row["n"]:
                 shown = rate_text(row["k"], row["n"], row["inputs"], row["rate"], row["low"], row["high"])
                 assert shown in text, (shown, text)

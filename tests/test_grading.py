@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,6 +77,44 @@ def test_kappa_and_alpha_next_to_raw_agreement():
     assert cohen_kappa([1, 1, 1, 1], [1, 1, 1, 0]) == 0.0  # 75% raw agreement, nothing beyond chance
     assert krippendorff_alpha([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]) == 1.0
     assert krippendorff_alpha([1, 2, 3, 4, 5], [5, 4, 3, 2, 1]) < 0
+
+
+# Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", section E: 4 observers, 12 units,
+# missing values; the paper gives alpha for each metric.
+_K2011 = [[1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+          [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+          [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+          [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None]]
+
+
+@pytest.mark.parametrize("level, published", [("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849),
+                                               ("ratio", 0.797)])
+def test_alpha_takes_many_raters_and_missing_values_as_in_krippendorffs_worked_example(level, published):
+    from lab.judges import krippendorff_alpha
+
+    assert krippendorff_alpha(*_K2011, level=level) == pytest.approx(published, abs=5e-4)
+
+
+def test_alpha_agrees_with_the_krippendorff_package_on_random_ratings_with_gaps():
+    krippendorff = pytest.importorskip("krippendorff")  # GPL-3.0: a test-only reference, not a dependency
+    from lab.judges import krippendorff_alpha
+
+    rng = np.random.default_rng(5)
+    for level in ("nominal", "ordinal", "interval", "ratio"):
+        data = rng.integers(1, 6, size=(3, 40)).astype(float)
+        data[rng.random(data.shape) < 0.2] = np.nan
+        ours = krippendorff_alpha(*data.tolist(), level=level)
+        assert ours == pytest.approx(krippendorff.alpha(reliability_data=data, level_of_measurement=level), abs=1e-9)
+
+
+def test_kappa_skips_items_a_rater_left_out_and_alpha_reads_labels():
+    from lab.judges import cohen_kappa, krippendorff_alpha
+
+    assert cohen_kappa([1, 0, None, 1], [1, 0, 1, float("nan")]) == 1.0
+    assert krippendorff_alpha(["yes", "no", "yes"], ["yes", "no", None], ["yes", "no", "no"], level="nominal") > 0
+    assert math.isnan(krippendorff_alpha([3, 3], [3, 3]))  # one value everywhere: no disagreement to expect
+    with pytest.raises(lab.ParameterError, match="at least two raters"):
+        krippendorff_alpha([1, 2])
 
 
 def test_a_judge_whose_replies_cannot_be_read_raises_a_warning(answers, run_log):

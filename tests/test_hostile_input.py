@@ -396,7 +396,7 @@ def test_an_input_set_over_the_size_limit_names_the_file_and_the_limit(write, mo
 
 @pytest.mark.timeout(20)
 def test_the_workbench_prompt_scan_skips_a_fifo_named_yaml(tmp_path, write):
-    session = pytest.importorskip("lab.widgets.session")
+    session = pytest.importorskip("lab.session")
     good = write("prompts/good.yaml", GOOD_PROMPT)
     fifo(tmp_path / "prompts", "stuck.yaml")
     assert session.find_prompt_files(tmp_path / "prompts") == [good]

@@ -129,8 +129,8 @@ def test_a_crashing_build_gets_one_paragraph_saying_what_happened_and_what_to_do
     crashing = tmp_path / "python"
     crashing.write_text(f"#!{sys.executable}\nimport os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
     crashing.chmod(0o755)
-    from lab.smoke import crash_advice, smoke
     from lab.providers.local import WorkerDied
+    from lab.smoke import crash_advice, smoke
 
     with pytest.raises(WorkerDied) as info:
         smoke(tmp_path / "model.gguf", python=str(crashing))

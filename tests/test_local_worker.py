@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import textwrap
 import threading
 import time
@@ -14,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import lab
+from lab.errors import CallCancelled
 from lab.providers.local import bundled_model_path, worker_for
-from lab.widgets.session import CallCancelled, Session
+from lab.session import Session
 from lab.widgets.workbench import TYPED
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import sqlite3
 import subprocess
 import sys
 import time

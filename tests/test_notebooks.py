@@ -284,7 +284,7 @@ def test_a_blind_compare_report_never_names_the_variants(tmp_path):
     log = tmp_path / "log.db"
     exp = lab.experiment(str(ROOT / "prompts" / "sentiment.yaml"), inputs=str(ROOT / "prompts" / "sentiment_inputs.yaml"),
                          model="scripted:seeded", repeats=2, seed=1, log=log, progress="quiet")
-    lab.grade(exp.run(), lab.grading.default_grader(), log=lab.log(log))
+    lab.grade(exp.run(), lab.graders.default_grader(), log=lab.log(log))
     run = run_notebook(NOTEBOOKS / "compare.ipynb", {"experiments": [exp.id], "blind": True}, log=log,
                        output_dir=tmp_path / "out", cwd=ROOT, timeout_s=300)
     page = run.html.read_text()

@@ -16,7 +16,7 @@ from tests import scripted
 def sentiment_runs(run_log):
     exp = lab.experiment("prompts/sentiment.yaml", inputs="prompts/sentiment_inputs.yaml", model="scripted:seeded",
                          repeats=3, seed=1, log=run_log)
-    lab.grade(exp.run(), lab.grading.default_grader(), log=run_log)
+    lab.grade(exp.run(), lab.graders.default_grader(), log=run_log)
     return run_log.runs(experiment=exp.id)
 
 
@@ -68,11 +68,11 @@ def test_correctness_comes_only_from_grades(sentiment_runs, run_log):
     row = sentiment_runs[sentiment_runs["outcome"] == "answered"].iloc[0]
     run_log.add_grade(row["id"], "person", passed=False)
     run_log.add_grade(row["id"], "person", passed=True)  # a regrade: the latest counts
-    cats = plots.outcome_categories(sentiment_runs, run_log.grades(), grader="person")
+    cats = lab.tables.outcome_categories(sentiment_runs, run_log.grades(), grader="person")
     assert cats[row.name] == "answered-correct"
     assert set(cats) <= set(plots.CATEGORY_ORDER)
     # without grades nothing is "correct", whatever the expected answer and the output's first word
-    ungraded = plots.outcome_categories(sentiment_runs, None)
+    ungraded = lab.tables.outcome_categories(sentiment_runs, None)
     assert not ungraded.isin(["answered-correct", "answered-wrong"]).any()
 
 
@@ -172,7 +172,7 @@ def test_facets_for_eight_tags_wrap_into_rows_that_do_not_overlap(run_log):
 def test_versions_are_ticks_in_time_order_not_sub_millisecond_times(run_log):
     from lab.store import RunRecord
 
-    for i, (version, when) in enumerate([("v1aaaaaaaa", "2026-01-01T10:00:00.123456+00:00"),
+    for version, when in ([("v1aaaaaaaa", "2026-01-01T10:00:00.123456+00:00"),
                                          ("v2bbbbbbbb", "2026-01-01T10:00:00.923456+00:00")]):
         run_log.add_run(RunRecord(experiment_id="e", model="m", messages=[], outcome="answered", output="yes",
                                   expected="yes", variant="v", prompt_version=version, finished_at=when))

@@ -1,4 +1,4 @@
-"""The public API: a small top level, namespaces for the rest, one spelling each, old spellings warned."""
+"""The public API: a small top level, namespaces for the rest, one spelling each."""
 
 from __future__ import annotations
 
@@ -54,25 +54,13 @@ def test_the_session_imports_no_widget_or_plotting_library():
                   "print(sorted(m for m in ('ipywidgets', 'plotly', 'papermill') if m in sys.modules))") == "[]"
 
 
-@pytest.mark.parametrize("old, new", [
-    ("match", "lab.graders.match"), ("rates", "lab.stats.rates"), ("escaped", "lab.tables.escaped"),
-    ("escape_hatch", "lab.graders.escape_hatch"), ("Spread", "lab.techniques.Retries"),
-    ("paired_difference", "lab.stats.paired_difference"), ("set_price", "lab.pricing.set_price"),
-    ("run_notebook", "lab.notebooks.run_notebook"), ("judge_decoys", "lab.judges.judge_decoys"),
-])
-def test_an_old_spelling_still_works_and_warns_with_the_new_one(old, new):
-    with pytest.warns(DeprecationWarning, match=re.escape(new)):
-        value = getattr(lab, old)
-    module, _, attr = new.split(" ")[0].rpartition(".")
-    assert value is getattr(sys.modules[module], attr)
-
-
-def test_conversation_retry_is_now_reroll_and_the_old_name_warns(run_log):
-    conv = lab.conversation(model="scripted:echo", log=run_log, seed=1)
-    conv.ask("hello")
-    with pytest.warns(DeprecationWarning, match=r"Conversation\.reroll\(\)"):
-        again = conv.retry()
-    assert again.attempt == 1 and conv.history[-1].id == again.id
+@pytest.mark.parametrize("old", ["match", "rates", "escaped", "Spread", "set_price", "run_notebook", "Experiment"])
+def test_old_spellings_are_gone_not_aliased(old):
+    """0.2.0 removed the 0.1 aliases (CHANGELOG.md): each name has one spelling."""
+    with pytest.raises(AttributeError):
+        getattr(lab, old)
+    assert not hasattr(lab.techniques, "Spread") and not hasattr(lab.techniques.Conversation, "retry")
+    assert not hasattr(lab.session.Session, "retry") and not hasattr(lab.stats, "repeats_needed")
 
 
 def test_names_that_used_to_collide_now_say_what_they_hold():
@@ -91,21 +79,18 @@ def _spellings(text: str) -> set[str]:
                                                     if p.name != "architecture.md"),
                                   *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "notebooks").glob("*.py"))])
 def test_readme_docs_and_notebooks_use_the_current_spellings(path):
-    """Every `lab.x` (and `lab.x.y`) they spell resolves without a deprecation warning."""
+    """Every `lab.x` (and `lab.x.y`) they spell resolves: a name, a namespace or a module."""
+    import importlib
+
     old = []
     for spelled in sorted(_spellings((ROOT / path).read_text())):
         head, _, tail = spelled.partition(".")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                value = getattr(lab, head)
-                if tail and not (ROOT / "lab" / head / f"{tail}.py").exists() and not (ROOT / "lab" / f"{head}.py").suffix == "":
-                    getattr(value, tail)
-            except AttributeError:
-                if (ROOT / "lab" / f"{head}.py").exists() or (ROOT / "lab" / head).is_dir() or head in ("py",):
-                    continue  # a module path (lab.runner, lab/x.py) named in prose
-                old.append(f"lab.{spelled} (no such name)")
-                continue
-        if any(issubclass(w.category, DeprecationWarning) for w in caught):
+        if head == "py" or (not tail and (ROOT / "lab" / f"{head}.py").exists()):
+            continue  # `python -m lab`, a module named in prose
+        try:
+            value = getattr(lab, head) if hasattr(lab, head) else importlib.import_module(f"lab.{head}")
+            if tail and not ((ROOT / "lab" / head / f"{tail}.py").exists() or tail == "py"):
+                getattr(value, tail)
+        except (AttributeError, ModuleNotFoundError):
             old.append(f"lab.{spelled}")
-    assert not old, f"{path} spells {old}"
+    assert not old, f"{path} spells names that do not exist: {old}"

@@ -222,17 +222,6 @@ def test_plan_answers_in_inputs_and_repeats_with_cost_and_what_the_pilot_can_det
         stats.plan(pilot, "A", "B", difference=0)
 
 
-def test_repeats_needed_still_works_but_points_to_plan():
-    pilot = _pilot([0.0] * 8, repeats=3)
-    with pytest.warns(DeprecationWarning, match="lab.stats.plan"):
-        est = lab.stats.repeats_needed(pilot, "A", "B", difference=0.2)
-    assert est.inputs == 8 and est.calls_needed == 2 * est.repeats_needed * 8
-    assert est.cost_usd == pytest.approx(0.001 * est.calls_needed)
-    with pytest.warns(DeprecationWarning):
-        flat = lab.stats.repeats_needed(frame([1] * 40, [1] * 40, n_inputs=8), "A", "B", difference=0.1)
-    assert "never differed" in flat.note
-
-
 def test_aa_where_each_input_favours_one_framing_but_neither_wins_on_average(run_log, write):
     """The clustered null on a (scripted) model: framing a passes input i with probability x_i and
     framing b with 1 - x_i, where each experiment draws its 10 inputs from a population whose x
@@ -298,7 +287,7 @@ def test_a_perfect_sweep_on_six_inputs_is_a_verdict_not_nothing():
 def test_no_detectable_difference_is_printed_exactly_when_the_interval_contains_zero():
     rng = np.random.default_rng(11)
     seen = set()
-    for trial in range(80):
+    for _trial in range(80):
         n_inputs, k = int(rng.integers(6, 30)), int(rng.integers(1, 6))
         pa = rng.uniform(0.2, 0.8, n_inputs)
         pb = np.clip(pa - rng.choice([0.0, 0.3]) + rng.normal(0, 0.2, n_inputs), 0, 1)

@@ -11,8 +11,8 @@ import pytest
 
 import lab
 from lab.widgets import Workbench, compare_view
-from lab.widgets.workbench import ErrorCard, GroupHeading, SampleCard
 from lab.widgets.compare import side_by_side
+from lab.widgets.workbench import ErrorCard, GroupHeading, SampleCard
 from tests import scripted
 
 PROMPT = "prompts/sentiment.yaml"
@@ -391,7 +391,7 @@ def test_compare_view_lists_experiments_by_task_time_and_size_hiding_empty_ones(
 
 def test_blind_compare_view_hides_variant_names_in_findings_figure_and_grid(run_log):
     exp = lab.experiment(PROMPT, inputs=INPUTS, model="scripted:seeded", repeats=2, seed=1, log=run_log)
-    lab.grade(exp.run(), lab.grading.default_grader(), log=run_log)
+    lab.grade(exp.run(), lab.graders.default_grader(), log=run_log)
     view = compare_view(run_log, experiments=[exp.id])
     assert "persona" in view.findings.value and "8 inputs, 16 pairs" in view.findings.value
     view.blind.value = True
@@ -444,8 +444,8 @@ def test_the_input_set_table_grades_escaped_rows_by_the_input_tags(wb):
 def test_an_escape_hatch_pass_reads_answered_where_it_should_never_correct():
     import pandas as pd
 
+    from lab.grid import badge
     from lab.store import RunRecord
-    from lab.widgets.session import badge
 
     rec = RunRecord(experiment_id="e", model="m", messages=[], outcome="answered", id="r1",
                     output="You're an AI assistant for text re-writing...", input_tags=["normal"])
@@ -473,7 +473,7 @@ def test_the_results_grid_marks_failures_and_disagreements_for_its_filters(run_l
     scripted.SCRIPTS["half"] = lambda m, p: "positive" if "shop" in m[-1]["content"] else "UNSURE"
     exp = lab.experiment(PROMPT, INPUTS, model="scripted:half", repeats=1, seed=1, log=run_log, progress="off")
     runs = exp.run()
-    lab.grade(runs, lab.grading.default_grader(), log=run_log)
+    lab.grade(runs, lab.graders.default_grader(), log=run_log)
     grid = results_grid(runs.df, run_log.grades(exp.id))
     assert grid.rows == 8 and grid.columns == ["persona", "honest"]
     rows = re.findall(r"<tr class='([^']*)' data-input='([^']*)'>", grid.html)

@@ -51,3 +51,10 @@ def lenient_http_client(default_client: type) -> Any:
             await self._inner.aclose()
 
     return default_client(transport=Repairing())
+
+
+def sdk_client_options(provider: Any, default_client: type) -> dict[str, Any]:
+    """What an SDK's async client is made with for ``provider``: its key, base URL, retries and
+    timeout, and an HTTP client whose JSON answers are repaired (see :func:`lenient_http_client`)."""
+    return {"api_key": provider._key, "base_url": provider.base_url, "max_retries": provider.max_retries,
+            "timeout": provider.timeout, "http_client": lenient_http_client(default_client)}

@@ -13,9 +13,8 @@ from typing import Any
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import count, to_provider_error
-from ._utf8 import lenient_http_client
+from ._utf8 import sdk_client_options
 from .base import Completion, Provider
-
 
 _SAMPLING = ("temperature", "top_p", "top_k")
 
@@ -62,10 +61,7 @@ class AnthropicProvider(Provider):
         if self._client is None:
             import anthropic
 
-            self._client = anthropic.AsyncAnthropic(
-                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout,
-                http_client=lenient_http_client(anthropic.DefaultAsyncHttpxClient),
-            )
+            self._client = anthropic.AsyncAnthropic(**sdk_client_options(self, anthropic.DefaultAsyncHttpxClient))
         return self._client
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:

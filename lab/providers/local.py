@@ -119,8 +119,10 @@ class LocalWorker:
         )
         self._proc = proc
         self.starts += 1
-        self._stderr = tail = collections.deque(maxlen=20)
-        self._drain = threading.Thread(target=lambda: tail.extend(proc.stderr), daemon=True,
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # pipes, asked for above
+        self._stderr = tail = collections.deque[str](maxlen=20)
+        stderr = proc.stderr
+        self._drain = threading.Thread(target=lambda: tail.extend(stderr), daemon=True,
                                        name="promptlab-local-worker-stderr")
         self._drain.start()
         line = proc.stdout.readline()
@@ -186,6 +188,7 @@ class LocalWorker:
             proc = self._proc
             if proc is None or proc.poll() is not None:
                 proc = self._start()
+            assert proc.stdin is not None and proc.stdout is not None  # the worker is started with pipes
             try:
                 proc.stdin.write(text)
                 proc.stdin.flush()
@@ -226,7 +229,8 @@ class LocalWorker:
         if proc is None:
             return
         try:
-            proc.stdin.close()
+            if proc.stdin is not None:
+                proc.stdin.close()
             proc.wait(3)
         except (OSError, ValueError, subprocess.TimeoutExpired):
             proc.kill()

@@ -13,9 +13,8 @@ from urllib.parse import urlparse
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import count, to_provider_error
-from ._utf8 import lenient_http_client
+from ._utf8 import sdk_client_options
 from .base import LOGPROB_PARAMS, Completion, Provider, token_logprobs
-
 
 _EXTRA = ("top_k", "repeat_penalty")  # llama.cpp-style servers take these; OpenAI does not
 
@@ -46,7 +45,7 @@ class OpenAIProvider(Provider):
         super().__init__(model)
         self.model_name = rest
         self.base_url = base_url
-        self.compatible = compatible
+        self.is_compatible = compatible
         self.max_retries = max_retries
         self.timeout = timeout
         key = os.environ.get(api_key_env)
@@ -63,7 +62,7 @@ class OpenAIProvider(Provider):
             self.supported_params = frozenset(self.supported_params | {"top_k", "repeat_penalty"})
 
     @classmethod
-    def compatible(cls, model: str, rest: str, **options: Any) -> "OpenAIProvider":
+    def compatible(cls, model: str, rest: str, **options: Any) -> OpenAIProvider:
         if "#" not in rest:
             raise ModelSpecError(
                 f"model {model!r}: write openai-compatible:<base_url>#<model>, e.g. "
@@ -89,15 +88,12 @@ class OpenAIProvider(Provider):
         if self._client is None:
             import openai
 
-            self._client = openai.AsyncOpenAI(
-                api_key=self._key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout,
-                http_client=lenient_http_client(openai.DefaultAsyncHttpxClient),
-            )
+            self._client = openai.AsyncOpenAI(**sdk_client_options(self, openai.DefaultAsyncHttpxClient))
         return self._client
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
         client = self._get_client()
-        kwargs = request_body(self.model_name, messages, params, compatible=self.compatible)
+        kwargs = request_body(self.model_name, messages, params, compatible=self.is_compatible)
         extra = {k: kwargs.pop(k) for k in _EXTRA if k in kwargs}  # not in the SDK's signature
         if extra:
             kwargs["extra_body"] = extra

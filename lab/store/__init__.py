@@ -17,20 +17,34 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from ..migrations import migrate, pending
 from ..secrets import redact, redact_value, secret_values
 from ..version import __version__
-from .backend import SQLite, Connection, LogURL, errors_for, recovery_path_for
+from .backend import Connection, LogURL, SQLite, errors_for, recovery_path_for
 from .export import Export
 from .queries import Queries
-from .record import (DEFAULT_LOG, Item, RunRecord, _JSON_COLUMNS, _RECORD_FIELDS, _dumps, _repairs_text, _storable_row,
-                     _values_storable, default_log_path, log_target, new_id, now)
+from .record import (
+    _JSON_COLUMNS,
+    _RECORD_FIELDS,
+    DEFAULT_LOG,
+    Item,
+    RunRecord,
+    _dumps,
+    _repairs_text,
+    _storable_row,
+    _values_storable,
+    default_log_path,
+    log_target,
+    new_id,
+    now,
+)
 from .recovery import Recovery
-from .writer import _Ticket, _Writer, _connect, _say
+from .writer import _connect, _say, _Ticket, _Writer
 
 if TYPE_CHECKING:
     import asyncio
@@ -96,7 +110,7 @@ class RunLog(Recovery, Queries, Export):
         """Commit ``items`` in one transaction; False when they were kept in the recovery file."""
         return self._writer.write(items)
 
-    def _submit(self, items: list[Item]) -> "asyncio.Future[None]":
+    def _submit(self, items: list[Item]) -> asyncio.Future[None]:
         """Queue ``items`` for the writer thread (one transaction); the future (of the running event
         loop) is done once they are committed or kept in the recovery file."""
         import asyncio
@@ -144,7 +158,7 @@ class RunLog(Recovery, Queries, Export):
     def _run_items(self, rec: RunRecord) -> list[Item]:
         """The items that log ``rec``: its row, and an event naming what was escaped to store it. The
         record itself takes the stored values, so what the caller keeps is what the log holds."""
-        row, repairs = self._run_row(rec), {}
+        row, repairs = self._run_row(rec), dict[str, int]()
         item = self._item("runs", row, clean=True)
         if not _values_storable(item[2]):  # rare: checked on the encoded values, made storable only then
             row, repairs = _storable_row(row)
@@ -184,7 +198,7 @@ class RunLog(Recovery, Queries, Export):
         await self.submit_run(rec)
         return rec.id
 
-    def submit_run(self, rec: RunRecord) -> "asyncio.Future[None]":
+    def submit_run(self, rec: RunRecord) -> asyncio.Future[None]:
         """Queue one finished call for the writer thread and return at once (call it on a running
         event loop). The returned future is done once the row is committed (or kept in the recovery
         file), and raises StoreError when it could be kept nowhere: report the call only then.

@@ -19,8 +19,9 @@ import os
 import re
 import sqlite3
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import StoreError
@@ -44,7 +45,7 @@ class LogURL(str):
     def name(self) -> str:
         return urlsplit(self).path.lstrip("/") or "postgres"
 
-    def resolve(self) -> "LogURL":
+    def resolve(self) -> LogURL:
         return self
 
     def relative_to(self, *_: Any) -> Path:
@@ -99,7 +100,7 @@ class Connection:
     def execute(self, sql: str, args: Iterable[Any] = ()) -> Any:
         raise NotImplementedError
 
-    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         raise NotImplementedError
 
     def begin_write(self) -> None:
@@ -166,13 +167,14 @@ class SQLite(Connection):
         if raw is not None:
             self.raw = raw
             return
+        assert path is not None  # a connection is either given (raw) or opened on a file
         self.raw = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         self.set_lock_wait(busy_timeout_s)
         self.raw.execute("PRAGMA journal_mode = WAL")
         self.raw.execute("PRAGMA synchronous = NORMAL")  # in WAL: durable against a killed process
 
     @classmethod
-    def read_only(cls, path: Path) -> "SQLite":
+    def read_only(cls, path: Path) -> SQLite:
         """A connection that only reads: through SQLite's read-only mode when the WAL index can be used,
         else as an immutable file (a read-only mount: no lock or index file can be made beside it)."""
         from urllib.parse import quote
@@ -195,7 +197,7 @@ class SQLite(Connection):
     def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
         return self.raw.execute(sql, args)
 
-    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.raw.executemany(sql, rows)
 
     def begin_write(self) -> None:
@@ -280,7 +282,7 @@ class PostgreSQL(Connection):
             sql = _pg_ddl(sql)
         return self.raw.execute(_pg_sql(sql), args) if args else self.raw.execute(sql)
 
-    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.raw.cursor() as cur:
             cur.executemany(_pg_sql(sql), [tuple(r) for r in rows])
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import StoreError
 from ..names import folder_value
 from .backend import LogURL
 from .record import _JSON_COLUMNS, _dumps
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Export:
@@ -15,6 +20,9 @@ class Export:
     ``grades``, :class:`lab.store.queries.Queries`)."""
 
     path: Path | LogURL
+    # RunLog's reading part (lab.store.queries.Queries)
+    runs: Callable[..., pd.DataFrame]
+    grades: Callable[..., pd.DataFrame]
 
     def export(self, experiment: str, path: str | Path, *,
                partition_by: str | list[str] | None = None) -> Path:

@@ -13,9 +13,10 @@ so ``as_of`` on the destination sees them from the moment of the merge on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import StoreError
 from . import RunLog

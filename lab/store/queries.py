@@ -7,9 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from .backend import Connection, LogURL
@@ -68,7 +69,7 @@ class Queries:
         return f"{ts_col} <= ?", [ts.tz_convert("UTC").isoformat(timespec="microseconds")]
 
     def _query(self, table: str, where: list[str], args: list[Any], order: str = "seq",
-               columns: list[str] | None = None) -> "pd.DataFrame":
+               columns: list[str] | None = None) -> pd.DataFrame:
         import pandas as pd
 
         if columns is not None:
@@ -121,7 +122,7 @@ class Queries:
     def runs(self, experiment: str | list[str] | None = None, *, variant: str | None = None,
              model: str | None = None, prompt_version: str | None = None, tag: str | None = None,
              outcome: str | None = None, role: str | None = None,
-             as_of: int | str | datetime | None = None, columns: list[str] | None = None) -> "pd.DataFrame":
+             as_of: int | str | datetime | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         """Run rows (one per model call) as a DataFrame, oldest first, filtered as asked.
 
         ``columns`` (names of the runs table) reads only those: JSON columns not asked for are
@@ -152,7 +153,7 @@ class Queries:
         cols = ["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]
         return by, cols, rows
 
-    def summary(self, experiment: str | list[str] | None = None, **filters: Any) -> "pd.DataFrame":
+    def summary(self, experiment: str | list[str] | None = None, **filters: Any) -> pd.DataFrame:
         """Per variant (and model, when there are several) the same table as ``lab.tables.summary(runs)``,
         computed by SQLite (an index holds what it reads): n, answered, escaped, errors, mean latency,
         output tokens and cost (NaN when any call's price is unknown). Filters as :meth:`runs`."""
@@ -167,7 +168,7 @@ class Queries:
         return df.set_index(by if len(by) > 1 else by[0])
 
     def grades(self, experiment: str | None = None, *, run_id: str | None = None, grader: str | None = None,
-               as_of: int | str | datetime | None = None) -> "pd.DataFrame":
+               as_of: int | str | datetime | None = None) -> pd.DataFrame:
         where, args = [], []
         for col, val in (("experiment_id", experiment), ("run_id", run_id), ("grader", grader)):
             if val is not None:
@@ -179,7 +180,7 @@ class Queries:
             args += extra
         return self._query("grades", where, args)
 
-    def experiments(self) -> "pd.DataFrame":
+    def experiments(self) -> pd.DataFrame:
         """One row per experiment with its call counts by outcome."""
         import pandas as pd
 
@@ -192,11 +193,11 @@ class Queries:
         c = pd.DataFrame(counts, columns=["id", "calls", "answered", "escaped", "errors", "cost_usd", "last_call_at"])
         return df.merge(c, on="id", how="left")
 
-    def events(self, experiment: str | None = None) -> "pd.DataFrame":
+    def events(self, experiment: str | None = None) -> pd.DataFrame:
         where, args = ([], []) if experiment is None else (["experiment_id = ?"], [experiment])
         return self._query("events", where, args)
 
-    def prompt_versions(self, prompt_path: str | None = None) -> "pd.DataFrame":
+    def prompt_versions(self, prompt_path: str | None = None) -> pd.DataFrame:
         """Prompt versions, oldest first; with ``prompt_path``, every version run from that path, also
         one first seen under another path of the same file (a version row records only its first path)."""
         where, args = ([], []) if prompt_path is None else (
@@ -247,7 +248,7 @@ class Queries:
             out.setdefault(variant, set()).add(version)
         return out
 
-    def batches(self, experiment: str | None = None) -> "pd.DataFrame":
+    def batches(self, experiment: str | None = None) -> pd.DataFrame:
         """The provider batches submitted (for one experiment), oldest first."""
         where, args = ([], []) if experiment is None else (["experiment_id = ?"], [experiment])
         return self._query("batches", where, args)
@@ -278,7 +279,7 @@ class Queries:
                                     (experiment_id, kind)).fetchall()
         return [(at, json.loads(d) if d else {}) for at, d in rows]
 
-    def versions_tried(self, task: str, input_ids: list[str], *, until: str | None = None) -> "pd.DataFrame":
+    def versions_tried(self, task: str, input_ids: list[str], *, until: str | None = None) -> pd.DataFrame:
         """Per variant and prompt version of ``task``: on how many of ``input_ids`` it was run, its
         calls, and its first and last call (``until``: only versions first run by then), oldest first."""
         import pandas as pd

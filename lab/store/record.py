@@ -8,10 +8,11 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..text import is_storable, storable_value
 from .backend import LogURL, check_url, is_url
@@ -33,7 +34,7 @@ _VERSIONED = ("runs", "grades")
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 _ids: list[str] = []
@@ -59,7 +60,7 @@ def default_log_path() -> Path | LogURL:
 
 def log_target(target: str | os.PathLike[str]) -> Path | LogURL:
     """A log's name as given: a ``postgresql://`` URL stays a URL (never a file path)."""
-    return check_url(target) if is_url(target) else Path(target)
+    return check_url(os.fspath(target)) if is_url(target) else Path(target)
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder for every row, not one a value

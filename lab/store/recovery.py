@@ -8,8 +8,9 @@ import functools
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from .backend import Connection, LogURL
@@ -38,6 +39,9 @@ class Recovery:
     recovery_path: Path
     _db: Connection
     _lock: threading.Lock
+    if TYPE_CHECKING:
+        def _sql(self, what: str) -> Any:  # RunLog's reading part (Queries) holds the connection
+            ...
     _errors: tuple[type[BaseException], ...]
 
     def ingest_recovery(self) -> int:
@@ -57,7 +61,7 @@ class Recovery:
         with f:
             if fcntl is not None:
                 fcntl.flock(f, fcntl.LOCK_EX)
-            self._schema  # read now: a failure to read it is the log's, not a line's
+            _ = self._schema  # read now: a failure to read it is the log's, not a line's
             added, rejected = 0, []
             for lines in _line_chunks(f, _INGEST_CHUNK):  # a big file is read a chunk of lines at a time
                 items, refused = self._recovery_items(lines)

@@ -241,7 +241,7 @@ class _Writer:
                 pass
 
 
-def _as_store_error(exc: BaseException, path: Path) -> BaseException:
+def _as_store_error(exc: BaseException, path: Path | LogURL) -> BaseException:
     """A row's write failure as the one-line StoreError a caller reports (other exceptions unchanged)."""
     if isinstance(exc, StoreError) or not isinstance(exc, (*db_errors(), ValueError, OverflowError)):
         return exc

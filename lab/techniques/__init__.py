@@ -16,18 +16,17 @@
 from .ablation import Ablation, ablate
 from .confidence import ConfidenceReport, confidence
 from .confirm import Confirmation, confirm, confirmations
-
-from .conversation import ContextEffect, Conversation, ConversationError, context_effect, conversation
+from .conversation import ContextEffect, Conversation, context_effect, conversation
 from .critique import Critique, self_critique
 from .edge_cases import ProposedEdgeCases, propose_edge_cases
 from .escape import escape_report
-from .iterate import try_version
 from .framing import Comparison, compare_framings
+from .iterate import try_version
 from .retry import Retries, answer_counts, retry, spread
 
 __all__ = [
     "retry", "spread", "answer_counts", "Retries",
-    "conversation", "Conversation", "ConversationError", "context_effect", "ContextEffect",
+    "conversation", "Conversation", "context_effect", "ContextEffect",
     "escape_report",
     "self_critique", "Critique",
     "compare_framings", "Comparison",
@@ -36,12 +35,3 @@ __all__ = [
     "confirm", "Confirmation", "confirmations", "try_version",
 ]
 
-
-def __getattr__(name: str):
-    if name == "Spread":  # the old name, kept for one version
-        import warnings
-
-        warnings.warn("lab.techniques.Spread is deprecated and goes away in the next version; use "
-                      "lab.techniques.Retries (what lab.retry returns)", DeprecationWarning, stacklevel=2)
-        return Retries
-    raise AttributeError(f"module 'lab.techniques' has no attribute {name!r}")

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import random
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError
-from ..graders import Grader, check_grader_list, grader_from_spec
+from ..experiments import Experiment, Runs
+from ..graders import Grader, check_grader_list, grader_from_spec, graders_or_default
+from ..grading import grade
 from ..judges import check_model
 from ..prompts import PromptFile, Variant, load_prompt, version_of
-from ..seeds import base_seed, seeded  # noqa: F401  (their old home)
-from ..store import RunLog, new_id
-
-
-def experiment_id(name: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{name}-{stamp}-{new_id()[:4]}"
+from ..store import RunLog
 
 
 def open_log(log: RunLog | str | Path | None) -> RunLog:
@@ -34,7 +27,7 @@ def resolve_graders(grader: Grader | list[Grader] | None, prompt: PromptFile | N
     if given:
         return given
     spec = getattr(prompt, "grader", None) if prompt is not None else None
-    if spec:
+    if spec and prompt is not None:
         named = grader_from_spec(spec, f"{prompt.path}: grader")
         check_model(named)  # a judge's model, before any call
         return [named]
@@ -48,7 +41,12 @@ def adhoc_variant(name: str, task: str, system: str | None, params: dict[str, An
                    escape_hatch=None, version=version_of(templates, dict(params), None))
 
 
-def check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+def run_and_grade(exp: Experiment, graders: list[Grader]) -> tuple[Runs, list[Grader]]:
+    """Run ``exp`` (checked first) and grade its runs with ``graders``, or without any with the
+    default grader where the inputs have expected answers. Returns the runs and the graders used."""
+    exp.plan()
+    runs = exp.run()
+    graders = graders_or_default(graders, runs.df)
+    if graders:
+        grade(runs, graders)
+    return runs, graders

@@ -19,23 +19,22 @@ import html
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import pandas as pd
 
+from ..config import PAIRED, RunConfig, RunOptions
 from ..errors import ParameterError, PromptFileError
+from ..experiments import Experiment
 from ..graders import Grader
 from ..grading import grade
-from ..text import normalize
 from ..inputs import InputSet
-from ..progress import ProgressMode
 from ..prompts import PromptFile, Variant, join_parts, version_of
-from ..runner import DEFAULT_MODEL, Experiment
-from ..stats import (MIN_INPUTS, TOO_FEW, Plan, adjust_family, format_p, interval_ends, paired_difference, plan,
-                     plural)
+from ..stats import MIN_INPUTS, TOO_FEW, Plan, adjust_family, format_p, interval_ends, paired_difference, plan, plural
 from ..store import RunLog
 from ..tables import with_grades
-from ._common import as_prompt, check_int, resolve_graders
+from ..text import normalize
+from ._common import as_prompt, resolve_graders
 
 #: the outcome rates an ablation compares: name -> (value column, which inputs count)
 MEASURES = {
@@ -176,6 +175,7 @@ class Ablation:
         ref = self.base if added else self.variant
         if added and not pairs:
             raise ParameterError("this ablation has no add-one variants; run lab.ablate(..., base='persona')")
+        assert ref is not None  # added=True has a base (no pairs otherwise)
         rows, calls = [], []
         for measure in self._measures(runs):
             value, which = MEASURES[measure]
@@ -324,11 +324,10 @@ def plan_text(exp: Experiment, removed: dict[str, str], added: dict[str, str]) -
 
 
 def ablate(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
-           variant: str, parts: list[str] | None = None, base: str | None = None, repeats: int = 3,
-           seed: int | None = 0, grader: Grader | list[Grader] | None = None, model: str | list[str] = DEFAULT_MODEL,
-           params: dict[str, Any] | None = None, log: RunLog | str | Path | None = None,
-           tags: list[str] | None = None, concurrency: int | None = None, budget_usd: float | None = None,
-           progress: ProgressMode = None, id: str | None = None, dry_run: bool = False) -> Ablation:
+           variant: str, parts: list[str] | None = None, base: str | None = None,
+           grader: Grader | list[Grader] | None = None, log: RunLog | str | Path | None = None,
+           tags: list[str] | None = None, id: str | None = None, dry_run: bool = False,
+           config: RunConfig | None = None, **run: Unpack[RunOptions]) -> Ablation:
     """Leave each named part of ``variant`` out in turn (and, with ``base``, add each to ``base``),
     run every generated variant on the same inputs, repeats and seeds as ``variant``, grade them,
     and return an :class:`Ablation`.
@@ -337,15 +336,13 @@ def ablate(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list
     (the returned Ablation then has no runs). ``seed`` defaults to 0 so that all variants share
     seeds. ``grader`` defaults to the prompt file's ``grader:``.
     """
-    check_int("repeats", repeats, 1)
+    cfg = RunConfig.of(config, defaults=PAIRED, **run)
     pf = as_prompt(prompt)
     graders = resolve_graders(grader, pf)
     chosen, removed, added = ablation_variants(pf, variant, parts=parts, base=base)
     ablated = PromptFile(path=pf.path, task=pf.task, description=pf.description,
                          variants={v.name: v for v in chosen}, grader=pf.grader)
-    exp = Experiment(ablated, inputs, model=model, repeats=repeats, params=params, seed=seed, log=log, tags=tags,
-                     concurrency=concurrency, budget_usd=budget_usd, progress=progress, id=id,
-                     name=f"{pf.task}-ablation")
+    exp = Experiment(ablated, inputs, log=log, tags=tags, id=id, name=f"{pf.task}-ablation", config=cfg)
     print(plan_text(exp, removed, added))
     result = Ablation(exp.id, exp.log, variant, removed, added, base, graders[-1].name if graders else None)
     if dry_run:

@@ -14,20 +14,20 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
 import pandas as pd
 
 from .. import calibration as cal
+from ..config import PAIRED, RunConfig, RunOptions
+from ..experiments import Experiment
 from ..graders import Grader
 from ..grading import grade
 from ..inputs import InputSet
-from ..progress import ProgressMode
 from ..prompts import PromptFile
-from ..runner import DEFAULT_MODEL, Experiment
 from ..store import RunLog
 from ..tables import with_grades
-from ._common import as_prompt, check_int, resolve_graders
+from ._common import as_prompt, resolve_graders
 
 
 @dataclass
@@ -91,19 +91,17 @@ class ConfidenceReport:
 
 
 def confidence(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
-               variants: list[str] | None = None, repeats: int = 3, seed: int | None = 0,
-               grader: Grader | list[Grader] | None = None, model: str | list[str] = DEFAULT_MODEL,
-               params: dict[str, Any] | None = None, log: RunLog | str | Path | None = None,
-               tags: list[str] | None = None, concurrency: int | None = None, budget_usd: float | None = None,
-               progress: ProgressMode = None, id: str | None = None, which: cal.Which = "p_answer") -> ConfidenceReport:
+               variants: list[str] | None = None, grader: Grader | list[Grader] | None = None,
+               log: RunLog | str | Path | None = None, tags: list[str] | None = None, id: str | None = None,
+               which: cal.Which = "p_answer", config: RunConfig | None = None,
+               **run: Unpack[RunOptions]) -> ConfidenceReport:
     """Run ``prompt`` with token log-probabilities recorded (``confidence=True``), grade it
     (``grader`` defaults to the prompt file's), and return a :class:`ConfidenceReport`."""
-    check_int("repeats", repeats, 1)
+    cfg = RunConfig.of(config, defaults=PAIRED, **run).with_(confidence=True)
     pf = as_prompt(prompt)
     graders = resolve_graders(grader, pf)
-    exp = Experiment(pf, inputs, model=model, repeats=repeats, variants=variants, params=params, seed=seed, log=log,
-                     tags=tags, concurrency=concurrency, budget_usd=budget_usd, progress=progress, id=id,
-                     name=f"{pf.task}-confidence", confidence=True)
+    exp = Experiment(pf, inputs, variants=variants, log=log, tags=tags, id=id, name=f"{pf.task}-confidence",
+                     config=cfg)
     exp.plan()
     runs = exp.run()
     if graders:

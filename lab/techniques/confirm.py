@@ -12,19 +12,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
+from ..config import PAIRED, RunConfig, RunOptions
 from ..errors import ParameterError
+from ..experiments import Experiment
 from ..findings import Findings
-from ..graders import Grader, graders_or_default
-from ..grading import grade
+from ..graders import Grader
 from ..holdout import Split, as_inputs, find_split, record_use, uses
 from ..inputs import InputSet
-from ..progress import ProgressMode
 from ..prompts import PromptFile, Variant
-from ..runner import DEFAULT_MODEL, Experiment
 from ..store import RunLog
-from ._common import as_prompt, check_int, open_log, resolve_graders
+from ._common import as_prompt, open_log, resolve_graders, run_and_grade
 from .framing import Comparison
 
 
@@ -125,11 +124,9 @@ def _distinct(cand: Variant, base: Variant) -> tuple[Variant, Variant]:
 
 
 def confirm(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict], *,
-            candidate: str | Variant, baseline: str | Variant, repeats: int = 3, seed: int | None = 0,
-            grader: Grader | list[Grader] | None = None, model: str | list[str] = DEFAULT_MODEL,
-            params: dict[str, Any] | None = None, log: RunLog | str | Path | None = None,
-            concurrency: int | None = None, budget_usd: float | None = None, progress: ProgressMode = None,
-            id: str | None = None) -> Confirmation:
+            candidate: str | Variant, baseline: str | Variant, grader: Grader | list[Grader] | None = None,
+            log: RunLog | str | Path | None = None, id: str | None = None, config: RunConfig | None = None,
+            **run: Unpack[RunOptions]) -> Confirmation:
     """Run ``candidate`` (the chosen version) and ``baseline`` on the held-out part of ``inputs``
     with the usual repeats and paired seeds, grade them, and return the confirmed result.
 
@@ -137,7 +134,7 @@ def confirm(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | lis
     (e.g. the workbench's edited one), or an earlier version's id from the log. The input set
     needs a split (:func:`lab.split_inputs`, made before iterating). Each call is one use of the
     held-out inputs, recorded in the log; the result's findings say how many there have been."""
-    check_int("repeats", repeats, 1)
+    cfg = RunConfig.of(config, defaults=PAIRED, **run)
     pf = as_prompt(prompt)
     rows = as_inputs(inputs)
     run_log = open_log(log)
@@ -148,13 +145,9 @@ def confirm(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | lis
     cand, base = _distinct(_variant(pf, candidate, run_log, "candidate"), _variant(pf, baseline, run_log, "baseline"))
     chosen = dataclasses.replace(pf, variants={cand.name: cand, base.name: base})
     graders = resolve_graders(grader, pf)
-    exp = Experiment(chosen, rows, split="held_out", model=model, repeats=repeats, variants=[cand.name, base.name],
-                     params=params, seed=seed, log=run_log, concurrency=concurrency, budget_usd=budget_usd,
-                     progress=progress, id=id, name=f"{pf.task}-confirm")
-    runs = exp.run()
-    graders = graders_or_default(graders, runs.df)
-    if graders:
-        grade(runs, graders)
+    exp = Experiment(chosen, rows, split="held_out", variants=[cand.name, base.name], log=run_log, id=id,
+                     name=f"{pf.task}-confirm", config=cfg)
+    runs, graders = run_and_grade(exp, graders)
     n = record_use(run_log, split, experiment=exp.id, candidate=cand.name, candidate_version=cand.version,
                    baseline=base.name, baseline_version=base.version)
     return Confirmation(exp.id, run_log, [cand.name, base.name], graders[-1].name if graders else None,

@@ -15,24 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 
-from ..errors import CallCancelled, ConversationError, LabError, ParameterError
+from ..checks import check_int
+from ..config import DEFAULT_MODEL, DEFAULT_PARAMS
+from ..errors import CallCancelled, ConversationError, ParameterError
+from ..experiments import record_prompt_version
 from ..graders import Grader, check_grader_list, match
 from ..grading import grade
-from ..text import normalize
 from ..inputs import InputRow
-from ..providers import get_provider
+from ..names import experiment_id
 from ..prompts import Variant
-from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS, Call, Runner, record_prompt_version, run_sync
+from ..providers import get_provider
+from ..runner import Call, Runner, run_sync
+from ..seeds import base_seed, seeded
 from ..stats import paired_difference, rates
 from ..store import RunLog, RunRecord, new_id
 from ..tables import side_by_side, with_grades
-from ._common import adhoc_variant, base_seed, check_int, experiment_id, open_log, seeded
+from ..text import normalize
+from ._common import adhoc_variant, open_log
 
 T = TypeVar("T")
 
@@ -217,14 +223,6 @@ class Conversation:
             id=f"turn-{turn}", vars={"text": self._path[turn].messages[-1]["content"]})
         return self._sync(self._call(list(self._path[turn].messages), turn, row))
 
-    def retry(self, turn: int | None = None) -> RunRecord:
-        """Deprecated spelling of :meth:`reroll` (lab.retry is N independent samples; this is not)."""
-        import warnings
-
-        warnings.warn("Conversation.retry() is deprecated and goes away in the next version; use "
-                      "Conversation.reroll()", DeprecationWarning, stacklevel=2)
-        return self.reroll(turn)
-
     def choose(self, attempt: int, turn: int | None = None) -> RunRecord:
         """Continue from another attempt of ``turn`` (default: the last turn) with the same parent."""
         turn = len(self._path) - 1 if turn is None else turn
@@ -236,7 +234,7 @@ class Conversation:
                 return self._take(rec, turn)
         raise ParameterError(f"choose: turn {turn} has no attempt {attempt} on the current branch")
 
-    def reset(self) -> "Conversation":
+    def reset(self) -> Conversation:
         """A new conversation in the same experiment: same model, system text, parameters and seed,
         and a clean context (no earlier turns)."""
         new = Conversation(model=self.model, system=self.system, params=self.params, seed=self.seed, log=self.log,

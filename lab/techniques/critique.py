@@ -13,27 +13,29 @@ import asyncio
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import pandas as pd
 
-from ..names import html_text
+from ..checks import check_int
+from ..config import RunConfig, RunOptions
 from ..errors import BudgetExceeded, ParameterError
+from ..experiments import Experiment
+from ..findings import Findings, findings
 from ..graders import Grader
 from ..grading import grade
-from ..judges import judge
-from ..text import fill
 from ..inputs import InputSet
-from ..progress import ProgressMode
+from ..judges import judge
+from ..names import html_text
 from ..prompts import EscapeHatch, PromptFile
 from ..providers import get_provider
-from ..runner import DEFAULT_MODEL, Call, Experiment, Runner, run_sync
+from ..runner import Call, Runner, run_sync
 from ..seeds import derive_seed
-from ..findings import Findings, findings
 from ..stats import rates
 from ..store import RunLog, RunRecord
 from ..tables import critique_rounds, side_by_side
-from ._common import as_prompt, check_int, resolve_graders
+from ..text import fill
+from ._common import as_prompt, resolve_graders
 
 CRITIQUE_TEMPLATE = """I am reviewing a draft answer against a rubric before using it.
 
@@ -210,12 +212,10 @@ class Critique:
 
 def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
                   rubric: str, rounds: int = 2, variants: list[str] | None = None,
-                  grader: Grader | list[Grader] | None = None, model: str = DEFAULT_MODEL,
-                  critic_model: str | None = None, params: dict[str, Any] | None = None,
-                  critique_params: dict[str, Any] | None = None, repeats: int = 1, seed: int | None = None,
-                  stop_phrase: str = STOP_PHRASE, log: RunLog | str | Path | None = None,
-                  concurrency: int | None = None, budget_usd: float | None = None, progress: ProgressMode = None,
-                  id: str | None = None) -> Critique:
+                  grader: Grader | list[Grader] | None = None, critic_model: str | None = None,
+                  critique_params: dict[str, Any] | None = None, stop_phrase: str = STOP_PHRASE,
+                  log: RunLog | str | Path | None = None, id: str | None = None, config: RunConfig | None = None,
+                  **run: Unpack[RunOptions]) -> Critique:
     """Generate, critique against ``rubric``, revise: up to ``rounds`` rounds per (input, repeat),
     stopping a chain early when its critique says ``stop_phrase`` (as a word, any case).
 
@@ -230,12 +230,12 @@ def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet
     check_int("rounds", rounds, 0)
     if not isinstance(stop_phrase, str) or not stop_phrase.strip():
         raise ParameterError("self_critique: stop_phrase must be a non-empty string")
+    cfg = RunConfig.of(config, **run)
+    budget_usd = cfg.budget_usd
     pf = as_prompt(prompt)
-    critic = critic_model or model
+    critic = critic_model or cfg.models[0]
     graders = resolve_graders(grader, pf) or [judge(rubric, model=critic, repeats=1)]
-    exp = Experiment(pf, inputs, model=model, repeats=repeats, variants=variants, params=params, seed=seed, log=log,
-                     concurrency=concurrency, budget_usd=budget_usd, progress=progress, id=id,
-                     name=f"{pf.task}-critique")
+    exp = Experiment(pf, inputs, variants=variants, log=log, id=id, name=f"{pf.task}-critique", config=cfg)
     calls = {c.run_id: c for c in exp.plan()}
     cparams_base = dict(critique_params) if critique_params is not None else None
     if cparams_base is not None:
@@ -248,7 +248,7 @@ def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet
     remaining = None if budget_usd is None else max(0.0, budget_usd - first.spent_usd)
 
     async def go() -> None:
-        runner = Runner(exp.log, exp.id, concurrency=concurrency, budget_usd=remaining)
+        runner = Runner(exp.log, exp.id, concurrency=cfg.concurrency, budget_usd=remaining)
         try:
             for rnd in range(1, rounds + 1):
                 active = [c for c in chains if c.stopped is None]
@@ -275,7 +275,9 @@ def self_critique(prompt: str | Path | PromptFile, inputs: str | Path | InputSet
     exp.log.add_event(exp.id, "critique_finished", rounds=rounds,
                       stopped={s: sum(c.stopped == s for c in chains) for s in {c.stopped for c in chains}})
     grade(exp.log.runs(experiment=exp.id), graders, log=exp.log)
-    table = pd.DataFrame([{"conversation_id": c.answer.conversation_id, "variant": c.call.variant.name,
-                           "input_id": c.call.row.id, "repeat": c.call.repeat, "rounds_done": c.rounds_done,
-                           "stopped": c.stopped, "final_run_id": c.answer.id} for c in chains])
+    table = pd.DataFrame([{"conversation_id": c.answer.conversation_id,
+                           "variant": c.call.variant.name if c.call.variant else None,
+                           "input_id": c.call.row.id if c.call.row else None, "repeat": c.call.repeat,
+                           "rounds_done": c.rounds_done, "stopped": c.stopped, "final_run_id": c.answer.id}
+                          for c in chains])
     return Critique(exp.id, exp.log, graders[-1].name, table)

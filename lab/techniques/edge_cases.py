@@ -12,15 +12,18 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ..names import html_text
+from ..checks import check_int
+from ..config import DEFAULT_MODEL
 from ..errors import InputSetError, ParameterError
-from ..text import fill
 from ..inputs import InputRow, InputSet, load_inputs, rows_from_records
+from ..names import experiment_id, html_text
 from ..prompts import PromptFile
 from ..providers import get_provider
-from ..runner import DEFAULT_MODEL, Call, Runner, run_sync
+from ..runner import Call, Runner, run_sync
+from ..seeds import base_seed, seeded
 from ..store import RunLog
-from ._common import adhoc_variant, as_prompt, base_seed, check_int, experiment_id, open_log, seeded
+from ..text import fill
+from ._common import adhoc_variant, as_prompt, open_log
 
 PROPOSE_TEMPLATE = """I am testing a prompt for a language model before I rely on it. This is the prompt; \
 {placeholders} filled in from each input:
@@ -127,7 +130,7 @@ def propose_edge_cases(prompt: str | Path | PromptFile, *, variant: str | None =
         shown = [r.vars for r in list(ex)[:5]]
         ex_text = "\nSome inputs I already have:\n" + "\n".join(json.dumps(s, ensure_ascii=False) for s in shown) + "\n"
     template = "\n".join(f"[{role}] {src}" for role, src in v.templates)
-    placeholders = ", ".join("{{ %s }}" % x for x in variables) + (" is" if len(variables) == 1 else " are")
+    placeholders = ", ".join("{{ " + x + " }}" for x in variables) + (" is" if len(variables) == 1 else " are")
     fmt = ("Write one input per line, with no numbering and no commentary." if len(variables) == 1 else
            f"Write one JSON object per line with the keys {variables}, and nothing else.")
     content = fill(PROPOSE_TEMPLATE, placeholders=placeholders, template=template, examples=ex_text, n=str(n),
@@ -153,7 +156,8 @@ def propose_edge_cases(prompt: str | Path | PromptFile, *, variant: str | None =
             await runner.aclose()
 
     records = run_sync(go)
-    rows, seen = [], set()
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for rec in records:
         for case in _parse(rec.output or "", variables):
             k = json.dumps(case, sort_keys=True, ensure_ascii=False)

@@ -4,7 +4,7 @@ and coverage vs accuracy on the inputs the model did answer."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 

@@ -5,24 +5,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import pandas as pd
 
-from ..names import html_text
+from ..config import PAIRED, RunConfig, RunOptions
 from ..errors import ParameterError
+from ..experiments import Experiment
 from ..findings import Findings, findings
-from ..graders import Grader, graders_or_default
-from ..grading import grade
+from ..graders import Grader
 from ..holdout import with_selection
 from ..inputs import InputSet
-from ..progress import ProgressMode
+from ..names import html_text
 from ..prompts import PromptFile
-from ..runner import DEFAULT_MODEL, Experiment
 from ..stats import paired_difference, pairwise, rates
 from ..store import RunLog
 from ..tables import disagreements, escaped, side_by_side, with_grades
-from ._common import as_prompt, check_int, resolve_graders
+from ._common import as_prompt, resolve_graders, run_and_grade
 from .escape import escape_report
 
 
@@ -50,7 +49,7 @@ class Comparison:
         return rates(self.runs, value=value, split_by_tag=split_by_tag)
 
     def difference(self, a: str | None = None, b: str | None = None, *, value: str = "passed",
-                   split_by_tag: bool = True, higher_is_better: bool | None | str = "auto",
+                   split_by_tag: bool = True, higher_is_better: bool | None | Literal["auto"] = "auto",
                    method: Literal["t", "bootstrap"] = "t") -> pd.DataFrame:
         """Paired difference a - b (default: the first two variants) over the same (input, repeat)
         pairs, per tag and overall, with a verdict."""
@@ -109,12 +108,9 @@ class Comparison:
 
 
 def compare_framings(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
-                     variants: list[str] | None = None, repeats: int = 3, seed: int | None = 0,
-                     grader: Grader | list[Grader] | None = None, model: str | list[str] = DEFAULT_MODEL,
-                     params: dict[str, Any] | None = None, log: RunLog | str | Path | None = None,
-                     tags: list[str] | None = None, concurrency: int | None = None,
-                     budget_usd: float | None = None, progress: ProgressMode = None,
-                     id: str | None = None) -> Comparison:
+                     variants: list[str] | None = None, grader: Grader | list[Grader] | None = None,
+                     log: RunLog | str | Path | None = None, tags: list[str] | None = None, id: str | None = None,
+                     config: RunConfig | None = None, **run: Unpack[RunOptions]) -> Comparison:
     """Run framings of one task (persona, honest context, persona + escape hatch, ...) on the
     same inputs, repeat indices and seeds, grade them, and return a :class:`Comparison`.
 
@@ -123,20 +119,17 @@ def compare_framings(prompt: str | Path | PromptFile, inputs: str | Path | Input
     framings are paired on identical seeds and a rerun reproduces on seeded providers.
     ``grader`` defaults to the prompt file's ``grader:``; several graders may be given, the last
     one is the one views read (pass ``grader=`` names to the stats functions for others).
+    How to run is a :class:`lab.config.RunConfig` (``config``) and/or its options as keywords
+    (``model``, ``repeats``: 3 here, ``seed``: 0 here, ``params``, ``concurrency``, ``budget_usd``, ...).
     """
-    check_int("repeats", repeats, 1)
+    cfg = RunConfig.of(config, defaults=PAIRED, **run)
     pf = as_prompt(prompt)
     graders = resolve_graders(grader, pf)
     chosen = pf.select(variants)
     if len(chosen) < 1:
         raise ParameterError(f"{pf.path}: no variants to compare")
-    exp = Experiment(pf, inputs, model=model, repeats=repeats, variants=[v.name for v in chosen], params=params,
-                     seed=seed, log=log, tags=tags, concurrency=concurrency, budget_usd=budget_usd,
-                     progress=progress, id=id, name=f"{pf.task}-framings")
-    exp.plan()
-    runs = exp.run()
-    graders = graders_or_default(graders, runs.df)
-    if graders:
-        grade(runs, graders)
+    exp = Experiment(pf, inputs, variants=[v.name for v in chosen], log=log, tags=tags, id=id,
+                     name=f"{pf.task}-framings", config=cfg)
+    runs, graders = run_and_grade(exp, graders)
     return Comparison(exp.id, exp.log, [v.name for v in chosen], graders[-1].name if graders else None,
                       [g.name for g in graders])

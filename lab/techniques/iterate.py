@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
+from ..config import RunConfig, RunOptions
 from ..errors import ParameterError, PromptFileError
 from ..graders import Grader
 from ..inputs import InputSet
@@ -35,17 +36,18 @@ def edited(variant: Variant, *, system: str | None = None, user: str | None = No
 
 
 def try_version(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict], variant: str,
-                baseline: str, *, system: str | None = None, user: str | None = None, repeats: int = 3,
-                seed: int | None = 0, grader: Grader | list[Grader] | None = None,
-                log: RunLog | str | Path | None = None, **kwargs: Any) -> Comparison:
+                baseline: str, *, system: str | None = None, user: str | None = None,
+                grader: Grader | list[Grader] | None = None, log: RunLog | str | Path | None = None,
+                config: RunConfig | None = None, **run: Unpack[RunOptions]) -> Comparison:
     """Run ``variant`` (with ``system`` / ``user`` replacing its templates, when given) against
     ``baseline`` on the inputs (their dev part when the set is split), paired and graded as
-    :func:`lab.compare_framings`. Returns the :class:`Comparison`; its findings carry the selection
-    clause once several versions of ``variant`` were tried on these inputs."""
+    :func:`lab.compare_framings` (the same run options: ``config`` and/or keywords). Returns the
+    :class:`Comparison`; its findings carry the selection clause once several versions of
+    ``variant`` were tried on these inputs."""
     pf = as_prompt(prompt)
     if variant == baseline:
         raise ParameterError(f"variant and baseline are both {variant!r}; name the variant you edit and another")
     new = edited(pf.variant(variant), system=system, user=user)
     chosen = dataclasses.replace(pf, variants={variant: new, baseline: pf.variant(baseline)})
-    return compare_framings(chosen, inputs, variants=[variant, baseline], repeats=repeats, seed=seed,
-                            grader=grader, log=log, **kwargs)
+    return compare_framings(chosen, inputs, variants=[variant, baseline], grader=grader, log=log, config=config,
+                            **run)

@@ -7,26 +7,27 @@ fabrication shows as scatter. "Re-roll until it looks right" is what this makes 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal, Unpack
 
 import pandas as pd
 
+from ..checks import check_int
+from ..config import RunConfig, RunOptions
 from ..errors import ParameterError
-from ..names import html_text
+from ..experiments import Experiment
 from ..findings import Findings, findings
-from ..graders import Grader, graders_or_default
-from ..grading import grade
-from ..text import normalize, numbers_in
+from ..graders import Grader
 from ..inputs import InputSet
-from ..progress import ProgressMode
+from ..names import html_text
 from ..prompts import PromptFile
-from ..runner import DEFAULT_MODEL, Experiment
 from ..stats import proportion_ci
 from ..store import RunLog
 from ..tables import side_by_side, with_grades
-from ._common import as_prompt, check_int, resolve_graders
+from ..text import normalize, numbers_in
+from ._common import as_prompt, resolve_graders, run_and_grade
 
 AnswerKey = Literal["normalized", "exact", "number", "first_line"]
 
@@ -132,10 +133,9 @@ class Retries:
 
 def retry(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[dict] | None = None, *,
           n: int = 10, variant: str | None = None, grader: Grader | list[Grader] | None = None,
-          key: AnswerKey | Callable[[str], str] = "normalized", model: str = DEFAULT_MODEL,
-          params: dict[str, Any] | None = None, seed: int | None = None, log: RunLog | str | Path | None = None,
-          tags: list[str] | None = None, concurrency: int | None = None, budget_usd: float | None = None,
-          replay: bool = False, progress: ProgressMode = None, id: str | None = None) -> Retries:
+          key: AnswerKey | Callable[[str], str] = "normalized", log: RunLog | str | Path | None = None,
+          tags: list[str] | None = None, id: str | None = None, config: RunConfig | None = None,
+          **run: Unpack[RunOptions]) -> Retries:
     """Sample ``prompt`` ``n`` times per input (one variant, or all) and show the spread.
 
     Each sample is a real call with its own repeat index and seed (never served from the log
@@ -146,16 +146,13 @@ def retry(prompt: str | Path | PromptFile, inputs: str | Path | InputSet | list[
         s = lab.retry("prompts/factual.yaml", "prompts/factual_inputs.yaml", n=10, variant="honest")
         s.spread          # distinct answers, majority, agreement, pass rate [low, high]
     """
-    check_int("n", n, 1)
+    if "repeats" in run:
+        raise ParameterError("retry: the number of samples is n=..., not repeats=...")
+    cfg = RunConfig.of(config, **run, repeats=check_int("n", n, 1))
     _keyer(key)
     pf = as_prompt(prompt)
     graders = resolve_graders(grader, pf)
-    exp = Experiment(pf, inputs, model=model, repeats=n, variants=[variant] if variant else None, params=params,
-                     seed=seed, log=log, tags=tags, concurrency=concurrency, budget_usd=budget_usd, replay=replay,
-                     progress=progress, id=id, name=f"{pf.task}-retry")
-    exp.plan()
-    runs = exp.run()
-    graders = graders_or_default(graders, runs.df)
-    if graders:
-        grade(runs, graders)
+    exp = Experiment(pf, inputs, variants=[variant] if variant else None, log=log, tags=tags, id=id,
+                     name=f"{pf.task}-retry", config=cfg)
+    runs, graders = run_and_grade(exp, graders)
     return Retries(exp.id, exp.log, graders[-1].name if graders else None, key)

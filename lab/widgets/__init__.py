@@ -5,8 +5,7 @@ the comparison view draws :mod:`lab.plots` figures from log DataFrames.
 """
 
 from .compare import CompareView, FindingsBlock, blinded, compare_view, findings_block
-from .session import CallCancelled, Session
 from .workbench import Workbench, workbench
 
-__all__ = ["workbench", "Workbench", "compare_view", "CompareView", "Session", "CallCancelled", "findings_block", "FindingsBlock",
+__all__ = ["workbench", "Workbench", "compare_view", "CompareView", "findings_block", "FindingsBlock",
            "blinded"]

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 import ipywidgets as W
 import pandas as pd
 

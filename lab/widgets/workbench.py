@@ -14,23 +14,23 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ipywidgets as W
 
-from ..errors import LabError
+from ..config import DEFAULT_MODEL, DEFAULT_PARAMS
+from ..errors import CallCancelled, LabError
+from ..grid import OUTCOME_KINDS, GradeBadge, records_frame, results_grid
 from ..holdout import choose_part
-from ..grid import records_frame, results_grid
-from ..text import normalize
 from ..inputs import InputSet, load_inputs
-from ..runner import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..secrets import redact
-from ..session import DEFAULT_RUBRIC
+from ..session import Session, find_input_sets, find_prompt_files, grade_records, input_set_table, input_text
 from ..store import RunLog, RunRecord
 from ..techniques.confirm import confirm
-from .session import (OUTCOME_KINDS, CallCancelled, GradeBadge, Session, find_input_sets, find_prompt_files,
-                      grade_records, input_set_table, input_text)
+from ..techniques.critique import DEFAULT_RUBRIC
+from ..text import normalize
 
 TYPED = "(typed input)"
 OUTCOME_STYLE = {"answered": ("#1f77b4", "answered"), "escaped": ("#ff7f0e", "ESCAPED (took the way out)"),
@@ -64,7 +64,7 @@ class SampleCard(W.VBox):
     version, input text, tokens, latency) and a rating control (score 1-5, a note). A card of a
     blind round shows none of what would tell its variant (nor its grade) until the round is revealed."""
 
-    def __init__(self, rec: RunRecord, label: str, on_rate: Callable[["SampleCard"], None], *,
+    def __init__(self, rec: RunRecord, label: str, on_rate: Callable[[SampleCard], None], *,
                  blind: bool = False, grade: GradeBadge | None = None):
         self.record = rec
         self.label = label
@@ -107,7 +107,8 @@ class SampleCard(W.VBox):
         if not self.hidden:
             if self.blind:
                 label += f" = {rec.variant}"
-            where = f"{Path(rec.prompt_path).name if rec.prompt_path else 'prompt'} \u00b7 {rec.variant} \u00b7 version {rec.prompt_version}"
+            file = Path(rec.prompt_path).name if rec.prompt_path else "prompt"
+            where = f"{file} \u00b7 {rec.variant} \u00b7 version {rec.prompt_version}"
             cost = f"{plural(rec.output_tokens or 0, 'token')}, {rec.latency_ms or 0:.0f}\u00a0ms"
             lines.append(f"<div>{escaped(where)}</div><div>{escaped(cost)}</div>")
         grade = ""
@@ -363,8 +364,12 @@ class Workbench(W.VBox):
     def _on_version(self, change: dict) -> None:
         if getattr(self, "_switching", False) or change["new"] is None or change["new"] == self.session.variant.version:
             return
-        self._guard(lambda: (self.session.use_version(change["new"]), self._show_templates(),
-                             self._say(f"version {change['new']} is back in use")))
+        def use() -> None:
+            self.session.use_version(change["new"])
+            self._show_templates()
+            self._say(f"version {change['new']} is back in use")
+
+        self._guard(use)
 
     def _save_version(self) -> None:
         v = self.session.edit(system=self.system.value, user=self.user.value)
@@ -651,7 +656,8 @@ class Workbench(W.VBox):
         if rows.empty:
             return
         rows = rows[rows["id"].map(lambda i: i not in self._shown)]
-        blind, revealed = set(), set()
+        blind: set[str] = set()
+        revealed: set[str] = set()
         for _, e in events.iterrows():
             ids = set((e["detail"] or {}).get("run_ids", []))
             (blind if e["kind"] == "blind_round" else revealed if e["kind"] == "blind_revealed" else set()).update(ids)
@@ -701,13 +707,13 @@ class Workbench(W.VBox):
         rows = []
         for group in dict.fromkeys(key(r) for r in samples):
             these = [r for r in samples if key(r) == group]
-            # "the same answer" as lab.retry and lab.plots.retry_spread count it (lab.grading.normalize),
+            # "the same answer" as lab.retry and lab.plots.retry_spread count it (lab.text.normalize),
             # shown as the model wrote it most often; correctness is never judged here: only graders say
             shown: dict[str, Counter] = {}
             for r in these:
                 text = " ".join((r.output or f"[{r.outcome}]").split()) if r.outcome != "error" else "[error]"
-                key = (normalize(r.output) or f"[{r.outcome}]") if r.outcome != "error" else "[error]"
-                shown.setdefault(key, Counter())[text] += 1
+                same = (normalize(r.output) or f"[{r.outcome}]") if r.outcome != "error" else "[error]"
+                shown.setdefault(same, Counter())[text] += 1
             for forms in sorted(shown.values(), key=lambda c: -sum(c.values())):
                 rows.append(f"<tr><td>{escaped(group)}</td><td>{sum(forms.values())}/{len(these)}</td>"
                             f"<td>{_pre(forms.most_common(1)[0][0])}</td></tr>")
@@ -796,7 +802,8 @@ _RECORD_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
 
 def _record(row: dict[str, Any]) -> RunRecord:
     """A run row of the log as the record a card shows."""
-    values = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items() if k in _RECORD_FIELDS}
+    values: dict[str, Any] = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()
+                              if k in _RECORD_FIELDS}
     return RunRecord(**values)
 
 

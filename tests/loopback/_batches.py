@@ -13,8 +13,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 #: outcome of one request that ran: "ok" or "error" (the provider answers it with an error)
 Outcome = str
@@ -129,9 +130,9 @@ class BatchEndpoints:
         self.book = BatchBook(id_prefix)
 
     @property
-    def plan(self) -> "BatchPlan":
+    def plan(self) -> BatchPlan:
         return self.book.plan
 
     @plan.setter
-    def plan(self, value: "BatchPlan") -> None:
+    def plan(self, value: BatchPlan) -> None:
         self.book.plan = value

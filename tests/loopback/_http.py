@@ -20,8 +20,9 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple, Self, Sequence
+from typing import Any, NamedTuple, Self
 
 #: Every fault a `FaultPlan` can name. "ok" means: answer normally.
 FAULT_NAMES: frozenset[str] = frozenset(
@@ -205,7 +206,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self.server.owner._handle(self)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # a line on stderr per request would dominate the benchmarks
 
     def read_body(self) -> bytes:

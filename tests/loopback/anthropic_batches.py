@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from tests.loopback._batches import BatchEndpoints, FakeBatch
 from tests.loopback._http import Reply, dumps
@@ -26,7 +27,7 @@ _CHECKED = {"x-api-key": "checked", "anthropic-version": "2023-06-01"}
 
 
 def _iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
 
 
 class AnthropicBatches(BatchEndpoints):

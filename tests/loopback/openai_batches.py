@@ -14,7 +14,8 @@ import email.parser
 import email.policy
 import json
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from tests.loopback._batches import BatchEndpoints, FakeBatch
 from tests.loopback._http import Reply, dumps

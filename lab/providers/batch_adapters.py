@@ -1,5 +1,7 @@
 """Provider batch APIs behind one small interface: Anthropic Message Batches and OpenAI Batch.
 
+A provider declares its batch API in :mod:`lab.providers.registry` (``batch_api(model)`` makes one).
+
 A batch takes many fully rendered calls at once, runs them within the provider's window
 (24 hours) at half the list price, and hands back one result per call, matched by a custom id.
 These adapters only speak to the provider (official SDKs, keys from the environment); recording
@@ -12,15 +14,16 @@ parameter names), so a batch row and a live row of the same call saw the same re
 from __future__ import annotations
 
 import abc
+import importlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Literal
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import _BY_STATUS, to_provider_error
 from .base import Completion
-from .registry import split_model
 
 
 @dataclass(frozen=True)
@@ -58,17 +61,28 @@ class BatchAPI(abc.ABC):
     """One provider's batch endpoints for one model."""
 
     provider: str = ""
+    #: the environment variable that holds the provider's key
+    key_env: str = ""
     #: the provider's limits for one batch; larger runs are split into several batches
     max_requests: int = 10_000
     max_bytes: int = 100_000_000
 
-    def __init__(self, model: str, model_name: str):
+    def __init__(self, model: str, model_name: str, *, base_url: str | None = None, max_retries: int = 2,
+                 timeout: float = 120.0, **_: Any):
         self.model = model  # the lab's model string, e.g. "anthropic:claude-haiku-4-5"
         self.model_name = model_name  # the provider's name for it
+        key = _key(self.key_env, model) if self.key_env else None
+        self._client: Any = self._connect(api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout)
 
-    @abc.abstractmethod
+    def _connect(self, **client_options: Any) -> Any:
+        """The provider's SDK client (the SDK is imported here, on first use)."""
+        raise NotImplementedError
+
     def request_body(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        """The request one call sends, as the live provider would send it."""
+        """The request one call sends, built by the live provider's own ``request_body`` (its module
+        in this package is named like ``provider``)."""
+        live = importlib.import_module(f"{__package__}.{self.provider}")
+        return live.request_body(self.model_name, messages, params)
 
     @abc.abstractmethod
     def create(self, requests: list[BatchRequest], *, metadata: dict[str, str] | None = None) -> BatchState:
@@ -98,6 +112,11 @@ def _key(env: str, model: str) -> str:
     return key
 
 
+def _counts(batch: Any) -> dict[str, int]:
+    """The SDK batch's request counts by state."""
+    return batch.request_counts.model_dump() if batch.request_counts is not None else {}
+
+
 def _wrap(exc: Exception, model: str, what: str) -> ProviderError:
     err = to_provider_error(exc, model)
     return ProviderError(f"batch {what} failed: {err}", kind=err.kind, status=err.status)
@@ -112,29 +131,22 @@ _ANTHROPIC_KINDS = {"invalid_request_error": "bad_request", "authentication_erro
 
 class AnthropicBatches(BatchAPI):
     provider = "anthropic"
+    key_env = "ANTHROPIC_API_KEY"
     max_requests = 100_000
     max_bytes = 250_000_000  # the API's limit is 256 MB
 
-    def __init__(self, model: str, model_name: str, *, base_url: str | None = None, max_retries: int = 2,
-                 timeout: float = 120.0, **_: Any):
-        super().__init__(model, model_name)
+    def _connect(self, **client_options: Any) -> Any:
         import anthropic
 
-        self._client = anthropic.Anthropic(api_key=_key("ANTHROPIC_API_KEY", model), base_url=base_url,
-                                           max_retries=max_retries, timeout=timeout)
-
-    def request_body(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        from .anthropic import request_body
-
-        return request_body(self.model_name, messages, params)
+        return anthropic.Anthropic(**client_options)
 
     @staticmethod
     def _state(b: Any) -> BatchState:
-        counts = b.request_counts.model_dump() if b.request_counts is not None else {}
+        counts = _counts(b)
         return BatchState(b.id, b.processing_status, b.processing_status == "ended", counts)
 
     def create(self, requests: list[BatchRequest], *, metadata: dict[str, str] | None = None) -> BatchState:
-        body = [{"custom_id": r.custom_id, "params": self.request_body(r.messages, r.params)} for r in requests]
+        body: list[Any] = [{"custom_id": r.custom_id, "params": self.request_body(r.messages, r.params)} for r in requests]
         try:
             return self._state(self._client.messages.batches.create(requests=body))
         except Exception as exc:
@@ -203,24 +215,17 @@ class OpenAIBatches(BatchAPI):
     provider = "openai"
     max_requests = 50_000
     max_bytes = 190_000_000  # the API's limit is 200 MB per input file
-    endpoint = "/v1/chat/completions"
+    endpoint: Literal["/v1/chat/completions"] = "/v1/chat/completions"
+    key_env = "OPENAI_API_KEY"
 
-    def __init__(self, model: str, model_name: str, *, base_url: str | None = None, max_retries: int = 2,
-                 timeout: float = 120.0, **_: Any):
-        super().__init__(model, model_name)
+    def _connect(self, **client_options: Any) -> Any:
         import openai
 
-        self._client = openai.OpenAI(api_key=_key("OPENAI_API_KEY", model), base_url=base_url,
-                                     max_retries=max_retries, timeout=timeout)
-
-    def request_body(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        from .openai import request_body
-
-        return request_body(self.model_name, messages, params)
+        return openai.OpenAI(**client_options)
 
     @staticmethod
     def _state(b: Any) -> BatchState:
-        counts = b.request_counts.model_dump() if b.request_counts is not None else {}
+        counts = _counts(b)
         reason = None
         if b.status == "failed":
             errors = (b.errors.data or []) if b.errors else []
@@ -289,20 +294,3 @@ class OpenAIBatches(BatchAPI):
 
     def close(self) -> None:
         self._client.close()
-
-
-_APIS: dict[str, type[BatchAPI]] = {"anthropic": AnthropicBatches, "openai": OpenAIBatches}
-
-
-def batch_api(model: str, **options: Any) -> BatchAPI:
-    """The batch API for a model string (``anthropic:...`` or ``openai:...``). Options: ``base_url``,
-    ``max_retries``, ``timeout``. Raises :class:`ModelSpecError` for models without a batch API."""
-    prefix, rest = split_model(model)
-    cls = _APIS.get(prefix)
-    if cls is None:
-        raise ModelSpecError(
-            f"model {model!r} has no batch API; batch mode works for {', '.join(p + ':...' for p in _APIS)} models "
-            "(for a self-hosted server, run the experiment live with a higher concurrency)")
-    if not rest:
-        raise ModelSpecError(f"model {model!r} names no model after '{prefix}:'")
-    return cls(model, rest, **options)
