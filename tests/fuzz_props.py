@@ -111,18 +111,22 @@ def recovery_blob(tmp: Path, rows: int = 3) -> tuple[Path, bytes]:
     (tmp / "p.yaml").write_text(PROMPT)
     lab.experiment(tmp / "p.yaml", [{"id": f"r{i}", "text": f"café ü {i}"} for i in range(rows)],
                    model="scripted:echo", log=src, id="rec").run()
-    con = sqlite3.connect(src.path)
-    cur = con.execute("SELECT * FROM runs ORDER BY seq")
-    cols = [c[0] for c in cur.description]
-    lines = []
-    for row in cur.fetchall():
-        d = {c: v for c, v in zip(cols, row) if c != "seq"}
-        lines.append(json.dumps({"table": "runs", "columns": list(d), "values": list(d.values()), "ignore": False},
-                                ensure_ascii=False).encode() + b"\n")
-    con.close()
     base = tmp / "base.db"
     lab.log(base).close()
-    return base, b"".join(lines)
+    return base, b"".join(runs_as_recovery_lines(src.path))
+
+
+def runs_as_recovery_lines(db: Path) -> list[bytes]:
+    """Every run row of the SQLite log ``db`` as a line of a recovery file (what the writer keeps)."""
+    con = sqlite3.connect(db)
+    try:
+        cur = con.execute("SELECT * FROM runs ORDER BY seq")
+        cols = [c[0] for c in cur.description]
+        rows = [{c: v for c, v in zip(cols, row) if c != "seq"} for row in cur.fetchall()]
+    finally:
+        con.close()
+    return [json.dumps({"table": "runs", "columns": list(d), "values": list(d.values()), "ignore": False},
+                       ensure_ascii=False).encode() + b"\n" for d in rows]
 
 
 def check_recovery(base: Path, blob: bytes, work: Path) -> None:

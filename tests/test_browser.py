@@ -193,14 +193,19 @@ def test_no_workbench_label_is_cut_and_three_cards_fit_a_row(jupyterlab, width):
         assert "rating" in rating.inner_text() and shown == "score 1-5"
 
 
+def _run_blind_round(page, bench) -> None:
+    """Tick blind, press Run, and wait until both samples of the round are on the page."""
+    bench.locator(".widget-checkbox input").first.check()
+    _button(bench, "Run").click()
+    bench.locator(".promptlab-sample").nth(1).wait_for()
+    _idle(page)
+
+
 def test_blind_context_holds_no_variant_name_until_rated(jupyterlab):
     base, token = jupyterlab
     with _page(1280, 1100) as page:
         bench = _open_workbench(page, base, token)
-        bench.locator(".widget-checkbox input").first.check()
-        _button(bench, "Run").click()
-        bench.locator(".promptlab-sample").nth(1).wait_for()
-        _idle(page)
+        _run_blind_round(page, bench)
         bench.get_by_text("whole context of the latest call").click()
         context = bench.locator(".promptlab-blind-context")
         context.wait_for()
@@ -374,10 +379,7 @@ def test_a_blind_round_reveals_nothing_before_the_last_rating(jupyterlab):
     base, token = jupyterlab
     with _page(1280, 1100) as page:
         bench = _open_workbench(page, base, token)
-        bench.locator(".widget-checkbox input").first.check()
-        _button(bench, "Run").click()
-        bench.locator(".promptlab-sample").nth(1).wait_for()
-        _idle(page)
+        _run_blind_round(page, bench)
         cards = bench.locator(".promptlab-card")
 
         def rate(i: int, score: str) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 import lab
 from lab.cli import main as cli_main
+from tests.fuzz_props import runs_as_recovery_lines
 
 GOOD_PROMPT = "task: t\nparams: {temperature: 0, max_tokens: 16}\nvariants:\n  a:\n    user: 'Say {{ text }}'\n"
 GOOD_INPUTS = "- {id: r1, text: hello}\n- {id: r2, text: world}\n"
@@ -629,17 +630,9 @@ def recovery_lines(write, tmp_path, n: int = 3) -> tuple[Path, list[bytes]]:
     source = lab.log(tmp_path / "source.db")
     lab.experiment(write("p.yaml", GOOD_PROMPT), [{"id": f"r{i}", "text": f"café {i}"} for i in range(n)],
                    model="scripted:echo", log=source, id="rec").run()
-    con = sqlite3.connect(source.path)
-    cur = con.execute("SELECT * FROM runs ORDER BY seq")
-    cols = [d[0] for d in cur.description]
-    lines = []
-    for row in cur.fetchall():
-        d = {c: v for c, v in zip(cols, row) if c != "seq"}
-        lines.append(json.dumps({"table": "runs", "columns": list(d), "values": list(d.values()), "ignore": False},
-                                ensure_ascii=False).encode() + b"\n")
     target = tmp_path / "target.db"
     lab.log(target).close()
-    return target, lines
+    return target, runs_as_recovery_lines(source.path)
 
 
 def recovery_of(path: Path) -> Path:
