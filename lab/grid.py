@@ -11,7 +11,6 @@ so it works the same in JupyterLab, inside a widget and in an offline HTML repor
 from __future__ import annotations
 
 import dataclasses
-import html
 import secrets
 from collections import Counter
 from collections.abc import Mapping
@@ -21,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from .graders import DEFAULT_GRADER
-from .stats import MIN_INPUTS, rates
+from .names import html_text
+from .stats import plural, rate_text, rates
 from .tables import _input_text
 
 # outcome kind -> (colour, light background, words)
@@ -177,21 +177,21 @@ def results_grid(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, colu
         classes = " ".join(["row"] + (["failures"] if fail else []) + (["differ"] if differ else [])
                            + [f"tag-{tags.index(t)}" for t in its_tags if t in tags])
         text = _input_text(first.get("input_vars"))
-        head = (f"<td class='input'><b>{_e(input_id)}</b><div class='text'>{_e(_short(text, 160))}</div>"
-                + (f"<div class='tags'>{_e(', '.join(its_tags))}</div>" if its_tags else "") + "</td>")
+        head = (f"<td class='input'><b>{html_text(input_id)}</b><div class='text'>{html_text(_short(text, 160))}</div>"
+                + (f"<div class='tags'>{html_text(', '.join(its_tags))}</div>" if its_tags else "") + "</td>")
         cells = "".join(_cell(g[g["_col"] == c], blind) for c in cols)
-        rows_html.append(f"<tr class='{classes}' data-input='{_e(input_id)}'>{head}{cells}</tr>")
+        rows_html.append(f"<tr class='{classes}' data-input='{html_text(input_id)}'>{head}{cells}</tr>")
     totals = _totals(df, cols, confidence)
     filters = [("all", f"all inputs ({len(inputs)})", True), ("failures", f"failures ({n_fail})", False),
                ("differ", f"disagreements ({n_differ})", False)]
     filters += [(f"tag-{i}", f"tag {t}", False) for i, t in enumerate(tags)]
     radios = " ".join(
         f"<label><input type='radio' name='{gid}-filter' value='{v}' id='{gid}-{v}'{' checked' if on else ''}> "
-        f"{_e(text)}</label>" for v, text, on in filters)
+        f"{html_text(text)}</label>" for v, text, on in filters)
     rules = "\n".join(f"#{gid}:has(#{gid}-{v}:checked) tbody tr:not(.{v}) {{display:none}}"
                       for v, _, _ in filters[1:])
-    head = "".join(f"<th>{_e(names[c])}</th>" for c in cols)
-    legend = " ".join(f"<span class='chip' style='background:{c}'>{_e(w)}</span>" for k, (c, _, w) in OUTCOME_KINDS.items()
+    head = "".join(f"<th>{html_text(names[c])}</th>" for c in cols)
+    legend = " ".join(f"<span class='chip' style='background:{c}'>{html_text(w)}</span>" for k, (c, _, w) in OUTCOME_KINDS.items()
                       if k in set(df["_kind"]))
     page = f"""<div class='promptlab-grid' id='{gid}'><style>
 #{gid} {{font-size:13px;line-height:1.4}}
@@ -212,10 +212,6 @@ def results_grid(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, colu
     return Grid(page, len(inputs), [names[c] for c in cols])
 
 
-def _e(text: object) -> str:
-    return html.escape("" if text is None else str(text), quote=True)
-
-
 def _cell(g: pd.DataFrame, blind: bool) -> str:
     if g.empty:
         return "<td class='cell empty'>–</td>"
@@ -230,14 +226,14 @@ def _cell(g: pd.DataFrame, blind: bool) -> str:
         if not blind:
             tokens = r.get("output_tokens")
             tokens = int(tokens) if isinstance(tokens, (int, float)) and tokens == tokens else 0
-            facts.append(f"{tokens} token{'' if tokens == 1 else 's'}")
+            facts.append(plural(tokens, "token"))
         finish = r.get("finish_reason")
         if isinstance(finish, str) and finish:
             facts.append(f"finish reason {finish}")
         stop = " <span class='chip' style='background:#d62728'>stopped at max tokens</span>" if b.truncated else ""
         parts.append(f"<details data-kind='{b.kind}'><summary><span class='chip' style='background:{color}'>"
-                     f"{_e(b.text)}</span>{stop} {_e(_short(body, 50))}</summary><pre>{_e(body)}</pre>"
-                     f"<div class='why'>{_e(b.why)}</div><div class='why'>{_e(' · '.join(facts))}</div></details>")
+                     f"{html_text(b.text)}</span>{stop} {html_text(_short(body, 50))}</summary><pre>{html_text(body)}</pre>"
+                     f"<div class='why'>{html_text(b.why)}</div><div class='why'>{html_text(' · '.join(facts))}</div></details>")
     light = OUTCOME_KINDS.get(main, OUTCOME_KINDS["ungraded"])[1]
     return f"<td class='cell' data-kind='{main}' style='background:{light}'>{''.join(parts)}</td>"
 
@@ -254,15 +250,10 @@ def _totals(df: pd.DataFrame, cols: list[str], confidence: float) -> str:
             line.append("–")
             continue
         r = table.loc[c]
-        n, k, inputs = int(r["n"]), int(r["k"]), int(r["inputs"])
-        if inputs < MIN_INPUTS:
-            line.append(f"{k}/{n} ({inputs} inputs: too few for an interval)")
-        else:
-            line.append(f"{100 * r['rate']:.0f}% ({100 * r['low']:.0f}–{100 * r['high']:.0f}%) · {k}/{n}, "
-                        f"{inputs} inputs")
+        line.append(rate_text(int(r["k"]), int(r["n"]), int(r["inputs"]), r["rate"], r["low"], r["high"]))
     return (f"<tr><th title='right answer where there is one, the way out where there is none'>appropriate "
-            f"({confidence:.0%} interval over inputs)</th>" + "".join(f"<td>{_e(x)}</td>" for x in line) + "</tr>"
-            + "<tr><th>outcomes</th>" + "".join(f"<td>{_e(x)}</td>" for x in counts) + "</tr>")
+            f"({confidence:.0%} interval over inputs)</th>" + "".join(f"<td>{html_text(x)}</td>" for x in line) + "</tr>"
+            + "<tr><th>outcomes</th>" + "".join(f"<td>{html_text(x)}</td>" for x in counts) + "</tr>")
 
 
 def records_frame(records: list[Any]) -> pd.DataFrame:

@@ -70,8 +70,9 @@ def check_id(value: Any, what: str, error: type[Exception]) -> str:
 
 
 def html_text(value: Any) -> str:
-    """``value`` as text safe inside HTML (element content or a quoted attribute)."""
-    return html.escape(str(value), quote=True)
+    """``value`` as text safe inside HTML (element content or a quoted attribute): every ``<``, ``>``,
+    ``&`` and quote escaped, so model or user text stays inert; ``None`` is the empty text."""
+    return html.escape("" if value is None else str(value), quote=True)
 
 
 def terminal_text(value: Any) -> Any:

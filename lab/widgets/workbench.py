@@ -9,7 +9,6 @@ always shown as escaped text, never as live HTML.
 from __future__ import annotations
 
 import dataclasses
-import html
 import random
 import threading
 import time
@@ -25,8 +24,10 @@ from ..errors import CallCancelled, LabError
 from ..grid import OUTCOME_KINDS, GradeBadge, records_frame, results_grid
 from ..holdout import choose_part
 from ..inputs import InputSet, load_inputs
+from ..names import html_text
 from ..secrets import redact
 from ..session import Session, find_input_sets, find_prompt_files, grade_records, input_set_table, input_text
+from ..stats import plural
 from ..store import RunLog, RunRecord
 from ..techniques.confirm import confirm
 from ..techniques.critique import DEFAULT_RUBRIC
@@ -37,20 +38,10 @@ OUTCOME_STYLE = {"answered": ("#1f77b4", "answered"), "escaped": ("#ff7f0e", "ES
                  "error": ("#d62728", "ERROR")}
 
 
-def escaped(text: object) -> str:
-    """Model or user text as inert HTML: every ``<``, ``>``, ``&`` and quote escaped."""
-    return html.escape("" if text is None else str(text), quote=True)
-
-
 def _pre(text: object, style: str = "") -> str:
     # words wrap whole ("correct", never "correc/t"); only a word wider than the card is broken
     return (f'<pre style="white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;margin:0;font-size:12px;'
-            f'{style}">{escaped(text)}</pre>')
-
-
-def plural(n: int, word: str) -> str:
-    """``1 token``, ``2 tokens``, ``0 tokens``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+            f'{style}">{html_text(text)}</pre>')
 
 
 # a described control shows its whole description (the default width cuts "temperature" to "temperat...")
@@ -102,7 +93,7 @@ class SampleCard(W.VBox):
         text = input_text(rec)
         said = (f"typed input \u201c{_clip(text)}\u201d" if str(rec.input_id or "").startswith("typed-")
                 else f"input {rec.input_id} \u00b7 \u201c{_clip(text)}\u201d")
-        lines = [f'<div class="promptlab-card-input" title="{escaped(text)}">{escaped(said)}</div>']
+        lines = [f'<div class="promptlab-card-input" title="{html_text(text)}">{html_text(said)}</div>']
         label = self.label
         if not self.hidden:
             if self.blind:
@@ -110,21 +101,21 @@ class SampleCard(W.VBox):
             file = Path(rec.prompt_path).name if rec.prompt_path else "prompt"
             where = f"{file} \u00b7 {rec.variant} \u00b7 version {rec.prompt_version}"
             cost = f"{plural(rec.output_tokens or 0, 'token')}, {rec.latency_ms or 0:.0f}\u00a0ms"
-            lines.append(f"<div>{escaped(where)}</div><div>{escaped(cost)}</div>")
+            lines.append(f"<div>{html_text(where)}</div><div>{html_text(cost)}</div>")
         grade = ""
         if self.grade is not None and not self.hidden:
             g = self.grade
-            grade = (f'<div class="promptlab-grade" data-kind="{escaped(g.kind)}" style="margin:2px 0">'
+            grade = (f'<div class="promptlab-grade" data-kind="{html_text(g.kind)}" style="margin:2px 0">'
                      f'<span style="background:{OUTCOME_KINDS.get(g.kind, ("#ccc",))[0]};color:#fff;border-radius:3px;'
-                     f'padding:0 5px;font-weight:600">{escaped(g.text)}</span>'
+                     f'padding:0 5px;font-weight:600">{html_text(g.text)}</span>'
                      + (' <span style="color:#d62728">stopped at max tokens</span>' if g.truncated else "")
-                     + f'<div class="promptlab-why" style="color:#555;font-size:11px">{escaped(g.why)}</div></div>')
+                     + f'<div class="promptlab-why" style="color:#555;font-size:11px">{html_text(g.why)}</div></div>')
         elif rec.finish_reason == "length" and not self.hidden:  # no grade (a critique round): still say it
             grade = '<div class="promptlab-truncated" style="color:#d62728">stopped at max tokens</div>'
-        return (f'<div class="promptlab-sample" data-outcome="{escaped(rec.outcome)}" '
+        return (f'<div class="promptlab-sample" data-outcome="{html_text(rec.outcome)}" '
                 f'style="border:2px solid {color};border-radius:4px;padding:4px;overflow-wrap:break-word;'
                 f'word-break:normal;line-height:1.35">'
-                f'<b class="promptlab-card-label">{escaped(label)}</b> <span style="color:{color}">{escaped(badge)}</span>'
+                f'<b class="promptlab-card-label">{html_text(label)}</b> <span style="color:{color}">{html_text(badge)}</span>'
                 f'{grade}<div style="color:#777;font-size:12px">{"".join(lines)}</div>{_pre(body)}</div>')
 
 
@@ -142,7 +133,7 @@ class GroupHeading(W.HTML):
 
     def __init__(self, text: str):
         super().__init__(f"<div class='promptlab-group' style='font-weight:600;margin:6px 0 2px 0;color:#333'>"
-                         f"{escaped(text)}</div>", layout=W.Layout(width="100%"))
+                         f"{html_text(text)}</div>", layout=W.Layout(width="100%"))
 
 
 class ErrorCard(W.VBox):
@@ -158,7 +149,7 @@ class ErrorCard(W.VBox):
         self.html = W.HTML(
             f'<div class="promptlab-sample" data-outcome="error" '
             f'style="border:2px solid {color};border-radius:4px;padding:4px">'
-            f'<b class="promptlab-card-label">{escaped(label)}</b> <span style="color:{color}">{escaped(badge)}</span>'
+            f'<b class="promptlab-card-label">{html_text(label)}</b> <span style="color:{color}">{html_text(badge)}</span>'
             f'{_pre(message)}</div>'
         )
         super().__init__([self.html], layout=W.Layout(width=CARD_WIDTH, margin="0 6px 6px 0"))
@@ -433,7 +424,7 @@ class Workbench(W.VBox):
         def shown(crit: RunRecord, rev: RunRecord | None) -> None:
             self.progress.value += 2
             graded = self._grades([rev]).get(rev.id) if rev is not None else None
-            grade = f" graded <b>{escaped(graded.text)}</b>" if graded is not None else ""
+            grade = f" graded <b>{html_text(graded.text)}</b>" if graded is not None else ""
             after = (f"→ revision {crit.round} {self._badge(rev)}{grade}" if rev is not None
                      else "<i>stopped: the critique found nothing to fix</i>" if crit.outcome != "error" else "")
             parts.append(f"<li><b>round {crit.round}</b> critique {self._badge(crit)} {after}</li>")
@@ -481,7 +472,7 @@ class Workbench(W.VBox):
 
     def _badge(self, rec: RunRecord) -> str:
         color, badge = OUTCOME_STYLE.get(rec.outcome, ("#444", rec.outcome))
-        return f'<span style="color:{color}">[{escaped(badge)}]</span>'
+        return f'<span style="color:{color}">[{html_text(badge)}]</span>'
 
     def _start(self, what: str, fn: Callable[[], None]) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -500,8 +491,8 @@ class Workbench(W.VBox):
         model = self.model.value.strip()
         cold = model.startswith("local:") and model not in self._warm
         self._warm.add(model)
-        self.status.value = (f"<i>{escaped(what)}: loading the model ({escaped(model)}); the first call takes "
-                             "longer…</i>" if cold else f"<i>{escaped(what)}: calling {escaped(model)}…</i>")
+        self.status.value = (f"<i>{html_text(what)}: loading the model ({html_text(model)}); the first call takes "
+                             "longer…</i>" if cold else f"<i>{html_text(what)}: calling {html_text(model)}…</i>")
         self._thread = threading.Thread(target=self._work, args=(what, fn), name=f"promptlab-{what}", daemon=True)
         self._thread.start()
 
@@ -517,7 +508,7 @@ class Workbench(W.VBox):
                 self._error(f"{what}: the call failed: {failed[-1].error}")
                 return
             self.progress.bar_style = "success"
-            self.status.value = f"{escaped(what)} done in {time.perf_counter() - t0:.1f}s"
+            self.status.value = f"{html_text(what)} done in {time.perf_counter() - t0:.1f}s"
         except CallCancelled:
             self.progress.bar_style = "warning"
             self._say(f"{what}: cancelled (nothing was logged for the call in flight)")
@@ -715,7 +706,7 @@ class Workbench(W.VBox):
                 same = (normalize(r.output) or f"[{r.outcome}]") if r.outcome != "error" else "[error]"
                 shown.setdefault(same, Counter())[text] += 1
             for forms in sorted(shown.values(), key=lambda c: -sum(c.values())):
-                rows.append(f"<tr><td>{escaped(group)}</td><td>{sum(forms.values())}/{len(these)}</td>"
+                rows.append(f"<tr><td>{html_text(group)}</td><td>{sum(forms.values())}/{len(these)}</td>"
                             f"<td>{_pre(forms.most_common(1)[0][0])}</td></tr>")
         th = "<th style='text-align:left;padding:2px 12px 2px 0;white-space:nowrap'>"
         head = "" if blind else f"{th}variant</th>"
@@ -733,10 +724,10 @@ class Workbench(W.VBox):
             return ("<i class='promptlab-blind-context'>hidden in a blind comparison: the prompt would tell which "
                     "variant each sample is. Rate every sample, then Reveal, to see the whole context.</i>")
         rec = last.samples[-1]
-        parts = [f"<div><b>{escaped(m['role'])}</b>{_pre(m['content'])}</div>" for m in rec.messages]
-        parts.append(f"<div style='color:#777'>model {escaped(rec.model)}, variant {escaped(rec.variant)} version "
-                     f"{escaped(rec.prompt_version)}, input {escaped(rec.input_id)}, "
-                     f"{plural(rec.input_tokens or 0, 'input token')}, params {escaped(rec.params)}</div>")
+        parts = [f"<div><b>{html_text(m['role'])}</b>{_pre(m['content'])}</div>" for m in rec.messages]
+        parts.append(f"<div style='color:#777'>model {html_text(rec.model)}, variant {html_text(rec.variant)} version "
+                     f"{html_text(rec.prompt_version)}, input {html_text(rec.input_id)}, "
+                     f"{plural(rec.input_tokens or 0, 'input token')}, params {html_text(rec.params)}</div>")
         return "".join(parts)
 
     def _blind_cards(self) -> list[SampleCard]:
@@ -753,7 +744,7 @@ class Workbench(W.VBox):
         try:
             self.session.rate(card.record.id, card.score.value, card.note.value, blind=blind)
         except LabError as exc:
-            card.rated.value = f"<span style='color:#d62728'>{escaped(exc)}</span>"
+            card.rated.value = f"<span style='color:#d62728'>{html_text(exc)}</span>"
             return
         card.rated.value = f"rated {card.score.value}/5" + (" (blind)" if blind else "")
         self._rated.add(card.record.id)
@@ -778,7 +769,7 @@ class Workbench(W.VBox):
         for c in round_:
             per.setdefault(str(c.record.variant), []).append(self._scores[c.record.id])
             c.show(revealed=True)
-        rows = "".join(f"<tr><td>{escaped(v)}</td><td>{sum(x) / len(x):.1f} / 5</td><td>n = {len(x)}</td></tr>"
+        rows = "".join(f"<tr><td>{html_text(v)}</td><td>{sum(x) / len(x):.1f} / 5</td><td>n = {len(x)}</td></tr>"
                        for v, x in sorted(per.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])))
         self.reveal_view.value = ("<div class='promptlab-reveal'><b>Revealed</b>: mean blind score per variant"
                                   f"<table class='promptlab-table'>{rows}</table></div>")
@@ -787,12 +778,12 @@ class Workbench(W.VBox):
         self.context.value = self._context()
 
     def _say(self, text: str) -> None:
-        self.status.value = escaped(text)
+        self.status.value = html_text(text)
 
     def _error(self, exc: BaseException | str, unexpected: bool = False) -> None:
         kind = f"{type(exc).__name__}: " if unexpected else ""
         self.status.value = (f"<span class='promptlab-error' style='color:#d62728'>error: "
-                             f"{escaped(redact(kind + str(exc)))}</span>")
+                             f"{html_text(redact(kind + str(exc)))}</span>")
 
 
 # (prompt file, log) -> the experiment id of the latest workbench on them in this kernel
@@ -822,7 +813,7 @@ def _input_set_html(table: Any, path: str, grid: str = "") -> str:
     n = len(table)
     counts = Counter(table["outcome"])
     grades = Counter(g for g in table["grade"] if g)
-    summary = (f"{plural(n, 'input')} of {escaped(path)}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    summary = (f"{plural(n, 'input')} of {html_text(path)}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
                + ("; graded: " + ", ".join(f"{k} {v}" for k, v in grades.items()) if grades else ""))
     return f"<div class='promptlab-input-set'><b>Input set</b>: {summary}{grid}</div>"
 
