@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from .findings import Findings, behaviour
-from .stats import paired_difference
+from .stats import TOO_FEW, interval_ends, paired_difference
 from .tables import with_grades
 
 
@@ -74,7 +74,10 @@ def selection_aware(df: pd.DataFrame, a: str, b: str, k: int, *, value: str = "p
 
 def reading(row: dict[str, Any], k: int) -> str:
     """The selection-aware reading in words."""
-    ci = f"best of {k}: {row['confidence']:.2%} interval {row['low']:+.2f} to {row['high']:+.2f}"
+    if row["verdict"] == TOO_FEW:  # no interval below the minimum number of inputs: never "+nan"
+        return "too few inputs for a reading that allows for the search: only held-out inputs can confirm it (lab.confirm)"
+    low, high = interval_ends(row["low"], row["high"], 2)
+    ci = f"best of {k}: {row['confidence']:.2%} interval {low} to {high}"
     if row["verdict"] in ("A better", "B better"):
         return (f"allowing for the search ({ci}) the difference still holds; confirm it on held-out inputs "
                 "(lab.confirm) before reporting it")

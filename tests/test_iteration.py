@@ -90,6 +90,14 @@ def test_a_finding_on_dev_after_three_versions_carries_the_selection_clause(writ
     assert tried.groupby("variant")["prompt_version"].nunique().to_dict() == {"base": 1, "edit": 3}
 
 
+def test_the_selection_clause_on_too_few_inputs_says_so_without_numbers_it_cannot_have(write, run_log):
+    inputs = _inputs(write, n=8)
+    lab.split_inputs(inputs, held_out=4, log=run_log)  # 4 dev inputs: below the 6 an interval needs
+    third = _iterate(write, run_log, inputs, ["Say yes.", "Please say yes.", "Reply yes."])
+    caveat = third.findings().caveats[0]
+    assert "read as the best of 3" in caveat and "only held-out inputs can confirm" in caveat, caveat
+    assert "nan" not in caveat.lower(), caveat
+
 def test_confirm_writes_its_own_experiment_and_a_second_confirm_reports_the_reuse(write, run_log):
     inputs = _inputs(write)
     s = lab.split_inputs(inputs, held_out=12, log=run_log)
