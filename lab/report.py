@@ -302,7 +302,7 @@ def _critique_answer(critique: Any) -> Answer:
 
 
 def _revision_sentence(row: Any) -> str:
-    from .stats import MIN_INPUTS, plural
+    from .stats import MIN_INPUTS, interval_ends, plural
 
     d = 100 * float(row["difference"])
     size = f"{plural(int(row['inputs']), 'input')}, {plural(int(row['pairs']), 'chain')}"
@@ -310,8 +310,8 @@ def _revision_sentence(row: Any) -> str:
     verdict = str(row["verdict"])
     if verdict.startswith("too few"):  # no interval below the minimum number of inputs: counts, no "nan"
         return f"Too few inputs to tell whether revising helped: {change}; {size}; no interval below {MIN_INPUTS} inputs)."
-    lo, hi = 100 * float(row["low"]), 100 * float(row["high"])
-    change += f", 95% interval {lo:+.0f} to {hi:+.0f}; {size})"
+    lo, hi = interval_ends(100 * float(row["low"]), 100 * float(row["high"]), 0)
+    change += f", 95% interval {lo} to {hi}; {size})"
     if verdict == "A better":
         return f"Revising helped: {change}."
     if verdict == "B better":
@@ -323,7 +323,7 @@ def _ablation_answer(ablation: Any) -> Answer:
     """The parts whose removal moves a rate with an interval that excludes 0, or that none does
     (and, below the minimum number of inputs, that there are too few to tell); then one compact
     table: a row per part, a column per measure, the change with its interval."""
-    from .stats import MIN_INPUTS
+    from .stats import MIN_INPUTS, interval_ends, plural
     from .tables import readable
 
     eff = ablation.effects(split_by_tag=False)
@@ -333,13 +333,13 @@ def _ablation_answer(ablation: Any) -> Answer:
     known = eff[eff["low"].notna() & eff["high"].notna()]
     hits = known[(known["low"] > 0) | (known["high"] < 0)]
     said = [f"removing {r.part} changes {r.measure.replace('_', ' ')} by {100 * r.change:+.0f} points "
-            f"({100 * r.low:+.0f} to {100 * r.high:+.0f})" for r in hits.itertuples()]
+            "({} to {})".format(*interval_ends(100 * r.low, 100 * r.high, 0)) for r in hits.itertuples()]
     if said:
         more = f"; and {len(said) - 3} more (table below)" if len(said) > 3 else ""
         headline = f"Over {n_inputs} inputs, {'; '.join(said[:3])}{more}."
     elif n_inputs < MIN_INPUTS:
-        headline = (f"Too few inputs to tell which part does the work: {n_inputs} inputs (a verdict needs "
-                    f"{MIN_INPUTS}); every interval includes 0.")
+        headline = (f"Too few inputs to tell which part does the work: {plural(n_inputs, 'input')} (a verdict "
+                    f"and an interval need {MIN_INPUTS}).")
     else:
         headline = (f"No part's removal changes any outcome rate beyond the noise over {n_inputs} inputs "
                     "(95% intervals all include 0).")

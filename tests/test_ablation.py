@@ -272,3 +272,17 @@ def test_parts_times_measures_are_one_family_adjusted_together(planted):
     text = planted.verdict()
     assert "Holm-adjusted over 8 readings: parts x measures" in text
     assert "removing format changes correct" in text and "removing inert" not in text
+
+
+def test_the_report_headline_names_the_planted_part_with_its_interval(planted):
+    headline = lab.report.answer(planted).headline
+    assert headline.startswith("Over 10 inputs, ") and "removing format changes correct by -" in headline, headline
+    assert "nan" not in headline and "+0 to" not in headline and "to -0)" not in headline, headline
+
+
+def test_the_report_headline_on_one_input_is_counts_not_intervals(parts_prompt, run_log):
+    one = lab.ablate(parts_prompt, INPUTS[:1], variant="honest", base="persona", model="scripted:planted", repeats=2,
+                     seed=3, log=run_log)
+    headline = lab.report.answer(one).headline
+    assert headline == "Too few inputs to tell which part does the work: 1 input (a verdict and an interval need 6).", \
+        headline
