@@ -272,15 +272,8 @@ class Runner:
             if cached is not None:
                 self.counts["replayed"] += 1
                 return self._replayed(call, cached)
-        provider = self.provider(call.model)
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_result(lambda a: a.kind in self.RETRY_KINDS and not self.cancelled),
-            stop=tenacity.stop_after_attempt(self.rate_limit_retries + 1), wait=self._backoff,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
-        attempt: _Attempt = await retrying(self._attempt, provider, self.limiter(call.model), call)
+        attempt = await self._attempts(self.provider(call.model), self.limiter(call.model), call)
         completion, error, started, latency_ms = attempt.completion, attempt.error, attempt.started, attempt.latency_ms
-        if attempt.kind in self.RETRY_KINDS:
-            error = f"{error} (gave up after {retrying.statistics['attempt_number'] - 1} retries by the runner)"
         self.counts["made"] += 1
         cost = None
         if completion is not None:
@@ -297,10 +290,35 @@ class Runner:
         )
         return rec
 
+    async def _attempts(self, provider: Provider, limiter: _Limiter, call: Call) -> _Attempt:
+        """The call's first try and, after a rate limit or overload, up to ``rate_limit_retries`` more with
+        backoff (tenacity). The first try goes straight to the provider: most calls need no retry, and
+        tenacity's set-up costs about as much CPU as the lab's whole row."""
+        attempt = await self._attempt(provider, limiter, call)
+        if attempt.kind not in self.RETRY_KINDS or self.cancelled or self.rate_limit_retries < 1:
+            return attempt
+        first = attempt
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_result(lambda a: a.kind in self.RETRY_KINDS and not self.cancelled),
+            stop=tenacity.stop_after_attempt(self.rate_limit_retries), wait=self._backoff,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
+        await asyncio.sleep(self._wait(1))  # the wait before the first retry; tenacity waits before the rest
+        if self.cancelled:
+            return first
+        attempt = await retrying(self._attempt, provider, limiter, call) or first
+        if attempt.kind in self.RETRY_KINDS:
+            retries = retrying.statistics.get("attempt_number", 0)
+            attempt = dataclasses.replace(attempt, error=f"{attempt.error} (gave up after {retries} retries by the runner)")
+        return attempt
+
     def _backoff(self, state: tenacity.RetryCallState) -> float:
+        """The wait before retry number ``attempt_number + 1`` (the first retry's wait is taken before tenacity starts)."""
+        return self._wait(state.attempt_number + 1)
+
+    def _wait(self, retry: int) -> float:
         """Exponential backoff with jitter: ``backoff_s`` doubling per retry, capped at ``max_backoff_s``,
         each wait drawn between half and all of it."""
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1)) * random.uniform(0.5, 1.0)
+        return min(self.max_backoff_s, self.backoff_s * 2 ** (retry - 1)) * random.uniform(0.5, 1.0)
 
     async def _attempt(self, provider: Provider, limiter: _Limiter, call: Call) -> _Attempt:
         """One try of a call under its model's concurrency limit; the limiter learns how it went."""

@@ -43,6 +43,8 @@ def lenient_http_client(default_client: type) -> Any:
             finally:
                 await resp.aclose()
             fixed = repair_json_bytes(body)
+            if fixed is body:  # valid UTF-8 (nearly always): the response as read, its body kept
+                return resp
             headers = [(k, v) for k, v in resp.headers.multi_items()
                        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
             return httpx2.Response(resp.status_code, headers=headers, content=fixed, extensions=resp.extensions)
