@@ -2,7 +2,7 @@
 
     g = lab.graders.match(mode="numeric", marker="ANSWER:")
     g({"output": "ANSWER: 42", "expected": 42})     # Grade(score=1.0, passed=True, label="match")
-    lab.grade(runs, g)                              # applied to runs and logged: lab.grading
+    lab.grade(runs, g)                              # applied to runs and logged: lab.grades
 
 A grader names itself (``match:numeric``, ``regex``, ``json_schema``, ``custom:<name>``,
 ``escape_hatch``, ``judge:<model>``) and returns a :class:`Grade` (``score``, ``passed``, ``label``,

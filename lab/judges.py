@@ -20,7 +20,7 @@ import pandas as pd
 from .checks import check_int
 from .errors import GraderError, ParameterError
 from .graders import Grader, JudgeScale, judge_grader
-from .grading import RunsLike, grade, runs_frame
+from .grades import RunsLike, grade, runs_frame
 from .providers import get_provider
 from .store import RunLog, RunRecord, new_id
 from .tables import unparsed_share

@@ -344,7 +344,7 @@ class _PromptSpec(BaseModel):
     description: str | None = None
     escape_hatch: str | _EscapeHatch | None = None
     params: dict[str, Any] | None = None
-    grader: dict[str, Any] | None = None  # how outputs are graded, e.g. {kind: match, mode: numeric}; see lab.grading
+    grader: dict[str, Any] | None = None  # how outputs are graded, e.g. {kind: match, mode: numeric}; see lab.grades
     variants: dict[str, _VariantSpec] = Field(min_length=1)
 
     _v_params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))

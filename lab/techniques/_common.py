@@ -7,7 +7,7 @@ from typing import Any
 
 from ..experiments import Experiment, Runs
 from ..graders import Grader, check_grader_list, grader_from_spec, graders_or_default
-from ..grading import grade
+from ..grades import grade
 from ..judges import check_model
 from ..prompts import PromptFile, Variant, load_prompt, version_of
 from ..store import RunLog
