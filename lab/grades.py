@@ -1,4 +1,4 @@
-"""Grading applied to runs: every (run, grader) gets a grade row in the log; people rate and rank too.
+"""Grades for runs: every (run, grader) gets a grade row in the log; people rate and rank runs too.
 
     lab.grade(runs, lab.graders.match(mode="numeric", marker="ANSWER:"))
     lab.grade(runs, lab.judge("Is it clear and correct for a 10-year-old?", repeats=3))
@@ -12,54 +12,34 @@ readers take the latest grade per (run, grader) (see :func:`lab.tables.with_grad
 
 Runs that ended in an ``error`` are not graded (they have no output); a grader that does not
 apply to a run (``match`` on a row without ``expected``) writes no row for it. The graders
-themselves are pure functions in :mod:`lab.graders`; the LLM judge is in :mod:`lab.judges`.
+themselves are pure functions in :mod:`lab.graders`; the LLM judge, and how its calls are made and
+logged, is in :mod:`lab.judges` (:func:`grade` hands it the runs).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
-import warnings
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any
 
 import pandas as pd
 
 from .errors import GraderError
-from .experiments import Runs
-from .graders import Grade, Grader, RunRow
-from .inputs import InputRow
-from .prompts import Variant, version_of
-from .runner import Call, Runner, run_sync
-from .store import RunLog, new_id
-from .tables import UNPARSED_WARN_SHARE
-
-RunsLike: TypeAlias = pd.DataFrame | Runs | str  # rows, a run's result, or an experiment id
-
-
-def runs_frame(runs: RunsLike, log: RunLog | None) -> tuple[pd.DataFrame, RunLog]:
-    if isinstance(runs, str):
-        log = log if log is not None else RunLog()
-        df = log.runs(experiment=runs)
-        if df.empty:
-            raise GraderError(f"{log.path}: no runs for experiment {runs!r}; `python -m lab runs` lists them")
-        return df, log
-    if isinstance(runs, pd.DataFrame):
-        if log is None:
-            log = RunLog()
-        return runs, log
-    return runs.df, (log if log is not None else runs.log)
+from .experiments import RunsLike, runs_frame
+from .graders import Grader, grade_row
+from .judges import grade_with_judges
+from .store import RunLog
 
 
 def grade(runs: RunsLike, graders: Grader | Sequence[Grader], *, log: RunLog | None = None,
           roles: Sequence[str] = ("answer", "revision"), concurrency: int | None = None) -> pd.DataFrame:
     """Grade runs and append one grade row per (run, grader) to the log. Returns the new rows.
 
-    ``runs`` is a DataFrame of run rows, a :class:`~lab.runner.Runs`, or an experiment id (read
+    ``runs`` is a DataFrame of run rows, a :class:`~lab.experiments.Runs`, or an experiment id (read
     from ``log``, default the default log). Only rows whose ``role`` is in ``roles`` are graded
     (answers and self-critique revisions by default; critiques and judge calls are not answers).
-    Error rows are skipped. Judge graders make logged model calls (see :func:`judge`).
+    Error rows are skipped. Judge graders make logged model calls (see :func:`lab.judges.judge`).
     """
     df, log = runs_frame(runs, log)
     graders = [graders] if isinstance(graders, Grader) else list(graders)
@@ -75,83 +55,13 @@ def grade(runs: RunsLike, graders: Grader | Sequence[Grader], *, log: RunLog | N
             for run in rows:
                 gr = g.fn(run)
                 if gr is not None:
-                    pending.append(_grade_row(run, g.name, gr))
+                    pending.append(grade_row(run, g.name, gr))
     new_ids = log.add_grades(pending)  # one commit for all of them
-    judges = [g for g in graders if g.afn is not None]
-    if judges and rows:
-        judged = run_sync(lambda: _agrade(log, rows, judges, concurrency))
-        new_ids += judged
-        _warn_unparsed(log, rows, judged)
+    new_ids += grade_with_judges(log, rows, [g for g in graders if g.afn is not None], concurrency)
     if not new_ids:
         return log.grades(run_id="__none__")
     out = pd.concat([log.grades(experiment=e) for e in {r["experiment_id"] for r in rows}], ignore_index=True)
     return out[out["id"].isin(set(new_ids))].reset_index(drop=True)
-
-
-def _warn_unparsed(log: RunLog, rows: list[dict[str, Any]], grade_ids: list[str]) -> None:
-    if not grade_ids:
-        return
-    got = pd.concat([log.grades(experiment=e) for e in {r["experiment_id"] for r in rows}], ignore_index=True)
-    got = got[got["id"].isin(set(grade_ids))]
-    for name, g in got.groupby("grader"):
-        share = float((g["label"] == "unparsed").mean())
-        if share > UNPARSED_WARN_SHARE:
-            warnings.warn(f"{name}: {share:.0%} of its grades are unparsed ({int((g['label'] == 'unparsed').sum())} "
-                          f"of {len(g)}): the judge's replies have no readable score; use a stronger judge model "
-                          "or a simpler scale before trusting these grades", UserWarning, stacklevel=3)
-
-
-def _grade_row(run: RunRow, grader: str, g: Grade) -> dict[str, Any]:
-    score = None if g.score is None or (isinstance(g.score, float) and math.isnan(g.score)) else float(g.score)
-    return dict(run_id=run["id"], grader=grader, score=score, passed=g.passed, label=g.label, detail=g.detail,
-                experiment_id=run.get("experiment_id"))
-
-
-def _write(log: RunLog, run: RunRow, grader: str, g: Grade) -> str:
-    return log.add_grades([_grade_row(run, grader, g)])[0]
-
-
-def judge_variant(g: Grader) -> Variant:
-    """The variant a judge's calls are logged under: its filled-in template and parameters, versioned."""
-    templates = (("user", g.options["template"]),)
-    params = dict(g.options["params"])
-    return Variant(name="judge", task="judge", path="<judge>", templates=templates, params=params, escape_hatch=None,
-                   version=version_of(templates, params, None))
-
-
-async def _agrade(log: RunLog, rows: list[dict[str, Any]], judges: list[Grader], concurrency: int | None) -> list[str]:
-    runners: dict[str, Runner] = {}
-
-    def runner_for(exp: str) -> Runner:
-        jid = f"{exp}:judge"
-        if jid not in runners:
-            runners[jid] = Runner(log, jid, concurrency=concurrency)
-            log.add_experiment(jid, name="judge", prompt_path=None, inputs_path=None,
-                               models=sorted({g.options["model"] for g in judges}), variants=["judge"],
-                               repeats=max(g.options["repeats"] for g in judges),
-                               params={"graders": [g.options for g in judges], "judges": exp})
-        return runners[jid]
-
-    async def one(run: dict[str, Any], g: Grader) -> str | None:
-        runner = runner_for(run["experiment_id"])
-        row = InputRow(id=run.get("input_id") or "", vars=run.get("input_vars") or {},
-                       tags=tuple(run.get("input_tags") or ("normal",)), expected=run.get("expected"))
-
-        async def call(*, model: str, messages: list[dict[str, str]], params: dict[str, Any], repeat: int) -> Any:
-            c = Call(model=model, messages=messages, params=params, repeat=repeat, seed=params.get("seed"),
-                     seed_chosen_by_user=True, variant=judge_variant(g), row=row, role="judge", parent_id=run["id"],
-                     conversation_id=new_id())
-            return await runner.call(c)
-
-        gr = await g.afn(run, call)  # type: ignore[misc]
-        return None if gr is None else _write(log, run, g.name, gr)
-
-    try:
-        ids = await asyncio.gather(*[one(r, g) for g in judges for r in rows])
-    finally:
-        for r in runners.values():
-            await r.aclose()
-    return [i for i in ids if i is not None]
 
 
 # ---- human ratings -------------------------------------------------------------------------
@@ -199,8 +109,3 @@ def rank(run_ids: Sequence[str], *, rater: str, note: str | None = None, log: Ru
     return [log.add_grade(r["id"], f"human:{rater}:rank", score=float(i + 1), label="rank",
                           detail={"among": ids, **({"note": note} if note else {})}, experiment_id=r["experiment_id"])
             for i, r in enumerate(runs)]
-
-
-# ---- graders named in prompt files ---------------------------------------------------------
-
-
