@@ -3,7 +3,7 @@
 # chromium; for the run-log tests on PostgreSQL, Debian's postgresql (the tests start a throwaway
 # server from it in a temp dir and stop it). llama-cpp-python is built once per machine with portable
 # CPU flags (about 10 minutes on 2 cores) into ~/.cache/promptlab/wheels/<key>/ and installed from
-# there before anything else (see lab/llama_build.py); then a smoke test loads the bundled model in a subprocess and generates.
+# there before anything else (see tools/llama_build.py); then a smoke test loads the bundled model in a subprocess and generates.
 
 PY ?= python3
 VENV := .venv
@@ -14,13 +14,13 @@ PYTEST_ARGS ?=
 .PHONY: install install-llama smoke demo lint test test-fast lab chromium postgresql clean-results
 
 # the stamp is written only after the smoke test passed: a venv that crashes is never "installed"
-$(STAMP): pyproject.toml lab/llama_build.py
+$(STAMP): pyproject.toml tools/llama_build.py
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python lab/llama_build.py --python $(BIN)/python
+	$(BIN)/python tools/llama_build.py --python $(BIN)/python
 	@echo "installing promptlab and its dependencies into $(VENV)"
 	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
-	$(BIN)/python -m lab.smoke
+	$(BIN)/python tools/smoke.py
 	@touch $@
 
 install: $(STAMP)
@@ -28,19 +28,19 @@ install: $(STAMP)
 # (re)install the portable llama-cpp-python alone; REBUILD=1 builds the wheel again
 install-llama:
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python lab/llama_build.py --python $(BIN)/python $(if $(REBUILD),--rebuild)
+	$(BIN)/python tools/llama_build.py --python $(BIN)/python $(if $(REBUILD),--rebuild)
 
 smoke:
-	$(BIN)/python -m lab.smoke
+	$(BIN)/python tools/smoke.py
 
 # the persona-vs-honest batch notebook, executed with papermill into results/<experiment>/ with an
 # offline HTML copy; prints the per-variant summary and where the log, notebook and HTML are
 demo: $(STAMP)
 	$(BIN)/python -m lab run-notebook notebooks/persona_vs_honest.ipynb -p model local:smollm2 -p repeats 3 -p seed 7
 
-# ruff (rules in pyproject's [tool.ruff]) and mypy on lab/ ([tool.mypy]) before any test runs
+# ruff (rules in pyproject's [tool.ruff]) and mypy on lab/ and tools/ ([tool.mypy]) before any test runs
 lint: $(STAMP)
-	$(BIN)/ruff check lab tests bench notebooks
+	$(BIN)/ruff check lab tests bench notebooks tools
 	$(BIN)/mypy
 
 test: $(STAMP) chromium postgresql lint

@@ -81,7 +81,7 @@ def main() -> None:
         asyncio.run(raw_sdk(url, 32, a.concurrency))  # warm-up: imports, connections
         import lab.cli
         import lab.findings
-        import lab.grading
+        import lab.grades
         import lab.holdout
         import lab.techniques._common
 

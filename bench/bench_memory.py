@@ -42,7 +42,7 @@ def child(mode: str, url: str, calls: int, concurrency: int, folder: Path, log: 
 
         import lab.cli
         import lab.findings
-        import lab.grading
+        import lab.grades
         import lab.holdout
     inputs = folder / "inputs.jsonl"
     if mode == "cli":  # written before the clock starts, as a user's input file would be

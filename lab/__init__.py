@@ -37,9 +37,9 @@ _EVERYDAY = {
     "experiment": ("lab.experiments", "experiment"),
     "log": ("lab.store", "log"),
     "context": ("lab.whole_context", "context"),
-    "grade": ("lab.grading", "grade"),
-    "rate": ("lab.grading", "rate"),
-    "rank": ("lab.grading", "rank"),
+    "grade": ("lab.grades", "grade"),
+    "rate": ("lab.grades", "rate"),
+    "rank": ("lab.grades", "rank"),
     "judge": ("lab.judges", "judge"),
     "retry": ("lab.techniques", "retry"),
     "conversation": ("lab.techniques", "conversation"),
@@ -57,7 +57,7 @@ _EVERYDAY = {
 }
 
 # the namespaces, imported on first use (`lab.stats.rates(...)` works after a bare `import lab`)
-_NAMESPACES = ("config", "graders", "judges", "grading", "stats", "tables", "plots", "techniques", "batch", "notebooks",
+_NAMESPACES = ("config", "graders", "judges", "grades", "stats", "tables", "plots", "techniques", "batch", "notebooks",
                "report", "grid", "session", "widgets", "prompts", "inputs", "store", "experiments", "runner", "providers",
                "pricing", "errors", "whole_context", "calibration", "findings", "text", "holdout", "selection")
 

@@ -120,7 +120,7 @@ def _grade_and_print_findings(log: Any, exp_id: str, prompt: Any) -> None:
     run's messages and parameters are never loaded."""
     from .findings import findings
     from .graders import graders_or_default
-    from .grading import grade
+    from .grades import grade
     from .holdout import with_selection
     from .techniques._common import resolve_graders
 

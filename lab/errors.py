@@ -2,7 +2,7 @@
 
 This is the one place they are defined (the base layer: it imports nothing from the lab), so any
 module can raise them and a user can catch them all with ``except lab.LabError``. Older import
-locations (``lab.grading.GraderError``, ``lab.report.NotebookError``, ...) name the same classes.
+locations (``lab.grades.GraderError``, ``lab.report.NotebookError``, ...) name the same classes.
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, TypeAlias, Unpack
 
 from .config import DEFAULT_PARAMS, RunConfig, RunOptions
-from .errors import InputSetError, ParameterError
+from .errors import GraderError, InputSetError, ParameterError
 from .holdout import Part, choose_part
 from .inputs import InputRow, InputSet, load_inputs, rows_from_records
 from .logprobs import TOP_LOGPROBS
@@ -81,6 +81,23 @@ class Runs:
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython's text display: the summary table
         p.text(str(self))
+
+
+RunsLike: TypeAlias = "pd.DataFrame | Runs | str"  # rows, a run's result, or an experiment id
+
+
+def runs_frame(runs: RunsLike, log: RunLog | None) -> tuple[pd.DataFrame, RunLog]:
+    """The rows ``runs`` stands for and the log they live in (``log``, else the run's own, else the
+    default log). Graders and judges take runs this way, so an unknown experiment id is a GraderError."""
+    if isinstance(runs, str):
+        log = log if log is not None else RunLog()
+        df = log.runs(experiment=runs)
+        if df.empty:
+            raise GraderError(f"{log.path}: no runs for experiment {runs!r}; `python -m lab runs` lists them")
+        return df, log
+    if isinstance(runs, Runs):
+        return runs.df, (log if log is not None else runs.log)
+    return runs, (log if log is not None else RunLog())
 
 
 class Experiment:

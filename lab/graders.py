@@ -2,34 +2,29 @@
 
     g = lab.graders.match(mode="numeric", marker="ANSWER:")
     g({"output": "ANSWER: 42", "expected": 42})     # Grade(score=1.0, passed=True, label="match")
-    lab.grade(runs, g)                              # applied to runs and logged: lab.grading
+    lab.grade(runs, g)                              # applied to runs and logged: lab.grades
 
 A grader names itself (``match:numeric``, ``regex``, ``json_schema``, ``custom:<name>``,
 ``escape_hatch``, ``judge:<model>``) and returns a :class:`Grade` (``score``, ``passed``, ``label``,
 ``detail``) or None when it does not apply (``match`` on a row without ``expected``). The LLM
-judge is a grader too, but one whose function makes model calls through a ``call`` it is given:
-:func:`judge_grader` builds it here; :func:`lab.judge` (in :mod:`lab.judges`) also checks the model.
+judge is a grader too, but one that calls a model: everything about it is in :mod:`lab.judges`.
+Prompt files name graders in their ``grader:``; :func:`check_grader_spec` checks that when the file loads.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import math
 import re
-import statistics
 import sys
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .checks import check_int
 from .errors import GraderError, LabError, ParameterError
-from .seeds import derive_seed
-from .text import EscapeHatch, fill, normalize, numbers_in
+from .text import EscapeHatch, normalize, numbers_in
 
 if TYPE_CHECKING:  # prompt files load graders to check their `grader:`; running calls needs no pandas
     import pandas as pd
@@ -48,18 +43,25 @@ class Grade:
 RunRow = Mapping[str, Any]  # one row of ``RunLog.runs()``, as a dict
 
 
+def grade_row(run: RunRow, grader: str, g: Grade) -> dict[str, Any]:
+    """``g`` as a row of the log's grades table (``RunLog.add_grades``), pointing at ``run``."""
+    score = None if g.score is None or (isinstance(g.score, float) and math.isnan(g.score)) else float(g.score)
+    return dict(run_id=run["id"], grader=grader, score=score, passed=g.passed, label=g.label, detail=g.detail,
+                experiment_id=run.get("experiment_id"))
+
+
 @dataclass(frozen=True)
 class Grader:
-    """A named grading function. Build one with a factory (:func:`match`, :func:`judge`, ...).
+    """A named grading function. Build one with a factory (:func:`match`, :func:`lab.judge`, ...).
 
     ``fn(run) -> Grade | None`` for graders that only read the run; graders that call a model
-    (the judge) set ``afn(run, judge_call) -> Grade | None`` instead, where ``judge_call``
+    (the judge, :mod:`lab.judges`) set ``afn(run, call) -> Grade | None`` instead, where ``call``
     makes one logged model call.
     """
 
     name: str
     fn: Callable[[RunRow], Grade | None] | None = None
-    afn: Callable[[RunRow, JudgeCall], Awaitable[Grade | None]] | None = None
+    afn: Callable[[RunRow, ModelCall], Awaitable[Grade | None]] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, run: RunRow) -> Grade | None:
@@ -69,7 +71,7 @@ class Grader:
         return self.fn(run)
 
 
-JudgeCall = Callable[..., Awaitable[Any]]
+ModelCall = Callable[..., Awaitable[Any]]
 
 
 def _missing(value: Any) -> bool:
@@ -337,107 +339,60 @@ def escape_hatch(text: str | None = None, *, match: Literal["word", "start", "ex
     return Grader(name="escape_hatch", fn=fn, options={"text": text, "match": match})
 
 
-JudgeScale = Literal["1-5", "1-10", "pass/fail"]
-
-
-JUDGE_TEMPLATE = """I am checking answers that a language model gave, against a rubric written by the person running \
-this experiment. Be strict and literal: an answer that is empty, off-topic or repeats words meets no part of the rubric.
-
-The request the model answered:
-<<<
-{request}
->>>
-
-The model's answer:
-<<<
-{answer}
->>>
-
-Rubric:
-{rubric}
-
-{instruction}"""
-
-
-_SCALE_INSTRUCTION = {
-    "1-5": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 5 (fully meets it), "
-           "then one short reason.",
-    "1-10": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 10 (fully meets it), "
-            "then one short reason.",
-    "pass/fail": "Reply with PASS or FAIL first, then one short reason.",
-}
-
-
-def parse_judge_score(text: str, scale: JudgeScale) -> float | None:
-    """The score in a judge's reply (``SCORE: 4``, or the first in-range number), or None."""
-    if scale == "pass/fail":
-        m = re.search(r"\b(PASS|FAIL)\b", text or "", re.IGNORECASE)
-        return None if m is None else float(m.group(1).upper() == "PASS")
-    top = 5 if scale == "1-5" else 10
-    m = re.search(r"score\s*[:=]?\s*(\d+(?:\.\d+)?)", text or "", re.IGNORECASE)
-    candidates = [float(m.group(1))] if m else numbers_in(text)
-    for c in candidates:
-        if 1 <= c <= top:
-            return c
-    return None
-
-
-def judge_grader(rubric: str, *, model: str = "local:smollm2", repeats: int = 3, scale: JudgeScale = "1-5",
-                 pass_at: float | None = None, max_tokens: int = 24, seed: int = 0) -> Grader:
-    """The LLM judge as a grader, its options checked; :func:`lab.judge` is this plus a check of ``model``.
-
-    Its function asks ``call(model=..., messages=..., params=..., repeat=...)`` for each judge
-    call (:func:`lab.grade` gives it one that makes a logged call) and returns the grade.
-    """
-    if not isinstance(rubric, str) or not rubric.strip():
-        raise GraderError("judge: rubric must be a non-empty string saying what a good answer does")
-    if scale not in _SCALE_INSTRUCTION:
-        raise GraderError(f"judge: scale must be one of {list(_SCALE_INSTRUCTION)}, got {scale!r}")
-    repeats = check_int("judge: repeats", repeats, 1, error=GraderError)
-    max_tokens = check_int("judge: max_tokens", max_tokens, 1, error=GraderError)
-    params = {"temperature": 0, "max_tokens": max_tokens}
-    threshold = pass_at if pass_at is not None else {"1-5": 4.0, "1-10": 7.0, "pass/fail": 1.0}[scale]
-    template = fill(JUDGE_TEMPLATE, rubric=rubric, instruction=_SCALE_INSTRUCTION[scale])  # names the version
-
-    async def afn(run: RunRow, call: JudgeCall) -> Grade:
-        messages = run.get("messages") or []
-        request = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        content = fill(JUDGE_TEMPLATE, request=request, answer=run.get("output") or "", rubric=rubric,
-                       instruction=_SCALE_INSTRUCTION[scale])
-        sent = [{"role": "user", "content": content}]
-        recs = await asyncio.gather(*[
-            call(model=model, messages=sent, params={**params, "seed": derive_seed(seed, run["id"], i)}, repeat=i)
-            for i in range(repeats)
-        ])
-        scores = [parse_judge_score(r.output or "", scale) if r.outcome != "error" else None for r in recs]
-        got = [s for s in scores if s is not None]
-        detail = {"scores": scores, "judge_runs": [r.id for r in recs], "rubric": rubric, "scale": scale,
-                  "self_agreement": (Counter(got).most_common(1)[0][1] / len(got)) if got else None,
-                  "replies": [(r.output or r.error or "")[:200] for r in recs]}
-        if not got:
-            return Grade(label="unparsed", detail=detail)
-        score = float(statistics.median(got))
-        return Grade(score=score, passed=score >= threshold, label=f"{score:g}", detail=detail)
-
-    return Grader(name=f"judge:{model}", afn=afn,
-                  options={"rubric": rubric, "model": model, "repeats": repeats, "scale": scale, "pass_at": threshold,
-                           "template": template, "params": params})
-
-
 _FACTORIES: dict[str, Callable[..., Grader]] = {
-    "match": match, "regex": regex, "json_schema": json_schema, "escape_hatch": escape_hatch, "judge": judge_grader,
+    "match": match, "regex": regex, "json_schema": json_schema, "escape_hatch": escape_hatch,
 }
+
+# A prompt file's `{kind: judge, ...}`: its fields and their types. The judge calls a model, so it is
+# built in lab.judges (which sits above the runner); prompts load here, below it, and check this much
+# of a judge spec when the file loads. lab.judges checks the values before any call;
+# tests/test_grading.py holds this table to lab.judges.judge's signature.
+JUDGE_SPEC_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "rubric": str, "model": str, "repeats": int, "scale": str, "pass_at": (int, float), "max_tokens": int, "seed": int,
+}
+
+SPEC_KINDS = (*_FACTORIES, "judge")
+
+
+def _check_judge_spec(options: Mapping[str, Any], where: str) -> None:
+    unknown = sorted(set(options) - set(JUDGE_SPEC_FIELDS))
+    if unknown:
+        raise GraderError(f"{where}: judge has no option {unknown[0]!r}; judge takes {list(JUDGE_SPEC_FIELDS)}")
+    if "rubric" not in options:
+        raise GraderError(f"{where}: judge needs a rubric (what a good answer does)")
+    for name, value in options.items():
+        wanted = JUDGE_SPEC_FIELDS[name]
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            kinds = " or ".join(t.__name__ for t in (wanted if isinstance(wanted, tuple) else (wanted,)))
+            raise GraderError(f"{where}: judge's {name} must be {kinds}, got {value!r}")
+
+
+def check_grader_spec(spec: Any, where: str = "grader") -> None:
+    """Check a prompt file's ``grader:`` mapping, e.g. ``{kind: match, mode: numeric, marker: "ANSWER:"}``
+    or ``{kind: judge, rubric: ..., repeats: 2}``, raising :class:`GraderError` that starts with ``where``.
+
+    Graders of this module are built, so every option is checked; a judge's fields and their types
+    are checked here, its values (and its model) when :func:`lab.judges.judge_from_spec` builds it."""
+    if not isinstance(spec, Mapping) or "kind" not in spec:
+        raise GraderError(f"{where}: expected a mapping with 'kind' (one of {sorted(SPEC_KINDS)})")
+    if spec["kind"] == "judge":
+        _check_judge_spec({k: v for k, v in spec.items() if k != "kind"}, where)
+    else:
+        grader_from_spec(spec, where)
 
 
 def grader_from_spec(spec: Mapping[str, Any], where: str = "grader") -> Grader:
-    """Build a grader from a prompt file's ``grader:`` mapping, e.g.
-    ``{kind: match, mode: numeric, marker: "ANSWER:"}`` or ``{kind: judge, rubric: ..., repeats: 2}``."""
+    """Build a grader of this module from a prompt file's ``grader:`` mapping, e.g.
+    ``{kind: match, mode: numeric, marker: "ANSWER:"}``. A ``{kind: judge, ...}`` spec is built by
+    :func:`lab.judges.judge_from_spec` (a judge calls a model)."""
     if not isinstance(spec, Mapping) or "kind" not in spec:
-        raise GraderError(f"{where}: expected a mapping with 'kind' (one of {sorted(_FACTORIES)})")
+        raise GraderError(f"{where}: expected a mapping with 'kind' (one of {sorted(SPEC_KINDS)})")
     kind = spec["kind"]
+    if kind == "judge":
+        raise GraderError(f"{where}: a judge calls a model; build it with lab.judges.judge_from_spec")
     factory = _FACTORIES.get(kind)
     if factory is None:
-        raise GraderError(f"{where}: unknown grader kind {kind!r}; use one of {sorted(_FACTORIES)}")
+        raise GraderError(f"{where}: unknown grader kind {kind!r}; use one of {sorted(SPEC_KINDS)}")
     options = {k: v for k, v in spec.items() if k != "kind"}
     try:
         return factory(**options)

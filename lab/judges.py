@@ -4,11 +4,20 @@
     lab.grade(runs, j)                              # judge calls are logged runs of their own
     lab.judges.judge_decoys(j, runs)                # does it pass outputs that deserve nothing?
     lab.judges.judge_agreement(grades, judge="judge:local:smollm2", human="human:ana")
+
+Everything about the judge is here: its constructor (:func:`judge`, and :func:`judge_from_spec` for a
+prompt file's ``{kind: judge, ...}``), the prompt it sends (``JUDGE_TEMPLATE``), reading its score
+(:func:`parse_judge_score`), running it over runs (:func:`grade_with_judges`, which :func:`lab.grade`
+calls for judges), agreement with people (:func:`judge_agreement`, :func:`cohen_kappa`,
+:func:`krippendorff_alpha`) and decoys (:func:`judge_decoys`). The pure graders are in :mod:`lab.graders`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import re
+import statistics
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -18,12 +27,211 @@ import numpy as np
 import pandas as pd
 
 from .checks import check_int
-from .errors import GraderError, ParameterError
-from .graders import Grader, JudgeScale, judge_grader
-from .grading import RunsLike, grade, runs_frame
+from .errors import GraderError, ModelSpecError, ParameterError
+from .experiments import RunsLike, runs_frame
+from .graders import Grade, Grader, ModelCall, RunRow, check_grader_spec, grade_row
+from .inputs import InputRow
+from .prompts import Variant, version_of
 from .providers import get_provider
+from .runner import Call, Runner, run_sync
+from .seeds import derive_seed
 from .store import RunLog, RunRecord, new_id
-from .tables import unparsed_share
+from .tables import UNPARSED_WARN_SHARE, unparsed_share
+from .text import fill, numbers_in
+
+# ---- the judge: its options, the prompt it sends, reading its score ------------------------------
+
+JudgeScale = Literal["1-5", "1-10", "pass/fail"]
+
+
+JUDGE_TEMPLATE = """I am checking answers that a language model gave, against a rubric written by the person running \
+this experiment. Be strict and literal: an answer that is empty, off-topic or repeats words meets no part of the rubric.
+
+The request the model answered:
+<<<
+{request}
+>>>
+
+The model's answer:
+<<<
+{answer}
+>>>
+
+Rubric:
+{rubric}
+
+{instruction}"""
+
+
+_SCALE_INSTRUCTION = {
+    "1-5": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 5 (fully meets it), "
+           "then one short reason.",
+    "1-10": "Reply with the score first, as \"SCORE: n\" where n is 1 (fails the rubric) to 10 (fully meets it), "
+            "then one short reason.",
+    "pass/fail": "Reply with PASS or FAIL first, then one short reason.",
+}
+
+
+def parse_judge_score(text: str, scale: JudgeScale) -> float | None:
+    """The score in a judge's reply (``SCORE: 4``, or the first in-range number), or None."""
+    if scale == "pass/fail":
+        m = re.search(r"\b(PASS|FAIL)\b", text or "", re.IGNORECASE)
+        return None if m is None else float(m.group(1).upper() == "PASS")
+    top = 5 if scale == "1-5" else 10
+    m = re.search(r"score\s*[:=]?\s*(\d+(?:\.\d+)?)", text or "", re.IGNORECASE)
+    candidates = [float(m.group(1))] if m else numbers_in(text)
+    for c in candidates:
+        if 1 <= c <= top:
+            return c
+    return None
+
+
+def judge(rubric: str, *, model: str = "local:smollm2", repeats: int = 3, scale: JudgeScale = "1-5",
+          pass_at: float | None = None, max_tokens: int = 24, seed: int = 0) -> Grader:
+    """An LLM judge: asks ``model`` to score each output against ``rubric``, at temperature 0,
+    ``repeats`` times per output (distinct repeat index and seed, never served from cache).
+
+    Each judge call is a logged run with role ``judge``, ``parent_id`` = the graded run, in the
+    experiment ``<graded experiment>:judge`` (so the graded experiment's own tables stay one row
+    per answer). The grade row's score is the median of the parsed scores, ``passed`` is
+    ``score >= pass_at`` (default 4 on 1-5, 7 on 1-10, PASS on pass/fail), and ``detail`` holds
+    every score, the judge's self-agreement (share of repeats giving the most common score) and
+    the judge run ids. A reply with no readable score counts as ``None``; when no repeat gives a
+    score, the label is ``unparsed``. Temperature 0 on a local model is deterministic, so its
+    self-agreement is 1 by construction; on hosted models it shows real judge noise.
+
+    Its options and its ``model`` are checked now, before any call.
+    """
+    if not isinstance(rubric, str) or not rubric.strip():
+        raise GraderError("judge: rubric must be a non-empty string saying what a good answer does")
+    if scale not in _SCALE_INSTRUCTION:
+        raise GraderError(f"judge: scale must be one of {list(_SCALE_INSTRUCTION)}, got {scale!r}")
+    repeats = check_int("judge: repeats", repeats, 1, error=GraderError)
+    max_tokens = check_int("judge: max_tokens", max_tokens, 1, error=GraderError)
+    params = {"temperature": 0, "max_tokens": max_tokens}
+    threshold = pass_at if pass_at is not None else {"1-5": 4.0, "1-10": 7.0, "pass/fail": 1.0}[scale]
+    template = fill(JUDGE_TEMPLATE, rubric=rubric, instruction=_SCALE_INSTRUCTION[scale])  # names the version
+
+    async def afn(run: RunRow, call: ModelCall) -> Grade:
+        messages = run.get("messages") or []
+        request = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        content = fill(JUDGE_TEMPLATE, request=request, answer=run.get("output") or "", rubric=rubric,
+                       instruction=_SCALE_INSTRUCTION[scale])
+        sent = [{"role": "user", "content": content}]
+        recs = await asyncio.gather(*[
+            call(model=model, messages=sent, params={**params, "seed": derive_seed(seed, run["id"], i)}, repeat=i)
+            for i in range(repeats)
+        ])
+        scores = [parse_judge_score(r.output or "", scale) if r.outcome != "error" else None for r in recs]
+        got = [s for s in scores if s is not None]
+        detail = {"scores": scores, "judge_runs": [r.id for r in recs], "rubric": rubric, "scale": scale,
+                  "self_agreement": (Counter(got).most_common(1)[0][1] / len(got)) if got else None,
+                  "replies": [(r.output or r.error or "")[:200] for r in recs]}
+        if not got:
+            return Grade(label="unparsed", detail=detail)
+        score = float(statistics.median(got))
+        return Grade(score=score, passed=score >= threshold, label=f"{score:g}", detail=detail)
+
+    grader = Grader(name=f"judge:{model}", afn=afn,
+                    options={"rubric": rubric, "model": model, "repeats": repeats, "scale": scale, "pass_at": threshold,
+                             "template": template, "params": params})
+    check_model(grader)
+    return grader
+
+
+def check_model(grader: Grader) -> None:
+    """Raise :class:`~lab.errors.ModelSpecError` (or ParameterError) now, before any call, when a
+    judge's model is unknown or does not take its parameters. Other graders pass."""
+    if grader.afn is None or "model" not in grader.options:
+        return
+    provider = get_provider(grader.options["model"])
+    provider.check_params({**grader.options.get("params", {}), "seed": 0})
+
+
+def judge_from_spec(spec: Mapping[str, Any], where: str = "grader") -> Grader:
+    """A prompt file's ``{kind: judge, rubric: ..., repeats: 2}`` as a judge, every option and the
+    model checked before any call; an error's message starts with ``where`` (the file and line)."""
+    check_grader_spec(spec, where)
+    if spec.get("kind") != "judge":
+        raise GraderError(f"{where}: kind {spec.get('kind')!r} is not a judge; lab.graders.grader_from_spec builds it")
+    try:
+        return judge(**{k: v for k, v in spec.items() if k != "kind"})
+    except (GraderError, ModelSpecError, ParameterError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+# ---- running judges over runs -------------------------------------------------------------------
+
+
+def judge_variant(g: Grader) -> Variant:
+    """The variant a judge's calls are logged under: its filled-in template and parameters, versioned."""
+    templates = (("user", g.options["template"]),)
+    params = dict(g.options["params"])
+    return Variant(name="judge", task="judge", path="<judge>", templates=templates, params=params, escape_hatch=None,
+                   version=version_of(templates, params, None))
+
+
+def grade_with_judges(log: RunLog, rows: list[dict[str, Any]], judges: Sequence[Grader],
+                      concurrency: int | None = None) -> list[str]:
+    """Grade ``rows`` (run rows as dicts) with each judge: its calls are logged runs in
+    ``<experiment>:judge``, its grades rows of the log. Returns the new grade ids, and warns when
+    more than ``UNPARSED_WARN_SHARE`` of a judge's grades are unparsed. :func:`lab.grade` calls this."""
+    if not judges or not rows:
+        return []
+    ids = run_sync(lambda: _agrade(log, rows, list(judges), concurrency))
+    _warn_unparsed(log, rows, ids)
+    return ids
+
+
+def _warn_unparsed(log: RunLog, rows: list[dict[str, Any]], grade_ids: list[str]) -> None:
+    if not grade_ids:
+        return
+    got = pd.concat([log.grades(experiment=e) for e in {r["experiment_id"] for r in rows}], ignore_index=True)
+    got = got[got["id"].isin(set(grade_ids))]
+    for name, g in got.groupby("grader"):
+        share = float((g["label"] == "unparsed").mean())
+        if share > UNPARSED_WARN_SHARE:
+            warnings.warn(f"{name}: {share:.0%} of its grades are unparsed ({int((g['label'] == 'unparsed').sum())} "
+                          f"of {len(g)}): the judge's replies have no readable score; use a stronger judge model "
+                          "or a simpler scale before trusting these grades", UserWarning, stacklevel=4)
+
+
+async def _agrade(log: RunLog, rows: list[dict[str, Any]], judges: list[Grader], concurrency: int | None) -> list[str]:
+    runners: dict[str, Runner] = {}
+
+    def runner_for(exp: str) -> Runner:
+        jid = f"{exp}:judge"
+        if jid not in runners:
+            runners[jid] = Runner(log, jid, concurrency=concurrency)
+            log.add_experiment(jid, name="judge", prompt_path=None, inputs_path=None,
+                               models=sorted({g.options["model"] for g in judges}), variants=["judge"],
+                               repeats=max(g.options["repeats"] for g in judges),
+                               params={"graders": [g.options for g in judges], "judges": exp})
+        return runners[jid]
+
+    async def one(run: dict[str, Any], g: Grader) -> str | None:
+        runner = runner_for(run["experiment_id"])
+        row = InputRow(id=run.get("input_id") or "", vars=run.get("input_vars") or {},
+                       tags=tuple(run.get("input_tags") or ("normal",)), expected=run.get("expected"))
+
+        async def call(*, model: str, messages: list[dict[str, str]], params: dict[str, Any], repeat: int) -> Any:
+            c = Call(model=model, messages=messages, params=params, repeat=repeat, seed=params.get("seed"),
+                     seed_chosen_by_user=True, variant=judge_variant(g), row=row, role="judge", parent_id=run["id"],
+                     conversation_id=new_id())
+            return await runner.call(c)
+
+        gr = await g.afn(run, call)  # type: ignore[misc]
+        return None if gr is None else log.add_grades([grade_row(run, g.name, gr)])[0]
+
+    try:
+        ids = await asyncio.gather(*[one(r, g) for g in judges for r in rows])
+    finally:
+        for r in runners.values():
+            await r.aclose()
+    return [i for i in ids if i is not None]
+
+
+# ---- agreement with people ----------------------------------------------------------------------
 
 AlphaLevel = Literal["nominal", "ordinal", "interval", "ratio"]
 
@@ -124,35 +332,6 @@ def _agreement_ci(fn: Callable[..., float], x: Sequence[Any], y: Sequence[Any], 
     return (max(-1.0, low), min(1.0, high)) if low == low else (float("nan"), float("nan"))
 
 
-def judge(rubric: str, *, model: str = "local:smollm2", repeats: int = 3, scale: JudgeScale = "1-5",
-          pass_at: float | None = None, max_tokens: int = 24, seed: int = 0) -> Grader:
-    """An LLM judge: asks ``model`` to score each output against ``rubric``, at temperature 0,
-    ``repeats`` times per output (distinct repeat index and seed, never served from cache).
-
-    Each judge call is a logged run with role ``judge``, ``parent_id`` = the graded run, in the
-    experiment ``<graded experiment>:judge`` (so the graded experiment's own tables stay one row
-    per answer). The grade row's score is the median of the parsed scores, ``passed`` is
-    ``score >= pass_at`` (default 4 on 1-5, 7 on 1-10, PASS on pass/fail), and ``detail`` holds
-    every score, the judge's self-agreement (share of repeats giving the most common score) and
-    the judge run ids. A reply with no readable score counts as ``None``; when no repeat gives a
-    score, the label is ``unparsed``. Temperature 0 on a local model is deterministic, so its
-    self-agreement is 1 by construction; on hosted models it shows real judge noise.
-    """
-    grader = judge_grader(rubric, model=model, repeats=repeats, scale=scale, pass_at=pass_at, max_tokens=max_tokens,
-                          seed=seed)
-    check_model(grader)
-    return grader
-
-
-def check_model(grader: Grader) -> None:
-    """Raise :class:`~lab.errors.ModelSpecError` (or ParameterError) now, before any call, when a
-    judge's model is unknown or does not take its parameters. Other graders pass."""
-    if grader.afn is None or "model" not in grader.options:
-        return
-    provider = get_provider(grader.options["model"])
-    provider.check_params({**grader.options.get("params", {}), "seed": 0})
-
-
 def judge_agreement(grades: pd.DataFrame, *, judge: str, human: str, confidence: float = 0.95,
                     seed: int = 0) -> dict[str, Any]:
     """How well a judge agrees with a person (or any two graders) on the runs both graded.
@@ -194,6 +373,8 @@ def judge_agreement(grades: pd.DataFrame, *, judge: str, human: str, confidence:
             "judge_self_agreement": float(sum(self_agree) / len(self_agree)) if self_agree else float("nan"),
             "unparsed_share": unparsed}
 
+
+# ---- decoys ------------------------------------------------------------------------------------
 
 # Outputs no grader should pass, put into a judge's batch to see whether it can be gamed.
 DECOYS: dict[str, str] = {
@@ -238,7 +419,9 @@ def judge_decoys(judge_grader: Grader, runs: RunsLike, *, per_kind: int = 3,
             records.append(rec)
     decoy_runs = log.runs(experiment=records[0].experiment_id)
     decoy_runs = decoy_runs[decoy_runs["id"].isin({r.id for r in records})]
-    grades = grade(decoy_runs, judge_grader, log=log, roles=("decoy",))
+    new = set(grade_with_judges(log, decoy_runs.to_dict("records"), [judge_grader]))
+    grades = log.grades(experiment=records[0].experiment_id)
+    grades = grades[grades["id"].isin(new)]
     merged = decoy_runs[["id", "variant"]].merge(grades[["run_id", "score", "passed"]], left_on="id",
                                                  right_on="run_id", how="left")
     out = merged.groupby("variant", sort=False).agg(n=("id", "size"), passed=("passed", "sum"),

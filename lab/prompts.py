@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ._yaml import YamlSyntaxError, line_of, load_with_lines, read_text
 from .errors import GraderError, PromptFileError
-from .graders import grader_from_spec
+from .graders import check_grader_spec
 from .names import name_problem
 from .text import EscapeHatch, normalize_for_matching  # noqa: F401  (part of a prompt file)
 
@@ -344,7 +344,7 @@ class _PromptSpec(BaseModel):
     description: str | None = None
     escape_hatch: str | _EscapeHatch | None = None
     params: dict[str, Any] | None = None
-    grader: dict[str, Any] | None = None  # how outputs are graded, e.g. {kind: match, mode: numeric}; see lab.grading
+    grader: dict[str, Any] | None = None  # how outputs are graded, e.g. {kind: match, mode: numeric}; see lab.grades
     variants: dict[str, _VariantSpec] = Field(min_length=1)
 
     _v_params = field_validator("params")(classmethod(lambda cls, v: _check_params(v)))
@@ -426,7 +426,13 @@ class PromptFile:
     task: str
     description: str | None
     variants: dict[str, Variant]
-    grader: dict[str, Any] | None = None  # the file's ``grader:`` spec (lab.graders.grader_from_spec)
+    grader: dict[str, Any] | None = None  # the file's ``grader:`` spec (checked by lab.graders.check_grader_spec)
+    grader_line: int | None = None  # where ``grader:`` is in the file, for errors raised when it is built
+
+    @property
+    def grader_where(self) -> str:
+        """``<path> line <n>: grader``: how errors about the file's ``grader:`` begin."""
+        return f"{self.path}" + (f" line {self.grader_line}" if self.grader_line else "") + ": grader"
 
     def variant(self, name: str) -> Variant:
         try:
@@ -632,11 +638,11 @@ def load_prompt(path: str | Path) -> PromptFile:
             allow_empty=v.allow_empty,
             parts=parts,
         )
+    loaded = PromptFile(path=str(path), task=spec.task, description=spec.description, variants=variants,
+                        grader=spec.grader, grader_line=line_of(node, ("grader",)) if spec.grader is not None else None)
     if spec.grader is not None:  # checked now, so a typo fails before any model call
-        line = line_of(node, ("grader",))
         try:
-            grader_from_spec(spec.grader, f"{path}" + (f" line {line}" if line else "") + ": grader")
+            check_grader_spec(spec.grader, loaded.grader_where)
         except GraderError as exc:
             raise PromptFileError(str(exc)) from None
-    return PromptFile(path=str(path), task=spec.task, description=spec.description, variants=variants,
-                      grader=spec.grader)
+    return loaded

@@ -37,7 +37,7 @@ from .config import DEFAULT_MODEL
 from .errors import CallCancelled, LabError, ParameterError, PromptFileError
 from .experiments import Experiment, record_prompt_version
 from .graders import graders_or_default
-from .grading import grade, rate
+from .grades import grade, rate
 from .grid import GradeBadge, badge
 from .inputs import InputRow, InputSet, load_inputs
 from .names import experiment_id as new_experiment_id

@@ -10,7 +10,7 @@ import pytest
 
 import lab
 from lab.errors import GraderError
-from lab.graders import parse_judge_score
+from lab.judges import parse_judge_score
 from lab.text import normalize, numbers_in
 from tests import scripted
 
@@ -242,6 +242,37 @@ def test_prompt_file_grader_typo_fails_at_load(write):
         lab.prompts.load_prompt(p)
 
 
+def test_prompt_file_judge_spec_typo_fails_at_load(write):
+    p = write("p.yaml", "task: t\ngrader:\n  kind: judge\n  rubrc: Correct.\nvariants:\n  a:\n    user: hi\n")
+    with pytest.raises(lab.PromptFileError, match="line 2: grader: judge has no option 'rubrc'"):
+        lab.prompts.load_prompt(p)
+    p = write("q.yaml", "task: t\ngrader:\n  kind: judge\n  rubric: Correct.\n  repeats: two\nvariants:\n  a:\n    user: hi\n")
+    with pytest.raises(lab.PromptFileError, match="line 2: grader: judge's repeats must be int"):
+        lab.prompts.load_prompt(p)
+
+
+def test_prompt_file_judge_with_a_bad_value_fails_before_any_call_naming_file_and_line(write, run_log):
+    p = write("p.yaml", "task: t\ngrader:\n  kind: judge\n  rubric: Correct.\n  repeats: 0\nvariants:\n  a:\n    user: hi\n")
+    lab.prompts.load_prompt(p)  # the shape is right; the value is checked where the judge is built
+    with pytest.raises(GraderError, match=r"p\.yaml line 2: grader: judge: repeats"):
+        lab.compare_framings(p, model="scripted:echo", log=run_log)
+    p = write("q.yaml", "task: t\ngrader:\n  kind: judge\n  rubric: Correct.\n  model: nowhere:x\nvariants:\n  a:\n    user: hi\n")
+    with pytest.raises(lab.ModelSpecError, match=r"q\.yaml line 2: grader: "):
+        lab.compare_framings(p, model="scripted:echo", log=run_log)
+    assert run_log.runs().empty
+
+
+def test_the_judge_spec_prompt_files_are_checked_against_takes_what_the_judge_takes():
+    import inspect
+
+    assert list(lab.graders.JUDGE_SPEC_FIELDS) == list(inspect.signature(lab.judges.judge).parameters)
+    assert lab.graders.check_grader_spec({"kind": "judge", "rubric": "Correct.", "repeats": 2}) is None
+    with pytest.raises(GraderError, match="lab.judges.judge_from_spec"):
+        lab.graders.grader_from_spec({"kind": "judge", "rubric": "Correct."})
+    built = lab.judges.judge_from_spec({"kind": "judge", "rubric": "Correct.", "model": "scripted:judge4", "repeats": 2})
+    assert built.name == "judge:scripted:judge4" and built.options["repeats"] == 2
+
+
 def test_judge_decoys_are_logged_graded_and_counted_per_kind(run_log, write):
     # a gameable "judge": scores every answer 5, decoys included
     scripted.SCRIPTS["lenient"] = lambda m, p: "5"
@@ -270,7 +301,7 @@ def test_a_local_judge_can_be_checked_against_decoys(run_log, write):
 
 
 def test_built_in_prompts_are_filled_in_one_pass():
-    from lab.graders import JUDGE_TEMPLATE
+    from lab.judges import JUDGE_TEMPLATE
     from lab.text import fill
 
     text = fill(JUDGE_TEMPLATE, request="Explain what {answer} means in a template", answer="MODEL SAID THIS",

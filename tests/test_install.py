@@ -6,6 +6,7 @@ ever builds or installs into a real environment); the smoke test runs the real i
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,9 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from lab import llama_build
-
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def tool(name: str):
+    """One of the install tools in tools/ (scripts run by path, not a package), imported for its functions."""
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+llama_build = tool("llama_build")
 VERSION = llama_build.llama_version()
 
 FAKE_PYTHON = textwrap.dedent(f"""\
@@ -50,7 +60,7 @@ def env(tmp_path, monkeypatch):
         info = {"machine": machine, "platform": "linux-x86_64", "tag": "cp311", "prefix": str(prefix),
                 "installed": installed}
         log.write_text("")
-        out = subprocess.run([sys.executable, str(ROOT / "lab" / "llama_build.py"), "--python", str(python), *extra],
+        out = subprocess.run([sys.executable, str(ROOT / "tools" / "llama_build.py"), "--python", str(python), *extra],
                              env={**os.environ, "FAKE_LOG": str(log), "FAKE_INFO": json.dumps(info),
                                   "PROMPTLAB_WHEELHOUSE": str(house)},
                              capture_output=True, text=True, check=True)
@@ -120,7 +130,7 @@ def test_the_makefile_installs_the_portable_llama_before_the_package_and_stamps_
     recipe = (ROOT / "Makefile").read_text().split("$(STAMP):", 1)[1].split("\n\n", 1)[0]
     steps = [line.strip() for line in recipe.splitlines()[1:]]
     order = [next(i for i, s in enumerate(steps) if what in s)
-             for what in ("lab/llama_build.py", "-e '.[dev]'", "-m lab.smoke", "touch $@")]
+             for what in ("tools/llama_build.py", "-e '.[dev]'", "tools/smoke.py", "touch $@")]
     assert order == sorted(order)
 
 
@@ -130,7 +140,7 @@ def test_a_crashing_build_gets_one_paragraph_saying_what_happened_and_what_to_do
     crashing.write_text(f"#!{sys.executable}\nimport os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
     crashing.chmod(0o755)
     from lab.providers.local import WorkerDied
-    from lab.smoke import crash_advice, smoke
+    crash_advice, smoke = tool("smoke").crash_advice, tool("smoke").smoke
 
     with pytest.raises(WorkerDied) as info:
         smoke(tmp_path / "model.gguf", python=str(crashing))
@@ -141,7 +151,7 @@ def test_a_crashing_build_gets_one_paragraph_saying_what_happened_and_what_to_do
 
 @pytest.mark.slow
 def test_the_smoke_test_generates_with_the_installed_model_in_a_subprocess():
-    out = subprocess.run([sys.executable, "-m", "lab.smoke"], capture_output=True, text=True, timeout=300,
+    out = subprocess.run([sys.executable, "tools/smoke.py"], capture_output=True, text=True, timeout=300,
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("smoke test: the local model answered '")

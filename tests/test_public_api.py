@@ -64,7 +64,7 @@ def test_old_spellings_are_gone_not_aliased(old):
 
 
 def test_names_that_used_to_collide_now_say_what_they_hold():
-    assert lab.rate.__module__ == "lab.grading" and lab.stats.rates.__module__ == "lab.stats"
+    assert lab.rate.__module__ == "lab.grades" and lab.stats.rates.__module__ == "lab.stats"
     assert lab.escape_report.__module__ == "lab.techniques.escape"
     assert lab.graders.escape_hatch.__module__ == "lab.graders" and lab.tables.escaped.__module__ == "lab.tables"
     assert not hasattr(lab.widgets, "escaped")  # an HTML helper, not a second `escaped`

@@ -7,8 +7,8 @@ from typing import Any
 
 from ..experiments import Experiment, Runs
 from ..graders import Grader, check_grader_list, grader_from_spec, graders_or_default
-from ..grading import grade
-from ..judges import check_model
+from ..grades import grade
+from ..judges import judge_from_spec
 from ..prompts import PromptFile, Variant, load_prompt, version_of
 from ..store import RunLog
 
@@ -27,10 +27,9 @@ def resolve_graders(grader: Grader | list[Grader] | None, prompt: PromptFile | N
     if given:
         return given
     spec = getattr(prompt, "grader", None) if prompt is not None else None
-    if spec and prompt is not None:
-        named = grader_from_spec(spec, f"{prompt.path}: grader")
-        check_model(named)  # a judge's model, before any call
-        return [named]
+    if spec and prompt is not None:  # the file checked its shape when it loaded; a judge's values and model now
+        build = judge_from_spec if spec.get("kind") == "judge" else grader_from_spec
+        return [build(spec, prompt.grader_where)]
     return []
 
 

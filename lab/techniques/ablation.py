@@ -27,7 +27,7 @@ from ..config import PAIRED, RunConfig, RunOptions
 from ..errors import ParameterError, PromptFileError
 from ..experiments import Experiment
 from ..graders import Grader
-from ..grading import grade
+from ..grades import grade
 from ..inputs import InputSet
 from ..prompts import PromptFile, Variant, join_parts, version_of
 from ..stats import MIN_INPUTS, TOO_FEW, Plan, adjust_family, format_p, interval_ends, paired_difference, plan, plural

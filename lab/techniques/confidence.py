@@ -22,7 +22,7 @@ from .. import calibration as cal
 from ..config import PAIRED, RunConfig, RunOptions
 from ..experiments import Experiment
 from ..graders import Grader
-from ..grading import grade
+from ..grades import grade
 from ..inputs import InputSet
 from ..prompts import PromptFile
 from ..store import RunLog

@@ -27,7 +27,7 @@ from ..config import DEFAULT_MODEL, DEFAULT_PARAMS
 from ..errors import CallCancelled, ConversationError, ParameterError
 from ..experiments import record_prompt_version
 from ..graders import Grader, check_grader_list, match
-from ..grading import grade
+from ..grades import grade
 from ..inputs import InputRow
 from ..names import experiment_id
 from ..prompts import Variant

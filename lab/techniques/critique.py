@@ -23,7 +23,7 @@ from ..errors import BudgetExceeded, ParameterError
 from ..experiments import Experiment
 from ..findings import Findings, findings
 from ..graders import Grader
-from ..grading import grade
+from ..grades import grade
 from ..inputs import InputSet
 from ..judges import judge
 from ..names import html_text

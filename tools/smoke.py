@@ -1,9 +1,10 @@
 """The install's smoke test: load the bundled model in a worker process and generate a few tokens.
 
-    python -m lab.smoke            # prints what the model said; exit code 1 with one paragraph if it crashed
+    python tools/smoke.py          # prints what the model said; exit code 1 with one paragraph if it crashed
 
 ``make install`` runs it after installing, so a build that dies on this CPU is found at install
-time, with what to do, instead of on the first call in a notebook.
+time, with what to do, instead of on the first call in a notebook. An install tool, not part of the
+runtime package: it imports the installed ``lab`` like any user of it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import LabError
-from .providers.local import LocalWorker, WorkerDied, bundled_model_path
+from lab.errors import LabError
+from lab.providers.local import LocalWorker, WorkerDied, bundled_model_path
 
 REBUILD = "make install-llama REBUILD=1 && make install"
 

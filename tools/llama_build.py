@@ -1,8 +1,8 @@
 """Install a portable llama-cpp-python into an environment (``make install`` runs this first).
 
-    python lab/llama_build.py --python .venv/bin/python            # what make install does
-    python lab/llama_build.py --python "$(which python)"           # a conda env (see README)
-    python lab/llama_build.py --python .venv/bin/python --rebuild  # build the wheel again
+    python tools/llama_build.py --python .venv/bin/python            # what make install does
+    python tools/llama_build.py --python "$(which python)"           # a conda env (see README)
+    python tools/llama_build.py --python .venv/bin/python --rebuild  # build the wheel again
 
 Run by path with any Python 3.11+: it needs only the standard library (the lab's own dependencies
 are not installed yet when it runs).
