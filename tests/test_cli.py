@@ -163,3 +163,22 @@ def test_help_lists_the_commands_in_order_and_h_is_help(capsys):
     commands = ["run", "runs", "show", "export", "run-notebook", "export-html", "index", "batch", "log"]
     assert [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line[2:3].strip()] == commands
     assert main(["show", "--help"]) == 0 and "--summary-only" in capsys.readouterr().out
+
+
+def test_run_notebook_prints_the_notebooks_summary_from_the_log_then_its_findings(write, run_log, monkeypatch,
+                                                                                  capsys):
+    import lab.notebooks
+    from lab.cli import main
+
+    inputs = write("in.yaml", "- {id: a, text: one}\n- {id: b, text: two}\n")
+    exp = lab.experiment(write("p.yaml", PROMPT), inputs, model="scripted:echo", log=run_log, progress="off")
+    exp.run()
+    ran = lab.notebooks.NotebookRun(source=Path("nb.ipynb"), experiment_id=exp.id, parameters={},
+                                    notebook=Path("out/nb.ipynb"), html=None, log_path=run_log.path, wall_s=1.0)
+    monkeypatch.setattr(lab.notebooks, "run_notebook", lambda *args, **kwargs: ran)
+    assert main(["run-notebook", "nb.ipynb", "--log", str(run_log.path)]) == 0
+    out = capsys.readouterr().out
+    summary = out.index("mean_latency_ms")
+    assert out.splitlines()[out[:summary].count("\n") + 2].split()[:2] == ["a", "2"]  # variant a: 2 calls
+    assert summary < out.index(f"Findings for {exp.id}") < out.index(f"experiment {exp.id}: 2 calls")
+    assert ran.summary().loc["a", "n"] == 2  # the same table, as a DataFrame
