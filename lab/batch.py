@@ -36,7 +36,6 @@ from .providers.batch_adapters import BatchAPI, BatchRequest, BatchResult, Batch
 from .providers.registry import batch_api, has_batch_api
 from .runner import Call, Runner
 from .store import RunLog, RunRecord, now
-from .tables import summary
 
 if TYPE_CHECKING:
     from .stats import Plan, PowerEstimate
@@ -68,7 +67,8 @@ class BatchRun:
         return self.log.runs(experiment=self.experiment_id)
 
     def summary(self) -> pd.DataFrame:
-        return summary(self.df)
+        """The experiment's summary so far (:meth:`lab.store.RunLog.summary`)."""
+        return self.log.summary(self.experiment_id)
 
     def __repr__(self) -> str:
         states = ", ".join(f"{r.batch_id} {r.state} ({r.request_count})" for r in self.batches.itertuples())

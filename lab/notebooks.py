@@ -127,10 +127,8 @@ class NotebookRun:
         return RunLog(self.log_path).runs(experiment=self.experiment_id)
 
     def summary(self) -> pd.DataFrame:
-        """Per variant: n, answered, escaped, errors, mean latency, tokens, cost."""
-        from .tables import summary
-
-        return summary(self.runs())
+        """Per variant: n, answered, escaped, errors, mean latency, tokens, cost (:meth:`lab.store.RunLog.summary`)."""
+        return RunLog(self.log_path).summary(self.experiment_id)
 
 
 def run_notebook(notebook: str | Path, parameters: Mapping[str, Any] | None = None, *,

@@ -35,7 +35,8 @@ blind = False  # True: a blind report, variants named A, B, ... (the order shuff
 log = lab.log()
 chosen = experiments or list(log.experiments()["id"].tail(1))
 runs = log.runs(experiment=chosen, as_of=as_of)
-runs = lab.widgets.blinded(runs) if blind else runs
+names = lab.widgets.blind_names(runs) if blind else {}  # variant -> "variant A", ...
+runs = lab.widgets.blinded(runs, names) if blind else runs
 grades = log.grades(as_of=as_of)
 lab.widgets.findings_block(runs, grades)
 
@@ -43,7 +44,7 @@ lab.widgets.findings_block(runs, grades)
 # ## Per variant: calls, outcomes, latency and cost
 
 # %%
-lab.tables.readable(lab.tables.summary(runs))
+lab.tables.readable(log.summary(chosen, as_of=as_of).rename(index=names, level="variant"))
 
 # %% [markdown]
 # ## Outcomes per variant and input tag

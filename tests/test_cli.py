@@ -105,3 +105,80 @@ def test_a_password_in_the_log_url_is_refused_without_being_shown(capsys, monkey
     assert main(["runs"]) == 2
     err = capsys.readouterr().err
     assert "PGPASSWORD" in err and "hunter2-secret" not in err and "db.example/lab" in err
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["run", "p.yaml", "--split", "nope"], "'--split': 'nope' is not one of 'dev', 'held_out', 'all'"),
+    (["run", "p.yaml", "-p", "max_tokens"], "'--param' / '-p': --param wants NAME=VALUE, got 'max_tokens'"),
+    (["run", "p.yaml", "--repeats", "three"], "'--repeats' / '-n': 'three' is not a valid integer"),
+    (["show"], "Missing argument 'EXPERIMENT'"),
+    (["show", "x", "--colour"], "No such option '--colour'"),
+    (["batch", "submit", "p.yaml"], "Missing option '--model'"),
+    (["log", "merge", "a.db"], "Missing option '--into'"),
+])
+def test_a_usage_error_exits_2_naming_the_option_before_anything_runs(argv, named, capsys, model_calls):
+    from lab.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Usage: python -m lab" in err and "Traceback" not in err
+    assert model_calls == []
+
+
+def test_log_may_come_before_or_after_the_command_and_the_later_one_wins(tmp_path, capsys):
+    from lab.cli import main
+
+    before, after = str(tmp_path / "before.db"), str(tmp_path / "after.db")
+    assert main(["show", "x", "--log", after]) == 2  # as `run` prints it: show <id> --log <path>
+    assert f"{after}: no run log there" in capsys.readouterr().err
+    assert main(["--log", before, "runs", "--log", after]) == 2
+    assert f"{after}: no run log there" in capsys.readouterr().err
+    assert main(["--log", before, "runs"]) == 2
+    assert f"{before}: no run log there" in capsys.readouterr().err
+
+
+def test_run_notebook_grid_takes_every_value_up_to_the_next_option(monkeypatch, capsys):
+    import lab.notebooks
+    from lab.cli import main
+
+    seen = {}
+
+    def fake_grid(notebook, grid, base=None, **kwargs):
+        seen.update(notebook=notebook, grid=grid, base=base, log=kwargs["log"])
+        return lab.notebooks.GridRun()
+
+    monkeypatch.setattr(lab.notebooks, "run_grid", fake_grid)
+    assert main(["run-notebook", "nb.ipynb", "-g", "repeats", "2", "5", "-g", "model", "local:smollm2", "scripted:echo",
+                 "-p", "temperature", "-0.5", "--no-html", "--log", "l.db"]) == 0
+    assert seen == {"notebook": "nb.ipynb", "grid": {"repeats": [2, 5], "model": ["local:smollm2", "scripted:echo"]},
+                    "base": {"temperature": -0.5}, "log": "l.db"}
+    assert "0 of 0 parameter sets ran" in capsys.readouterr().out
+
+
+def test_help_lists_the_commands_in_order_and_h_is_help(capsys):
+    from lab.cli import main
+
+    assert main(["-h"]) == 0
+    out = capsys.readouterr().out
+    commands = ["run", "runs", "show", "export", "run-notebook", "export-html", "index", "batch", "log"]
+    assert [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line[2:3].strip()] == commands
+    assert main(["show", "--help"]) == 0 and "--summary-only" in capsys.readouterr().out
+
+
+def test_run_notebook_prints_the_notebooks_summary_from_the_log_then_its_findings(write, run_log, monkeypatch,
+                                                                                  capsys):
+    import lab.notebooks
+    from lab.cli import main
+
+    inputs = write("in.yaml", "- {id: a, text: one}\n- {id: b, text: two}\n")
+    exp = lab.experiment(write("p.yaml", PROMPT), inputs, model="scripted:echo", log=run_log, progress="off")
+    exp.run()
+    ran = lab.notebooks.NotebookRun(source=Path("nb.ipynb"), experiment_id=exp.id, parameters={},
+                                    notebook=Path("out/nb.ipynb"), html=None, log_path=run_log.path, wall_s=1.0)
+    monkeypatch.setattr(lab.notebooks, "run_notebook", lambda *args, **kwargs: ran)
+    assert main(["run-notebook", "nb.ipynb", "--log", str(run_log.path)]) == 0
+    out = capsys.readouterr().out
+    summary = out.index("mean_latency_ms")
+    assert out.splitlines()[out[:summary].count("\n") + 2].split()[:2] == ["a", "2"]  # variant a: 2 calls
+    assert summary < out.index(f"Findings for {exp.id}") < out.index(f"experiment {exp.id}: 2 calls")
+    assert ran.summary().loc["a", "n"] == 2  # the same table, as a DataFrame

@@ -11,7 +11,6 @@ import pytest
 
 import lab
 from lab.store import RunRecord
-from lab.tables import summary
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -28,7 +27,7 @@ variants:
 """
 COUNTRIES = ["France", "Japan", "Peru", "Kenya"]
 
-# The comparison table (lab.tables.summary) as one DuckDB query over the exported dataset; the
+# The comparison table (log.summary) as one DuckDB query over the exported dataset; the
 # README's "Large runs" section shows the same query.
 COMPARISON_SQL = """
 SELECT variant, model,
@@ -106,7 +105,7 @@ def test_100k_rows_export_to_partitioned_parquet_that_duckdb_reads_as_the_compar
     t_query = time.perf_counter() - t0
     assert got.n.sum() == 100_000
 
-    want = summary(run_log.runs(experiment=exp_id), by=["variant", "model"]).reset_index()
+    want = run_log.summary(exp_id).reset_index()  # two models: per variant and model
     want = want.sort_values(["variant", "model"]).reset_index(drop=True)
     for col in ["variant", "model", "n", "answered", "escaped", "errors", "output_tokens"]:
         assert list(got[col]) == list(want[col]), col

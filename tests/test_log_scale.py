@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import subprocess
 import sys
 import time
@@ -16,7 +17,6 @@ import pytest
 import lab
 from lab.providers.base import Completion
 from lab.store import RunRecord
-from lab.tables import summary
 from tests import scripted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,16 +228,46 @@ def _rows(exp: str, n: int) -> list[RunRecord]:
     return out
 
 
-@pytest.mark.usefixtures("backend")
-@pytest.mark.parametrize("models", [("openai:gpt-4o-mini", "local:smollm2"), ("openai:gpt-4o-mini",)])
-def test_the_summary_computed_by_sqlite_matches_the_pandas_one(run_log, models):
-    rows = [r for r in _rows("big", 300) if r.model in models]
-    run_log.add_runs(rows)
-    run_log.add_runs(_rows("other", 30))
-    import pandas as pd
+def _call(exp: str, variant: str, outcome: str, latency_ms: float, tokens: int | None, cost: float | None,
+          model: str = "openai:gpt-4o-mini") -> RunRecord:
+    return RunRecord(experiment_id=exp, model=model, variant=variant, messages=[{"role": "user", "content": "q"}],
+                     outcome=outcome, input_id="in", output=None if outcome == "error" else "out",
+                     latency_ms=latency_ms, output_tokens=tokens, cost_usd=cost)
 
-    pd.testing.assert_frame_equal(run_log.summary("big"), summary(run_log.runs(experiment="big")),
-                                  check_dtype=False)
+
+@pytest.mark.usefixtures("backend")
+def test_the_summary_counts_outcomes_and_sums_cost_only_when_every_price_is_known(run_log):
+    run_log.add_runs([_call("e", "a", "answered", 10, 3, 0.001), _call("e", "b", "answered", 40, 5, None),
+                      _call("e", "a", "escaped", 20, 2, 0.002), _call("e", "a", "error", 31, None, None),
+                      _call("e", "b", "error", 50, None, 0.0), _call("other", "a", "answered", 99, 9, 9.0)])
+    s = run_log.summary("e")
+    assert s.index.name == "variant" and list(s.index) == ["a", "b"]  # one model: per variant, as first seen
+    assert s.loc["a", ["n", "answered", "escaped", "errors", "output_tokens"]].tolist() == [3, 1, 1, 1, 5]
+    assert s.loc["a", "mean_latency_ms"] == 20.3
+    assert math.isnan(s.loc["a", "cost_usd"])  # the error's price is unknown: no partial sum
+    assert s.loc["b", ["n", "answered", "errors"]].tolist() == [2, 1, 1] and math.isnan(s.loc["b", "cost_usd"])
+    run_log.add_runs([_call("known", "a", "answered", 10, 1, 0.25), _call("known", "a", "error", 10, None, 0.0)])
+    assert run_log.summary("known").loc["a", "cost_usd"] == 0.25
+
+
+@pytest.mark.usefixtures("backend")
+def test_the_summary_is_per_variant_and_model_when_an_experiment_has_several_models(run_log):
+    run_log.add_runs([_call("e", "b", "answered", 10, 1, 0.5, model="local:smollm2"),
+                      _call("e", "a", "answered", 10, 1, 0.5), _call("e", "b", "escaped", 30, 2, 0.25),
+                      _call("e", "a", "answered", 20, 1, 0.5)])
+    s = run_log.summary("e")
+    assert s.index.names == ["variant", "model"]
+    assert list(s.index) == [("b", "local:smollm2"), ("a", "openai:gpt-4o-mini"), ("b", "openai:gpt-4o-mini")]
+    assert s["n"].tolist() == [1, 2, 1] and s["mean_latency_ms"].tolist() == [10.0, 15.0, 30.0]
+    assert s["cost_usd"].tolist() == [0.5, 1.0, 0.25]
+    assert run_log.summary("e", model="local:smollm2").index.tolist() == ["b"]  # filters as log.runs
+
+
+@pytest.mark.usefixtures("backend")
+def test_the_summary_of_an_experiment_without_runs_is_an_empty_table(run_log):
+    s = run_log.summary("nothing")
+    assert s.empty and list(s.columns) == ["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens",
+                                           "cost_usd"]
 
 
 @pytest.mark.usefixtures("backend")

@@ -94,3 +94,8 @@ def test_readme_docs_and_notebooks_use_the_current_spellings(path):
         except (AttributeError, ModuleNotFoundError):
             old.append(f"lab.{spelled}")
     assert not old, f"{path} spells names that do not exist: {old}"
+
+
+def test_the_summary_table_is_the_run_logs_only():
+    """One computation (SQL, in the store): no pandas copy to keep equal to it."""
+    assert not hasattr(lab.tables, "summary") and callable(lab.store.RunLog.summary)

@@ -154,9 +154,10 @@ class Queries:
         return by, cols, rows
 
     def summary(self, experiment: str | list[str] | None = None, **filters: Any) -> pd.DataFrame:
-        """Per variant (and model, when there are several) the same table as ``lab.tables.summary(runs)``,
-        computed by SQLite (an index holds what it reads): n, answered, escaped, errors, mean latency,
-        output tokens and cost (NaN when any call's price is unknown). Filters as :meth:`runs`."""
+        """Per variant (and model, when there are several; in order of first appearance): n, answered,
+        escaped, errors, mean latency, output tokens and cost (NaN when any call's price is unknown,
+        rather than a partial sum). The lab's one summary: computed by the database (an index holds
+        what it reads), read here into a DataFrame. Filters as :meth:`runs`."""
         import pandas as pd
 
         by, cols, rows = self.summary_rows(experiment, **filters)
