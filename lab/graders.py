@@ -188,6 +188,8 @@ DEFAULT_GRADER = "match:default"
 
 
 DEFAULT_GRADER_NOTE = "graded by normalized match against `expected` (at the start of the output; no grader named)"
+#: above this share of unparsed judge grades, a judge's grades are not to be trusted (a warning, a caveat)
+UNPARSED_WARN_SHARE = 0.2
 
 
 def default_grader() -> Grader:

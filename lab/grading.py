@@ -28,12 +28,11 @@ import pandas as pd
 
 from .errors import GraderError
 from .experiments import Runs
-from .graders import Grade, Grader, RunRow
+from .graders import UNPARSED_WARN_SHARE, Grade, Grader, RunRow
 from .inputs import InputRow
 from .prompts import Variant, version_of
 from .runner import Call, Runner, run_sync
 from .store import RunLog, new_id
-from .tables import UNPARSED_WARN_SHARE
 
 RunsLike: TypeAlias = pd.DataFrame | Runs | str  # rows, a run's result, or an experiment id
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ParameterError
+from .graders import UNPARSED_WARN_SHARE as UNPARSED_WARN_SHARE  # a share of unparsed judge grades worth a warning
 from .text import normalize
 
 SUMMARY_COLUMNS = ["n", "answered", "escaped", "errors", "mean_latency_ms", "output_tokens", "cost_usd"]
@@ -196,7 +197,6 @@ def critique_rounds(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, g
     return pd.DataFrame(rows, columns=cols).sort_values(["variant", "input_id", "repeat", "round"]).reset_index(drop=True)
 
 
-UNPARSED_WARN_SHARE = 0.2
 
 
 def unparsed_share(grades: pd.DataFrame, judge: str | None = None) -> float:

@@ -131,6 +131,40 @@ class Queries:
                                        tag=tag, outcome=outcome, role=role, as_of=as_of)
         return self._query("runs", where, args, columns=None if columns is None else list(columns))
 
+    def run_rows(self, experiment: str, columns: list[str]) -> list[tuple]:
+        """One experiment's runs as plain tuples of ``columns``, oldest first, JSON columns decoded:
+        what ``python -m lab run`` and ``show`` read findings and grade from, without pandas."""
+        return self._rows("runs", experiment, columns)
+
+    def grade_rows(self, experiment: str, columns: list[str]) -> list[tuple]:
+        """One experiment's grades as plain tuples of ``columns``, oldest first (as :meth:`run_rows`)."""
+        return self._rows("grades", experiment, columns)
+
+    def _rows(self, table: str, experiment: str, columns: list[str]) -> list[tuple]:
+        known = self._columns(table)
+        unknown = [c for c in columns if c not in known]
+        if unknown:
+            raise StoreError(f"columns: {unknown} are not columns of the {table} table; it has {sorted(known)}")
+        with self._sql(f"read the {table} table"):
+            rows = self._db.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE experiment_id = ? ORDER BY seq",
+                                    [experiment]).fetchall()
+        decode = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS.get(table, ())]
+        if not decode or not rows:
+            return rows
+        cols = [list(c) for c in zip(*rows)]
+        for i in decode:
+            cols[i] = _decode_json_column(cols[i])
+        return list(zip(*cols))
+
+    def any_expected(self, experiment: str, roles: list[str]) -> bool:
+        """Whether some run of ``experiment`` in one of ``roles`` has an expected answer."""
+        marks = ", ".join("?" for _ in roles)
+        with self._sql("look for expected answers"):
+            row = self._db.execute(f"SELECT 1 FROM runs WHERE experiment_id = ? AND coalesce(role, 'answer') IN ({marks})"
+                                   " AND expected IS NOT NULL AND expected <> 'null' LIMIT 1",
+                                   [experiment, *roles]).fetchone()
+        return row is not None
+
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run row by its id, as a dict (None when the log has no such run)."""
         found = self._query("runs", ["id = ?"], [run_id])
@@ -284,12 +318,15 @@ class Queries:
         calls, and its first and last call (``until``: only versions first run by then), oldest first."""
         import pandas as pd
 
+        return pd.DataFrame.from_records(self.versions_tried_rows(task, input_ids, until=until),
+                                         columns=["variant", "prompt_version", "inputs", "calls", "first_at", "last_at"])
+
+    def versions_tried_rows(self, task: str, input_ids: list[str], *, until: str | None = None) -> list[tuple]:
+        """:meth:`versions_tried` as plain tuples (variant, prompt_version, inputs, calls, first_at, last_at)."""
         sql = ("SELECT variant, prompt_version, count(DISTINCT input_id), count(*), min(finished_at),"
                " max(finished_at) FROM runs WHERE task = ? AND coalesce(role, 'answer') = 'answer'"
                f" AND input_id IN ({self._db.json_elements}) GROUP BY variant, prompt_version")
         sql += " HAVING min(finished_at) <= ?" if until is not None else ""
         args: list[Any] = [task, json.dumps(list(input_ids))] + ([until] if until is not None else [])
         with self._sql("count the versions tried on these inputs"):
-            rows = self._db.execute(sql + " ORDER BY min(seq)", args).fetchall()
-        return pd.DataFrame.from_records(rows, columns=["variant", "prompt_version", "inputs", "calls", "first_at",
-                                                        "last_at"])
+            return self._db.execute(sql + " ORDER BY min(seq)", args).fetchall()
