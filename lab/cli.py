@@ -116,21 +116,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _grade_and_print_findings(log: Any, exp_id: str, prompt: Any) -> None:
     """Grade with the prompt file's grader (or the default one when inputs have expected answers),
-    then print the findings block. Reads only the columns grading and the findings use: a 20k-call
-    run's messages and parameters are never loaded."""
-    from .findings import findings
-    from .graders import graders_or_default
-    from .grading import grade
+    then print the findings block. Both read the log's rows as plain tuples, the columns they use
+    only (pandas is never loaded): a 20k-call run's messages and parameters are never read."""
+    from .findings import from_log
+    from .graders import grader_from_spec
+    from .grading import grade_stored
     from .holdout import with_selection
-    from .techniques._common import resolve_graders
 
-    graders = graders_or_default(resolve_graders(None, prompt), log.runs(experiment=exp_id, columns=["expected"]))
-    if graders:  # a judge may read the whole row (its messages); the other graders read these
-        columns = None if any(g.fn is None for g in graders) else GRADE_COLUMNS
-        grade(log.runs(experiment=exp_id, columns=columns), graders, log=log)
+    spec = getattr(prompt, "grader", None)
+    named = [grader_from_spec(spec, f"{prompt.path}: grader")] if spec else []
+    if any(g.fn is None for g in named):  # a judge reads the whole row and calls a model
+        from .grading import grade
+        from .techniques._common import resolve_graders
+
+        grade(log.runs(experiment=exp_id), resolve_graders(None, prompt), log=log)
+    else:
+        grade_stored(log, exp_id, named)
     print()
-    f = findings(log.runs(experiment=exp_id, columns=FINDINGS_COLUMNS), log.grades(exp_id), experiment_id=exp_id)
-    print(with_selection(f, log, exp_id))
+    print(with_selection(from_log(log, exp_id), log, exp_id))
 
 
 def _existing_log(args: argparse.Namespace) -> Any:
@@ -158,15 +161,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-#: what the findings block reads from the runs table (the rest is neither fetched nor parsed)
-FINDINGS_COLUMNS = ["id", "experiment_id", "variant", "prompt_version", "input_id", "input_tags", "expected", "model",
-                    "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id", "cost_usd",
-                    "finish_reason"]
-#: what the graders a prompt file can name (match, regex, json_schema, escape_hatch) read from a run
-GRADE_COLUMNS = ["id", "experiment_id", "variant", "input_id", "input_tags", "input_vars", "expected", "model",
-                 "outcome", "output", "role"]
-
-
 @command("show")
 def cmd_show(args: argparse.Namespace) -> int:
     log = _existing_log(args)
@@ -179,11 +173,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.summary_only:
         return 0
     sys.stdout.flush()
-    from .findings import findings
+    from .findings import from_log
 
     print()
-    print(findings(log.runs(experiment=args.experiment, columns=FINDINGS_COLUMNS), log.grades(args.experiment),
-                   experiment_id=args.experiment))
+    print(from_log(log, args.experiment))  # the log's rows as tuples: no pandas
     if args.outputs:
         print()
         _print_outputs(log.runs(experiment=args.experiment,

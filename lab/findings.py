@@ -15,9 +15,10 @@ Raw escape rates are compared as higher / lower, never better.
 
 from __future__ import annotations
 
+import functools
 import html
+import itertools
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -55,9 +56,18 @@ RUN_FIELDS = ["id", "variant", "input_id", "repeat", "model", "input_tags", "out
 GRADE_FIELDS = ["run_id", "grader", "passed", "label", "seq"]
 
 
-def _measures(tags: Sequence[Any], outcome: np.ndarray, passed: np.ndarray) -> dict[str, np.ndarray]:
+def _unanswerable(tags: Sequence[Any]) -> np.ndarray:
+    """Per run, whether its input is tagged ``unanswerable`` (rows read from the log share their tags' lists)."""
+    ids = list(map(id, tags))
+    distinct = {id(t): t for t in tags}
+    hit = {i: "unanswerable" in (list(t) if t is not None else []) for i, t in distinct.items()}
+    return np.fromiter(map(hit.__getitem__, ids), dtype=bool, count=len(ids))
+
+
+def _measures(tags: Sequence[Any], outcome: np.ndarray, passed: np.ndarray,
+              unans: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per run, one 0/1 value per measure (NaN where a measure does not apply to the run, or it is ungraded)."""
-    unans = np.array(["unanswerable" in (list(t) if t is not None else []) for t in tags], dtype=bool)
+    unans = _unanswerable(tags) if unans is None else unans
     escaped = (outcome == "escaped").astype(float)
     answered = (outcome == "answered").astype(float)
     out = {
@@ -102,7 +112,32 @@ class RunTable:
     def __len__(self) -> int:
         return len(self.id)
 
+    @functools.cached_property
+    def variants(self) -> np.ndarray:
+        """The variants as an object array (to compare with ``==``)."""
+        return np.array(self.variant, dtype=object)
+
+    @functools.cached_property
+    def clusters(self) -> np.ndarray:
+        """Each run's input as a code, in order of first appearance, as lab.stats clusters runs (by the
+        id's text: a run without one is in the cluster "None")."""
+        return first_seen_codes(list(map(str, self.input_id)))
+
+    @functools.cached_property
+    def inputs(self) -> np.ndarray:
+        """:attr:`clusters`, with -1 where a run has no input id."""
+        if not any(i is None or i != i for i in set(self.input_id)):
+            return self.clusters
+        missing = np.fromiter((i is None or i != i for i in self.input_id), dtype=bool, count=len(self.input_id))
+        return np.where(missing, -1, self.clusters)
+
+    @functools.cached_property
+    def unanswerable(self) -> np.ndarray:
+        return _unanswerable(self.input_tags)
+
     def take(self, keep: Sequence[bool]) -> RunTable:
+        if all(keep):
+            return self
         idx = [i for i, k in enumerate(keep) if k]
 
         def pick(xs: list[Any]) -> list[Any]:
@@ -126,12 +161,13 @@ def _answers(t: RunTable, roles: Sequence[Any] | None) -> tuple[RunTable, list[s
 def _graded(t: RunTable, grades: Sequence[tuple], grader: str | None) -> tuple[RunTable, str | None]:
     """``t`` with one grader's latest grade per run as ``passed`` (``grades``: (run_id, grader,
     passed, ...) tuples, oldest first), and that grader: ``grader``, else the one used last on these runs."""
-    ids = set(t.id)
+    ids = set(t.id) if grades else set()
     mine = [g for g in grades if g[0] in ids]
     if grader is None and mine:
         grader = mine[-1][1]
     latest: dict[Any, Any] = {g[0]: g[2] for g in mine if g[1] == grader}
-    t.passed = np.array([math.nan if (p := latest.get(i)) is None or p != p else float(p) for i in t.id], dtype=float)
+    t.passed = np.array([math.nan if (p := latest.get(i)) is None or p != p else float(p) for i in t.id], dtype=float) \
+        if latest else np.full(len(t), np.nan)
     return t, grader
 
 
@@ -283,42 +319,46 @@ def _drivers(by_tag: list[dict[str, Any]], verdict: dict[str, Any] | None, a: st
     return out
 
 
+def _sorted_ranks(values: list[Any]) -> tuple[np.ndarray, int]:
+    """Each value's rank among the distinct values, sorted (-1 for None and NaN), and how many there are."""
+    uniq = sorted(v for v in set(values) if v is not None and v == v)
+    pos = {v: r for r, v in enumerate(uniq)}
+    return np.fromiter(map(pos.get, values, itertools.repeat(-1)), dtype=np.int64, count=len(values)), len(uniq)
+
+
 class _Pairs:
     """The runs of framings ``a`` and ``b`` paired on (input, repeat, model), as lab.stats pairs them:
     a pair's value is each framing's mean over its calls with a value, pairs in key order."""
 
     def __init__(self, t: RunTable, a: str, b: str) -> None:
-        variant = np.array(t.variant, dtype=object)
-        self.is_a, self.is_b = variant == a, variant == b
-        codes: dict[tuple, int] = {}
-        self.tags: list[Any] = []
-        code = np.full(len(t), -1, dtype=np.intp)
-        for i in np.flatnonzero(self.is_a | self.is_b):
-            key = (t.input_id[i], t.repeat[i], t.model[i])
-            if any(k is None or k != k for k in key):
-                continue
-            c = codes.setdefault(key, len(codes))
-            if c == len(self.tags):
-                self.tags.append(None)
-            if self.tags[c] is None:
-                self.tags[c] = t.input_tags[i]
-            code[i] = c
-        self.code, self.keys = code, list(codes)
-        self.order = np.array(sorted(range(len(self.keys)), key=self.keys.__getitem__), dtype=np.intp)
+        self.is_a, self.is_b = t.variants == a, t.variants == b
+        rows = np.flatnonzero(self.is_a | self.is_b)
+        ranks = [_sorted_ranks([col[i] for i in rows]) for col in (t.input_id, t.repeat, t.model)]
+        ok = np.all([r >= 0 for r, _ in ranks], axis=0) if len(rows) else np.zeros(0, dtype=bool)
+        (inp, n_inp), (rep, n_rep), (mod, n_mod) = ranks
+        key = (inp * n_rep + rep) * n_mod + mod  # sorts as (input, repeat, model) does
+        keys, codes = np.unique(key[ok], return_inverse=True)
+        self.code = np.full(len(t), -1, dtype=np.intp)
+        self.code[rows[ok]] = codes.reshape(-1)
+        self.input = keys // (n_rep * n_mod)  # each pair's input, by its rank
+        tagged = np.array([t.input_tags[i] is not None for i in rows[ok]], dtype=bool)
+        _, first = np.unique(codes.reshape(-1)[tagged], return_index=True)  # a pair's tags: its first tagged call's
+        self.tags: list[Any] = [None] * len(keys)
+        for c, i in zip(codes.reshape(-1)[tagged][first], rows[ok][tagged][first]):
+            self.tags[c] = t.input_tags[i]
 
     def readings(self, x: np.ndarray, a: str, b: str, *, split_by_tag: bool = False, **kw: Any) -> list[dict[str, Any]]:
         """:func:`lab.stats.paired_readings` of per-run values ``x`` (NaN: no value)."""
-        k = len(self.keys)
+        k = len(self.tags)
         sums, counts = [], []
         for side in (self.is_a, self.is_b):
             use = side & (self.code >= 0) & ~np.isnan(x)
             sums.append(np.bincount(self.code[use], weights=x[use], minlength=k))
             counts.append(np.bincount(self.code[use], minlength=k))
-        idx = self.order[((counts[0] > 0) & (counts[1] > 0))[self.order]]
-        clusters = first_seen_codes([str(self.keys[i][0]) for i in idx])
+        idx = np.flatnonzero((counts[0] > 0) & (counts[1] > 0))
         tags = [self.tags[i] for i in idx] if split_by_tag else None
-        return paired_readings(sums[0][idx] / counts[0][idx], sums[1][idx] / counts[1][idx], clusters, a, b, tags=tags,
-                               **kw)
+        return paired_readings(sums[0][idx] / counts[0][idx], sums[1][idx] / counts[1][idx],
+                               first_seen_codes(self.input[idx]), a, b, tags=tags, **kw)
 
 
 def _reading(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -328,18 +368,16 @@ def _reading(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _framings(t: RunTable, values: dict[str, np.ndarray], variants: list[str], confidence: float,
               population: Population) -> list[dict[str, Any]]:
     """Per framing: each measure's rate with its interval over inputs, and the framing's inputs, calls and repeats."""
-    clusters = first_seen_codes([str(i) for i in t.input_id])
-    variant = np.array(t.variant, dtype=object)
+    clusters = t.clusters
     out = []
     for v in variants:
-        mask = variant == v
+        mask = t.variants == v
         row: dict[str, Any] = {"variant": v}
         for m, x in values.items():
             r = rate_of(x[mask], clusters[mask], confidence=confidence, population=population)
             row.update({m: r["rate"], f"{m}_low": r["low"], f"{m}_high": r["high"], f"{m}_n": r["n"],
                         f"{m}_k": r["k"], f"{m}_inputs": r["inputs"]})
-        ids = {t.input_id[i] for i in np.flatnonzero(mask)} - {None}
-        row.update(inputs=len({i for i in ids if i == i}), calls=int(mask.sum()))
+        row.update(inputs=len(np.unique(t.inputs[mask & (t.inputs >= 0)])), calls=int(mask.sum()))
         row["repeats"] = round(float(row["calls"]) / max(int(row["inputs"]), 1), 1)  # as rate_text
         out.append(row)
     return out
@@ -350,11 +388,11 @@ def _compute(t: RunTable, *, grader: str | None, has_expected: Callable[[], bool
              experiment_id: str | None) -> Findings:
     """The findings of the runs in ``t`` (answers, with ``passed`` from ``grader``): one computation
     whether the runs came as DataFrames or as the log's rows."""
-    values = _measures(t.input_tags, t.outcome, t.passed)
+    values = _measures(t.input_tags, t.outcome, t.passed, t.unanswerable)
     variants = [str(v) for v in dict.fromkeys(v for v in t.variant if v is not None)]
     a = a or (variants[0] if variants else None)
     b = b or (variants[1] if len(variants) > 1 else None)
-    has_unans = any("unanswerable" in (list(x) if x is not None else []) for x in t.input_tags)
+    has_unans = bool(t.unanswerable.any())
     per = _framings(t, values, variants, confidence, population)
 
     caveats: list[str] = []
@@ -385,14 +423,13 @@ def _compute(t: RunTable, *, grader: str | None, has_expected: Callable[[], bool
         escaped = (t.outcome == "escaped").astype(float)
         escapes = _reading(pairs.readings(escaped, a, b, value="escaped", confidence=confidence,
                                           population=population, higher_is_better=None))
-        both = [i for i, v in enumerate(t.variant) if v in (a, b)]
-        n_inputs = len({t.input_id[i] for i in both if t.input_id[i] is not None and t.input_id[i] == t.input_id[i]})
+        both = ((t.variants == a) | (t.variants == b)) & (t.inputs >= 0)
+        n_inputs = len(np.unique(t.inputs[both]))
         if population == "inputs" and n_inputs < MIN_INPUTS:
             caveats.append(f"too few inputs to tell: {plural(n_inputs, 'input')} (a verdict needs {MIN_INPUTS})")
-        calls = Counter((t.variant[i], t.input_id[i]) for i in both
-                        if t.input_id[i] is not None and t.input_id[i] == t.input_id[i])
-        if calls and max(calls.values()) > 2 * min(calls.values()):
-            caveats.append(f"repeats differ by input ({min(calls.values())} to {max(calls.values())} calls per input and "
+        calls = np.unique((t.variants[both] == a) + 2 * t.inputs[both], return_counts=True)[1]
+        if len(calls) and calls.max() > 2 * calls.min():
+            caveats.append(f"repeats differ by input ({calls.min()} to {calls.max()} calls per input and "
                            "framing): each input counts once, but with fewer than 15 inputs, re-running the inputs that "
                            "looked interesting can still tilt a verdict; run every input the same number of times")
         small = [f"{MEASURES[m]} ({min(int(r[m + '_inputs']) for r in per)})" for m in MEASURES
@@ -494,9 +531,7 @@ def answers_in_log(log: Any, experiment_id: str, grader: str | None = None, *,
     """One experiment's answers in ``log`` as a :class:`RunTable` with their grades (``grader``'s, or
     the one used last), that grader, the grade tuples and the roles read (``roles``, else the
     findings' own choice); as plain rows, without pandas."""
-    rows = log.run_rows(experiment_id, RUN_FIELDS)
-    cols = [list(c) for c in zip(*rows)] if rows else [[] for _ in RUN_FIELDS]
-    f = dict(zip(RUN_FIELDS, cols))
+    f = dict(zip(RUN_FIELDS, log.run_columns(experiment_id, RUN_FIELDS)))
     t = RunTable(id=f["id"], variant=f["variant"], input_id=f["input_id"], repeat=f["repeat"], model=f["model"],
                  input_tags=f["input_tags"], outcome=np.array(f["outcome"], dtype=object),
                  finish_reason=f["finish_reason"])

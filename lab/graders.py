@@ -200,7 +200,7 @@ def default_grader() -> Grader:
     return Grader(name=DEFAULT_GRADER, fn=g.fn, options={**g.options, "default": True})
 
 
-def graders_or_default(graders: Sequence[Grader], runs: pd.DataFrame) -> list[Grader]:
+def graders_or_default(graders: Sequence[Grader], runs: pd.DataFrame | Mapping[str, Sequence[Any]]) -> list[Grader]:
     """``graders``, or the default grader when there are none and some run has an ``expected`` answer."""
     if graders:
         return list(graders)

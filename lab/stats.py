@@ -469,8 +469,13 @@ def _clusters(df: pd.DataFrame, cluster: str | None) -> np.ndarray:
 def first_seen_codes(labels: Sequence[object] | np.ndarray) -> np.ndarray:
     """Integer codes numbering ``labels`` in order of first appearance (``pandas.factorize``'s order):
     the order of per-input sums, hence of the sums over inputs that readings make."""
-    codes: dict[object, int] = {}
-    return np.fromiter((codes.setdefault(x, len(codes)) for x in labels), dtype=np.intp, count=len(labels))
+    if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu":
+        _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+        rank = np.empty(len(first), dtype=np.intp)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+        return rank[inverse.reshape(-1)]
+    codes = {x: i for i, x in enumerate(dict.fromkeys(labels))}
+    return np.fromiter(map(codes.__getitem__, labels), dtype=np.intp, count=len(labels))
 
 
 def interval_of(x: np.ndarray, clusters: np.ndarray, *, confidence: float, bounds: tuple[float, float] | None,
@@ -482,7 +487,7 @@ def interval_of(x: np.ndarray, clusters: np.ndarray, *, confidence: float, bound
     keep = ~np.isnan(x)
     if not keep.any():
         return {"estimate": math.nan, "low": math.nan, "high": math.nan, "inputs": 0, "calls": 0}
-    codes = first_seen_codes(np.asarray(clusters)[keep].tolist())
+    codes = first_seen_codes(np.asarray(clusters)[keep])
     ci = clustered_interval(*(a[None] for a in _cluster_sums(x[keep], codes)), confidence=confidence, bounds=bounds,
                             population=population, weight=weight,
                             min_inputs=min_inputs if population == "inputs" else 1)
@@ -613,7 +618,7 @@ def _difference_row(a_vals: np.ndarray, b_vals: np.ndarray, clusters: np.ndarray
     if not len(d):
         return {"pairs": 0, "inputs": 0, "difference": math.nan, "low": math.nan, "high": math.nan,
                 "p_value": math.nan, "verdict": NO_PAIRS, "method": ""}
-    codes = first_seen_codes(clusters.tolist())
+    codes = first_seen_codes(clusters)
     sums, sizes, sumsq = _cluster_sums(d, codes)
     res = difference_verdicts(sums[None], sizes[None], sumsq[None], confidence=confidence,
                               bounds=(-1.0, 1.0) if bounded else None, population=population,
@@ -758,7 +763,7 @@ def _input_means(a_vals: np.ndarray, b_vals: np.ndarray, clusters: np.ndarray | 
         return {"mean_a": math.nan, "mean_b": math.nan}
     if clusters is None:
         return {"mean_a": float(np.mean(a_vals)), "mean_b": float(np.mean(b_vals))}
-    codes = first_seen_codes(clusters.tolist())
+    codes = first_seen_codes(clusters)
     sizes = np.bincount(codes)
     return {"mean_a": float(np.mean(np.bincount(codes, weights=a_vals) / sizes)),
             "mean_b": float(np.mean(np.bincount(codes, weights=b_vals) / sizes))}

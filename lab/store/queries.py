@@ -133,28 +133,42 @@ class Queries:
 
     def run_rows(self, experiment: str, columns: list[str]) -> list[tuple]:
         """One experiment's runs as plain tuples of ``columns``, oldest first, JSON columns decoded:
-        what ``python -m lab run`` and ``show`` read findings and grade from, without pandas."""
-        return self._rows("runs", experiment, columns)
+        what ``python -m lab run`` grades and reads the selection clause from, without pandas."""
+        sql = self._select("runs", columns)
+        with self._sql("read the runs table"):
+            rows = self._db.execute(sql, [experiment]).fetchall()
+        if not rows or not any(c in _JSON_COLUMNS["runs"] for c in columns):
+            return rows
+        return list(zip(*self._decoded_columns(rows, columns)))
+
+    def run_columns(self, experiment: str, columns: list[str]) -> list[list[Any]]:
+        """:meth:`run_rows` as one list per column (what the findings read: ``python -m lab show``).
+        Rows with the same JSON text share its decoded value: read them, do not change them."""
+        sql = self._select("runs", columns)
+        with self._sql("read the runs table"):
+            rows = self._db.execute(sql, [experiment]).fetchall()
+        return self._decoded_columns(rows, columns, shared=True)
+
+    @staticmethod
+    def _decoded_columns(rows: list[tuple], columns: list[str], *, shared: bool = False) -> list[list[Any]]:
+        cols = [list(c) for c in zip(*rows)] if rows else [[] for _ in columns]
+        for i, c in enumerate(columns):
+            if c in _JSON_COLUMNS["runs"]:
+                cols[i] = _decode_json_column(cols[i], shared=shared)
+        return cols
 
     def grade_rows(self, experiment: str, columns: list[str]) -> list[tuple]:
-        """One experiment's grades as plain tuples of ``columns``, oldest first (as :meth:`run_rows`)."""
-        return self._rows("grades", experiment, columns)
+        """One experiment's grades as plain tuples of ``columns``, oldest first (``detail`` left as JSON text)."""
+        sql = self._select("grades", columns)
+        with self._sql("read the grades table"):
+            return self._db.execute(sql, [experiment]).fetchall()
 
-    def _rows(self, table: str, experiment: str, columns: list[str]) -> list[tuple]:
+    def _select(self, table: str, columns: list[str]) -> str:
         known = self._columns(table)
         unknown = [c for c in columns if c not in known]
         if unknown:
             raise StoreError(f"columns: {unknown} are not columns of the {table} table; it has {sorted(known)}")
-        with self._sql(f"read the {table} table"):
-            rows = self._db.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE experiment_id = ? ORDER BY seq",
-                                    [experiment]).fetchall()
-        decode = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS.get(table, ())]
-        if not decode or not rows:
-            return rows
-        cols = [list(c) for c in zip(*rows)]
-        for i in decode:
-            cols[i] = _decode_json_column(cols[i])
-        return list(zip(*cols))
+        return f"SELECT {', '.join(columns)} FROM {table} WHERE experiment_id = ? ORDER BY seq"
 
     def any_expected(self, experiment: str, roles: list[str]) -> bool:
         """Whether some run of ``experiment`` in one of ``roles`` has an expected answer."""
