@@ -11,6 +11,12 @@ answerable) and hallucination (answered on unanswerable), each with its interval
 repeats); the paired verdict A - B with its interval; the input tags that drive it; and the caveats
 that apply (too few inputs, ungraded runs, unparsed judge grades, errors, the default grader).
 Raw escape rates are compared as higher / lower, never better.
+
+One computation serves both entries: :func:`findings` turns DataFrames into a :class:`RunTable`
+(plain per-run lists), :func:`from_log` reads one from the log's rows (the columns it uses, as
+tuples), and the statistics run on arrays (``lab.stats.rate_of``, ``lab.stats.paired_readings``).
+So ``python -m lab run`` and ``show`` print findings without loading pandas; ``per_framing`` and
+``by_tag`` are DataFrames built when someone asks for them.
 """
 
 from __future__ import annotations
