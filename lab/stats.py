@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, Literal
@@ -693,7 +693,8 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed"
     rows = paired_readings(pairs["a"].to_numpy(dtype=float), pairs["b"].to_numpy(dtype=float),
                            _clusters(pairs, cluster), a, b, tags=tags, value=value, confidence=confidence,
                            method=method, higher_is_better=higher_is_better, population=population,
-                           min_inputs=min_inputs, seed=seed, weight=weight, means_by_cluster=cluster in pairs)
+                           min_inputs=min_inputs, seed=seed, weight=weight,
+                           means=lambda mask: _frame_means(pairs[mask], cluster, weight))
     out = pd.DataFrame(rows).drop(columns="same_everywhere", errors="ignore")
     return out.set_index("tag") if split_by_tag else out.drop(columns="tag")
 
@@ -702,10 +703,11 @@ def paired_readings(a_vals: np.ndarray, b_vals: np.ndarray, clusters: np.ndarray
                     tags: Sequence[object] | None = None, value: str = "passed", confidence: float = 0.95,
                     method: str = "t", higher_is_better: bool | None = True, population: Population = "inputs",
                     min_inputs: int = MIN_INPUTS, seed: int = 0, weight: Weight = "inputs",
-                    means_by_cluster: bool = True) -> list[dict[str, Any]]:
+                    means: Callable[[np.ndarray], dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """:func:`paired_difference` on plain arrays, one entry per pair (A's value, B's value, the
     pair's cluster, its input's tags): the ``all`` reading, then with ``tags`` one per tag (sorted),
-    Holm-adjusted as a family, each a dict with the columns :func:`paired_difference` returns."""
+    Holm-adjusted as a family, each a dict with the columns :func:`paired_difference` returns.
+    ``means(mask)`` gives a group's mean_a and mean_b (default: per-input means from the arrays)."""
     groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(a_vals), dtype=bool))]
     if tags is not None:
         lists = [_tag_list(ts) for ts in tags]
@@ -717,9 +719,9 @@ def paired_readings(a_vals: np.ndarray, b_vals: np.ndarray, clusters: np.ndarray
         return _difference_row(a_vals[mask], b_vals[mask], clusters[mask], confidence=level, **kw)
     rows = []
     for tag, mask in groups:
-        means = _input_means(a_vals[mask], b_vals[mask], clusters[mask] if means_by_cluster and weight != "calls"
-                             else None)
-        rows.append({"tag": tag, "a": a, "b": b, **means, **one(mask, confidence)})
+        mean_ab = means(mask) if means is not None else \
+            _input_means(a_vals[mask], b_vals[mask], clusters[mask] if weight != "calls" else None)
+        rows.append({"tag": tag, "a": a, "b": b, **mean_ab, **one(mask, confidence)})
     family = [i for i, r in enumerate(rows) if r["tag"] != "all"] if len(rows) > 2 else []
     adjust_family(rows, family, lambda i, level: one(groups[i][1], 1 - level), confidence)
     for row in rows:
@@ -767,6 +769,17 @@ def _input_means(a_vals: np.ndarray, b_vals: np.ndarray, clusters: np.ndarray | 
     sizes = np.bincount(codes)
     return {"mean_a": float(np.mean(np.bincount(codes, weights=a_vals) / sizes)),
             "mean_b": float(np.mean(np.bincount(codes, weights=b_vals) / sizes))}
+
+
+def _frame_means(p: pd.DataFrame, cluster: str | None, weight: str) -> dict[str, float]:
+    """:func:`_input_means` as pandas computes it (its compensated sums differ in the last digit on
+    non-0/1 values): the DataFrame functions keep the figures they always gave."""
+    if not len(p):
+        return {"mean_a": math.nan, "mean_b": math.nan}
+    if weight == "calls" or cluster is None or cluster not in p:
+        return {"mean_a": float(p["a"].mean()), "mean_b": float(p["b"].mean())}
+    g = p.groupby(p[cluster].astype(str), sort=False)[["a", "b"]].mean()
+    return {"mean_a": float(g["a"].mean()), "mean_b": float(g["b"].mean())}
 
 
 _UNADJUSTED = ("p_value", "low", "high", "verdict")
