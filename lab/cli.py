@@ -215,21 +215,23 @@ def cmd_run(prompt: str, inputs: str | None, repeats: int, variant: tuple[str, .
 
 def _grade_and_print_findings(log: Any, exp_id: str, prompt: Any) -> None:
     """Grade with the prompt file's grader (or the default one when inputs have expected answers),
-    then print the findings block. Reads only the columns grading and the findings use: a 20k-call
-    run's messages and parameters are never loaded."""
-    from .findings import findings
-    from .graders import graders_or_default
-    from .grades import grade
+    then print the findings block. Both read the log's rows as plain tuples, the columns they use
+    only (pandas is never loaded): a 20k-call run's messages and parameters are never read."""
+    from .findings import from_log
+    from .graders import grader_from_spec
+    from .grades import grade_stored
     from .holdout import with_selection
-    from .techniques._common import resolve_graders
 
-    graders = graders_or_default(resolve_graders(None, prompt), log.runs(experiment=exp_id, columns=["expected"]))
-    if graders:  # a judge may read the whole row (its messages); the other graders read these
-        columns = None if any(g.fn is None for g in graders) else GRADE_COLUMNS
-        grade(log.runs(experiment=exp_id, columns=columns), graders, log=log)
+    spec = getattr(prompt, "grader", None)
+    if spec and spec.get("kind") == "judge":  # a judge reads the whole row and calls a model
+        from .grades import grade
+        from .techniques._common import resolve_graders
+
+        grade(log.runs(experiment=exp_id), resolve_graders(None, prompt), log=log)
+    else:
+        grade_stored(log, exp_id, [grader_from_spec(spec, prompt.grader_where)] if spec else [])
     print()
-    f = findings(log.runs(experiment=exp_id, columns=FINDINGS_COLUMNS), log.grades(exp_id), experiment_id=exp_id)
-    print(with_selection(f, log, exp_id))
+    print(with_selection(from_log(log, exp_id), log, exp_id))
 
 
 def _existing_log(log: str | None) -> Any:
@@ -258,15 +260,6 @@ def cmd_runs(log: str | None) -> int:
     return 0
 
 
-#: what the findings block reads from the runs table (the rest is neither fetched nor parsed)
-FINDINGS_COLUMNS = ["id", "experiment_id", "variant", "prompt_version", "input_id", "input_tags", "expected", "model",
-                    "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id", "cost_usd",
-                    "finish_reason"]
-#: what the graders a prompt file can name (match, regex, json_schema, escape_hatch) read from a run
-GRADE_COLUMNS = ["id", "experiment_id", "variant", "input_id", "input_tags", "input_vars", "expected", "model",
-                 "outcome", "output", "role"]
-
-
 @_command(cli, "show", "one experiment's summary and findings")
 @click.argument("experiment")
 @click.option("--outputs", is_flag=True, help="also list every output")
@@ -284,11 +277,10 @@ def cmd_show(experiment: str, outputs: bool, summary_only: bool, log: str | None
     if summary_only:
         return 0
     sys.stdout.flush()
-    from .findings import findings
+    from .findings import from_log
 
     print()
-    print(findings(run_log.runs(experiment=experiment, columns=FINDINGS_COLUMNS), run_log.grades(experiment),
-                   experiment_id=experiment))
+    print(from_log(run_log, experiment))  # the log's rows as tuples: no pandas
     if outputs:
         print()
         _print_outputs(run_log.runs(experiment=experiment,

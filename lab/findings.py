@@ -11,20 +11,43 @@ answerable) and hallucination (answered on unanswerable), each with its interval
 repeats); the paired verdict A - B with its interval; the input tags that drive it; and the caveats
 that apply (too few inputs, ungraded runs, unparsed judge grades, errors, the default grader).
 Raw escape rates are compared as higher / lower, never better.
+
+One computation serves both entries: :func:`findings` turns DataFrames into a :class:`RunTable`
+(plain per-run lists), :func:`from_log` reads one from the log's rows (the columns it uses, as
+tuples), and the statistics run on arrays (``lab.stats.rate_of``, ``lab.stats.paired_readings``).
+So ``python -m lab run`` and ``show`` print findings without loading pandas; ``per_framing`` and
+``by_tag`` are DataFrames built when someone asks for them.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import itertools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+import numpy as np
 
-from .graders import DEFAULT_GRADER, DEFAULT_GRADER_NOTE
-from .stats import MIN_INPUTS, TOO_FEW, Population, format_p, interval_ends, paired_difference, plural, rate_text, rates
-from .tables import UNPARSED_WARN_SHARE, unparsed_share, with_grades
+from .errors import ParameterError
+from .graders import DEFAULT_GRADER, DEFAULT_GRADER_NOTE, UNPARSED_WARN_SHARE
+from .stats import (
+    MIN_INPUTS,
+    TOO_FEW,
+    Population,
+    first_seen_codes,
+    format_p,
+    interval_ends,
+    paired_readings,
+    plural,
+    rate_of,
+    rate_text,
+)
+
+if TYPE_CHECKING:  # the notebook API takes and gives DataFrames; run and show read findings without pandas
+    import pandas as pd
 
 MEASURES = {  # column -> (words, rows it is over)
     "appropriate": "appropriate behaviour",
@@ -33,37 +56,141 @@ MEASURES = {  # column -> (words, rows it is over)
     "over_abstention": "over-abstention (escaped on answerable)",
     "hallucination": "answered on unanswerable",
 }
+#: what the findings read of a run (the log's other columns are neither fetched nor parsed)
+RUN_FIELDS = ["id", "variant", "input_id", "repeat", "model", "input_tags", "outcome", "role", "finish_reason"]
+#: what they read of a grade
+GRADE_FIELDS = ["run_id", "grader", "passed", "label", "seq"]
+
+
+def _unanswerable(tags: Sequence[Any]) -> np.ndarray:
+    """Per run, whether its input is tagged ``unanswerable`` (rows read from the log share their tags' lists)."""
+    ids = list(map(id, tags))
+    distinct = {id(t): t for t in tags}
+    hit = {i: "unanswerable" in (list(t) if t is not None else []) for i, t in distinct.items()}
+    return np.fromiter(map(hit.__getitem__, ids), dtype=bool, count=len(ids))
+
+
+def _measures(tags: Sequence[Any], outcome: np.ndarray, passed: np.ndarray,
+              unans: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per run, one 0/1 value per measure (NaN where a measure does not apply to the run, or it is ungraded)."""
+    unans = _unanswerable(tags) if unans is None else unans
+    escaped = (outcome == "escaped").astype(float)
+    answered = (outcome == "answered").astype(float)
+    out = {
+        "correct_answerable": np.where(~unans, passed, np.nan),
+        "over_abstention": np.where(~unans, escaped, np.nan),
+        "escaped_unanswerable": np.where(unans, escaped, np.nan),
+        "hallucination": np.where(unans, answered, np.nan),
+        "appropriate": np.where(~unans, passed, escaped),
+    }
+    err = outcome == "error"
+    for col in out.values():
+        col[err] = np.nan
+    return {m: out[m] for m in MEASURES}
 
 
 def behaviour(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` (runs with ``passed`` from :func:`lab.tables.with_grades`) with one 0/1 column per
     measure (NaN where a measure does not apply to the run, or it is ungraded)."""
     out = df.copy()
-    unans = out["input_tags"].map(lambda t: "unanswerable" in (list(t) if t is not None else []))
-    escaped = (out["outcome"] == "escaped").astype(float)
-    answered = (out["outcome"] == "answered").astype(float)
-    passed = out["passed"] if "passed" in out else pd.Series(math.nan, index=out.index)
-    nan = float("nan")
-    out["correct_answerable"] = passed.where(~unans, nan)
-    out["over_abstention"] = escaped.where(~unans, nan)
-    out["escaped_unanswerable"] = escaped.where(unans, nan)
-    out["hallucination"] = answered.where(unans, nan)
-    out["appropriate"] = passed.where(~unans, escaped)
-    err = out["outcome"] == "error"
-    for col in MEASURES:
-        out.loc[err, col] = nan
+    passed = out["passed"].to_numpy(dtype=float) if "passed" in out else np.full(len(out), np.nan)
+    for col, values in _measures(list(out["input_tags"]), out["outcome"].to_numpy(dtype=object), passed).items():
+        out[col] = values
     return out
 
 
-def _fmt_rate(r: pd.Series) -> str:
+@dataclass
+class RunTable:
+    """The runs a findings block reads, one entry per run in log order, as plain lists and arrays:
+    what both :func:`findings` (from DataFrames) and :func:`from_log` (from the log's rows, without
+    pandas) hand to the one computation of the findings."""
+
+    id: list[Any]
+    variant: list[str | None]
+    input_id: list[Any]
+    repeat: list[Any]
+    model: list[Any]
+    input_tags: list[Any]
+    outcome: np.ndarray  # object array of outcome names
+    finish_reason: list[Any] | None
+    passed: np.ndarray = field(default_factory=lambda: np.zeros(0))  # one grader's latest grade: 1.0, 0.0 or NaN
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    @functools.cached_property
+    def variants(self) -> np.ndarray:
+        """The variants as an object array (to compare with ``==``)."""
+        return np.array(self.variant, dtype=object)
+
+    @functools.cached_property
+    def clusters(self) -> np.ndarray:
+        """Each run's input as a code, in order of first appearance, as lab.stats clusters runs (by the
+        id's text: a run without one is in the cluster "None")."""
+        return first_seen_codes(list(map(str, self.input_id)))
+
+    @functools.cached_property
+    def inputs(self) -> np.ndarray:
+        """:attr:`clusters`, with -1 where a run has no input id."""
+        if not any(i is None or i != i for i in set(self.input_id)):
+            return self.clusters
+        missing = np.fromiter((i is None or i != i for i in self.input_id), dtype=bool, count=len(self.input_id))
+        return np.where(missing, -1, self.clusters)
+
+    @functools.cached_property
+    def unanswerable(self) -> np.ndarray:
+        return _unanswerable(self.input_tags)
+
+    def take(self, keep: Sequence[bool]) -> RunTable:
+        if all(keep):
+            return self
+        idx = [i for i, k in enumerate(keep) if k]
+
+        def pick(xs: list[Any]) -> list[Any]:
+            return [xs[i] for i in idx]
+        return RunTable(id=pick(self.id), variant=pick(self.variant), input_id=pick(self.input_id),
+                        repeat=pick(self.repeat), model=pick(self.model), input_tags=pick(self.input_tags),
+                        outcome=self.outcome[idx], finish_reason=None if self.finish_reason is None else
+                        pick(self.finish_reason), passed=self.passed[idx] if len(self.passed) else self.passed)
+
+
+def _answers(t: RunTable, roles: Sequence[Any] | None) -> tuple[RunTable, list[str]]:
+    """The answers a findings block reads, and their roles: first answers and revisions; a
+    self-critique's first answers only."""
+    if roles is None:
+        return t, ["answer", "revision"]
+    named = ["answer" if r is None or r != r else r for r in roles]
+    keep = ["answer"] if "revision" in named else ["answer", "revision"]
+    return t.take([r in keep for r in named]), keep
+
+
+def _graded(t: RunTable, grades: Sequence[tuple], grader: str | None) -> tuple[RunTable, str | None]:
+    """``t`` with one grader's latest grade per run as ``passed`` (``grades``: (run_id, grader,
+    passed, ...) tuples, oldest first), and that grader: ``grader``, else the one used last on these runs."""
+    ids = set(t.id) if grades else set()
+    mine = [g for g in grades if g[0] in ids]
+    if grader is None and mine:
+        grader = mine[-1][1]
+    latest: dict[Any, Any] = {g[0]: g[2] for g in mine if g[1] == grader}
+    t.passed = np.array([math.nan if (p := latest.get(i)) is None or p != p else float(p) for i in t.id], dtype=float) \
+        if latest else np.full(len(t), np.nan)
+    return t, grader
+
+
+def _unparsed_share(t: RunTable, grades: Sequence[tuple]) -> float:
+    """Share of judge grades on these runs (latest per run and judge) whose reply could not be read."""
+    ids = set(t.id)
+    latest = {(g[0], g[1]): g[3] for g in grades if g[0] in ids and str(g[1]).startswith("judge:")}
+    return sum(label == "unparsed" for label in latest.values()) / len(latest) if latest else math.nan
+
+
+def _fmt_rate(r: dict[str, Any], m: str) -> str:
     """One measure's rate with its n (inputs x repeats), or its counts when there is no interval."""
-    if r["n"] == 0 or pd.isna(r["rate"]):
+    rate = r[m]
+    if r[m + "_n"] == 0 or rate is None or rate != rate:
         return "n/a"
-    return rate_text(int(r["k"]), int(r["n"]), int(r["inputs"]), float(r["rate"]), float(r["low"]), float(r["high"]))
-
-
-def _rate_row(r: pd.Series, m: str) -> pd.Series:
-    return pd.Series({k: r[f"{m}_{k}" if k != "rate" else m] for k in ("rate", "low", "high", "n", "k", "inputs")})
+    return rate_text(int(r[m + "_k"]), int(r[m + "_n"]), int(r[m + "_inputs"]), float(rate), float(r[m + "_low"]),
+                     float(r[m + "_high"]))
 
 
 def _ci(v: dict[str, Any], confidence: float) -> str:
@@ -84,13 +211,32 @@ class Findings:
     b: str | None
     grader: str | None
     confidence: float
-    per_framing: pd.DataFrame  # index variant; columns <measure>, <measure>_low/_high/_n, inputs, repeats, calls
+    framings: list[dict[str, Any]]  # per variant: <measure>, <measure>_low/_high/_n/_k/_inputs, inputs, calls, repeats
     verdict: dict[str, Any] | None  # the paired difference row (all inputs) for the headline value
     verdict_value: str | None
     escapes: dict[str, Any] | None  # the paired difference in raw escape rates (higher / lower)
-    by_tag: pd.DataFrame | None
+    tag_readings: list[dict[str, Any]] | None  # the paired difference per input tag (lab.stats.paired_readings)
     drivers: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
+
+    @property
+    def per_framing(self) -> pd.DataFrame:
+        """The rates per framing as a DataFrame (index variant), built when asked for."""
+        import pandas as pd
+
+        cols = [f"{m}{k}" for m in MEASURES for k in ("", "_low", "_high", "_n", "_k", "_inputs")]
+        return pd.DataFrame(self.framings, columns=["variant", *cols, "inputs", "calls", "repeats"]).set_index("variant")
+
+    @property
+    def by_tag(self) -> pd.DataFrame | None:
+        """The paired difference per input tag as a DataFrame (index tag; the columns of
+        :func:`lab.stats.paired_difference`), built when asked for; None when there is no verdict."""
+        import pandas as pd
+
+        if self.tag_readings is None:
+            return None
+        rows = [{k: v for k, v in r.items() if k != "same_everywhere"} for r in self.tag_readings]
+        return pd.DataFrame(rows, columns=list(rows[0]) if rows else ["tag"]).set_index("tag")
 
     @property
     def headline(self) -> str:
@@ -126,9 +272,9 @@ class Findings:
             else:
                 out.append(f"Escapes: {e['reading']}.")
         out.append(f"Per framing ({self.confidence:.0%} intervals over inputs; n = inputs x repeats):")
-        for name, r in self.per_framing.iterrows():
-            parts = [f"{MEASURES[m]} {_fmt_rate(_rate_row(r, m))}" for m in MEASURES if r[m + "_n"] > 0]
-            out.append(f"  {name} (n = {int(r['inputs'])} x {r['repeats']:g}): " + "; ".join(parts))
+        for r in self.framings:
+            parts = [f"{MEASURES[m]} {_fmt_rate(r, m)}" for m in MEASURES if r[m + "_n"] > 0]
+            out.append(f"  {r['variant']} (n = {int(r['inputs'])} x {r['repeats']:g}): " + "; ".join(parts))
         if self.drivers:
             out.append("Driven by: " + "; ".join(self.drivers))
         if self.caveats:
@@ -145,14 +291,11 @@ class Findings:
     def _repr_html_(self) -> str:
         e = html.escape
         lines = self.lines()
-        table = pd.DataFrame({
-            MEASURES[m]: [_fmt_rate(_rate_row(r, m)) for _, r in self.per_framing.iterrows()] for m in MEASURES})
-        sizes = [f"{int(r['inputs'])} x {r['repeats']:g}" for _, r in self.per_framing.iterrows()]
-        table.insert(0, "n (inputs x repeats)", sizes)
-        table.index = [str(i) for i in self.per_framing.index]
-        rows = "".join(f"<tr><th>{e(str(i))}</th>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>"
-                       for i, row in table.iterrows())
-        head = "<tr><th></th>" + "".join(f"<th>{e(c)}</th>" for c in table.columns) + "</tr>"
+        head = "<tr><th></th>" + "".join(f"<th>{e(c)}</th>" for c in ["n (inputs x repeats)", *MEASURES.values()]) \
+            + "</tr>"
+        rows = "".join(f"<tr><th>{e(str(r['variant']))}</th>" + "".join(
+            f"<td>{e(v)}</td>" for v in [f"{int(r['inputs'])} x {r['repeats']:g}", *(_fmt_rate(r, m) for m in MEASURES)])
+            + "</tr>" for r in self.framings)
         extra = [ln for ln in lines[2:] if not ln.startswith("  ") and not ln.startswith("Per framing")
                  and ln != "Caveats:"]
         caveats = "".join(f"<li>{e(c)}</li>" for c in self.caveats)
@@ -162,24 +305,210 @@ class Findings:
                 + (f"<p>Caveats:</p><ul>{caveats}</ul>" if caveats else "") + "</div>")
 
 
-def _drivers(by_tag: pd.DataFrame, verdict: dict[str, Any] | None, a: str, b: str, confidence: float) -> list[str]:
+def _drivers(by_tag: list[dict[str, Any]], verdict: dict[str, Any] | None, a: str, b: str) -> list[str]:
     """Which tags drive the verdict: the tag readings are one family, Holm-adjusted (one clause says so)."""
     if len(by_tag) < 2:
         return []
-    fam = int(by_tag["family"].max()) if "family" in by_tag else 1
+    fam = int(max(r.get("family", 1) for r in by_tag))
     adjusted = f"Holm-adjusted over {fam} tags" if fam > 1 else "one tag with a verdict"
-    out = [f"tag {tag}: {a} - {b} = {row['difference'] + 0.0:+.2f} ({' to '.join(interval_ends(row['low'], row['high'], 2))}, "
-           f"{plural(row['inputs'], 'input')}; {adjusted})"
-           for tag, row in by_tag.iterrows() if row["verdict"] in ("A better", "B better")]
+    out = [f"tag {r['tag']}: {a} - {b} = {r['difference'] + 0.0:+.2f} ({' to '.join(interval_ends(r['low'], r['high'], 2))}, "
+           f"{plural(r['inputs'], 'input')}; {adjusted})"
+           for r in by_tag if r["verdict"] in ("A better", "B better")]
     if verdict and verdict["verdict"] in ("A better", "B better") and not out:
         sign = 1 if verdict["difference"] > 0 else -1
-        ranked = by_tag[by_tag["pairs"] > 0]
-        if len(ranked):
-            top = ranked.assign(_d=sign * ranked["difference"]).sort_values("_d", ascending=False).iloc[0]
-            out.append(f"mostly tag {top.name}: {a} - {b} = {top['difference'] + 0.0:+.2f} over "
+        ranked = [r for r in by_tag if r["pairs"] > 0]
+        if ranked:
+            top = max(ranked, key=lambda r: sign * r["difference"])  # the first of equals, as a stable sort gives
+            out.append(f"mostly tag {top['tag']}: {a} - {b} = {top['difference'] + 0.0:+.2f} over "
                        f"{plural(top['inputs'], 'input')} (no tag is a verdict on its own"
                        + (f" after Holm adjustment over {fam} tags)" if fam > 1 else ")"))
     return out
+
+
+def _sorted_ranks(values: list[Any]) -> tuple[np.ndarray, int]:
+    """Each value's rank among the distinct values, sorted (-1 for None and NaN), and how many there are."""
+    uniq = sorted(v for v in set(values) if v is not None and v == v)
+    pos = {v: r for r, v in enumerate(uniq)}
+    return np.fromiter(map(pos.get, values, itertools.repeat(-1)), dtype=np.int64, count=len(values)), len(uniq)
+
+
+class _Pairs:
+    """The runs of framings ``a`` and ``b`` paired on (input, repeat, model), as lab.stats pairs them:
+    a pair's value is each framing's mean over its calls with a value, pairs in key order."""
+
+    def __init__(self, t: RunTable, a: str, b: str) -> None:
+        self.is_a, self.is_b = t.variants == a, t.variants == b
+        rows = np.flatnonzero(self.is_a | self.is_b)
+        ranks = [_sorted_ranks([col[i] for i in rows]) for col in (t.input_id, t.repeat, t.model)]
+        ok = np.all([r >= 0 for r, _ in ranks], axis=0) if len(rows) else np.zeros(0, dtype=bool)
+        (inp, n_inp), (rep, n_rep), (mod, n_mod) = ranks
+        key = (inp * n_rep + rep) * n_mod + mod  # sorts as (input, repeat, model) does
+        keys, codes = np.unique(key[ok], return_inverse=True)
+        self.code = np.full(len(t), -1, dtype=np.intp)
+        self.code[rows[ok]] = codes.reshape(-1)
+        self.input = keys // (n_rep * n_mod)  # each pair's input, by its rank
+        tagged = np.array([t.input_tags[i] is not None for i in rows[ok]], dtype=bool)
+        _, first = np.unique(codes.reshape(-1)[tagged], return_index=True)  # a pair's tags: its first tagged call's
+        self.tags: list[Any] = [None] * len(keys)
+        for c, i in zip(codes.reshape(-1)[tagged][first], rows[ok][tagged][first]):
+            self.tags[c] = t.input_tags[i]
+
+    def readings(self, x: np.ndarray, a: str, b: str, *, split_by_tag: bool = False, **kw: Any) -> list[dict[str, Any]]:
+        """:func:`lab.stats.paired_readings` of per-run values ``x`` (NaN: no value)."""
+        k = len(self.tags)
+        sums, counts = [], []
+        for side in (self.is_a, self.is_b):
+            use = side & (self.code >= 0) & ~np.isnan(x)
+            sums.append(np.bincount(self.code[use], weights=x[use], minlength=k))
+            counts.append(np.bincount(self.code[use], minlength=k))
+        idx = np.flatnonzero((counts[0] > 0) & (counts[1] > 0))
+        tags = [self.tags[i] for i in idx] if split_by_tag else None
+        return paired_readings(sums[0][idx] / counts[0][idx], sums[1][idx] / counts[1][idx],
+                               first_seen_codes(self.input[idx]), a, b, tags=tags, **kw)
+
+
+def _reading(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {k: v for k, v in rows[0].items() if k not in ("tag", "same_everywhere")}
+
+
+def _framings(t: RunTable, values: dict[str, np.ndarray], variants: list[str], confidence: float,
+              population: Population) -> list[dict[str, Any]]:
+    """Per framing: each measure's rate with its interval over inputs, and the framing's inputs, calls and repeats."""
+    clusters = t.clusters
+    out = []
+    for v in variants:
+        mask = t.variants == v
+        row: dict[str, Any] = {"variant": v}
+        for m, x in values.items():
+            r = rate_of(x[mask], clusters[mask], confidence=confidence, population=population)
+            row.update({m: r["rate"], f"{m}_low": r["low"], f"{m}_high": r["high"], f"{m}_n": r["n"],
+                        f"{m}_k": r["k"], f"{m}_inputs": r["inputs"]})
+        row.update(inputs=len(np.unique(t.inputs[mask & (t.inputs >= 0)])), calls=int(mask.sum()))
+        row["repeats"] = round(float(row["calls"]) / max(int(row["inputs"]), 1), 1)  # as rate_text
+        out.append(row)
+    return out
+
+
+def _compute(t: RunTable, *, grader: str | None, has_expected: Callable[[], bool], unparsed: float,
+             a: str | None, b: str | None, confidence: float, population: Population,
+             experiment_id: str | None) -> Findings:
+    """The findings of the runs in ``t`` (answers, with ``passed`` from ``grader``): one computation
+    whether the runs came as DataFrames or as the log's rows."""
+    values = _measures(t.input_tags, t.outcome, t.passed, t.unanswerable)
+    variants = [str(v) for v in dict.fromkeys(v for v in t.variant if v is not None)]
+    a = a or (variants[0] if variants else None)
+    b = b or (variants[1] if len(variants) > 1 else None)
+    has_unans = bool(t.unanswerable.any())
+    per = _framings(t, values, variants, confidence, population)
+
+    caveats: list[str] = []
+    verdict = escapes = by_tag = None
+    value = None
+    drivers: list[str] = []
+    if a and b:
+        if not 0 < confidence < 1:
+            raise ParameterError(f"confidence must be between 0 and 1, got {confidence!r}")
+        for name in (a, b):
+            if name not in set(t.variant):
+                raise ParameterError(f"no rows with variant {name!r}; present: {sorted(map(str, set(t.variant)))}")
+        pairs = _Pairs(t, a, b)
+        value = "appropriate" if has_unans else "passed"
+        x = values["appropriate"] if has_unans else t.passed
+        # ungraded runs have no verdict: "appropriate" alone would judge only the unanswerable inputs
+        if grader is not None and (~np.isnan(x)).any():
+            rows = pairs.readings(x, a, b, split_by_tag=True, value=value, confidence=confidence,
+                                  population=population, higher_is_better=True)
+            verdict = _reading(rows)
+            if verdict["pairs"] == 0:
+                verdict = None
+            by_tag = rows[1:]
+            drivers = _drivers(by_tag, verdict, a, b)
+        if len(variants) > 2:
+            caveats.append(f"{len(variants)} framings: this block compares {a} and {b}; every pair read as one "
+                           "Holm-adjusted family is lab.stats.pairwise(runs) (Comparison.pairwise())")
+        escaped = (t.outcome == "escaped").astype(float)
+        escapes = _reading(pairs.readings(escaped, a, b, value="escaped", confidence=confidence,
+                                          population=population, higher_is_better=None))
+        both = ((t.variants == a) | (t.variants == b)) & (t.inputs >= 0)
+        n_inputs = len(np.unique(t.inputs[both]))
+        if population == "inputs" and n_inputs < MIN_INPUTS:
+            caveats.append(f"too few inputs to tell: {plural(n_inputs, 'input')} (a verdict needs {MIN_INPUTS})")
+        calls = np.unique((t.variants[both] == a) + 2 * t.inputs[both], return_counts=True)[1]
+        if len(calls) and calls.max() > 2 * calls.min():
+            caveats.append(f"repeats differ by input ({calls.min()} to {calls.max()} calls per input and "
+                           "framing): each input counts once, but with fewer than 15 inputs, re-running the inputs that "
+                           "looked interesting can still tilt a verdict; run every input the same number of times")
+        small = [f"{MEASURES[m]} ({min(int(r[m + '_inputs']) for r in per)})" for m in MEASURES
+                 if any(r[m + "_n"] > 0 and r[m + "_low"] != r[m + "_low"] for r in per)]
+        if small and n_inputs >= MIN_INPUTS:
+            caveats.append(f"rates over fewer than {MIN_INPUTS} inputs are shown as counts, without an interval: "
+                           + ", ".join(small))
+    answered = t.outcome == "answered"
+    n_answered = int(answered.sum())
+    ungraded = int((answered & np.isnan(t.passed)).sum())
+    if grader is None:
+        caveats.append(
+            f"ungraded: no grades for these runs yet, so nothing says which answers are correct ({n_answered} "
+            "answered runs; the inputs have expected answers: lab.grade(runs, lab.graders.default_grader()) grades them)"
+            if has_expected() else
+            f"ungraded: no grader and no expected answers, so nothing says which answers are correct "
+            f"({n_answered} answered runs)")
+    elif ungraded:
+        caveats.append(f"{ungraded} of {n_answered} answered runs have no {grader} grade and are left out")
+    if grader == DEFAULT_GRADER:
+        caveats.append(DEFAULT_GRADER_NOTE)
+    if unparsed == unparsed:
+        caveats.append(f"{unparsed:.0%} of judge grades are unparsed" + (
+            ": the judge's replies cannot be read, do not trust its grades" if unparsed > UNPARSED_WARN_SHARE else ""))
+    errors = int((t.outcome == "error").sum())
+    if errors:
+        caveats.append(f"{errors} calls ended in an error and are left out of every rate")
+    truncated = sum(r == "length" for r in t.finish_reason) if t.finish_reason is not None else 0
+    if truncated:
+        caveats.append(f"{truncated} of {len(t)} answers stopped at max tokens and may be cut short; "
+                       "a larger max_tokens gives them room")
+    if population == "these":
+        caveats.append("conclusions are about exactly these inputs, not inputs like them")
+    return Findings(experiment_id=experiment_id, a=a, b=b, grader=grader, confidence=confidence, framings=per,
+                    verdict=verdict, verdict_value=value, escapes=escapes,
+                    tag_readings=by_tag,
+                    drivers=drivers, caveats=caveats)
+
+
+def _column(df: pd.DataFrame, name: str, default: Any = None) -> list[Any]:
+    return df[name].tolist() if name in df else [default] * len(df)
+
+
+def table_of(runs: pd.DataFrame) -> RunTable:
+    """A :class:`RunTable` of ``runs`` (a runs DataFrame as ``log.runs()`` returns it)."""
+    return RunTable(id=_column(runs, "id"), variant=[None if v is None or v != v else str(v) for v in runs["variant"]],
+                    input_id=_column(runs, "input_id"), repeat=_column(runs, "repeat", 0),
+                    model=_column(runs, "model", ""), input_tags=_column(runs, "input_tags"),
+                    outcome=runs["outcome"].to_numpy(dtype=object),
+                    finish_reason=runs["finish_reason"].tolist() if "finish_reason" in runs else None)
+
+
+def _grade_tuples(grades: pd.DataFrame | None) -> list[tuple]:
+    """A grades DataFrame as (run_id, grader, passed, label, seq) tuples, oldest first."""
+    if grades is None or grades.empty or "grader" not in grades:
+        return []
+    rows = list(zip(*(_column(grades, c) for c in GRADE_FIELDS)))
+    return sorted(rows, key=lambda g: g[4])
+
+
+def first_answers(runs: pd.DataFrame, grades: pd.DataFrame | None, grader: str | None) -> RunTable:
+    """The first answers among ``runs`` (role ``answer``) with ``grader``'s latest grades, as a :class:`RunTable`."""
+    t = table_of(runs)
+    if "role" in runs:
+        t = t.take([r is None or r != r or r == "answer" for r in runs["role"]])
+    return _graded(t, _grade_tuples(grades), grader)[0]
+
+
+def verdict_reading(t: RunTable, a: str, b: str, value: str, *, confidence: float) -> dict[str, Any]:
+    """The paired reading a - b of ``value`` (``passed`` or ``appropriate``) over the runs of ``t``,
+    at ``confidence``, as in the headline (higher is better; no split by tag)."""
+    x = _measures(t.input_tags, t.outcome, t.passed)["appropriate"] if value == "appropriate" else t.passed
+    return _reading(_Pairs(t, a, b).readings(x, a, b, value=value, confidence=confidence, higher_is_better=True))
 
 
 def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str | None = None, b: str | None = None,
@@ -190,97 +519,44 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
     ``a`` and ``b`` are the framings to compare (default: the first two variants in the runs); the
     verdict is about appropriate behaviour when some inputs are tagged ``unanswerable``, else about
     the pass rate. ``population="these"`` reads about exactly these inputs."""
-    df = runs[runs["role"].fillna("answer").isin(["answer", "revision"])] if "role" in runs else runs
-    if "role" in df and (df["role"] == "revision").any():  # a self-critique: read the first answers' framings
-        df = df[df["role"].fillna("answer") == "answer"]
-    df = with_grades(df, grades, grader=grader)
-    used = df["grader"].dropna()
-    grader = grader or (str(used.iloc[0]) if len(used) else None)
-    df = behaviour(df)
-    variants = [str(v) for v in dict.fromkeys(df["variant"].dropna())]
-    a = a or (variants[0] if variants else None)
-    b = b or (variants[1] if len(variants) > 1 else None)
-    has_unans = bool(df["input_tags"].map(lambda t: "unanswerable" in (list(t) if t is not None else [])).any())
+    t, _ = _answers(table_of(runs), _column(runs, "role") if "role" in runs else None)
+    t, grader = _graded(t, _grade_tuples(grades), grader)
+    kept = set(t.id)
 
-    frames = []
-    for m in MEASURES:
-        r = rates(df, value=m, confidence=confidence, population=population)
-        frames.append(r[["rate", "low", "high", "n", "k", "inputs"]].rename(columns={
-            "rate": m, "low": f"{m}_low", "high": f"{m}_high", "n": f"{m}_n", "k": f"{m}_k", "inputs": f"{m}_inputs"}))
-    per = pd.concat(frames, axis=1)
-    size = df.groupby("variant", sort=False).agg(inputs=("input_id", "nunique"), calls=("id", "size"))
-    per = per.join(size)
-    per["repeats"] = [round(float(c) / max(int(i), 1), 1) for c, i in zip(per["calls"], per["inputs"])]  # as rate_text
-    per = per.reindex([v for v in variants if v in per.index])
-
-    caveats: list[str] = []
-    verdict = escapes = by_tag = None
-    value = None
-    drivers: list[str] = []
-    if a and b:
-        value = "appropriate" if has_unans else "passed"
-        # ungraded runs have no verdict: "appropriate" alone would judge only the unanswerable inputs
-        if grader is not None and df[value].notna().any():
-            res = paired_difference(df, a, b, value=value, split_by_tag=True, confidence=confidence,
-                                    population=population, higher_is_better=True)
-            verdict = res.loc["all"].to_dict()
-            if verdict["pairs"] == 0:
-                verdict = None
-            by_tag = res.drop(index="all")
-            drivers = _drivers(by_tag, verdict, a, b, confidence)
-        if len(variants) > 2:
-            caveats.append(f"{len(variants)} framings: this block compares {a} and {b}; every pair read as one "
-                           "Holm-adjusted family is lab.stats.pairwise(runs) (Comparison.pairwise())")
-        esc = paired_difference(df, a, b, value="escaped", confidence=confidence, population=population)
-        escapes = esc.iloc[0].to_dict()
-        n_inputs = int(df[df["variant"].isin([a, b])]["input_id"].nunique())
-        if population == "inputs" and n_inputs < MIN_INPUTS:
-            caveats.append(f"too few inputs to tell: {plural(n_inputs, 'input')} (a verdict needs {MIN_INPUTS})")
-        calls = df[df["variant"].isin([a, b])].groupby(["variant", "input_id"]).size()
-        if len(calls) and calls.max() > 2 * calls.min():
-            caveats.append(f"repeats differ by input ({calls.min()} to {calls.max()} calls per input and framing): "
-                           "each input counts once, but with fewer than 15 inputs, re-running the inputs that looked "
-                           "interesting can still tilt a verdict; run every input the same number of times")
-        small = [f"{MEASURES[m]} ({int(per[m + '_inputs'].min())})" for m in MEASURES
-                 if (per[m + "_n"] > 0).any() and per.loc[per[m + "_n"] > 0, m + "_low"].isna().any()]
-        if small and n_inputs >= MIN_INPUTS:
-            caveats.append(f"rates over fewer than {MIN_INPUTS} inputs are shown as counts, without an interval: "
-                           + ", ".join(small))
-    answered = df[df["outcome"] == "answered"]
-    ungraded = int(answered["passed"].isna().sum())
-    if grader is None:
-        has_expected = "expected" in df and df["expected"].map(lambda e: e is not None and e == e).any()
-        caveats.append(
-            f"ungraded: no grades for these runs yet, so nothing says which answers are correct ({len(answered)} "
-            "answered runs; the inputs have expected answers: lab.grade(runs, lab.graders.default_grader()) grades them)"
-            if has_expected else
-            f"ungraded: no grader and no expected answers, so nothing says which answers are correct "
-            f"({len(answered)} answered runs)")
-    elif ungraded:
-        caveats.append(f"{ungraded} of {len(answered)} answered runs have no {grader} grade and are left out")
-    if grader == DEFAULT_GRADER:
-        caveats.append(DEFAULT_GRADER_NOTE)
-    if grades is not None and len(grades) and "grader" in grades:
-        share = unparsed_share(grades[grades["run_id"].isin(set(df["id"]))])
-        if share == share:
-            caveats.append(f"{share:.0%} of judge grades are unparsed" + (
-                ": the judge's replies cannot be read, do not trust its grades" if share > UNPARSED_WARN_SHARE else ""))
-    errors = int((df["outcome"] == "error").sum())
-    if errors:
-        caveats.append(f"{errors} calls ended in an error and are left out of every rate")
-    truncated = int((df["finish_reason"] == "length").sum()) if "finish_reason" in df else 0
-    if truncated:
-        caveats.append(f"{truncated} of {len(df)} answers stopped at max tokens and may be cut short; "
-                       "a larger max_tokens gives them room")
-    if population == "these":
-        caveats.append("conclusions are about exactly these inputs, not inputs like them")
+    def has_expected() -> bool:
+        if "expected" not in runs:
+            return False
+        return any(e is not None and e == e for i, e in zip(runs["id"], runs["expected"]) if i in kept)
     exp = experiment_id or (str(runs["experiment_id"].iloc[0]) if "experiment_id" in runs and len(runs) else None)
-    return Findings(experiment_id=exp, a=a, b=b, grader=grader, confidence=confidence, per_framing=per,
-                    verdict=verdict, verdict_value=value, escapes=escapes, by_tag=by_tag, drivers=drivers,
-                    caveats=caveats)
+    return _compute(t, grader=grader, has_expected=has_expected, unparsed=_unparsed_share(t, _grade_tuples(grades)),
+                    a=a, b=b, confidence=confidence, population=population, experiment_id=exp)
 
 
-def from_log(log: Any, experiment_id: str, **kwargs: Any) -> Findings:
-    """:func:`findings` for one experiment of a :class:`lab.store.RunLog`."""
-    return findings(log.runs(experiment=experiment_id), log.grades(experiment_id), experiment_id=experiment_id,
-                    **kwargs)
+def answers_in_log(log: Any, experiment_id: str, grader: str | None = None, *,
+                   roles: list[str] | None = None) -> tuple[RunTable, str | None, list[tuple], list[str]]:
+    """One experiment's answers in ``log`` as a :class:`RunTable` with their grades (``grader``'s, or
+    the one used last), that grader, the grade tuples and the roles read (``roles``, else the
+    findings' own choice); as plain rows, without pandas."""
+    f = dict(zip(RUN_FIELDS, log.run_columns(experiment_id, RUN_FIELDS)))
+    t = RunTable(id=f["id"], variant=f["variant"], input_id=f["input_id"], repeat=f["repeat"], model=f["model"],
+                 input_tags=f["input_tags"], outcome=np.array(f["outcome"], dtype=object),
+                 finish_reason=f["finish_reason"])
+    if roles is None:
+        t, roles = _answers(t, f["role"])
+    else:
+        t = t.take([("answer" if r is None else r) in roles for r in f["role"]])
+    grades = log.grade_rows(experiment_id, GRADE_FIELDS)
+    t, grader = _graded(t, grades, grader)
+    return t, grader, grades, roles
+
+
+def from_log(log: Any, experiment_id: str, *, a: str | None = None, b: str | None = None, grader: str | None = None,
+             confidence: float = 0.95, population: Population = "inputs") -> Findings:
+    """:func:`findings` for one experiment of a :class:`lab.store.RunLog`, read from the log's rows
+    (the columns the findings use, as plain tuples: no pandas, so ``python -m lab show`` is quick)."""
+    t, grader, grades, roles = answers_in_log(log, experiment_id, grader)
+
+    def has_expected() -> bool:
+        return bool(log.any_expected(experiment_id, roles))
+    return _compute(t, grader=grader, has_expected=has_expected, unparsed=_unparsed_share(t, grades), a=a, b=b,
+                    confidence=confidence, population=population, experiment_id=experiment_id)

@@ -190,6 +190,8 @@ DEFAULT_GRADER = "match:default"
 
 
 DEFAULT_GRADER_NOTE = "graded by normalized match against `expected` (at the start of the output; no grader named)"
+#: above this share of unparsed judge grades, a judge's grades are not to be trusted (a warning, a caveat)
+UNPARSED_WARN_SHARE = 0.2
 
 
 def default_grader() -> Grader:
@@ -200,7 +202,7 @@ def default_grader() -> Grader:
     return Grader(name=DEFAULT_GRADER, fn=g.fn, options={**g.options, "default": True})
 
 
-def graders_or_default(graders: Sequence[Grader], runs: pd.DataFrame) -> list[Grader]:
+def graders_or_default(graders: Sequence[Grader], runs: pd.DataFrame | Mapping[str, Sequence[Any]]) -> list[Grader]:
     """``graders``, or the default grader when there are none and some run has an ``expected`` answer."""
     if graders:
         return list(graders)

@@ -21,15 +21,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .errors import GraderError
 from .experiments import RunsLike, runs_frame
-from .graders import Grader, grade_row
-from .judges import grade_with_judges
+from .graders import Grader, grade_row, graders_or_default
 from .store import RunLog
+
+if TYPE_CHECKING:  # run's grading (grade_stored) reads plain rows: pandas is loaded by the DataFrame paths only
+    import pandas as pd
 
 
 def grade(runs: RunsLike, graders: Grader | Sequence[Grader], *, log: RunLog | None = None,
@@ -41,6 +41,8 @@ def grade(runs: RunsLike, graders: Grader | Sequence[Grader], *, log: RunLog | N
     (answers and self-critique revisions by default; critiques and judge calls are not answers).
     Error rows are skipped. Judge graders make logged model calls (see :func:`lab.judges.judge`).
     """
+    import pandas as pd
+
     df, log = runs_frame(runs, log)
     graders = [graders] if isinstance(graders, Grader) else list(graders)
     if not graders or not all(isinstance(g, Grader) for g in graders):
@@ -49,6 +51,20 @@ def grade(runs: RunsLike, graders: Grader | Sequence[Grader], *, log: RunLog | N
         df = df[df["role"].isin(list(roles))]
     df = df[df["outcome"] != "error"]
     rows = df.to_dict("records")
+    new_ids = log.add_grades(_function_grades(rows, graders))  # one commit for all of them
+    judges = [g for g in graders if g.afn is not None]
+    if judges:
+        from .judges import grade_with_judges  # a judge's path (it reads tables): not loaded to grade by functions
+
+        new_ids += grade_with_judges(log, rows, judges, concurrency)
+    if not new_ids:
+        return log.grades(run_id="__none__")
+    out = pd.concat([log.grades(experiment=e) for e in {r["experiment_id"] for r in rows}], ignore_index=True)
+    return out[out["id"].isin(set(new_ids))].reset_index(drop=True)
+
+
+def _function_grades(rows: list[dict[str, Any]], graders: Sequence[Grader]) -> list[dict[str, Any]]:
+    """The grade rows of the graders that are functions of a run's fields (judges make calls: not here)."""
     pending: list[dict[str, Any]] = []
     for g in graders:
         if g.fn is not None:
@@ -56,12 +72,26 @@ def grade(runs: RunsLike, graders: Grader | Sequence[Grader], *, log: RunLog | N
                 gr = g.fn(run)
                 if gr is not None:
                     pending.append(grade_row(run, g.name, gr))
-    new_ids = log.add_grades(pending)  # one commit for all of them
-    new_ids += grade_with_judges(log, rows, [g for g in graders if g.afn is not None], concurrency)
-    if not new_ids:
-        return log.grades(run_id="__none__")
-    out = pd.concat([log.grades(experiment=e) for e in {r["experiment_id"] for r in rows}], ignore_index=True)
-    return out[out["id"].isin(set(new_ids))].reset_index(drop=True)
+    return pending
+
+
+#: what the graders a prompt file can name (match, regex, json_schema, escape_hatch, the default) read of a run
+GRADE_FIELDS = ["id", "experiment_id", "variant", "input_id", "input_tags", "input_vars", "expected", "model",
+                "outcome", "output", "role"]
+
+
+def grade_stored(log: RunLog, experiment_id: str, graders: Sequence[Grader], *,
+                 roles: Sequence[str] = ("answer", "revision")) -> list[str]:
+    """:func:`grade` for one experiment in ``log``, without pandas: ``graders`` (or, when there are
+    none, the default grader where some run has an expected answer) must be functions of a run's
+    fields, read as plain rows of :data:`GRADE_FIELDS`; the grade rows are those :func:`grade`
+    writes. Judges read whole rows and make calls: use :func:`grade`. Returns the new grade ids."""
+    if any(g.fn is None for g in graders):
+        raise GraderError("grade_stored: judges read whole runs and make calls; grade them with lab.grade(...)")
+    rows = [dict(zip(GRADE_FIELDS, r)) for r in log.run_rows(experiment_id, GRADE_FIELDS)]
+    graders = graders_or_default(graders, {"expected": [r["expected"] for r in rows]})
+    rows = [r for r in rows if r["role"] in roles and r["outcome"] != "error"]
+    return log.add_grades(_function_grades(rows, graders)) if graders and rows else []
 
 
 # ---- human ratings -------------------------------------------------------------------------

@@ -214,22 +214,23 @@ def uses(log: RunLog, input_set: str) -> pd.DataFrame:
     return ev[ev["kind"] == "confirm"].reset_index(drop=True) if len(ev) else ev
 
 
-#: what the selection clause reads of an experiment's runs (not its messages or parameters)
-_SELECTION_COLUMNS = ["id", "experiment_id", "task", "variant", "prompt_version", "input_id", "input_tags", "expected",
-                      "model", "repeat", "outcome", "output", "role", "round", "conversation_id", "parent_id",
-                      "cost_usd", "finished_at"]
-
-
 def with_selection(f: Findings, log: RunLog, experiment_id: str) -> Findings:
     """``f`` (an experiment's findings) with the selection clause when its inputs were used to
-    choose between versions of the compared variants (see :mod:`lab.selection`)."""
-    from .selection import annotate, search_of
+    choose between versions of the compared variants (see :mod:`lab.selection`). Reads the log's
+    rows as plain tuples (no pandas): ``python -m lab run`` prints it."""
+    from .findings import answers_in_log
+    from .selection import annotate_table, search_of
 
     if not f.a or not f.b:
         return f
-    runs = log.runs(experiment=experiment_id, columns=_SELECTION_COLUMNS)
-    if runs.empty or runs["task"].dropna().empty:
+    rows = log.run_rows(experiment_id, ["task", "input_id", "finished_at"])
+    tasks = [r[0] for r in rows if r[0] is not None]
+    if not tasks:
         return f
-    ids = [str(i) for i in runs["input_id"].dropna().unique()]
-    tried = search(log, str(runs["task"].dropna().iloc[0]), ids, until=str(runs["finished_at"].max()))
-    return annotate(f, runs, log.grades(experiment_id), search_of(tried, [f.a, f.b], len(ids)))
+    ids = [str(i) for i in dict.fromkeys(r[1] for r in rows if r[1] is not None)]
+    tried = log.versions_tried_rows(tasks[0], ids, until=str(max(r[2] for r in rows)))
+
+    def answers() -> Any:  # the first answers only (a self-critique's revisions are not the comparison)
+        t, _, _, _ = answers_in_log(log, experiment_id, f.grader, roles=["answer"])
+        return t
+    return annotate_table(f, answers, search_of(tried, [f.a, f.b], len(ids)))

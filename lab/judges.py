@@ -29,14 +29,14 @@ import pandas as pd
 from .checks import check_int
 from .errors import GraderError, ModelSpecError, ParameterError
 from .experiments import RunsLike, runs_frame
-from .graders import Grade, Grader, ModelCall, RunRow, check_grader_spec, grade_row
+from .graders import UNPARSED_WARN_SHARE, Grade, Grader, ModelCall, RunRow, check_grader_spec, grade_row
 from .inputs import InputRow
 from .prompts import Variant, version_of
 from .providers import get_provider
 from .runner import Call, Runner, run_sync
 from .seeds import derive_seed
 from .store import RunLog, RunRecord, new_id
-from .tables import UNPARSED_WARN_SHARE, unparsed_share
+from .tables import unparsed_share
 from .text import fill, numbers_in
 
 # ---- the judge: its options, the prompt it sends, reading its score ------------------------------

@@ -14,15 +14,15 @@ Pure functions over run rows and a count of the search (``lab.holdout.search`` r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from .findings import Findings, behaviour
+from .findings import Findings, RunTable, first_answers, verdict_reading
 from .stats import TOO_FEW, interval_ends, paired_difference
-from .tables import with_grades
+
+if TYPE_CHECKING:  # the CLI reads the selection clause from the log's rows, without pandas
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,17 @@ class Search:
         return self.k >= 2
 
 
-def search_of(tried: pd.DataFrame, variants: Sequence[str], inputs: int) -> Search:
-    """The :class:`Search` behind a comparison of ``variants``, from ``RunLog.versions_tried`` rows."""
-    rows = tried[tried["variant"].isin(list(variants))] if len(tried) else tried
-    counts = rows.groupby("variant")["prompt_version"].nunique().to_dict() if len(rows) else {}
-    return Search({str(v): int(counts.get(v, 1)) for v in variants}, int(inputs))
+def search_of(tried: pd.DataFrame | Sequence[tuple], variants: Sequence[str], inputs: int) -> Search:
+    """The :class:`Search` behind a comparison of ``variants``, from ``RunLog.versions_tried`` rows
+    (its DataFrame, or the tuples of ``RunLog.versions_tried_rows``)."""
+    pairs = ((r[0], r[1]) for r in tried) if isinstance(tried, Sequence) else \
+        zip(tried["variant"], tried["prompt_version"])
+    versions: dict[Any, set[Any]] = {}
+    for variant, version in pairs:
+        seen = versions.setdefault(variant, set())
+        if version is not None and version == version:
+            seen.add(version)
+    return Search({str(v): len(versions[v]) if v in versions else 1 for v in variants}, int(inputs))
 
 
 def clause(search: Search) -> str:
@@ -88,14 +94,20 @@ def annotate(f: Findings, runs: pd.DataFrame, grades: pd.DataFrame | None, searc
              confidence: float | None = None) -> Findings:
     """``f`` with the selection clause (and the selection-aware reading where there is a verdict to
     read) as its first caveat; ``f`` unchanged when no version was chosen on these inputs."""
+    return annotate_table(f, lambda: first_answers(runs, grades, f.grader), search, confidence)
+
+
+def annotate_table(f: Findings, answers: Callable[[], RunTable], search: Search,
+                   confidence: float | None = None) -> Findings:
+    """:func:`annotate` over the first answers as a :class:`lab.findings.RunTable` with their grades
+    (``answers()`` gives it; read only when there is a verdict to re-read)."""
     if not search.selected:
         return f
     text = clause(search)
     if f.verdict is not None and f.verdict_value and f.a and f.b:
-        df = runs[runs["role"].fillna("answer") == "answer"] if "role" in runs else runs
-        df = behaviour(with_grades(df, grades, grader=f.grader))
-        row = selection_aware(df, f.a, f.b, search.k, value=f.verdict_value, confidence=confidence or f.confidence)
-        text += "; " + reading(row, search.k)
+        level = 1 - (1 - (confidence or f.confidence)) / max(1, search.k)
+        row = verdict_reading(answers(), f.a, f.b, f.verdict_value, confidence=level)
+        text += "; " + reading({**row, "confidence": level}, search.k)
     else:
         text += "; only held-out inputs can confirm a choice (lab.confirm)"
     return dataclasses.replace(f, caveats=[text, *f.caveats])

@@ -34,14 +34,14 @@ Error Bars to Evals", 2024). Everything here is over inputs:
 from __future__ import annotations
 
 import functools
+import importlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from .errors import ParameterError
 
@@ -54,16 +54,22 @@ TOO_FEW = "too few inputs to tell"
 NO_PAIRS = "no pairs"
 
 
-class _LazyScipy:
-    """scipy.stats, imported on first use so that ``import lab`` stays quick."""
+class _Lazy:
+    """A module imported on first use: scipy.stats and pandas cost 1 s and 140 MB between them, and the
+    array core below (what ``python -m lab run`` and ``show`` read findings with) needs neither."""
 
-    def __getattr__(self, name: str):
-        from scipy import stats
+    def __init__(self, name: str) -> None:
+        self._name = name
 
-        return getattr(stats, name)
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
 
 
-sps = _LazyScipy()
+sps = _Lazy("scipy.stats")
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = _Lazy("pandas")
 _NORMAL = NormalDist()
 
 
@@ -460,18 +466,43 @@ def _clusters(df: pd.DataFrame, cluster: str | None) -> np.ndarray:
     return np.arange(len(df))
 
 
-def _interval_row(v: pd.Series, g: pd.DataFrame, cluster: str | None, *, confidence: float,
-                  bounds: tuple[float, float] | None, population: Population, weight: Weight,
-                  min_inputs: int) -> dict[str, float]:
-    keep = v.notna().to_numpy()
-    x = v.to_numpy(dtype=float)[keep]
-    if not len(x):
+def first_seen_codes(labels: Sequence[object] | np.ndarray) -> np.ndarray:
+    """Integer codes numbering ``labels`` in order of first appearance (``pandas.factorize``'s order):
+    the order of per-input sums, hence of the sums over inputs that readings make."""
+    if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu":
+        _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+        rank = np.empty(len(first), dtype=np.intp)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+        return rank[inverse.reshape(-1)]
+    codes = {x: i for i, x in enumerate(dict.fromkeys(labels))}
+    return np.fromiter(map(codes.__getitem__, labels), dtype=np.intp, count=len(labels))
+
+
+def interval_of(x: np.ndarray, clusters: np.ndarray, *, confidence: float, bounds: tuple[float, float] | None,
+                population: Population, weight: Weight, min_inputs: int) -> dict[str, float]:
+    """One group's mean of per-input means with its interval, from per-run values ``x`` (NaN: left
+    out) and their ``clusters`` (one label per run, e.g. the input id): :func:`rates` and :func:`means`
+    for one group, on plain arrays."""
+    x = np.asarray(x, dtype=float)
+    keep = ~np.isnan(x)
+    if not keep.any():
         return {"estimate": math.nan, "low": math.nan, "high": math.nan, "inputs": 0, "calls": 0}
-    codes = pd.factorize(pd.Series(_clusters(g, cluster)[keep]))[0]
-    ci = clustered_interval(*(a[None] for a in _cluster_sums(x, codes)), confidence=confidence, bounds=bounds,
+    codes = first_seen_codes(np.asarray(clusters)[keep])
+    ci = clustered_interval(*(a[None] for a in _cluster_sums(x[keep], codes)), confidence=confidence, bounds=bounds,
                             population=population, weight=weight,
                             min_inputs=min_inputs if population == "inputs" else 1)
     return {k: float(ci[k][0]) for k in ("estimate", "low", "high", "inputs", "calls")}
+
+
+def rate_of(x: np.ndarray, clusters: np.ndarray, *, confidence: float = 0.95, population: Population = "inputs",
+            weight: Weight = "inputs", min_inputs: int = MIN_INPUTS) -> dict[str, float]:
+    """One row of :func:`rates` (n, inputs, k, rate, low, high, missing) from per-run 0/1 values ``x``
+    (NaN: missing) and their clusters, without pandas."""
+    x = np.asarray(x, dtype=float)
+    ci = interval_of(x, clusters, confidence=confidence, bounds=(0.0, 1.0), population=population, weight=weight,
+                     min_inputs=min_inputs)
+    return {"n": int(ci["calls"]), "inputs": int(ci["inputs"]), "k": int((x > 0.5).sum()), "rate": ci["estimate"],
+            "low": ci["low"], "high": ci["high"], "missing": int(np.isnan(x).sum())}
 
 
 def rate_text(k: int, n: int, inputs: int, rate: float, low: float, high: float, *,
@@ -515,13 +546,10 @@ def rates(df: pd.DataFrame, *, value: str = "passed", by: str | Sequence[str] | 
     keys, groups = _grouped(df, value, by, split_by_tag)
     rows = []
     for key, g in groups:
-        v = g["_v"]
-        k = int((v.dropna() > 0.5).sum())
-        ci = _interval_row(v, g, cluster, confidence=confidence, bounds=(0.0, 1.0), population=population,
-                           weight=weight, min_inputs=min_inputs)
+        r = rate_of(g["_v"].to_numpy(dtype=float), _clusters(g, cluster), confidence=confidence,
+                    population=population, weight=weight, min_inputs=min_inputs)
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(keys, key)), "n": int(ci["calls"]), "inputs": int(ci["inputs"]), "k": k,
-                     "rate": ci["estimate"], "low": ci["low"], "high": ci["high"], "missing": int(v.isna().sum())})
+        rows.append({**dict(zip(keys, key)), **r})
     out = pd.DataFrame(rows, columns=keys + ["n", "inputs", "k", "rate", "low", "high", "missing"])
     return out.set_index(keys) if keys else out
 
@@ -539,8 +567,8 @@ def means(df: pd.DataFrame, *, value: str = "score", by: str | Sequence[str] | N
     keys, groups = _grouped(df, value, by, split_by_tag)
     rows = []
     for key, g in groups:
-        ci = _interval_row(g["_v"], g, cluster, confidence=confidence, bounds=bounds, population=population,
-                           weight=weight, min_inputs=min_inputs)
+        ci = interval_of(g["_v"].to_numpy(dtype=float), _clusters(g, cluster), confidence=confidence, bounds=bounds,
+                         population=population, weight=weight, min_inputs=min_inputs)
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(keys, key)), "n": int(ci["calls"]), "inputs": int(ci["inputs"]),
                      "mean": ci["estimate"], "low": ci["low"], "high": ci["high"],
@@ -581,16 +609,16 @@ def _is_rate(x: np.ndarray) -> bool:
     return bool(len(x)) and bool(np.all((x >= 0) & (x <= 1)))
 
 
-def _difference_row(p: pd.DataFrame, *, cluster: str | None, confidence: float, method: str,
+def _difference_row(a_vals: np.ndarray, b_vals: np.ndarray, clusters: np.ndarray, *, confidence: float, method: str,
                     higher_is_better: bool | None, population: Population, min_inputs: int,
-                    seed: int, weight: Weight = "inputs") -> dict[str, object]:
-    a_vals, b_vals = p["a"].to_numpy(dtype=float), p["b"].to_numpy(dtype=float)
+                    seed: int, weight: Weight = "inputs") -> dict[str, Any]:
+    """One paired reading of per-pair values ``a_vals`` and ``b_vals`` clustered by ``clusters``."""
     d = a_vals - b_vals
     bounded = _is_rate(a_vals) and _is_rate(b_vals)
     if not len(d):
         return {"pairs": 0, "inputs": 0, "difference": math.nan, "low": math.nan, "high": math.nan,
                 "p_value": math.nan, "verdict": NO_PAIRS, "method": ""}
-    codes = pd.factorize(pd.Series(_clusters(p, cluster)))[0]
+    codes = first_seen_codes(clusters)
     sums, sizes, sumsq = _cluster_sums(d, codes)
     res = difference_verdicts(sums[None], sizes[None], sumsq[None], confidence=confidence,
                               bounds=(-1.0, 1.0) if bounded else None, population=population,
@@ -661,23 +689,45 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, *, value: str = "passed"
         higher_is_better = True if value in _HIGHER_IS_BETTER else None
     cluster = "input_id" if "input_id" in pair_on else None
     pairs = _pairs(df, a, b, value, variant_col, pair_on)
-    groups: list[tuple[str, pd.DataFrame]] = [("all", pairs)]
-    if split_by_tag and "input_tags" in pairs:
-        tags = sorted({t for ts in pairs["input_tags"] for t in _tag_list(ts)})
-        groups += [(t, pairs[pairs["input_tags"].map(lambda ts, t=t: t in _tag_list(ts))]) for t in tags]
-    kw: dict[str, Any] = dict(cluster=cluster, method=method, higher_is_better=higher_is_better, population=population,
-              min_inputs=min_inputs, seed=seed, weight=weight)
+    tags = list(pairs["input_tags"]) if split_by_tag and "input_tags" in pairs else None
+    rows = paired_readings(pairs["a"].to_numpy(dtype=float), pairs["b"].to_numpy(dtype=float),
+                           _clusters(pairs, cluster), a, b, tags=tags, value=value, confidence=confidence,
+                           method=method, higher_is_better=higher_is_better, population=population,
+                           min_inputs=min_inputs, seed=seed, weight=weight,
+                           means=lambda mask: _frame_means(pairs[mask], cluster, weight))
+    out = pd.DataFrame(rows).drop(columns="same_everywhere", errors="ignore")
+    return out.set_index("tag") if split_by_tag else out.drop(columns="tag")
+
+
+def paired_readings(a_vals: np.ndarray, b_vals: np.ndarray, clusters: np.ndarray, a: str, b: str, *,
+                    tags: Sequence[object] | None = None, value: str = "passed", confidence: float = 0.95,
+                    method: str = "t", higher_is_better: bool | None = True, population: Population = "inputs",
+                    min_inputs: int = MIN_INPUTS, seed: int = 0, weight: Weight = "inputs",
+                    means: Callable[[np.ndarray], dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    """:func:`paired_difference` on plain arrays, one entry per pair (A's value, B's value, the
+    pair's cluster, its input's tags): the ``all`` reading, then with ``tags`` one per tag (sorted),
+    Holm-adjusted as a family, each a dict with the columns :func:`paired_difference` returns.
+    ``means(mask)`` gives a group's mean_a and mean_b (default: per-input means from the arrays)."""
+    groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(a_vals), dtype=bool))]
+    if tags is not None:
+        lists = [_tag_list(ts) for ts in tags]
+        groups += [(t, np.array([t in ts for ts in lists], dtype=bool)) for t in sorted({t for ts in lists for t in ts})]
+    kw: dict[str, Any] = dict(method=method, higher_is_better=higher_is_better, population=population,
+                              min_inputs=min_inputs, seed=seed, weight=weight)
+
+    def one(mask: np.ndarray, level: float) -> dict[str, Any]:
+        return _difference_row(a_vals[mask], b_vals[mask], clusters[mask], confidence=level, **kw)
     rows = []
-    for tag, p in groups:
-        rows.append({"tag": tag, "a": a, "b": b, **_input_means(p, cluster, weight),
-                     **_difference_row(p, confidence=confidence, **kw)})
+    for tag, mask in groups:
+        mean_ab = means(mask) if means is not None else \
+            _input_means(a_vals[mask], b_vals[mask], clusters[mask] if weight != "calls" else None)
+        rows.append({"tag": tag, "a": a, "b": b, **mean_ab, **one(mask, confidence)})
     family = [i for i, r in enumerate(rows) if r["tag"] != "all"] if len(rows) > 2 else []
-    adjust_family(rows, family, lambda i, level: _difference_row(groups[i][1], confidence=1 - level, **kw), confidence)
+    adjust_family(rows, family, lambda i, level: one(groups[i][1], 1 - level), confidence)
     for row in rows:
         row["population"] = population
         row["reading"] = _reading(row, value, confidence)
-    out = pd.DataFrame(rows).drop(columns="same_everywhere", errors="ignore")
-    return out.set_index("tag") if split_by_tag else out.drop(columns="tag")
+    return rows
 
 
 def pairwise(df: pd.DataFrame, variants: Sequence[str] | None = None, *, value: str = "passed",
@@ -708,8 +758,22 @@ def pairwise(df: pd.DataFrame, variants: Sequence[str] | None = None, *, value: 
     return pd.DataFrame(rows)
 
 
-def _input_means(p: pd.DataFrame, cluster: str | None, weight: str) -> dict[str, float]:
-    """mean_a and mean_b on the reading's own estimand (per-input means, each input once)."""
+def _input_means(a_vals: np.ndarray, b_vals: np.ndarray, clusters: np.ndarray | None) -> dict[str, float]:
+    """mean_a and mean_b on the reading's own estimand (per-input means, each input once; with no
+    ``clusters``, the mean over pairs)."""
+    if not len(a_vals):
+        return {"mean_a": math.nan, "mean_b": math.nan}
+    if clusters is None:
+        return {"mean_a": float(np.mean(a_vals)), "mean_b": float(np.mean(b_vals))}
+    codes = first_seen_codes(clusters)
+    sizes = np.bincount(codes)
+    return {"mean_a": float(np.mean(np.bincount(codes, weights=a_vals) / sizes)),
+            "mean_b": float(np.mean(np.bincount(codes, weights=b_vals) / sizes))}
+
+
+def _frame_means(p: pd.DataFrame, cluster: str | None, weight: str) -> dict[str, float]:
+    """:func:`_input_means` as pandas computes it (its compensated sums differ in the last digit on
+    non-0/1 values): the DataFrame functions keep the figures they always gave."""
     if not len(p):
         return {"mean_a": math.nan, "mean_b": math.nan}
     if weight == "calls" or cluster is None or cluster not in p:

@@ -172,7 +172,6 @@ def critique_rounds(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, g
     return pd.DataFrame(rows, columns=cols).sort_values(["variant", "input_id", "repeat", "round"]).reset_index(drop=True)
 
 
-UNPARSED_WARN_SHARE = 0.2
 
 
 def unparsed_share(grades: pd.DataFrame, judge: str | None = None) -> float:

@@ -131,6 +131,54 @@ class Queries:
                                        tag=tag, outcome=outcome, role=role, as_of=as_of)
         return self._query("runs", where, args, columns=None if columns is None else list(columns))
 
+    def run_rows(self, experiment: str, columns: list[str]) -> list[tuple]:
+        """One experiment's runs as plain tuples of ``columns``, oldest first, JSON columns decoded:
+        what ``python -m lab run`` grades and reads the selection clause from, without pandas."""
+        sql = self._select("runs", columns)
+        with self._sql("read the runs table"):
+            rows = self._db.execute(sql, [experiment]).fetchall()
+        if not rows or not any(c in _JSON_COLUMNS["runs"] for c in columns):
+            return rows
+        return list(zip(*self._decoded_columns(rows, columns)))
+
+    def run_columns(self, experiment: str, columns: list[str]) -> list[list[Any]]:
+        """:meth:`run_rows` as one list per column (what the findings read: ``python -m lab show``).
+        Rows with the same JSON text share its decoded value: read them, do not change them."""
+        sql = self._select("runs", columns)
+        with self._sql("read the runs table"):
+            rows = self._db.execute(sql, [experiment]).fetchall()
+        return self._decoded_columns(rows, columns, shared=True)
+
+    @staticmethod
+    def _decoded_columns(rows: list[tuple], columns: list[str], *, shared: bool = False) -> list[list[Any]]:
+        cols = [list(c) for c in zip(*rows)] if rows else [[] for _ in columns]
+        for i, c in enumerate(columns):
+            if c in _JSON_COLUMNS["runs"]:
+                cols[i] = _decode_json_column(cols[i], shared=shared)
+        return cols
+
+    def grade_rows(self, experiment: str, columns: list[str]) -> list[tuple]:
+        """One experiment's grades as plain tuples of ``columns``, oldest first (``detail`` left as JSON text)."""
+        sql = self._select("grades", columns)
+        with self._sql("read the grades table"):
+            return self._db.execute(sql, [experiment]).fetchall()
+
+    def _select(self, table: str, columns: list[str]) -> str:
+        known = self._columns(table)
+        unknown = [c for c in columns if c not in known]
+        if unknown:
+            raise StoreError(f"columns: {unknown} are not columns of the {table} table; it has {sorted(known)}")
+        return f"SELECT {', '.join(columns)} FROM {table} WHERE experiment_id = ? ORDER BY seq"
+
+    def any_expected(self, experiment: str, roles: list[str]) -> bool:
+        """Whether some run of ``experiment`` in one of ``roles`` has an expected answer."""
+        marks = ", ".join("?" for _ in roles)
+        with self._sql("look for expected answers"):
+            row = self._db.execute(f"SELECT 1 FROM runs WHERE experiment_id = ? AND coalesce(role, 'answer') IN ({marks})"
+                                   " AND expected IS NOT NULL AND expected <> 'null' LIMIT 1",
+                                   [experiment, *roles]).fetchone()
+        return row is not None
+
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run row by its id, as a dict (None when the log has no such run)."""
         found = self._query("runs", ["id = ?"], [run_id])
@@ -285,12 +333,15 @@ class Queries:
         calls, and its first and last call (``until``: only versions first run by then), oldest first."""
         import pandas as pd
 
+        return pd.DataFrame.from_records(self.versions_tried_rows(task, input_ids, until=until),
+                                         columns=["variant", "prompt_version", "inputs", "calls", "first_at", "last_at"])
+
+    def versions_tried_rows(self, task: str, input_ids: list[str], *, until: str | None = None) -> list[tuple]:
+        """:meth:`versions_tried` as plain tuples (variant, prompt_version, inputs, calls, first_at, last_at)."""
         sql = ("SELECT variant, prompt_version, count(DISTINCT input_id), count(*), min(finished_at),"
                " max(finished_at) FROM runs WHERE task = ? AND coalesce(role, 'answer') = 'answer'"
                f" AND input_id IN ({self._db.json_elements}) GROUP BY variant, prompt_version")
         sql += " HAVING min(finished_at) <= ?" if until is not None else ""
         args: list[Any] = [task, json.dumps(list(input_ids))] + ([until] if until is not None else [])
         with self._sql("count the versions tried on these inputs"):
-            rows = self._db.execute(sql + " ORDER BY min(seq)", args).fetchall()
-        return pd.DataFrame.from_records(rows, columns=["variant", "prompt_version", "inputs", "calls", "first_at",
-                                                        "last_at"])
+            return self._db.execute(sql + " ORDER BY min(seq)", args).fetchall()

@@ -81,10 +81,11 @@ def _flat(value: Any) -> bool:
     return value.__class__ in _SCALARS
 
 
-def _decode_json_column(values: Iterable[Any]) -> list[Any]:
+def _decode_json_column(values: Iterable[Any], *, shared: bool = False) -> list[Any]:
     """JSON texts to values, each distinct text parsed once (tags and expected answers repeat across a
     big experiment's rows). Each row gets its own list or dict, so that changing one cell changes no
-    other; only flat ones are cached (copied per row), nested ones are parsed per row."""
+    other; only flat ones are cached (copied per row), nested ones are parsed per row. ``shared``:
+    rows with the same text share one value (for readers that do not change them)."""
     cache: dict[str, Any] = {}
     out: list[Any] = []
     for v in values:
@@ -98,7 +99,7 @@ def _decode_json_column(values: Iterable[Any]) -> list[Any]:
                 out.append(hit)
                 continue
             cache[v] = hit
-        out.append(hit.copy() if hit.__class__ in (list, dict) else hit)
+        out.append(hit.copy() if not shared and hit.__class__ in (list, dict) else hit)
     return out
 
 
