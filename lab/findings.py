@@ -57,6 +57,7 @@ MEASURES = {  # column -> (words, rows it is over)
     "hallucination": "answered on unanswerable",
 }
 #: what the findings read of a run (the log's other columns are neither fetched nor parsed)
+#: (the log keeps an index of exactly these, in log order: migration m009_findings_index)
 RUN_FIELDS = ["id", "variant", "input_id", "repeat", "model", "input_tags", "outcome", "role", "finish_reason"]
 #: what they read of a grade
 GRADE_FIELDS = ["run_id", "grader", "passed", "label", "seq"]

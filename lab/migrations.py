@@ -193,8 +193,17 @@ def m008_finish_reason(db: Any) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN finish_reason TEXT")
 
 
+def m009_findings_index(db: Any) -> None:
+    """An index that holds everything the findings read of a run (``lab.findings.RUN_FIELDS``, in log
+    order), so ``python -m lab show`` reads a 100k-row experiment from the index instead of rows that
+    carry their messages (0.28 s -> 0.15 s to fetch them on SQLite). It costs a writer about 2 us a row."""
+    db.execute("CREATE INDEX runs_findings ON runs(experiment_id, seq, variant, input_id, repeat, model, outcome,"
+               " role, finish_reason, input_tags, id)")
+
+
 MIGRATIONS: list[Migration] = [m001_initial, m002_grades, m003_conversations, m004_events_and_versions,
-                               m005_batches, m006_confidence, m007_summary_index, m008_finish_reason]
+                               m005_batches, m006_confidence, m007_summary_index, m008_finish_reason,
+                               m009_findings_index]
 
 
 def _server(db: Any) -> bool:

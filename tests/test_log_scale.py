@@ -315,3 +315,19 @@ def test_show_prints_the_summary_then_the_findings(backend, capsys):
     assert main(["--log", str(log.path), "show", "shown"]) == 0
     out = capsys.readouterr().out
     assert out.index("answered") < out.index("Findings for shown")
+
+
+def test_the_findings_read_a_big_experiment_from_an_index_not_from_the_rows(tmp_path):
+    """`show` on 100k rows: what the findings read is in one index (m009), so SQLite never touches the
+    rows that carry messages; with a column added to the findings' list the index must follow."""
+    import sqlite3
+
+    from lab.findings import RUN_FIELDS
+
+    log = lab.log(tmp_path / "log.db")
+    log.add_runs(_rows("e", 3))
+    sql = log._select("runs", RUN_FIELDS)
+    db = sqlite3.connect(tmp_path / "log.db")
+    plan = " ".join(str(r[-1]) for r in db.execute("EXPLAIN QUERY PLAN " + sql, ["e"]))
+    assert "COVERING INDEX runs_findings" in plan, plan
+    assert log.run_columns("e", ["input_id"]) == [["in0", "in1", "in2"]]  # in log order, as the findings number them
