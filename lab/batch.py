@@ -28,7 +28,7 @@ from urllib.parse import urlparse, urlunparse
 import pandas as pd
 
 from .errors import BatchError, BudgetExceeded
-from .experiments import Experiment
+from .experiments import Experiment, LoggedRows
 from .names import html_text
 from .pricing import Price, price_of
 from .prompts import EscapeHatch
@@ -47,7 +47,7 @@ BATCH_SUGGESTED_CALLS = 1000
 
 
 @dataclass
-class BatchRun:
+class BatchRun(LoggedRows):
     """Where an experiment's batches stand. ``batches`` is the log's view (one row per provider
     batch); ``ingested`` counts the run rows this call added; ``done`` is True once every batch
     has ended and all its results are run rows."""
@@ -60,15 +60,6 @@ class BatchRun:
     @property
     def done(self) -> bool:
         return bool(len(self.batches)) and bool(self.batches["ingested_at"].notna().all())
-
-    @property
-    def df(self) -> pd.DataFrame:
-        """The experiment's run rows so far."""
-        return self.log.runs(experiment=self.experiment_id)
-
-    def summary(self) -> pd.DataFrame:
-        """The experiment's summary so far (:meth:`lab.store.RunLog.summary`)."""
-        return self.log.summary(self.experiment_id)
 
     def __repr__(self) -> str:
         states = ", ".join(f"{r.batch_id} {r.state} ({r.request_count})" for r in self.batches.itertuples())

@@ -39,8 +39,23 @@ if TYPE_CHECKING:  # pandas is imported when a table is read, not to run calls
     import pandas as pd
 
 
+class LoggedRows:
+    """What an experiment's rows in its log read as: ``df`` (the run rows, as the log has them) and
+    ``summary()`` (per variant and model: calls, outcomes, latency, tokens, cost; computed by the log)."""
+
+    experiment_id: str
+    log: RunLog
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return self.log.runs(experiment=self.experiment_id)
+
+    def summary(self) -> pd.DataFrame:
+        return self.log.summary(self.experiment_id)
+
+
 @dataclass
-class Runs:
+class Runs(LoggedRows):
     """What a run did. ``df`` holds the experiment's rows as the log has them."""
 
     experiment_id: str
@@ -50,14 +65,6 @@ class Runs:
     stopped: str | None = None
     spent_usd: float = 0.0
     wall_s: float = 0.0
-
-    @property
-    def df(self) -> pd.DataFrame:
-        return self.log.runs(experiment=self.experiment_id)
-
-    def summary(self) -> pd.DataFrame:
-        """Per variant (and model): calls, outcomes, latency, tokens, cost; computed by the log."""
-        return self.log.summary(self.experiment_id)
 
     def __len__(self) -> int:
         return len(self.records)
