@@ -521,7 +521,8 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
     verdict is about appropriate behaviour when some inputs are tagged ``unanswerable``, else about
     the pass rate. ``population="these"`` reads about exactly these inputs."""
     t, _ = _answers(table_of(runs), _column(runs, "role") if "role" in runs else None)
-    t, grader = _graded(t, _grade_tuples(grades), grader)
+    graded = _grade_tuples(grades)
+    t, grader = _graded(t, graded, grader)
     kept = set(t.id)
 
     def has_expected() -> bool:
@@ -529,7 +530,7 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
             return False
         return any(e is not None and e == e for i, e in zip(runs["id"], runs["expected"]) if i in kept)
     exp = experiment_id or (str(runs["experiment_id"].iloc[0]) if "experiment_id" in runs and len(runs) else None)
-    return _compute(t, grader=grader, has_expected=has_expected, unparsed=_unparsed_share(t, _grade_tuples(grades)),
+    return _compute(t, grader=grader, has_expected=has_expected, unparsed=_unparsed_share(t, graded),
                     a=a, b=b, confidence=confidence, population=population, experiment_id=exp)
 
 

@@ -295,19 +295,17 @@ class Runner:
         backoff (tenacity). The first try goes straight to the provider: most calls need no retry, and
         tenacity's set-up costs about as much CPU as the lab's whole row."""
         attempt = await self._attempt(provider, limiter, call)
-        if attempt.kind not in self.RETRY_KINDS or self.cancelled or self.rate_limit_retries < 1:
-            return attempt
-        first = attempt
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_result(lambda a: a.kind in self.RETRY_KINDS and not self.cancelled),
-            stop=tenacity.stop_after_attempt(self.rate_limit_retries), wait=self._backoff,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
-        await asyncio.sleep(self._wait(1))  # the wait before the first retry; tenacity waits before the rest
-        if self.cancelled:
-            return first
-        attempt = await retrying(self._attempt, provider, limiter, call) or first
+        retries = 0
+        if attempt.kind in self.RETRY_KINDS and not self.cancelled and self.rate_limit_retries >= 1:
+            await asyncio.sleep(self._wait(1))  # the wait before the first retry; tenacity waits before the rest
+            if not self.cancelled:
+                retrying = tenacity.AsyncRetrying(
+                    retry=tenacity.retry_if_result(lambda a: a.kind in self.RETRY_KINDS and not self.cancelled),
+                    stop=tenacity.stop_after_attempt(self.rate_limit_retries), wait=self._backoff,
+                    retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
+                attempt = await retrying(self._attempt, provider, limiter, call)
+                retries = retrying.statistics.get("attempt_number", 0)
         if attempt.kind in self.RETRY_KINDS:
-            retries = retrying.statistics.get("attempt_number", 0)
             attempt = dataclasses.replace(attempt, error=f"{attempt.error} (gave up after {retries} retries by the runner)")
         return attempt
 

@@ -69,11 +69,16 @@ def clause(search: Search) -> str:
             f"{search.k}, its advantage here is optimistic")
 
 
+def best_of_level(confidence: float, k: int) -> float:
+    """The confidence a comparison is read at as the best of ``k`` versions (Bonferroni over the search)."""
+    return 1 - (1 - confidence) / max(1, k)
+
+
 def selection_aware(df: pd.DataFrame, a: str, b: str, k: int, *, value: str = "passed", confidence: float = 0.95,
                     higher_is_better: bool | None = True) -> dict[str, Any]:
     """The paired comparison a - b read as the best of ``k``: :func:`lab.stats.paired_difference`
     at level ``1 - (1 - confidence) / k``. One row (dict) with ``confidence`` added."""
-    level = 1 - (1 - confidence) / max(1, k)
+    level = best_of_level(confidence, k)
     row = paired_difference(df, a, b, value=value, confidence=level, higher_is_better=higher_is_better).iloc[0]
     return {**row.to_dict(), "confidence": level}
 
@@ -105,7 +110,7 @@ def annotate_table(f: Findings, answers: Callable[[], RunTable], search: Search,
         return f
     text = clause(search)
     if f.verdict is not None and f.verdict_value and f.a and f.b:
-        level = 1 - (1 - (confidence or f.confidence)) / max(1, search.k)
+        level = best_of_level(confidence or f.confidence, search.k)
         row = verdict_reading(answers(), f.a, f.b, f.verdict_value, confidence=level)
         text += "; " + reading({**row, "confidence": level}, search.k)
     else:

@@ -134,9 +134,7 @@ class Queries:
     def run_rows(self, experiment: str, columns: list[str]) -> list[tuple]:
         """One experiment's runs as plain tuples of ``columns``, oldest first, JSON columns decoded:
         what ``python -m lab run`` grades and reads the selection clause from, without pandas."""
-        sql = self._select("runs", columns)
-        with self._sql("read the runs table"):
-            rows = self._db.execute(sql, [experiment]).fetchall()
+        rows = self._experiment_rows("runs", experiment, columns)
         if not rows or not any(c in _JSON_COLUMNS["runs"] for c in columns):
             return rows
         return list(zip(*self._decoded_columns(rows, columns)))
@@ -144,10 +142,7 @@ class Queries:
     def run_columns(self, experiment: str, columns: list[str]) -> list[list[Any]]:
         """:meth:`run_rows` as one list per column (what the findings read: ``python -m lab show``).
         Rows with the same JSON text share its decoded value: read them, do not change them."""
-        sql = self._select("runs", columns)
-        with self._sql("read the runs table"):
-            rows = self._db.execute(sql, [experiment]).fetchall()
-        return self._decoded_columns(rows, columns, shared=True)
+        return self._decoded_columns(self._experiment_rows("runs", experiment, columns), columns, shared=True)
 
     @staticmethod
     def _decoded_columns(rows: list[tuple], columns: list[str], *, shared: bool = False) -> list[list[Any]]:
@@ -159,8 +154,12 @@ class Queries:
 
     def grade_rows(self, experiment: str, columns: list[str]) -> list[tuple]:
         """One experiment's grades as plain tuples of ``columns``, oldest first (``detail`` left as JSON text)."""
-        sql = self._select("grades", columns)
-        with self._sql("read the grades table"):
+        return self._experiment_rows("grades", experiment, columns)
+
+    def _experiment_rows(self, table: str, experiment: str, columns: list[str]) -> list[tuple]:
+        """One experiment's rows of ``table`` as tuples of ``columns``, oldest first, as stored."""
+        sql = self._select(table, columns)
+        with self._sql(f"read the {table} table"):
             return self._db.execute(sql, [experiment]).fetchall()
 
     def _select(self, table: str, columns: list[str]) -> str:
