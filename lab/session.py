@@ -220,7 +220,7 @@ class Session:
         if isinstance(row, str):
             row = self.typed_input(row)
         elif isinstance(row, dict):
-            row = InputRow(id=str(row.get("id") or "typed-" + new_id()[:8]),
+            row = InputRow(id=str(row.get("id") or "typed-" + new_id()[-8:]),
                            vars={k: v for k, v in row.items() if k != "id"}, tags=("typed",))
         missing = sorted(self.variant.variables - set(row.vars))
         if missing:

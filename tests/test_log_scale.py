@@ -318,8 +318,9 @@ def test_show_prints_the_summary_then_the_findings(backend, capsys):
 
 
 def test_the_findings_read_a_big_experiment_from_an_index_not_from_the_rows(tmp_path):
-    """`show` on 100k rows: what the findings read is in one index (m009), so SQLite never touches the
-    rows that carry messages; with a column added to the findings' list the index must follow."""
+    """`show` on 100k rows: what the findings and the summary read is in one index (m010), so SQLite
+    never touches the rows that carry messages; with a column added to the findings' list or to the
+    summary the index must follow."""
     import sqlite3
 
     from lab.findings import RUN_FIELDS
@@ -329,5 +330,13 @@ def test_the_findings_read_a_big_experiment_from_an_index_not_from_the_rows(tmp_
     sql = log._select("runs", RUN_FIELDS)
     db = sqlite3.connect(tmp_path / "log.db")
     plan = " ".join(str(r[-1]) for r in db.execute("EXPLAIN QUERY PLAN " + sql, ["e"]))
-    assert "COVERING INDEX runs_findings" in plan, plan
+    assert "COVERING INDEX runs_by_experiment" in plan, plan
+    said: list[str] = []  # the summary's statements, as SQLite ran them (parameters filled in)
+    log._db.raw.set_trace_callback(said.append)
+    by, _, groups = log.summary_rows("e")
+    assert by == ["variant", "model"] and [(g[0], g[2]) for g in groups] == [("a", 1), ("b", 1), ("c", 1)]
+    log._db.raw.set_trace_callback(None)
+    for statement in [s for s in said if s.lstrip().upper().startswith("SELECT")]:
+        plan = " ".join(str(r[-1]) for r in db.execute("EXPLAIN QUERY PLAN " + statement))
+        assert "COVERING INDEX runs_by_experiment" in plan, (statement, plan)
     assert log.run_columns("e", ["input_id"]) == [["in0", "in1", "in2"]]  # in log order, as the findings number them

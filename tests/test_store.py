@@ -98,6 +98,20 @@ def test_an_old_schema_log_migrates_without_loss(tmp_path):
     assert len(log.grades()) == 1
 
 
+def test_new_ids_are_uuid7_in_the_order_made_and_their_short_form_is_random():
+    """Ids sort in the order they were made (the log's id and conversation indexes grow at their end),
+    and the short form people see (the last 8 characters) differs even for ids of one millisecond."""
+    import uuid
+
+    from lab.store import new_id
+
+    ids = [new_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids) and all(len(i) == 32 for i in ids)
+    assert {uuid.UUID(i).version for i in ids} == {7} and {uuid.UUID(i).variant for i in ids} == {uuid.RFC_4122}
+    assert ids == sorted(ids)
+    assert len({i[-8:] for i in ids}) > 19_990  # 32 random bits: a repeat among 20k is possible, rare
+
+
 def test_export_writes_parquet_that_reads_back(run_log, tmp_path):
     for i in range(3):
         run_log.add_run(_rec("e1", i))

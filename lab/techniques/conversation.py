@@ -79,7 +79,7 @@ class Conversation:
         self._task: asyncio.Task | None = None
 
     def __repr__(self) -> str:
-        return f"Conversation({self.id[:8]}, {len(self._path)} turn(s) on {self.model}, experiment {self.experiment_id!r})"
+        return f"Conversation({self.id[-8:]}, {len(self._path)} turn(s) on {self.model}, experiment {self.experiment_id!r})"
 
     def _register(self) -> None:
         if not self._registered:
@@ -98,7 +98,7 @@ class Conversation:
         for rec in path:
             if rec.outcome == "error":
                 raise ConversationError(
-                    f"conversation {self.id[:8]}: turn {rec.turn} ended in an error ({rec.error}); reroll it first"
+                    f"conversation {self.id[-8:]}: turn {rec.turn} ended in an error ({rec.error}); reroll it first"
                 )
         if not path:
             return [{"role": "system", "content": self.system}] if self.system else []
@@ -198,7 +198,7 @@ class Conversation:
         """Ask the first turn with ``messages`` as they are (a prompt file's variant rendered for
         ``row``: system text, examples, the user's message). Later turns continue with :meth:`ask`."""
         if self._path:
-            raise ConversationError(f"start: conversation {self.id[:8]} has begun; reset() for a new one")
+            raise ConversationError(f"start: conversation {self.id[-8:]} has begun; reset() for a new one")
         return self._sync(self._call(list(messages), 0, row))
 
     async def aask(self, text: str, *, runner: Runner | None = None, **kw: Any) -> RunRecord:
