@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .distributions import chi2_ppf, t_ppf, t_sf
 from .errors import ParameterError
 
 OUTCOME_VALUES = ("answered", "escaped", "error")
@@ -71,28 +72,6 @@ if TYPE_CHECKING:
 else:
     pd = _Lazy("pandas")
 _NORMAL = NormalDist()
-
-
-def _t_ppf(p: float, df):
-    """Student's t quantile (``scipy.stats.t.ppf``) from scipy.special, which imports in a quarter
-    of the time scipy.stats takes: the findings block of ``python -m lab show`` waited 1 s for it."""
-    from scipy import special
-
-    return special.stdtrit(df, p)
-
-
-def _t_sf(x, df):
-    """Student's t upper tail (``scipy.stats.t.sf``), from scipy.special."""
-    from scipy import special
-
-    return special.stdtr(df, -np.asarray(x, dtype=float))
-
-
-def _chi2_low(df, q: float = 0.2):
-    """The ``q`` quantile of chi-square with ``df`` degrees of freedom (scipy.special, like the t helpers)."""
-    from scipy import special
-
-    return special.chdtri(df, 1 - q)
 
 
 #: single-rate intervals use the variance of per-input rates at this pessimistic quantile: with few
@@ -298,7 +277,7 @@ def clustered_interval(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *
     calls = sizes2.sum(-1)
     est, var, df = _t_spread(m, w, used, sizes2, sumsq, population, weight)
     with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.where(df >= 1, _t_ppf(0.5 + confidence / 2, np.maximum(df, 1)), np.nan)
+        q = np.where(df >= 1, t_ppf(0.5 + confidence / 2, np.maximum(df, 1)), np.nan)
         se = np.sqrt(var)
         if bounds is None:
             low, high = est - q * se, est + q * se
@@ -309,7 +288,7 @@ def clustered_interval(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *
             v = var / width ** 2
             if population == "inputs":  # few inputs from a skewed population understate the spread: be pessimistic,
                 # but never beyond the most a mean of n values in [0, 1] can vary (one call per input already is that)
-                pess = v * np.where(n > 1, (n - 1) / _chi2_low(np.maximum(n - 1, 1), RATE_VARIANCE_QUANTILE), 1.0)
+                pess = v * np.where(n > 1, (n - 1) / chi2_ppf(RATE_VARIANCE_QUANTILE, np.maximum(n - 1, 1)), 1.0)
                 v = np.minimum(pess, np.maximum(v, p * (1 - p) / np.maximum(n, 1)))
             units = n if population == "inputs" else calls
             n_eff = np.where((v > 0) & (p * (1 - p) > 0), p * (1 - p) / np.where(v > 0, v, 1), units)
@@ -345,18 +324,19 @@ def difference_verdicts(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, 
     calls = sizes2.sum(-1)
     alpha = 1 - confidence
     est, var, df = _t_spread(m, w, used, sizes2, sumsq, population, weight)
+    few = n < (min_inputs if population == "inputs" else 1)
+    exact = ~few & (n <= EXACT_UP_TO) if population == "inputs" else np.zeros(len(n), dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.sqrt(var)
-        q = np.where(df >= 1, _t_ppf(0.5 + confidence / 2, np.maximum(df, 1)), np.nan)
+        q = np.where(df >= 1, t_ppf(0.5 + confidence / 2, np.maximum(df, 1)), np.nan)
         low, high = est - q * se, est + q * se
-        p = np.where(se > 0, 2 * _t_sf(np.abs(est / np.where(se > 0, se, 1)), np.maximum(df, 1)),
-                     np.where(est == 0, 1.0, 0.0))
+        p = np.where(est == 0, 1.0, 0.0)
+        t_test = (se > 0) & ~exact  # the sign-flip rows' p-values come below (the simulations' bulk)
+        p[t_test] = 2 * t_sf(np.abs(est[t_test] / se[t_test]), np.maximum(df[t_test], 1))
     if bounds is not None:
         low, high = np.clip(low, *bounds), np.clip(high, *bounds)
     method = np.where(np.isfinite(low), 2, 0)
-    few = n < (min_inputs if population == "inputs" else 1)
     if population == "inputs":
-        exact = ~few & (n <= EXACT_UP_TO)
         if exact.any():
             rows = np.flatnonzero(exact)
             if interval:
@@ -879,7 +859,7 @@ def _power_t(difference: float, unit_var: float, n: int, confidence: float) -> f
     if unit_var <= 0:
         return 1.0
     df = n - 1
-    crit = float(_t_ppf(0.5 + confidence / 2, df))
+    crit = float(t_ppf(0.5 + confidence / 2, df))
     nc = abs(difference) * math.sqrt(n / unit_var)
     upper = 1 - float(special.nctdtr(df, nc, crit))
     lower = float(special.nctdtr(df, nc, -crit))  # the far tail: nan (0, really) when nc is large
@@ -1069,7 +1049,7 @@ def _planned_between(pairs: pd.DataFrame, within: float, cluster: str = "input_i
     n = len(sums)
     if n < 2:
         return math.nan
-    total = float(np.var(sums / sizes, ddof=1)) * (n - 1) / float(_chi2_low(n - 1, 1 - PLAN_QUANTILE))
+    total = float(np.var(sums / sizes, ddof=1)) * (n - 1) / float(chi2_ppf(1 - PLAN_QUANTILE, n - 1))
     return max(0.0, total - within * float(np.mean(1 / sizes)))
 
 
