@@ -154,6 +154,10 @@ class Connection:
         """``column`` equals ``?``, NULL equal to NULL."""
         raise NotImplementedError
 
+    def distinct_json(self, column: str) -> str:
+        """An aggregate: the distinct values of ``column`` (NULL too) as the text of a JSON list."""
+        return f"json_group_array(DISTINCT {column})"
+
 
 class SQLite(Connection):
     dialect = "sqlite"
@@ -333,6 +337,9 @@ class PostgreSQL(Connection):
 
     def round1(self, expr: str) -> str:
         return f"CAST(round(CAST({expr} AS numeric), 1) AS double precision)"
+
+    def distinct_json(self, column: str) -> str:
+        return f"CAST(json_agg(DISTINCT {column}) AS text)"
 
     def same(self, column: str) -> str:
         return f"{column} IS NOT DISTINCT FROM ?"
