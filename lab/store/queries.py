@@ -188,8 +188,8 @@ class Queries:
         if not columns:
             return []
         with self._sql("read the runs table"):
-            found = self._db.execute(f"SELECT {', '.join(self._db.distinct_json(c) for c in columns)} FROM runs"
-                                     " WHERE experiment_id = ?", [experiment]).fetchone()
+            found = self._db.execute(self._db.distinct_json(columns, "FROM runs WHERE experiment_id = ?"),
+                                     [experiment]).fetchone()
         return [json.loads(text) if text else [] for text in found]
 
     def grade_rows(self, experiment: str, columns: list[str]) -> list[tuple]:
@@ -412,6 +412,6 @@ def _coded(values: list[Any]) -> tuple[Any, list[Any]]:
     """``values`` as (codes, distinct values), in order of first appearance."""
     import numpy as np
 
-    index: dict[Any, int] = {}
-    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.intp, count=len(values))
-    return codes, list(index)
+    distinct = list(dict.fromkeys(values))
+    index = {v: i for i, v in enumerate(distinct)}
+    return np.fromiter(map(index.__getitem__, values), dtype=np.intp, count=len(values)), distinct
