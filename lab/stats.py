@@ -689,9 +689,11 @@ def paired_readings(a_vals: np.ndarray, b_vals: np.ndarray, clusters: np.ndarray
     Holm-adjusted as a family, each a dict with the columns :func:`paired_difference` returns.
     ``means(mask)`` gives a group's mean_a and mean_b (default: per-input means from the arrays)."""
     groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(a_vals), dtype=bool))]
-    if tags is not None:
-        lists = [_tag_list(ts) for ts in tags]
-        groups += [(t, np.array([t in ts for ts in lists], dtype=bool)) for t in sorted({t for ts in lists for t in ts})]
+    if tags is not None:  # pairs of one input share its tags' object (from the log): each object read once
+        which = first_seen_codes(list(map(id, tags)))
+        lists = [_tag_list(ts) for ts in {id(ts): ts for ts in tags}.values()]
+        groups += [(t, np.array([t in ts for ts in lists], dtype=bool)[which])
+                   for t in sorted({t for ts in lists for t in ts})]
     kw: dict[str, Any] = dict(method=method, higher_is_better=higher_is_better, population=population,
                               min_inputs=min_inputs, seed=seed, weight=weight)
 
