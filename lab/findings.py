@@ -37,6 +37,7 @@ from .stats import (
     MIN_INPUTS,
     TOO_FEW,
     Population,
+    RunPairs,
     first_seen_codes,
     format_p,
     interval_ends,
@@ -389,38 +390,22 @@ def _drivers(by_tag: list[dict[str, Any]], verdict: dict[str, Any] | None, a: st
 
 
 class _Pairs:
-    """The runs of framings ``a`` and ``b`` paired on (input, repeat, model), as lab.stats pairs them:
-    a pair's value is each framing's mean over its calls with a value, pairs in key order."""
+    """The runs of framings ``a`` and ``b`` paired as lab.stats pairs them (``lab.stats.RunPairs``),
+    with each pair's input (its rank) and tags (its first tagged run's)."""
 
     def __init__(self, t: RunTable, a: str, b: str) -> None:
-        self.is_a, self.is_b = t.variant.eq(a), t.variant.eq(b)
-        rows = np.flatnonzero(self.is_a | self.is_b)
-        (inp, n_inp), (rep, n_rep), (mod, n_mod) = (col.ranks() for col in (t.input_id, t.repeat, t.model))
-        inp, rep, mod = inp[rows], rep[rows], mod[rows]
-        ok = (inp >= 0) & (rep >= 0) & (mod >= 0)
-        key = (inp * n_rep + rep) * n_mod + mod  # sorts as (input, repeat, model) does
-        keys, codes = np.unique(key[ok], return_inverse=True)
-        self.code = np.full(len(t), -1, dtype=np.intp)
-        self.code[rows[ok]] = codes.reshape(-1)
-        self.input = keys // (n_rep * n_mod)  # each pair's input, by its rank
-        tagged = t.input_tags.where(lambda v: v is not None)[rows[ok]]
-        _, first = np.unique(codes.reshape(-1)[tagged], return_index=True)  # a pair's tags: its first tagged call's
-        self.tag_code = np.full(len(keys), -1, dtype=np.intp)
-        self.tag_code[codes.reshape(-1)[tagged][first]] = t.input_tags.codes[rows[ok][tagged][first]]
+        ranks = [col.ranks() for col in (t.input_id, t.repeat, t.model)]
+        self.pairs = RunPairs(t.variant.eq(a), t.variant.eq(b), ranks)
+        self.input = ranks[0][0][self.pairs.first()]
+        tagged = self.pairs.first(t.input_tags.where(lambda v: v is not None))
+        self.tag_code = np.where(tagged >= 0, t.input_tags.codes[tagged], -1)
         self.tag_values = t.input_tags.values
 
     def readings(self, x: np.ndarray, a: str, b: str, *, split_by_tag: bool = False, **kw: Any) -> list[dict[str, Any]]:
         """:func:`lab.stats.paired_readings` of per-run values ``x`` (NaN: no value)."""
-        k = len(self.tag_code)
-        sums, counts = [], []
-        for side in (self.is_a, self.is_b):
-            use = side & (self.code >= 0) & ~np.isnan(x)
-            sums.append(np.bincount(self.code[use], weights=x[use], minlength=k))
-            counts.append(np.bincount(self.code[use], minlength=k))
-        idx = np.flatnonzero((counts[0] > 0) & (counts[1] > 0))
+        idx, mean_a, mean_b = self.pairs.means(x)
         tags = [self.tag_values[c] if c >= 0 else None for c in self.tag_code[idx].tolist()] if split_by_tag else None
-        return paired_readings(sums[0][idx] / counts[0][idx], sums[1][idx] / counts[1][idx],
-                               first_seen_codes(self.input[idx]), a, b, tags=tags, **kw)
+        return paired_readings(mean_a, mean_b, first_seen_codes(self.input[idx]), a, b, tags=tags, **kw)
 
 
 def _reading(rows: list[dict[str, Any]]) -> dict[str, Any]:

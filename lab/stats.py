@@ -557,25 +557,68 @@ def means(df: pd.DataFrame, *, value: str = "score", by: str | Sequence[str] | N
     return out.set_index(keys) if keys else out
 
 
+class RunPairs:
+    """Runs of variants A and B paired on their keys (``PAIR_KEYS``: input, repeat, model), as every
+    paired reading pairs them: a pair is a key that runs of both variants have; its value for a
+    variant is the mean over that variant's runs of the key with a value; pairs come in the keys'
+    sorted order. Built from per-run arrays, so that the DataFrame functions (:func:`paired_difference`,
+    :func:`plan`) and the findings (``lab.findings``, read without pandas) pair runs one way."""
+
+    def __init__(self, is_a: np.ndarray, is_b: np.ndarray, ranks: Sequence[tuple[np.ndarray, int]]) -> None:
+        """``is_a``, ``is_b``: per run, whether it is of variant A, of B; ``ranks``: per key, each run's
+        rank of its value among the key's values in sorted order (-1: none, so the run is in no pair),
+        and how many ranks there are."""
+        self.is_a, self.is_b = is_a, is_b
+        rows = np.flatnonzero(is_a | is_b)
+        by = np.stack([r[rows] for r, _ in ranks])  # (keys, runs)
+        ok = (by >= 0).all(axis=0)
+        if math.prod(n for _, n in ranks) < 2 ** 62:  # one integer per run that sorts as its keys do
+            keys, pair = np.unique(np.ravel_multi_index(by[:, ok], [max(n, 1) for _, n in ranks]), return_inverse=True)
+        else:
+            keys, pair = np.unique(by[:, ok].T, axis=0, return_inverse=True)
+        self.pair = np.full(len(is_a), -1, dtype=np.intp)  # per run, its pair (-1: none)
+        self.pair[rows[ok]] = pair.reshape(-1)
+        self.count = len(keys)
+
+    def first(self, where: np.ndarray | None = None) -> np.ndarray:
+        """Per pair, its first run (in run order) where ``where`` holds (a bool per run); -1 where none does."""
+        runs = np.flatnonzero((self.pair >= 0) & where if where is not None else self.pair >= 0)
+        pairs, at = np.unique(self.pair[runs], return_index=True)
+        out = np.full(self.count, -1, dtype=np.intp)
+        out[pairs] = runs[at]
+        return out
+
+    def means(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs where both variants have a value of ``x`` (per run; NaN: none), and there A's mean and B's."""
+        sums, counts = [], []
+        for side in (self.is_a, self.is_b):
+            use = side & (self.pair >= 0) & ~np.isnan(x)
+            sums.append(np.bincount(self.pair[use], weights=x[use], minlength=self.count))
+            counts.append(np.bincount(self.pair[use], minlength=self.count))
+        idx = np.flatnonzero((counts[0] > 0) & (counts[1] > 0))
+        return idx, sums[0][idx] / counts[0][idx], sums[1][idx] / counts[1][idx]
+
+
 def _pairs(df: pd.DataFrame, a: str, b: str, value: str, variant_col: str,
            pair_on: Sequence[str]) -> pd.DataFrame:
-    """One row per pair key where both ``a`` and ``b`` have a value: columns a, b (and input_tags)."""
+    """One row per pair (:class:`RunPairs`) where both ``a`` and ``b`` have a value: its keys, a, b
+    and input_tags (the first tagged run's)."""
     for name in (a, b):
         if name not in set(df[variant_col]):
             raise ParameterError(f"no rows with {variant_col} {name!r}; present: {sorted(map(str, set(df[variant_col])))}")
     keys = [k for k in pair_on if k in df.columns]
     if not keys:
         raise ParameterError(f"pair_on {list(pair_on)!r} names no column of the runs table")
-    data = df.assign(_v=_values(df, value))
-    data = data[data[variant_col].isin([a, b])]
-    wide = data.pivot_table(index=keys, columns=variant_col, values="_v", aggfunc="mean")
-    wide = wide.dropna(subset=[a, b]) if a in wide and b in wide else pd.DataFrame(columns=[a, b])
-    out = pd.DataFrame({"a": wide[a], "b": wide[b]}, index=wide.index) if len(wide) else \
-        pd.DataFrame({"a": [], "b": []}, dtype=float)
-    if len(wide) and "input_tags" in data:
-        tags = data.groupby(keys)["input_tags"].first()
-        out["input_tags"] = tags.reindex(out.index)
-    return out.reset_index() if len(wide) else out.assign(**{k: [] for k in keys}, input_tags=[])
+    variants = df[variant_col]
+    ranks = [(codes, len(uniques)) for codes, uniques in (pd.factorize(df[k], sort=True) for k in keys)]
+    pairs = RunPairs((variants == a).to_numpy(dtype=bool), (variants == b).to_numpy(dtype=bool), ranks)
+    idx, mean_a, mean_b = pairs.means(_values(df, value).to_numpy(dtype=float))
+    out = pd.DataFrame({k: df[k].iloc[pairs.first()[idx]].to_numpy() for k in keys})
+    out["a"], out["b"] = mean_a, mean_b
+    if "input_tags" in df:
+        tagged = pairs.first(df["input_tags"].notna().to_numpy())[idx]
+        out["input_tags"] = [df["input_tags"].iloc[i] if i >= 0 else None for i in tagged]
+    return out
 
 
 Verdict = Literal["no pairs", "too few inputs to tell", "no detectable difference", "A better", "B better",
