@@ -38,8 +38,6 @@ def child(mode: str, url: str, calls: int, concurrency: int, folder: Path, log: 
     import lab
 
     if mode == "imports":  # what the command's grading and findings load, without any call or row
-        import scipy.special  # noqa: F401  (lab.stats' t quantiles, loaded on first use)
-
         import lab.cli
         import lab.findings
         import lab.grades
@@ -133,15 +131,15 @@ def main() -> None:
         "| process | peak RSS (MB) | above baseline (MB) | vs raw SDK (MB) | wall (s) |",
         "| --- | ---: | ---: | ---: | ---: |",
         f"| baseline: `import lab, openai`, no calls | {base_mb:.0f} | 0 | | |",
-        f"| baseline + what the grading and findings import (numpy, scipy.special), no calls | "
+        f"| baseline + what the grading and findings import (numpy), no calls | "
         f"{got['imports']['peak_mb']:.0f} | {got['imports']['peak_mb'] - base_mb:.0f} | "
         f"{got['imports']['peak_mb'] - raw_mb:+.0f} | |",
         f"| raw `AsyncOpenAI` + semaphore | {raw_mb:.0f} | {raw_mb - base_mb:.0f} | 0 | {got['raw']['wall_s']:.1f} |",
         *rows,
         "",
         f"The whole command vs the raw SDK, target <= raw + 50 MB: {'; '.join(verdicts)}. The command's "
-        "summary is SQL; its grades and findings read the columns they use as plain rows, with numpy and "
-        "scipy.special, never pandas or scipy.stats.", "",
+        "summary is SQL; its grades and findings read the columns they use as plain rows, with numpy (the t "
+        "and chi-square tails in lab.distributions), never pandas or scipy.", "",
         f"Reproduce: `python bench/bench_memory.py --calls {a.calls} --concurrency {a.concurrency} "
         f"--latency {a.latency} --backend {a.backend}`",
     ]

@@ -13,8 +13,9 @@ that apply (too few inputs, ungraded runs, unparsed judge grades, errors, the de
 Raw escape rates are compared as higher / lower, never better.
 
 One computation serves both entries: :func:`findings` turns DataFrames into a :class:`RunTable`
-(plain per-run lists), :func:`from_log` reads one from the log's rows (the columns it uses, as
-tuples), and the statistics run on arrays (``lab.stats.rate_of``, ``lab.stats.paired_readings``).
+(each column as per-run codes into its distinct values), :func:`from_log` reads one from the log
+(the columns it uses, coded by the database where they have few values: ``RunLog.run_codes``),
+and the statistics run on arrays (``lab.stats.rate_of``, ``lab.stats.paired_readings``).
 So ``python -m lab run`` and ``show`` print findings without loading pandas; ``per_framing`` and
 ``by_tag`` are DataFrames built when someone asks for them.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import html
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ from .stats import (
     MIN_INPUTS,
     TOO_FEW,
     Population,
+    RunPairs,
     first_seen_codes,
     format_p,
     interval_ends,
@@ -59,24 +60,88 @@ MEASURES = {  # column -> (words, rows it is over)
 #: what the findings read of a run (the log's other columns are neither fetched nor parsed)
 #: (the log keeps an index of exactly these, in log order: migration m009_findings_index)
 RUN_FIELDS = ["id", "variant", "input_id", "repeat", "model", "input_tags", "outcome", "role", "finish_reason"]
+#: of those, the ones with few distinct values in an experiment: the log returns them as codes (``RunLog.run_codes``)
+_FEW_VALUES = ["variant", "repeat", "model", "input_tags", "outcome", "role", "finish_reason"]
 #: what they read of a grade
 GRADE_FIELDS = ["run_id", "grader", "passed", "label", "seq"]
 
 
-def _unanswerable(tags: Sequence[Any]) -> np.ndarray:
-    """Per run, whether its input is tagged ``unanswerable`` (rows read from the log share their tags' lists)."""
-    ids = list(map(id, tags))
-    distinct = {id(t): t for t in tags}
-    hit = {i: "unanswerable" in (list(t) if t is not None else []) for i, t in distinct.items()}
-    return np.fromiter(map(hit.__getitem__, ids), dtype=bool, count=len(ids))
+_NAN = ("NaN",)  # the key NaN values are coded under (NaN equals no NaN, so each would be its own value)
 
 
-def _measures(tags: Sequence[Any], outcome: np.ndarray, passed: np.ndarray,
-              unans: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _same(x: Any) -> Any:
+    return x.__class__, _NAN if x != x else x  # 1 and 1.0 stay two inputs, as their texts are
+
+
+def _tags_key(tags: Any) -> Any:
+    return tuple(tags) if isinstance(tags, (list, tuple, np.ndarray)) else _same(tags)
+
+
+@dataclass(frozen=True)
+class Coded:
+    """A column of a :class:`RunTable`: each run's value as a code into ``values``, the column's
+    distinct values (in no set order; after :meth:`take` some may have no run). The findings ask
+    about each distinct value once and handle runs as arrays of codes: a 100k-row experiment has a
+    few variants and outcomes, and at most one input id per two runs."""
+
+    codes: np.ndarray  # intp, one per run
+    values: list[Any]
+
+    @classmethod
+    def of(cls, items: Sequence[Any], key: Callable[[Any], Any] = _same) -> Coded:
+        """``items`` coded in order of first appearance; ``key`` says which are the same value
+        (default: equal ones, NaN with NaN)."""
+        index: dict[Any, int] = {}
+        values: list[Any] = []
+        codes = []
+        for x in items:
+            k = key(x)
+            code = index.get(k)
+            if code is None:
+                code = index[k] = len(values)
+                values.append(x)
+            codes.append(code)
+        return cls(np.array(codes, dtype=np.intp), values)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def where(self, test: Callable[[Any], bool]) -> np.ndarray:
+        """Per run, ``test`` of its value (asked once per distinct value)."""
+        return np.array([bool(test(v)) for v in self.values], dtype=bool)[self.codes]
+
+    def eq(self, value: Any) -> np.ndarray:
+        return self.where(lambda v: v == value)
+
+    def labels(self, of: Callable[[Any], Any]) -> np.ndarray:
+        """Per run, a code for ``of(its value)``: runs whose values give equal results share one."""
+        return first_seen_codes([of(v) for v in self.values])[self.codes]
+
+    def ranks(self) -> tuple[np.ndarray, int]:
+        """Per run, its value's rank among the distinct values in sorted order (-1 for None and NaN),
+        and how many ranks there are."""
+        uniq = sorted(v for v in self.values if v is not None and v == v)
+        pos = {v: r for r, v in enumerate(uniq)}
+        return np.array([pos.get(v, -1) for v in self.values], dtype=np.int64)[self.codes], len(uniq)
+
+    def present(self) -> list[Any]:
+        """The values runs have, in order of first appearance."""
+        used, first = np.unique(self.codes, return_index=True)
+        return [self.values[c] for c in used[np.argsort(first)]]
+
+    def take(self, idx: np.ndarray) -> Coded:
+        return Coded(self.codes[idx], self.values)
+
+
+def _unanswerable(tags: Coded) -> np.ndarray:
+    """Per run, whether its input is tagged ``unanswerable``."""
+    return tags.where(lambda t: "unanswerable" in (list(t) if t is not None else []))
+
+
+def _measures(outcome: Coded, passed: np.ndarray, unans: np.ndarray) -> dict[str, np.ndarray]:
     """Per run, one 0/1 value per measure (NaN where a measure does not apply to the run, or it is ungraded)."""
-    unans = _unanswerable(tags) if unans is None else unans
-    escaped = (outcome == "escaped").astype(float)
-    answered = (outcome == "answered").astype(float)
+    escaped = outcome.eq("escaped").astype(float)
+    answered = outcome.eq("answered").astype(float)
     out = {
         "correct_answerable": np.where(~unans, passed, np.nan),
         "over_abstention": np.where(~unans, escaped, np.nan),
@@ -84,7 +149,7 @@ def _measures(tags: Sequence[Any], outcome: np.ndarray, passed: np.ndarray,
         "hallucination": np.where(unans, answered, np.nan),
         "appropriate": np.where(~unans, passed, escaped),
     }
-    err = outcome == "error"
+    err = outcome.eq("error")
     for col in out.values():
         col[err] = np.nan
     return {m: out[m] for m in MEASURES}
@@ -95,92 +160,90 @@ def behaviour(df: pd.DataFrame) -> pd.DataFrame:
     measure (NaN where a measure does not apply to the run, or it is ungraded)."""
     out = df.copy()
     passed = out["passed"].to_numpy(dtype=float) if "passed" in out else np.full(len(out), np.nan)
-    for col, values in _measures(list(out["input_tags"]), out["outcome"].to_numpy(dtype=object), passed).items():
+    unans = _unanswerable(Coded.of(list(out["input_tags"]), key=_tags_key))
+    for col, values in _measures(Coded.of(out["outcome"].tolist()), passed, unans).items():
         out[col] = values
     return out
 
 
 @dataclass
 class RunTable:
-    """The runs a findings block reads, one entry per run in log order, as plain lists and arrays:
+    """The runs a findings block reads, one entry per run in log order, each column :class:`Coded`:
     what both :func:`findings` (from DataFrames) and :func:`from_log` (from the log's rows, without
     pandas) hand to the one computation of the findings."""
 
-    id: list[Any]
-    variant: list[str | None]
-    input_id: list[Any]
-    repeat: list[Any]
-    model: list[Any]
-    input_tags: list[Any]
-    outcome: np.ndarray  # object array of outcome names
-    finish_reason: list[Any] | None
+    id: list[Any] | None  # None where nothing needs them (no grades to join: read from the log)
+    variant: Coded
+    input_id: Coded
+    repeat: Coded
+    model: Coded
+    input_tags: Coded
+    outcome: Coded
+    finish_reason: Coded | None
     passed: np.ndarray = field(default_factory=lambda: np.zeros(0))  # one grader's latest grade: 1.0, 0.0 or NaN
 
     def __len__(self) -> int:
-        return len(self.id)
-
-    @functools.cached_property
-    def variants(self) -> np.ndarray:
-        """The variants as an object array (to compare with ``==``)."""
-        return np.array(self.variant, dtype=object)
+        return len(self.outcome)
 
     @functools.cached_property
     def clusters(self) -> np.ndarray:
-        """Each run's input as a code, in order of first appearance, as lab.stats clusters runs (by the
-        id's text: a run without one is in the cluster "None")."""
-        return first_seen_codes(list(map(str, self.input_id)))
+        """Each run's input as a code, as lab.stats clusters runs (by the id's text: a run without
+        one is in the cluster "None")."""
+        return self.input_id.labels(str)
 
     @functools.cached_property
     def inputs(self) -> np.ndarray:
         """:attr:`clusters`, with -1 where a run has no input id."""
-        if not any(i is None or i != i for i in set(self.input_id)):
-            return self.clusters
-        missing = np.fromiter((i is None or i != i for i in self.input_id), dtype=bool, count=len(self.input_id))
-        return np.where(missing, -1, self.clusters)
+        missing = self.input_id.where(lambda i: i is None or i != i)
+        return np.where(missing, -1, self.clusters) if missing.any() else self.clusters
 
     @functools.cached_property
     def unanswerable(self) -> np.ndarray:
         return _unanswerable(self.input_tags)
 
-    def take(self, keep: Sequence[bool]) -> RunTable:
-        if all(keep):
+    def take(self, keep: np.ndarray) -> RunTable:
+        """The runs where ``keep`` (one bool per run) is true."""
+        if keep.all():
             return self
-        idx = [i for i, k in enumerate(keep) if k]
-
-        def pick(xs: list[Any]) -> list[Any]:
-            return [xs[i] for i in idx]
-        return RunTable(id=pick(self.id), variant=pick(self.variant), input_id=pick(self.input_id),
-                        repeat=pick(self.repeat), model=pick(self.model), input_tags=pick(self.input_tags),
-                        outcome=self.outcome[idx], finish_reason=None if self.finish_reason is None else
-                        pick(self.finish_reason), passed=self.passed[idx] if len(self.passed) else self.passed)
+        idx = np.flatnonzero(keep)
+        return RunTable(id=None if self.id is None else [self.id[i] for i in idx], variant=self.variant.take(idx),
+                        input_id=self.input_id.take(idx), repeat=self.repeat.take(idx), model=self.model.take(idx),
+                        input_tags=self.input_tags.take(idx), outcome=self.outcome.take(idx),
+                        finish_reason=None if self.finish_reason is None else self.finish_reason.take(idx),
+                        passed=self.passed[idx] if len(self.passed) else self.passed)
 
 
-def _answers(t: RunTable, roles: Sequence[Any] | None) -> tuple[RunTable, list[str]]:
+def _role(r: Any) -> Any:
+    return "answer" if r is None or r != r else r
+
+
+def _answers(t: RunTable, roles: Coded | None) -> tuple[RunTable, list[str]]:
     """The answers a findings block reads, and their roles: first answers and revisions; a
     self-critique's first answers only."""
     if roles is None:
         return t, ["answer", "revision"]
-    named = ["answer" if r is None or r != r else r for r in roles]
-    keep = ["answer"] if "revision" in named else ["answer", "revision"]
-    return t.take([r in keep for r in named]), keep
+    keep = ["answer"] if roles.where(lambda r: _role(r) == "revision").any() else ["answer", "revision"]
+    return t.take(roles.where(lambda r: _role(r) in keep)), keep
 
 
 def _graded(t: RunTable, grades: Sequence[tuple], grader: str | None) -> tuple[RunTable, str | None]:
     """``t`` with one grader's latest grade per run as ``passed`` (``grades``: (run_id, grader,
     passed, ...) tuples, oldest first), and that grader: ``grader``, else the one used last on these runs."""
-    ids = set(t.id) if grades else set()
+    ids = set(t.id or ()) if grades else set()
     mine = [g for g in grades if g[0] in ids]
     if grader is None and mine:
         grader = mine[-1][1]
     latest: dict[Any, Any] = {g[0]: g[2] for g in mine if g[1] == grader}
-    t.passed = np.array([math.nan if (p := latest.get(i)) is None or p != p else float(p) for i in t.id], dtype=float) \
+    t.passed = np.array([math.nan if (p := latest.get(i)) is None or p != p else float(p) for i in t.id or ()], dtype=float) \
         if latest else np.full(len(t), np.nan)
     return t, grader
 
 
 def _unparsed_share(t: RunTable, grades: Sequence[tuple]) -> float:
     """Share of judge grades on these runs (latest per run and judge) whose reply could not be read."""
-    ids = set(t.id)
+    if not grades:
+        return math.nan
+    ids = set(t.id or ())
     latest = {(g[0], g[1]): g[3] for g in grades if g[0] in ids and str(g[1]).startswith("judge:")}
     return sum(label == "unparsed" for label in latest.values()) / len(latest) if latest else math.nan
 
@@ -326,50 +389,32 @@ def _drivers(by_tag: list[dict[str, Any]], verdict: dict[str, Any] | None, a: st
     return out
 
 
-def _sorted_ranks(values: list[Any]) -> tuple[np.ndarray, int]:
-    """Each value's rank among the distinct values, sorted (-1 for None and NaN), and how many there are."""
-    uniq = sorted(v for v in set(values) if v is not None and v == v)
-    pos = {v: r for r, v in enumerate(uniq)}
-    return np.fromiter(map(pos.get, values, itertools.repeat(-1)), dtype=np.int64, count=len(values)), len(uniq)
-
-
 class _Pairs:
-    """The runs of framings ``a`` and ``b`` paired on (input, repeat, model), as lab.stats pairs them:
-    a pair's value is each framing's mean over its calls with a value, pairs in key order."""
+    """The runs of framings ``a`` and ``b`` paired as lab.stats pairs them (``lab.stats.RunPairs``),
+    with each pair's input (its rank) and tags (its first tagged run's)."""
 
     def __init__(self, t: RunTable, a: str, b: str) -> None:
-        self.is_a, self.is_b = t.variants == a, t.variants == b
-        rows = np.flatnonzero(self.is_a | self.is_b)
-        ranks = [_sorted_ranks([col[i] for i in rows]) for col in (t.input_id, t.repeat, t.model)]
-        ok = np.all([r >= 0 for r, _ in ranks], axis=0) if len(rows) else np.zeros(0, dtype=bool)
-        (inp, n_inp), (rep, n_rep), (mod, n_mod) = ranks
-        key = (inp * n_rep + rep) * n_mod + mod  # sorts as (input, repeat, model) does
-        keys, codes = np.unique(key[ok], return_inverse=True)
-        self.code = np.full(len(t), -1, dtype=np.intp)
-        self.code[rows[ok]] = codes.reshape(-1)
-        self.input = keys // (n_rep * n_mod)  # each pair's input, by its rank
-        tagged = np.array([t.input_tags[i] is not None for i in rows[ok]], dtype=bool)
-        _, first = np.unique(codes.reshape(-1)[tagged], return_index=True)  # a pair's tags: its first tagged call's
-        self.tags: list[Any] = [None] * len(keys)
-        for c, i in zip(codes.reshape(-1)[tagged][first], rows[ok][tagged][first]):
-            self.tags[c] = t.input_tags[i]
+        ranks = [col.ranks() for col in (t.input_id, t.repeat, t.model)]
+        self.pairs = RunPairs(t.variant.eq(a), t.variant.eq(b), ranks)
+        self.input = ranks[0][0][self.pairs.first()]
+        tagged = self.pairs.first(t.input_tags.where(lambda v: v is not None))
+        self.tag_code = np.where(tagged >= 0, t.input_tags.codes[tagged], -1)
+        self.tag_values = t.input_tags.values
 
     def readings(self, x: np.ndarray, a: str, b: str, *, split_by_tag: bool = False, **kw: Any) -> list[dict[str, Any]]:
         """:func:`lab.stats.paired_readings` of per-run values ``x`` (NaN: no value)."""
-        k = len(self.tags)
-        sums, counts = [], []
-        for side in (self.is_a, self.is_b):
-            use = side & (self.code >= 0) & ~np.isnan(x)
-            sums.append(np.bincount(self.code[use], weights=x[use], minlength=k))
-            counts.append(np.bincount(self.code[use], minlength=k))
-        idx = np.flatnonzero((counts[0] > 0) & (counts[1] > 0))
-        tags = [self.tags[i] for i in idx] if split_by_tag else None
-        return paired_readings(sums[0][idx] / counts[0][idx], sums[1][idx] / counts[1][idx],
-                               first_seen_codes(self.input[idx]), a, b, tags=tags, **kw)
+        idx, mean_a, mean_b = self.pairs.means(x)
+        tags = [self.tag_values[c] if c >= 0 else None for c in self.tag_code[idx].tolist()] if split_by_tag else None
+        return paired_readings(mean_a, mean_b, first_seen_codes(self.input[idx]), a, b, tags=tags, **kw)
 
 
 def _reading(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: v for k, v in rows[0].items() if k not in ("tag", "same_everywhere")}
+
+
+def _count_distinct(codes: np.ndarray) -> int:
+    """How many distinct values among non-negative integer ``codes`` (np.unique would import numpy.ma: 20 ms)."""
+    return int(np.count_nonzero(np.bincount(codes))) if len(codes) else 0
 
 
 def _framings(t: RunTable, values: dict[str, np.ndarray], variants: list[str], confidence: float,
@@ -378,13 +423,13 @@ def _framings(t: RunTable, values: dict[str, np.ndarray], variants: list[str], c
     clusters = t.clusters
     out = []
     for v in variants:
-        mask = t.variants == v
+        mask = t.variant.eq(v)
         row: dict[str, Any] = {"variant": v}
         for m, x in values.items():
             r = rate_of(x[mask], clusters[mask], confidence=confidence, population=population)
             row.update({m: r["rate"], f"{m}_low": r["low"], f"{m}_high": r["high"], f"{m}_n": r["n"],
                         f"{m}_k": r["k"], f"{m}_inputs": r["inputs"]})
-        row.update(inputs=len(np.unique(t.inputs[mask & (t.inputs >= 0)])), calls=int(mask.sum()))
+        row.update(inputs=_count_distinct(t.inputs[mask & (t.inputs >= 0)]), calls=int(mask.sum()))
         row["repeats"] = round(float(row["calls"]) / max(int(row["inputs"]), 1), 1)  # as rate_text
         out.append(row)
     return out
@@ -395,8 +440,8 @@ def _compute(t: RunTable, *, grader: str | None, has_expected: Callable[[], bool
              experiment_id: str | None) -> Findings:
     """The findings of the runs in ``t`` (answers, with ``passed`` from ``grader``): one computation
     whether the runs came as DataFrames or as the log's rows."""
-    values = _measures(t.input_tags, t.outcome, t.passed, t.unanswerable)
-    variants = [str(v) for v in dict.fromkeys(v for v in t.variant if v is not None)]
+    values = _measures(t.outcome, t.passed, t.unanswerable)
+    variants = [str(v) for v in t.variant.present() if v is not None]
     a = a or (variants[0] if variants else None)
     b = b or (variants[1] if len(variants) > 1 else None)
     has_unans = bool(t.unanswerable.any())
@@ -410,8 +455,8 @@ def _compute(t: RunTable, *, grader: str | None, has_expected: Callable[[], bool
         if not 0 < confidence < 1:
             raise ParameterError(f"confidence must be between 0 and 1, got {confidence!r}")
         for name in (a, b):
-            if name not in set(t.variant):
-                raise ParameterError(f"no rows with variant {name!r}; present: {sorted(map(str, set(t.variant)))}")
+            if name not in t.variant.present():
+                raise ParameterError(f"no rows with variant {name!r}; present: {sorted(map(str, t.variant.present()))}")
         pairs = _Pairs(t, a, b)
         value = "appropriate" if has_unans else "passed"
         x = values["appropriate"] if has_unans else t.passed
@@ -427,14 +472,15 @@ def _compute(t: RunTable, *, grader: str | None, has_expected: Callable[[], bool
         if len(variants) > 2:
             caveats.append(f"{len(variants)} framings: this block compares {a} and {b}; every pair read as one "
                            "Holm-adjusted family is lab.stats.pairwise(runs) (Comparison.pairwise())")
-        escaped = (t.outcome == "escaped").astype(float)
+        escaped = t.outcome.eq("escaped").astype(float)
         escapes = _reading(pairs.readings(escaped, a, b, value="escaped", confidence=confidence,
                                           population=population, higher_is_better=None))
-        both = ((t.variants == a) | (t.variants == b)) & (t.inputs >= 0)
-        n_inputs = len(np.unique(t.inputs[both]))
+        is_a = t.variant.eq(a)
+        both = (is_a | t.variant.eq(b)) & (t.inputs >= 0)
+        n_inputs = _count_distinct(t.inputs[both])
         if population == "inputs" and n_inputs < MIN_INPUTS:
             caveats.append(f"too few inputs to tell: {plural(n_inputs, 'input')} (a verdict needs {MIN_INPUTS})")
-        calls = np.unique((t.variants[both] == a) + 2 * t.inputs[both], return_counts=True)[1]
+        calls = np.unique(is_a[both] + 2 * t.inputs[both], return_counts=True)[1]
         if len(calls) and calls.max() > 2 * calls.min():
             caveats.append(f"repeats differ by input ({calls.min()} to {calls.max()} calls per input and "
                            "framing): each input counts once, but with fewer than 15 inputs, re-running the inputs that "
@@ -444,7 +490,7 @@ def _compute(t: RunTable, *, grader: str | None, has_expected: Callable[[], bool
         if small and n_inputs >= MIN_INPUTS:
             caveats.append(f"rates over fewer than {MIN_INPUTS} inputs are shown as counts, without an interval: "
                            + ", ".join(small))
-    answered = t.outcome == "answered"
+    answered = t.outcome.eq("answered")
     n_answered = int(answered.sum())
     ungraded = int((answered & np.isnan(t.passed)).sum())
     if grader is None:
@@ -461,10 +507,10 @@ def _compute(t: RunTable, *, grader: str | None, has_expected: Callable[[], bool
     if unparsed == unparsed:
         caveats.append(f"{unparsed:.0%} of judge grades are unparsed" + (
             ": the judge's replies cannot be read, do not trust its grades" if unparsed > UNPARSED_WARN_SHARE else ""))
-    errors = int((t.outcome == "error").sum())
+    errors = int(t.outcome.eq("error").sum())
     if errors:
         caveats.append(f"{errors} calls ended in an error and are left out of every rate")
-    truncated = sum(r == "length" for r in t.finish_reason) if t.finish_reason is not None else 0
+    truncated = int(t.finish_reason.eq("length").sum()) if t.finish_reason is not None else 0
     if truncated:
         caveats.append(f"{truncated} of {len(t)} answers stopped at max tokens and may be cut short; "
                        "a larger max_tokens gives them room")
@@ -482,11 +528,12 @@ def _column(df: pd.DataFrame, name: str, default: Any = None) -> list[Any]:
 
 def table_of(runs: pd.DataFrame) -> RunTable:
     """A :class:`RunTable` of ``runs`` (a runs DataFrame as ``log.runs()`` returns it)."""
-    return RunTable(id=_column(runs, "id"), variant=[None if v is None or v != v else str(v) for v in runs["variant"]],
-                    input_id=_column(runs, "input_id"), repeat=_column(runs, "repeat", 0),
-                    model=_column(runs, "model", ""), input_tags=_column(runs, "input_tags"),
-                    outcome=runs["outcome"].to_numpy(dtype=object),
-                    finish_reason=runs["finish_reason"].tolist() if "finish_reason" in runs else None)
+    return RunTable(id=_column(runs, "id"),
+                    variant=Coded.of([None if v is None or v != v else str(v) for v in runs["variant"]]),
+                    input_id=Coded.of(_column(runs, "input_id")), repeat=Coded.of(_column(runs, "repeat", 0)),
+                    model=Coded.of(_column(runs, "model", "")), input_tags=Coded.of(_column(runs, "input_tags"), _tags_key),
+                    outcome=Coded.of(runs["outcome"].tolist()),
+                    finish_reason=Coded.of(runs["finish_reason"].tolist()) if "finish_reason" in runs else None)
 
 
 def _grade_tuples(grades: pd.DataFrame | None) -> list[tuple]:
@@ -501,14 +548,14 @@ def first_answers(runs: pd.DataFrame, grades: pd.DataFrame | None, grader: str |
     """The first answers among ``runs`` (role ``answer``) with ``grader``'s latest grades, as a :class:`RunTable`."""
     t = table_of(runs)
     if "role" in runs:
-        t = t.take([r is None or r != r or r == "answer" for r in runs["role"]])
+        t = t.take(np.array([r is None or r != r or r == "answer" for r in runs["role"]], dtype=bool))
     return _graded(t, _grade_tuples(grades), grader)[0]
 
 
 def verdict_reading(t: RunTable, a: str, b: str, value: str, *, confidence: float) -> dict[str, Any]:
     """The paired reading a - b of ``value`` (``passed`` or ``appropriate``) over the runs of ``t``,
     at ``confidence``, as in the headline (higher is better; no split by tag)."""
-    x = _measures(t.input_tags, t.outcome, t.passed)["appropriate"] if value == "appropriate" else t.passed
+    x = _measures(t.outcome, t.passed, t.unanswerable)["appropriate"] if value == "appropriate" else t.passed
     return _reading(_Pairs(t, a, b).readings(x, a, b, value=value, confidence=confidence, higher_is_better=True))
 
 
@@ -520,10 +567,10 @@ def findings(runs: pd.DataFrame, grades: pd.DataFrame | None = None, *, a: str |
     ``a`` and ``b`` are the framings to compare (default: the first two variants in the runs); the
     verdict is about appropriate behaviour when some inputs are tagged ``unanswerable``, else about
     the pass rate. ``population="these"`` reads about exactly these inputs."""
-    t, _ = _answers(table_of(runs), _column(runs, "role") if "role" in runs else None)
+    t, _ = _answers(table_of(runs), Coded.of(runs["role"].tolist()) if "role" in runs else None)
     graded = _grade_tuples(grades)
     t, grader = _graded(t, graded, grader)
-    kept = set(t.id)
+    kept = set(t.id or ())
 
     def has_expected() -> bool:
         if "expected" not in runs:
@@ -539,15 +586,15 @@ def answers_in_log(log: Any, experiment_id: str, grader: str | None = None, *,
     """One experiment's answers in ``log`` as a :class:`RunTable` with their grades (``grader``'s, or
     the one used last), that grader, the grade tuples and the roles read (``roles``, else the
     findings' own choice); as plain rows, without pandas."""
-    f = dict(zip(RUN_FIELDS, log.run_columns(experiment_id, RUN_FIELDS)))
-    t = RunTable(id=f["id"], variant=f["variant"], input_id=f["input_id"], repeat=f["repeat"], model=f["model"],
-                 input_tags=f["input_tags"], outcome=np.array(f["outcome"], dtype=object),
-                 finish_reason=f["finish_reason"])
+    grades = log.grade_rows(experiment_id, GRADE_FIELDS)
+    few, many, ids = log.run_codes(experiment_id, _FEW_VALUES, many=["input_id"], plain=["id"] if grades else [])
+    f = {c: Coded(*v) for c, v in zip(_FEW_VALUES + ["input_id"], few + many)}
+    t = RunTable(id=ids[0] if grades else None, variant=f["variant"], input_id=f["input_id"], repeat=f["repeat"],
+                 model=f["model"], input_tags=f["input_tags"], outcome=f["outcome"], finish_reason=f["finish_reason"])
     if roles is None:
         t, roles = _answers(t, f["role"])
     else:
-        t = t.take([("answer" if r is None else r) in roles for r in f["role"]])
-    grades = log.grade_rows(experiment_id, GRADE_FIELDS)
+        t = t.take(f["role"].where(lambda r: ("answer" if r is None else r) in roles))
     t, grader = _graded(t, grades, grader)
     return t, grader, grades, roles
 

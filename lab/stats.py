@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .distributions import chi2_ppf, t_ppf, t_sf
 from .errors import ParameterError
 
 OUTCOME_VALUES = ("answered", "escaped", "error")
@@ -71,28 +72,6 @@ if TYPE_CHECKING:
 else:
     pd = _Lazy("pandas")
 _NORMAL = NormalDist()
-
-
-def _t_ppf(p: float, df):
-    """Student's t quantile (``scipy.stats.t.ppf``) from scipy.special, which imports in a quarter
-    of the time scipy.stats takes: the findings block of ``python -m lab show`` waited 1 s for it."""
-    from scipy import special
-
-    return special.stdtrit(df, p)
-
-
-def _t_sf(x, df):
-    """Student's t upper tail (``scipy.stats.t.sf``), from scipy.special."""
-    from scipy import special
-
-    return special.stdtr(df, -np.asarray(x, dtype=float))
-
-
-def _chi2_low(df, q: float = 0.2):
-    """The ``q`` quantile of chi-square with ``df`` degrees of freedom (scipy.special, like the t helpers)."""
-    from scipy import special
-
-    return special.chdtri(df, 1 - q)
 
 
 #: single-rate intervals use the variance of per-input rates at this pessimistic quantile: with few
@@ -298,7 +277,7 @@ def clustered_interval(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *
     calls = sizes2.sum(-1)
     est, var, df = _t_spread(m, w, used, sizes2, sumsq, population, weight)
     with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.where(df >= 1, _t_ppf(0.5 + confidence / 2, np.maximum(df, 1)), np.nan)
+        q = np.where(df >= 1, t_ppf(0.5 + confidence / 2, np.maximum(df, 1)), np.nan)
         se = np.sqrt(var)
         if bounds is None:
             low, high = est - q * se, est + q * se
@@ -309,7 +288,7 @@ def clustered_interval(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *
             v = var / width ** 2
             if population == "inputs":  # few inputs from a skewed population understate the spread: be pessimistic,
                 # but never beyond the most a mean of n values in [0, 1] can vary (one call per input already is that)
-                pess = v * np.where(n > 1, (n - 1) / _chi2_low(np.maximum(n - 1, 1), RATE_VARIANCE_QUANTILE), 1.0)
+                pess = v * np.where(n > 1, (n - 1) / chi2_ppf(RATE_VARIANCE_QUANTILE, np.maximum(n - 1, 1)), 1.0)
                 v = np.minimum(pess, np.maximum(v, p * (1 - p) / np.maximum(n, 1)))
             units = n if population == "inputs" else calls
             n_eff = np.where((v > 0) & (p * (1 - p) > 0), p * (1 - p) / np.where(v > 0, v, 1), units)
@@ -345,18 +324,19 @@ def difference_verdicts(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, 
     calls = sizes2.sum(-1)
     alpha = 1 - confidence
     est, var, df = _t_spread(m, w, used, sizes2, sumsq, population, weight)
+    few = n < (min_inputs if population == "inputs" else 1)
+    exact = ~few & (n <= EXACT_UP_TO) if population == "inputs" else np.zeros(len(n), dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.sqrt(var)
-        q = np.where(df >= 1, _t_ppf(0.5 + confidence / 2, np.maximum(df, 1)), np.nan)
+        q = np.where(df >= 1, t_ppf(0.5 + confidence / 2, np.maximum(df, 1)), np.nan)
         low, high = est - q * se, est + q * se
-        p = np.where(se > 0, 2 * _t_sf(np.abs(est / np.where(se > 0, se, 1)), np.maximum(df, 1)),
-                     np.where(est == 0, 1.0, 0.0))
+        p = np.where(est == 0, 1.0, 0.0)
+        t_test = (se > 0) & ~exact  # the sign-flip rows' p-values come below (the simulations' bulk)
+        p[t_test] = 2 * t_sf(np.abs(est[t_test] / se[t_test]), np.maximum(df[t_test], 1))
     if bounds is not None:
         low, high = np.clip(low, *bounds), np.clip(high, *bounds)
     method = np.where(np.isfinite(low), 2, 0)
-    few = n < (min_inputs if population == "inputs" else 1)
     if population == "inputs":
-        exact = ~few & (n <= EXACT_UP_TO)
         if exact.any():
             rows = np.flatnonzero(exact)
             if interval:
@@ -577,25 +557,68 @@ def means(df: pd.DataFrame, *, value: str = "score", by: str | Sequence[str] | N
     return out.set_index(keys) if keys else out
 
 
+class RunPairs:
+    """Runs of variants A and B paired on their keys (``PAIR_KEYS``: input, repeat, model), as every
+    paired reading pairs them: a pair is a key that runs of both variants have; its value for a
+    variant is the mean over that variant's runs of the key with a value; pairs come in the keys'
+    sorted order. Built from per-run arrays, so that the DataFrame functions (:func:`paired_difference`,
+    :func:`plan`) and the findings (``lab.findings``, read without pandas) pair runs one way."""
+
+    def __init__(self, is_a: np.ndarray, is_b: np.ndarray, ranks: Sequence[tuple[np.ndarray, int]]) -> None:
+        """``is_a``, ``is_b``: per run, whether it is of variant A, of B; ``ranks``: per key, each run's
+        rank of its value among the key's values in sorted order (-1: none, so the run is in no pair),
+        and how many ranks there are."""
+        self.is_a, self.is_b = is_a, is_b
+        rows = np.flatnonzero(is_a | is_b)
+        by = np.stack([r[rows] for r, _ in ranks])  # (keys, runs)
+        ok = (by >= 0).all(axis=0)
+        if math.prod(n for _, n in ranks) < 2 ** 62:  # one integer per run that sorts as its keys do
+            keys, pair = np.unique(np.ravel_multi_index(by[:, ok], [max(n, 1) for _, n in ranks]), return_inverse=True)
+        else:
+            keys, pair = np.unique(by[:, ok].T, axis=0, return_inverse=True)
+        self.pair = np.full(len(is_a), -1, dtype=np.intp)  # per run, its pair (-1: none)
+        self.pair[rows[ok]] = pair.reshape(-1)
+        self.count = len(keys)
+
+    def first(self, where: np.ndarray | None = None) -> np.ndarray:
+        """Per pair, its first run (in run order) where ``where`` holds (a bool per run); -1 where none does."""
+        runs = np.flatnonzero((self.pair >= 0) & where if where is not None else self.pair >= 0)
+        pairs, at = np.unique(self.pair[runs], return_index=True)
+        out = np.full(self.count, -1, dtype=np.intp)
+        out[pairs] = runs[at]
+        return out
+
+    def means(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs where both variants have a value of ``x`` (per run; NaN: none), and there A's mean and B's."""
+        sums, counts = [], []
+        for side in (self.is_a, self.is_b):
+            use = side & (self.pair >= 0) & ~np.isnan(x)
+            sums.append(np.bincount(self.pair[use], weights=x[use], minlength=self.count))
+            counts.append(np.bincount(self.pair[use], minlength=self.count))
+        idx = np.flatnonzero((counts[0] > 0) & (counts[1] > 0))
+        return idx, sums[0][idx] / counts[0][idx], sums[1][idx] / counts[1][idx]
+
+
 def _pairs(df: pd.DataFrame, a: str, b: str, value: str, variant_col: str,
            pair_on: Sequence[str]) -> pd.DataFrame:
-    """One row per pair key where both ``a`` and ``b`` have a value: columns a, b (and input_tags)."""
+    """One row per pair (:class:`RunPairs`) where both ``a`` and ``b`` have a value: its keys, a, b
+    and input_tags (the first tagged run's)."""
     for name in (a, b):
         if name not in set(df[variant_col]):
             raise ParameterError(f"no rows with {variant_col} {name!r}; present: {sorted(map(str, set(df[variant_col])))}")
     keys = [k for k in pair_on if k in df.columns]
     if not keys:
         raise ParameterError(f"pair_on {list(pair_on)!r} names no column of the runs table")
-    data = df.assign(_v=_values(df, value))
-    data = data[data[variant_col].isin([a, b])]
-    wide = data.pivot_table(index=keys, columns=variant_col, values="_v", aggfunc="mean")
-    wide = wide.dropna(subset=[a, b]) if a in wide and b in wide else pd.DataFrame(columns=[a, b])
-    out = pd.DataFrame({"a": wide[a], "b": wide[b]}, index=wide.index) if len(wide) else \
-        pd.DataFrame({"a": [], "b": []}, dtype=float)
-    if len(wide) and "input_tags" in data:
-        tags = data.groupby(keys)["input_tags"].first()
-        out["input_tags"] = tags.reindex(out.index)
-    return out.reset_index() if len(wide) else out.assign(**{k: [] for k in keys}, input_tags=[])
+    variants = df[variant_col]
+    ranks = [(codes, len(uniques)) for codes, uniques in (pd.factorize(df[k], sort=True) for k in keys)]
+    pairs = RunPairs((variants == a).to_numpy(dtype=bool), (variants == b).to_numpy(dtype=bool), ranks)
+    idx, mean_a, mean_b = pairs.means(_values(df, value).to_numpy(dtype=float))
+    out = pd.DataFrame({k: df[k].iloc[pairs.first()[idx]].to_numpy() for k in keys})
+    out["a"], out["b"] = mean_a, mean_b
+    if "input_tags" in df:
+        tagged = pairs.first(df["input_tags"].notna().to_numpy())[idx]
+        out["input_tags"] = [df["input_tags"].iloc[i] if i >= 0 else None for i in tagged]
+    return out
 
 
 Verdict = Literal["no pairs", "too few inputs to tell", "no detectable difference", "A better", "B better",
@@ -709,9 +732,11 @@ def paired_readings(a_vals: np.ndarray, b_vals: np.ndarray, clusters: np.ndarray
     Holm-adjusted as a family, each a dict with the columns :func:`paired_difference` returns.
     ``means(mask)`` gives a group's mean_a and mean_b (default: per-input means from the arrays)."""
     groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(a_vals), dtype=bool))]
-    if tags is not None:
-        lists = [_tag_list(ts) for ts in tags]
-        groups += [(t, np.array([t in ts for ts in lists], dtype=bool)) for t in sorted({t for ts in lists for t in ts})]
+    if tags is not None:  # pairs of one input share its tags' object (from the log): each object read once
+        which = first_seen_codes(list(map(id, tags)))
+        lists = [_tag_list(ts) for ts in {id(ts): ts for ts in tags}.values()]
+        groups += [(t, np.array([t in ts for ts in lists], dtype=bool)[which])
+                   for t in sorted({t for ts in lists for t in ts})]
     kw: dict[str, Any] = dict(method=method, higher_is_better=higher_is_better, population=population,
                               min_inputs=min_inputs, seed=seed, weight=weight)
 
@@ -879,7 +904,7 @@ def _power_t(difference: float, unit_var: float, n: int, confidence: float) -> f
     if unit_var <= 0:
         return 1.0
     df = n - 1
-    crit = float(_t_ppf(0.5 + confidence / 2, df))
+    crit = float(t_ppf(0.5 + confidence / 2, df))
     nc = abs(difference) * math.sqrt(n / unit_var)
     upper = 1 - float(special.nctdtr(df, nc, crit))
     lower = float(special.nctdtr(df, nc, -crit))  # the far tail: nan (0, really) when nc is large
@@ -1069,7 +1094,7 @@ def _planned_between(pairs: pd.DataFrame, within: float, cluster: str = "input_i
     n = len(sums)
     if n < 2:
         return math.nan
-    total = float(np.var(sums / sizes, ddof=1)) * (n - 1) / float(_chi2_low(n - 1, 1 - PLAN_QUANTILE))
+    total = float(np.var(sums / sizes, ddof=1)) * (n - 1) / float(chi2_ppf(1 - PLAN_QUANTILE, n - 1))
     return max(0.0, total - within * float(np.mean(1 / sizes)))
 
 

@@ -323,7 +323,7 @@ def test_the_findings_read_a_big_experiment_from_an_index_not_from_the_rows(tmp_
     summary the index must follow."""
     import sqlite3
 
-    from lab.findings import RUN_FIELDS
+    from lab.findings import RUN_FIELDS, from_log
 
     log = lab.log(tmp_path / "log.db")
     log.add_runs(_rows("e", 3))
@@ -340,3 +340,30 @@ def test_the_findings_read_a_big_experiment_from_an_index_not_from_the_rows(tmp_
         plan = " ".join(str(r[-1]) for r in db.execute("EXPLAIN QUERY PLAN " + statement))
         assert "COVERING INDEX runs_by_experiment" in plan, (statement, plan)
     assert log.run_columns("e", ["input_id"]) == [["in0", "in1", "in2"]]  # in log order, as the findings number them
+    issued, execute = [], log._db.execute
+    log._db.execute = lambda sql, args=(): issued.append((sql, list(args))) or execute(sql, args)
+    from_log(log, "e")  # its distinct values, then each run's codes (RunLog.run_codes)
+    reads = [(sql, args) for sql, args in issued if "FROM runs" in sql and "expected" not in sql]
+    assert len(reads) == 2, issued
+    for sql, args in reads:
+        plan = " ".join(str(r[-1]) for r in db.execute("EXPLAIN QUERY PLAN " + sql, args))
+        assert "COVERING INDEX runs_findings" in plan, plan
+
+
+def test_coded_columns_decode_to_exactly_what_the_rows_hold(backend):
+    """The findings read a big experiment's few-valued columns as codes the database packs into one
+    integer per run, and columns with many values as codes made here: decoded, every run gets its own
+    value back, NULLs and awkward texts included."""
+    names = ["plain", "it's \"quoted\"", "ünï cødé ✓", "", "NULL", "a,b;c", "nul\x00byte"]
+    log = lab.log(backend)
+    log.add_runs([RunRecord(
+        experiment_id="e", model=f"m{i % 40}", messages=[{"role": "user", "content": "q"}], outcome="answered",
+        variant=None if i % 7 == 0 else names[i % len(names)], input_id=None if i % 9 == 0 else f"in{i // 2}",
+        input_tags=None if i % 4 == 0 else [["normal"], ["unanswerable", "hard"], []][i % 3], repeat=i % 3,
+        finish_reason=[None, "stop", "length"][i % 3], role="answer") for i in range(120)])
+    few = ["variant", "repeat", "model", "input_tags", "outcome", "role", "finish_reason"]  # model: 40 values, coded here
+    coded, many, plain = log.run_codes("e", few, many=["input_id"], plain=["id"])
+    assert [[values[c] for c in codes] for codes, values in coded + many] + plain == \
+        log.run_columns("e", [*few, "input_id", "id"])
+    coded, many, plain = log.run_codes("nothing", few, many=["input_id"], plain=["id"])
+    assert [(len(codes), values) for codes, values in coded + many] == [(0, [])] * 8 and plain == [[]]

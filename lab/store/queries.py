@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,8 @@ from .writer import _connect
 if TYPE_CHECKING:
     import pandas as pd
 
+#: most distinct values of a column that ``run_codes`` has the database code (a CASE per run compares with each)
+_MOST_CODES = 32
 #: answered, escaped and error calls of a group (FILTER: SQLite >= 3.30 and PostgreSQL alike)
 _COUNT_OUTCOMES = ("count(*) FILTER (WHERE outcome = 'answered'), count(*) FILTER (WHERE outcome = 'escaped'),"
                    " count(*) FILTER (WHERE outcome = 'error')")
@@ -151,6 +153,44 @@ class Queries:
             if c in _JSON_COLUMNS["runs"]:
                 cols[i] = _decode_json_column(cols[i], shared=shared)
         return cols
+
+    def run_codes(self, experiment: str, few: list[str], *, many: Sequence[str] = (), plain: Sequence[str] = ()
+                  ) -> tuple[list[tuple[Any, list[Any]]], list[tuple[Any, list[Any]]], list[list[Any]]]:
+        """One experiment's runs, oldest first: each column of ``few`` and ``many`` as (codes, values),
+        a numpy array of one code per run and the column's distinct values (JSON decoded; runs with
+        the same value share it: read them, do not change them), and each of ``plain`` as a list.
+        What the findings of ``python -m lab show`` read a 100k-row experiment with.
+
+        ``few`` are columns with few distinct values in an experiment (variant, outcome, ...): the
+        database codes them, all of a run's codes packed into one integer, where reading them as
+        values makes one Python object per run and column. One with more than ``_MOST_CODES``
+        distinct values is read as values and coded here, as ``many`` always are."""
+        import numpy as np
+
+        self._select("runs", [*few, *many, *plain])  # checks the names
+        distinct = dict(zip(few, self._distinct_values(experiment, few)))
+        packed = {c: v for c, v in distinct.items() if 1 < len(v) <= _MOST_CODES}
+        raw = [*many, *(c for c, v in distinct.items() if len(v) > _MOST_CODES)]
+        code, args = _packed_code(packed)
+        with self._sql("read the runs table"):
+            rows = self._db.execute(f"SELECT {', '.join([*plain, *raw, code] if code else [*plain, *raw]) or 'seq'}"
+                                    " FROM runs WHERE experiment_id = ? ORDER BY seq", [*args, experiment]).fetchall()
+        got = [list(c) for c in zip(*rows)] if rows else [[] for _ in range(len(plain) + len(raw) + bool(code))]
+        out = {c: (np.zeros(len(rows), dtype=np.intp), v) for c, v in distinct.items()}
+        out.update(zip(packed, _unpacked(np.array(got[-1] if code else [], dtype=np.int64), list(packed.values()))))
+        out.update((c, _coded(got[len(plain) + i])) for i, c in enumerate(raw))
+        out = {c: (codes, _decode_json_column(values, shared=True) if c in _JSON_COLUMNS["runs"] else values)
+               for c, (codes, values) in out.items()}
+        return [out[c] for c in few], [out[c] for c in many], got[:len(plain)]
+
+    def _distinct_values(self, experiment: str, columns: list[str]) -> list[list[Any]]:
+        """Each column's distinct values in one experiment (NULL as None), in one pass."""
+        if not columns:
+            return []
+        with self._sql("read the runs table"):
+            found = self._db.execute(self._db.distinct_json(columns, "FROM runs WHERE experiment_id = ?"),
+                                     [experiment]).fetchone()
+        return [json.loads(text) if text else [] for text in found]
 
     def grade_rows(self, experiment: str, columns: list[str]) -> list[tuple]:
         """One experiment's grades as plain tuples of ``columns``, oldest first (``detail`` left as JSON text)."""
@@ -344,3 +384,34 @@ class Queries:
         args: list[Any] = [task, json.dumps(list(input_ids))] + ([until] if until is not None else [])
         with self._sql("count the versions tried on these inputs"):
             return self._db.execute(sql + " ORDER BY min(seq)", args).fetchall()
+
+
+def _packed_code(columns: dict[str, list[Any]]) -> tuple[str, list[Any]]:
+    """An SQL expression of each run's codes for ``columns`` (name -> its distinct values) packed into one
+    integer (the first column's code + its count x the second's + ...), and its parameters."""
+    terms, args, stride = [], [], 1
+    for column, values in columns.items():
+        named = [(i, v) for i, v in enumerate(values) if v is not None]
+        last = values.index(None) if None in values else named.pop()[0]  # no WHEN matched: NULL, or the last value
+        terms.append(f"{stride} * (CASE {column} {' '.join(f'WHEN ? THEN {i}' for i, _ in named)} ELSE {last} END)")
+        args += [v for _, v in named]
+        stride *= len(values)
+    return " + ".join(terms), args
+
+
+def _unpacked(code: Any, values: list[list[Any]]) -> list[tuple[Any, list[Any]]]:
+    """:func:`_packed_code`'s integers back into each column's (codes, values)."""
+    out, stride = [], 1
+    for v in values:
+        out.append((code // stride % len(v), v))
+        stride *= len(v)
+    return out
+
+
+def _coded(values: list[Any]) -> tuple[Any, list[Any]]:
+    """``values`` as (codes, distinct values), in order of first appearance."""
+    import numpy as np
+
+    distinct = list(dict.fromkeys(values))
+    index = {v: i for i, v in enumerate(distinct)}
+    return np.fromiter(map(index.__getitem__, values), dtype=np.intp, count=len(values)), distinct
