@@ -347,7 +347,7 @@ def test_the_findings_read_a_big_experiment_from_an_index_not_from_the_rows(tmp_
     assert len(reads) == 2, issued
     for sql, args in reads:
         plan = " ".join(str(r[-1]) for r in db.execute("EXPLAIN QUERY PLAN " + sql, args))
-        assert "COVERING INDEX runs_findings" in plan, plan
+        assert "COVERING INDEX runs_by_experiment" in plan, plan
 
 
 def test_coded_columns_decode_to_exactly_what_the_rows_hold(backend):
