@@ -15,6 +15,7 @@ SQLite file or a PostgreSQL database) and ``merge`` (logs from other machines in
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Iterable
@@ -24,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StoreError
 from ..migrations import migrate, pending
 from ..secrets import redact, redact_value, secret_values
-from ..version import __version__
 from .backend import Connection, LogURL, SQLite, errors_for, recovery_path_for
 from .export import Export
 from .queries import Queries
@@ -50,6 +50,15 @@ if TYPE_CHECKING:
     import asyncio
 
 __all__ = ["DEFAULT_LOG", "RunLog", "RunRecord", "default_log_path", "log", "log_target", "new_id", "now"]
+
+
+@functools.cache
+def _lab_version() -> str:
+    """The version rows are stamped with, read from the package metadata once, when a row is first
+    written (importlib.metadata costs a reader such as ``python -m lab show`` 15 ms)."""
+    from ..version import __version__
+
+    return __version__
 
 
 class RunLog(Recovery, Queries, Export):
@@ -152,7 +161,7 @@ class RunLog(Recovery, Queries, Export):
             row[col] = redact(row[col], secrets) if row[col] else row[col]
         for col in ("messages", "input_vars", "expected"):  # a key pasted into an input by mistake
             row[col] = redact_value(row[col], secrets)
-        row["lab_version"] = __version__
+        row["lab_version"] = _lab_version()
         return row
 
     def _run_items(self, rec: RunRecord) -> list[Item]:
@@ -219,7 +228,7 @@ class RunLog(Recovery, Queries, Export):
         self._insert("experiments", {
             "id": id, "name": name, "created_at": now(), "prompt_path": prompt_path, "inputs_path": inputs_path,
             "models": redact_value(models), "variants": variants, "repeats": repeats, "params": redact_value(params),
-            "lab_version": __version__}, ignore=True)
+            "lab_version": _lab_version()}, ignore=True)
 
     def add_event(self, experiment_id: str, kind: str, **detail: Any) -> None:
         self._insert("events", {"experiment_id": experiment_id, "at": now(), "kind": kind, "detail": detail})
@@ -244,7 +253,7 @@ class RunLog(Recovery, Queries, Export):
         rows = [{
             "id": new_id(), "run_id": g["run_id"], "experiment_id": g.get("experiment_id"), "grader": g["grader"],
             "score": g.get("score"), "passed": None if g.get("passed") is None else int(bool(g["passed"])),
-            "label": g.get("label"), "detail": g.get("detail"), "created_at": now(), "lab_version": __version__,
+            "label": g.get("label"), "detail": g.get("detail"), "created_at": now(), "lab_version": _lab_version(),
         } for g in grades]
         if rows:
             self._write([self._item("grades", row) for row in rows])
