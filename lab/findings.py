@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ParameterError
-from .graders import DEFAULT_GRADER, DEFAULT_GRADER_NOTE, UNPARSED_WARN_SHARE
+from .graders import DEFAULT_GRADER, DEFAULT_GRADER_NOTE, UNPARSED_WARN_SHARE, latest_grades
 from .stats import (
     MIN_INPUTS,
     TOO_FEW,
@@ -228,14 +228,10 @@ def _answers(t: RunTable, roles: Coded | None) -> tuple[RunTable, list[str]]:
 
 def _graded(t: RunTable, grades: Sequence[tuple], grader: str | None) -> tuple[RunTable, str | None]:
     """``t`` with one grader's latest grade per run as ``passed`` (``grades``: (run_id, grader,
-    passed, ...) tuples, oldest first), and that grader: ``grader``, else the one used last on these runs."""
-    ids = set(t.id or ()) if grades else set()
-    mine = [g for g in grades if g[0] in ids]
-    if grader is None and mine:
-        grader = mine[-1][1]
-    latest: dict[Any, Any] = {g[0]: g[2] for g in mine if g[1] == grader}
-    t.passed = np.array([math.nan if (p := latest.get(i)) is None or p != p else float(p) for i in t.id or ()], dtype=float) \
-        if latest else np.full(len(t), np.nan)
+    passed, ...) tuples, oldest first; :func:`lab.graders.latest_grades` picks them), and that grader."""
+    grader, latest = latest_grades(grades, set(t.id or ()) if grades else set(), grader)
+    t.passed = np.array([math.nan if (g := latest.get(i)) is None or g[2] is None or g[2] != g[2] else float(g[2])
+                         for i in t.id or ()], dtype=float) if latest else np.full(len(t), np.nan)
     return t, grader
 
 

@@ -18,7 +18,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -192,6 +192,18 @@ DEFAULT_GRADER = "match:default"
 DEFAULT_GRADER_NOTE = "graded by normalized match against `expected` (at the start of the output; no grader named)"
 #: above this share of unparsed judge grades, a judge's grades are not to be trusted (a warning, a caveat)
 UNPARSED_WARN_SHARE = 0.2
+
+
+def latest_grades(grades: Iterable[tuple], run_ids: Container[Any],
+                  grader: str | None = None) -> tuple[str | None, dict[Any, tuple]]:
+    """One grader's latest grade per run: the lab's one rule for which grade counts (regrades add
+    rows; the newest counts). ``grades``: tuples that start (run_id, grader, ...), oldest first;
+    only those of ``run_ids`` are read. ``grader`` names the grader; when None, the one used last
+    on these runs. Returns that grader and run id -> its latest grade tuple."""
+    mine = [g for g in grades if g[0] in run_ids]
+    if grader is None and mine:
+        grader = mine[-1][1]
+    return grader, {g[0]: g for g in mine if g[1] == grader}
 
 
 def default_grader() -> Grader:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ParameterError
+from .graders import latest_grades
 from .text import normalize
 
 # ---- reading outputs side by side ------------------------------------------------------------
@@ -30,16 +31,16 @@ def with_grades(runs: pd.DataFrame, grades: pd.DataFrame | None, *, grader: str 
                              index=out.index, dtype=float if col in ("passed", "score") else object)
     if grades is None or grades.empty or runs.empty:
         return out
-    g = grades[grades["run_id"].isin(set(runs["id"]))]
-    if grader is None:
-        if g.empty:
-            return out
-        grader = g.sort_values("seq")["grader"].iloc[-1]
-    g = g[g["grader"] == grader].sort_values("seq").groupby("run_id").tail(1).set_index("run_id")
-    out["passed"] = out["id"].map(g["passed"]).astype(float)
-    out["score"] = out["id"].map(g["score"]).astype(float)
-    out["label"] = out["id"].map(g["label"])
-    out["grader"] = out["id"].map(lambda i: grader if i in g.index else None)
+    cols = ["run_id", "grader", "passed", "score", "label"]
+    rows = grades.sort_values("seq", kind="stable")[cols].itertuples(index=False, name=None)
+    grader, latest = latest_grades(rows, set(runs["id"]), grader)
+    if not latest:
+        return out
+    for k, col in enumerate(cols[2:], start=2):
+        out[col] = out["id"].map({i: g[k] for i, g in latest.items()})
+    out["passed"] = out["passed"].astype(float)
+    out["score"] = out["score"].astype(float)
+    out["grader"] = out["id"].map(lambda i: grader if i in latest else None)
     return out
 
 

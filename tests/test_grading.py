@@ -319,3 +319,29 @@ def test_prompt_versions_of_a_path_include_a_version_first_seen_under_another_pa
                        log=run_log).run()
     got = run_log.prompt_versions(str(second))
     assert len(got) >= 1 and set(got["version"]) == set(run_log.prompt_versions(str(first))["version"])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_notebook_table_and_the_findings_count_the_same_grade_per_run(seed):
+    """One rule picks the grade that counts (a grader's newest grade of a run; with no grader named,
+    the grader used last on these runs): the table a notebook reads (lab.tables.with_grades) and the
+    findings (lab.findings.first_answers) agree on generated regrades by several graders."""
+    from lab.findings import first_answers
+    from lab.tables import with_grades
+
+    rng = np.random.default_rng(seed)
+    runs = pd.DataFrame({"id": [f"r{i}" for i in range(30)], "variant": ["a", "b"] * 15,
+                         "input_id": [f"in{i // 2}" for i in range(30)], "repeat": 0, "model": "m",
+                         "outcome": "answered", "role": "answer", "input_tags": [["normal"]] * 30})
+    n = 80
+    grades = pd.DataFrame({"run_id": rng.choice([*runs["id"], "elsewhere"], n),
+                           "grader": rng.choice(["match:default", "judge:x", "human:ana"], n),
+                           "passed": rng.choice([1.0, 0.0, np.nan], n), "score": rng.uniform(0, 5, n),
+                           "label": None, "seq": rng.permutation(n)})
+    for grader in (None, "match:default", "judge:x", "human:ana", "nobody"):
+        table = with_grades(runs, grades, grader=grader)["passed"].to_numpy()
+        np.testing.assert_array_equal(first_answers(runs, grades, grader).passed, table)
+    newest = grades.sort_values("seq")
+    newest = newest[newest["run_id"] != "elsewhere"].iloc[-1]
+    picked = with_grades(runs, grades)
+    assert set(picked["grader"].dropna()) == {newest["grader"]}  # no grader named: the one used last
