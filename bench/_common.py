@@ -122,6 +122,30 @@ async def raw_openai_calls(base_url: str, calls: int, concurrency: int) -> list[
         await client.close()
 
 
+async def raw_openai_post_calls(base_url: str, calls: int, concurrency: int) -> list[str]:
+    """The same calls through the SDK the way the lab's provider makes them: ``client.post`` with the
+    body as sent and the JSON answer read directly (no typed request transform, no response models)."""
+    import json
+
+    import httpx2
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=2, timeout=60)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(r: dict) -> str:
+        async with sem:
+            resp = await client.post("/chat/completions", cast_to=httpx2.Response, body={
+                "model": "gpt-loopback", "temperature": 0, "max_tokens": 16,
+                "messages": [{"role": "user", "content": f"Say something about item {r['n']}: {r['text']}"}]})
+            return json.loads(resp.content)["choices"][0]["message"]["content"]
+
+    try:
+        return await asyncio.gather(*(one(r) for r in records(calls)))
+    finally:
+        await client.close()
+
+
 def report(name: str, lines: list[str], *, write: bool) -> None:
     """Print a benchmark's figures and, unless told not to, keep them in bench/results.md."""
     print("\n".join(lines))

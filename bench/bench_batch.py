@@ -35,14 +35,26 @@ import json
 import shutil
 import time
 
-from _common import ROOT, loopback, machine, median, prompt_file, raw_openai_calls, records, report, tmpdir, verdict  # noqa: F401
+from _common import (  # noqa: F401
+    ROOT,
+    loopback,
+    machine,
+    median,
+    prompt_file,
+    raw_openai_calls,
+    raw_openai_post_calls,
+    records,
+    report,
+    tmpdir,
+    verdict,
+)
 
 import lab
 
 
-async def raw_sdk(base_url: str, calls: int, concurrency: int) -> float:
+async def raw_sdk(base_url: str, calls: int, concurrency: int, *, post: bool = False) -> float:
     t0 = time.perf_counter()
-    await raw_openai_calls(base_url, calls, concurrency)
+    await (raw_openai_post_calls if post else raw_openai_calls)(base_url, calls, concurrency)
     return time.perf_counter() - t0
 
 
@@ -69,7 +81,7 @@ def main() -> None:
     ideal = a.calls * a.latency / a.concurrency
     backends = ["sqlite", "postgresql"] if a.backend == "both" else [a.backend]
 
-    raw_walls, lab_walls, replay_walls, identical, nolog_walls = [], [], [], [], []
+    raw_walls, lab_walls, replay_walls, identical, nolog_walls, post_walls = [], [], [], [], [], []
     extra_walls: dict[str, list[float]] = {}
     with contextlib.ExitStack() as stack:
         from pathlib import Path
@@ -139,7 +151,7 @@ def main() -> None:
             finally:
                 writer._write_items = real
 
-        arms = (["raw", "lab"] + (["nolog"] if a.breakdown else []) + [f"lab {b}" for b in backends[1:]]
+        arms = (["raw", "rawpost", "lab"] + (["nolog"] if a.breakdown else []) + [f"lab {b}" for b in backends[1:]]
                 + ([] if a.no_cli else [f"cli {b}" for b in backends]))
         for i in range(a.runs):
             # rotate the order: a machine speeding up or slowing down (or a process growing) favours no arm
@@ -147,6 +159,8 @@ def main() -> None:
             for arm in arms[i % len(arms):] + arms[:i % len(arms)]:
                 if arm == "raw":
                     got[arm] = asyncio.run(raw_sdk(url, a.calls, a.concurrency))
+                elif arm == "rawpost":
+                    got[arm] = asyncio.run(raw_sdk(url, a.calls, a.concurrency, post=True))
                 elif arm == "lab":
                     got[arm], first = lab_run(i)
                 elif arm.startswith("lab "):
@@ -159,8 +173,10 @@ def main() -> None:
                 if " " in arm:
                     extra_walls.setdefault(arm, []).append(got[arm])
             raw_walls.append(got["raw"])
+            post_walls.append(got["rawpost"])
             lab_walls.append(got["lab"])
-            line = f"run {i + 1}: raw {got['raw']:.3f}s  lab {got['lab']:.3f}s ({got['lab'] / got['raw']:.3f}x)"
+            line = (f"run {i + 1}: raw {got['raw']:.3f}s  raw the lab's way {got['rawpost']:.3f}s  "
+                    f"lab {got['lab']:.3f}s ({got['lab'] / got['raw']:.3f}x; {got['lab'] / got['rawpost']:.3f}x the lab's way)")
             line += "".join(f"  {arm} {got[arm]:.3f}s ({got[arm] / got['raw']:.3f}x)" for arm in arms if " " in arm)
             if a.breakdown:
                 nolog_walls.append(got["nolog"])
@@ -205,7 +221,9 @@ def main() -> None:
         "",
         "| what | median wall (s) | vs ideal | vs raw SDK | target |",
         "| --- | ---: | ---: | ---: | --- |",
-        f"| raw `AsyncOpenAI` + semaphore | {raw:.3f} | {raw / ideal:.3f}x | 1.000x | (baseline) |",
+        f"| raw `AsyncOpenAI` + semaphore (`chat.completions.create`) | {raw:.3f} | {raw / ideal:.3f}x | 1.000x | (baseline) |",
+        f"| raw `AsyncOpenAI` the lab's way (`client.post`, the JSON answer read directly) | {median(post_walls):.3f} | "
+        f"{median(post_walls) / ideal:.3f}x | {median([p / r for p, r in zip(post_walls, raw_walls)]):.3f}x | (second baseline) |",
         f"| lab `Experiment.run()` (logs every row), {backends[0]} | {lab_w:.3f} | {lab_w / ideal:.3f}x | {ratio:.3f}x | "
         f"<= 1.10x ideal: {verdict(lab_w / ideal <= 1.10)}; <= 1.05x raw: {verdict(ratio <= 1.05)} |",
     ]
@@ -216,6 +234,8 @@ def main() -> None:
         arm_ratio = median([w / rw for w, rw in zip(walls, raw_walls)])
         lines.append(f"| {what[kind]}, {backend} | {median(walls):.3f} | {median(walls) / ideal:.3f}x | "
                      f"{arm_ratio:.3f}x | (reported) |")
+    lines.append(f"| lab `Experiment.run()`, {backends[0]}, against the calls made the lab's way (its own work: planning, "
+                 f"rows, log) | {lab_w:.3f} | | {median([lw / p for lw, p in zip(lab_walls, post_walls)]):.3f}x | (reported) |")
     if a.breakdown:
         nolog = median(nolog_walls)
         nolog_ratio = median([nw / rw for nw, rw in zip(nolog_walls, raw_walls)])

@@ -121,3 +121,43 @@ def test_openai_compatible_unreachable_server_is_an_error_row_not_a_crash(prompt
                           provider_options={model: {"max_retries": 0, "timeout": 2}}).run()
     row = runs.df.iloc[0]
     assert row.outcome == "error" and row.error.startswith("connection:")
+
+
+@pytest.mark.parametrize("kind", ["openai", "openai-compatible"])
+def test_the_openai_request_on_the_wire_carries_every_parameter_as_the_lab_planned_it(prompt, run_log, kind,
+                                                                                      monkeypatch):
+    """The provider sends its body through the SDK's client (``client.post``): OpenAI gets
+    ``max_completion_tokens``, a compatible server ``max_tokens`` and the llama.cpp extras; the
+    SDK's own headers and key go with it; the answer, its usage and finish reason are read back."""
+    import json as _json
+
+    from tests.loopback import OpenAIServer
+
+    seen: list[tuple[dict, dict]] = []
+
+    class Recording(OpenAIServer):
+        def _validate(self, headers, body):
+            seen.append((body, {k.lower(): v for k, v in headers.items()}))
+            return super()._validate(headers, body)
+
+    with Recording() as srv:
+        if kind == "openai":
+            monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
+            monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+            model, params = "openai:gpt-x", {"top_p": 0.5}
+        else:
+            model, params = f"openai-compatible:{srv.base_url}#m", {"top_k": 20, "repeat_penalty": 1.1}
+        runs = lab.experiment(prompt, [{"id": "r1", "word": "hi"}], model=model, seed=4, params=params,
+                              log=run_log).run()
+    row = runs.df.iloc[0]
+    assert row.outcome == "answered" and row.output and row.input_tokens > 0 and row.finish_reason in ("stop", "length")
+    (body, headers), = seen
+    assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi"}]
+    assert body["temperature"] == 0 and body["seed"] == row.seed
+    if kind == "openai":
+        assert body["model"] == "gpt-x" and body["max_completion_tokens"] == 32 and "max_tokens" not in body
+        assert body["top_p"] == 0.5 and headers.get("authorization") == "Bearer sk-test-0123456789abcdef"
+    else:
+        assert body["model"] == "m" and body["max_tokens"] == 32 and (body["top_k"], body["repeat_penalty"]) == (20, 1.1)
+    assert any(k.startswith("x-stainless") for k in headers)  # the SDK's client sent it
+    assert "sk-test" not in _json.dumps(runs.df.astype(str).to_dict())

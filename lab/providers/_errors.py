@@ -20,7 +20,7 @@ def to_provider_error(exc: BaseException, model: str) -> ProviderError:
         kind = "connection"
     elif status is not None:
         kind = _BY_STATUS.get(status, "server" if status >= 500 else "other")
-    elif isinstance(exc, (json.JSONDecodeError, ValueError, KeyError, TypeError)) or "Decode" in name:
+    elif isinstance(exc, (json.JSONDecodeError, ValueError, KeyError, TypeError, RecursionError)) or "Decode" in name:
         kind = "malformed"
     else:
         kind = "other"
