@@ -161,3 +161,29 @@ def test_the_openai_request_on_the_wire_carries_every_parameter_as_the_lab_plann
         assert body["model"] == "m" and body["max_tokens"] == 32 and (body["top_k"], body["repeat_penalty"]) == (20, 1.1)
     assert any(k.startswith("x-stainless") for k in headers)  # the SDK's client sent it
     assert "sk-test" not in _json.dumps(runs.df.astype(str).to_dict())
+
+
+def test_the_anthropic_request_on_the_wire_carries_system_sampling_and_stop_as_planned(prompt, run_log, anthropic_env):
+    """The body the lab builds goes out as it is through the SDK's client (its key and version
+    headers with it): system messages joined into ``system``, the sampling parameters in the body,
+    ``stop`` as ``stop_sequences``, no seed; the answer's text, usage and stop reason come back."""
+    seen: list[tuple[dict, dict]] = []
+
+    class Recording(AnthropicServer):
+        def _validate(self, headers, body):
+            seen.append((body, {k.lower(): v for k, v in headers.items()}))
+            return super()._validate(headers, body)
+
+    with Recording() as srv:
+        anthropic_env(srv)
+        runs = lab.experiment(prompt, [{"id": "r1", "word": "hi"}], model="anthropic:claude-loopback-1", seed=2,
+                              params={"top_p": 0.9, "top_k": 5, "stop": "END"}, log=run_log).run()
+    row = runs.df.iloc[0]
+    assert row.outcome == "answered" and row.output == "echo: Say hi" and row.output_tokens > 0
+    assert row.finish_reason == "stop"
+    (body, headers), = seen
+    assert body["system"] == "Be brief." and body["messages"] == [{"role": "user", "content": "Say hi"}]
+    assert (body["max_tokens"], body["temperature"], body["top_p"], body["top_k"]) == (32, 0, 0.9, 5)
+    assert body["stop_sequences"] == ["END"] and "seed" not in body
+    key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")  # as this SDK sends it
+    assert key == "sk-ant-test-key-0123456789" and headers.get("anthropic-version")

@@ -55,6 +55,15 @@ def lenient_http_client(default_client: type) -> Any:
     return default_client(transport=Repairing())
 
 
+def raw_response() -> type:
+    """The SDKs' HTTP response class: ``client.post(path, cast_to=raw_response(), body=...)`` returns the
+    answer as read, which the providers parse themselves (the SDKs' typed methods would rebuild the
+    request through their transforms and the answer into pydantic models)."""
+    import httpx2
+
+    return httpx2.Response
+
+
 def sdk_client_options(provider: Any, default_client: type) -> dict[str, Any]:
     """What an SDK's async client is made with for ``provider``: its key, base URL, retries and
     timeout, and an HTTP client whose JSON answers are repaired (see :func:`lenient_http_client`)."""

@@ -2,18 +2,20 @@
 
 The key comes from ``ANTHROPIC_API_KEY`` only; the SDK also reads ``ANTHROPIC_BASE_URL``.
 System messages are joined into the Messages API's ``system`` field. ``temperature``, ``top_p``
-and ``top_k`` are sent in the request body (the 1.x+ SDK no longer has them as arguments). Retries (429, 529, 5xx,
-honouring ``retry-after``) and timeouts are the SDK's own.
+and ``top_k`` are sent in the request body (the 1.x+ SDK no longer has them as arguments). Calls go
+through the SDK's client (``client.post``); retries (429, 529, 5xx, honouring ``retry-after``) and
+timeouts are the SDK's own.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import count, to_provider_error
-from ._utf8 import sdk_client_options
+from ._utf8 import raw_response, sdk_client_options
 from .base import Completion, Provider
 
 _SAMPLING = ("temperature", "top_p", "top_k")
@@ -65,28 +67,28 @@ class AnthropicProvider(Provider):
         return self._client
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
-        kwargs = request_body(self.model_name, messages, params)
-        # SDK 1.x dropped the sampling arguments from its signature; the API still takes them
-        # (newer models may refuse temperature), so they travel in the request body
-        sampling = {k: kwargs.pop(k) for k in _SAMPLING if k in kwargs}
-        if sampling:
-            kwargs["extra_body"] = sampling
+        """One message. Sent through the SDK's client as ``client.post`` with the body as built (the
+        SDK's auth, version header, retries, timeout and error classes apply); the JSON answer is
+        read here rather than into the SDK's pydantic models (see the OpenAI provider)."""
+        body = request_body(self.model_name, messages, params)
         try:
-            resp = await self._get_client().messages.create(**kwargs)
+            resp = await self._get_client().post("/v1/messages", cast_to=raw_response(), body=body)
+            answer = json.loads(resp.content)
         except Exception as exc:
             raise to_provider_error(exc, self.model) from None
-        content = getattr(resp, "content", None)
+        content = answer.get("content") if isinstance(answer, dict) else None
         if not isinstance(content, list):
             raise ProviderError(f"{self.model}: response had no content list", kind="malformed")
-        texts = [getattr(block, "text", "") for block in content]
+        texts = [block.get("text", "") if isinstance(block, dict) else "" for block in content]
         if not all(isinstance(t, str) for t in texts):
             raise ProviderError(f"{self.model}: a content block's text is not text", kind="malformed")
-        usage = getattr(resp, "usage", None)
+        usage = answer.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
         return Completion(
             text="".join(texts),
-            input_tokens=count(getattr(usage, "input_tokens", None)),
-            output_tokens=count(getattr(usage, "output_tokens", None)),
-            finish_reason=str(getattr(resp, "stop_reason", None) or "") or None,
+            input_tokens=count(usage.get("input_tokens")),
+            output_tokens=count(usage.get("output_tokens")),
+            finish_reason=str(answer.get("stop_reason") or "") or None,
         )
 
     async def aclose(self) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from ..errors import ModelSpecError, ProviderError
 from ._errors import count, to_provider_error
-from ._utf8 import sdk_client_options
+from ._utf8 import raw_response, sdk_client_options
 from .base import LOGPROB_PARAMS, Completion, Provider, token_logprobs
 
 
@@ -27,13 +27,6 @@ def request_body(model_name: str, messages: list[dict[str, str]], params: dict[s
         if v is not None:
             body["max_completion_tokens" if k == "max_tokens" and not compatible else k] = v
     return body
-
-
-def _http_response() -> type:
-    """The SDK's HTTP response class: ``client.post(..., cast_to=...)`` with it returns the response as read."""
-    import httpx2
-
-    return httpx2.Response
 
 
 def _shape(value: Any) -> str:
@@ -105,7 +98,7 @@ class OpenAIProvider(Provider):
         client = self._get_client()
         body = request_body(self.model_name, messages, params, compatible=self.is_compatible)
         try:
-            resp = await client.post("/chat/completions", cast_to=_http_response(), body=body)
+            resp = await client.post("/chat/completions", cast_to=raw_response(), body=body)
             answer = json.loads(resp.content)
         except Exception as exc:  # the SDK has already retried what it retries
             raise to_provider_error(exc, self.model) from None
