@@ -296,8 +296,10 @@ def clustered_interval(sums: np.ndarray, sizes: np.ndarray, sumsq: np.ndarray, *
             denom = 1 + q ** 2 / n_eff
             centre = (p + q ** 2 / (2 * n_eff)) / denom
             half = q / denom * np.sqrt(p * (1 - p) / n_eff + q ** 2 / (4 * n_eff ** 2))
-            low = lo + width * np.clip(centre - half, 0, 1)
-            high = lo + width * np.clip(centre + half, 0, 1)
+            # the Wilson interval holds its estimate; at a rate of 0 or 1 the last bit of rounding could
+            # put the end a hair past it (low 3e-17 for a rate of 0), so the ends are held to it
+            low = np.minimum(lo + width * np.clip(centre - half, 0, 1), est)
+            high = np.maximum(lo + width * np.clip(centre + half, 0, 1), est)
     few = n < min_inputs
     low, high = np.where(few, np.nan, low), np.where(few, np.nan, high)
     return {"estimate": est, "low": low, "high": high, "se": se, "df": df, "inputs": n, "calls": calls}

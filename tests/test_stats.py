@@ -435,3 +435,16 @@ def test_a_plan_never_promises_to_detect_more_than_a_rate_can_differ():
     p = stats.plan(_pilot([0.8, -0.8] * 4, repeats=20), "A", "B", difference=0.1)
     assert "cannot detect even the largest possible difference with 80% power" in str(p)
     assert "The current experiment (8 inputs x 20 repeats)" in str(p)
+
+
+@pytest.mark.parametrize("confidence", [0.8, 0.9, 0.95, 0.99])
+def test_a_rate_of_none_or_all_has_an_interval_that_holds_it_exactly(confidence):
+    """0 passes of n: the interval starts at exactly 0 (not 3e-17, which a reader's check `low <= rate`
+    rejects), and n of n ends at exactly 1, for every number of inputs and repeats."""
+    for n in range(stats.MIN_INPUTS, 120):
+        for repeats in (1, 3):
+            clusters = np.repeat(np.arange(n), repeats)
+            none = stats.rate_of(np.zeros(n * repeats), clusters, confidence=confidence)
+            every = stats.rate_of(np.ones(n * repeats), clusters, confidence=confidence)
+            assert none["low"] == 0.0 == none["rate"] < none["high"], (n, repeats, none)
+            assert every["low"] < every["rate"] == 1.0 == every["high"], (n, repeats, every)
