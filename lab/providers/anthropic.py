@@ -9,14 +9,13 @@ timeouts are the SDK's own.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from ..errors import ModelSpecError, ProviderError
-from ._errors import count, to_provider_error
-from ._utf8 import raw_response, sdk_client_options
-from .base import Completion, Provider
+from ._errors import count
+from ._utf8 import post_json, sdk_client_options
+from .base import Completion, Provider, mapping
 
 _SAMPLING = ("temperature", "top_p", "top_k")
 
@@ -67,23 +66,16 @@ class AnthropicProvider(Provider):
         return self._client
 
     async def complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
-        """One message. Sent through the SDK's client as ``client.post`` with the body as built (the
-        SDK's auth, version header, retries, timeout and error classes apply); the JSON answer is
-        read here rather than into the SDK's pydantic models (see the OpenAI provider)."""
+        """One message, its body sent as built and its JSON answer read here (:func:`post_json`)."""
         body = request_body(self.model_name, messages, params)
-        try:
-            resp = await self._get_client().post("/v1/messages", cast_to=raw_response(), body=body)
-            answer = json.loads(resp.content)
-        except Exception as exc:
-            raise to_provider_error(exc, self.model) from None
-        content = answer.get("content") if isinstance(answer, dict) else None
+        answer = mapping(await post_json(self._get_client(), "/v1/messages", body, self.model))
+        content = answer.get("content")
         if not isinstance(content, list):
             raise ProviderError(f"{self.model}: response had no content list", kind="malformed")
-        texts = [block.get("text", "") if isinstance(block, dict) else "" for block in content]
+        texts = [mapping(block).get("text", "") for block in content]
         if not all(isinstance(t, str) for t in texts):
             raise ProviderError(f"{self.model}: a content block's text is not text", kind="malformed")
-        usage = answer.get("usage")
-        usage = usage if isinstance(usage, dict) else {}
+        usage = mapping(answer.get("usage"))
         return Completion(
             text="".join(texts),
             input_tokens=count(usage.get("input_tokens")),

@@ -60,6 +60,12 @@ def finish_reason(raw: Any) -> str | None:
 LOGPROB_PARAMS = frozenset({"logprobs", "top_logprobs"})
 
 
+def mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: a server's answer read field by field
+    whatever its shape (a missing or mistyped field reads as absent)."""
+    return value if isinstance(value, dict) else {}
+
+
 def token_logprobs(content: Any) -> tuple[TokenLogprob, ...] | None:
     """``choices[0].logprobs.content`` of an OpenAI-style chat completion (SDK objects or the dicts
     llama-cpp-python returns) as :class:`TokenLogprob` records; None when absent."""
