@@ -102,29 +102,10 @@ def write_section(name: str, lines: list[str]) -> None:
     print(f"wrote section {name!r} of {RESULTS.relative_to(ROOT)}")
 
 
-async def raw_openai_calls(base_url: str, calls: int, concurrency: int) -> list[str]:
-    """The baseline: the same calls the lab makes, through bare AsyncOpenAI behind a semaphore."""
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=2, timeout=60)
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(r: dict) -> str:
-        async with sem:
-            resp = await client.chat.completions.create(
-                model="gpt-loopback", temperature=0, max_tokens=16,
-                messages=[{"role": "user", "content": f"Say something about item {r['n']}: {r['text']}"}])
-            return resp.choices[0].message.content
-
-    try:
-        return await asyncio.gather(*(one(r) for r in records(calls)))
-    finally:
-        await client.close()
-
-
-async def raw_openai_post_calls(base_url: str, calls: int, concurrency: int) -> list[str]:
-    """The same calls through the SDK the way the lab's provider makes them: ``client.post`` with the
-    body as sent and the JSON answer read directly (no typed request transform, no response models)."""
+async def raw_openai_calls(base_url: str, calls: int, concurrency: int, *, post: bool = False) -> list[str]:
+    """The baseline: the same calls the lab makes, through bare AsyncOpenAI behind a semaphore, as
+    people write them (``chat.completions.create``) or, with ``post``, the way the lab's provider makes
+    them (``client.post`` with the body as sent, the JSON answer read directly)."""
     import json
 
     import httpx2
@@ -134,11 +115,13 @@ async def raw_openai_post_calls(base_url: str, calls: int, concurrency: int) -> 
     sem = asyncio.Semaphore(concurrency)
 
     async def one(r: dict) -> str:
+        body = {"model": "gpt-loopback", "temperature": 0, "max_tokens": 16,
+                "messages": [{"role": "user", "content": f"Say something about item {r['n']}: {r['text']}"}]}
         async with sem:
-            resp = await client.post("/chat/completions", cast_to=httpx2.Response, body={
-                "model": "gpt-loopback", "temperature": 0, "max_tokens": 16,
-                "messages": [{"role": "user", "content": f"Say something about item {r['n']}: {r['text']}"}]})
-            return json.loads(resp.content)["choices"][0]["message"]["content"]
+            if post:
+                resp = await client.post("/chat/completions", cast_to=httpx2.Response, body=body)
+                return json.loads(resp.content)["choices"][0]["message"]["content"]
+            return (await client.chat.completions.create(**body)).choices[0].message.content
 
     try:
         return await asyncio.gather(*(one(r) for r in records(calls)))

@@ -42,7 +42,6 @@ from _common import (  # noqa: F401
     median,
     prompt_file,
     raw_openai_calls,
-    raw_openai_post_calls,
     records,
     report,
     tmpdir,
@@ -54,7 +53,7 @@ import lab
 
 async def raw_sdk(base_url: str, calls: int, concurrency: int, *, post: bool = False) -> float:
     t0 = time.perf_counter()
-    await (raw_openai_post_calls if post else raw_openai_calls)(base_url, calls, concurrency)
+    await raw_openai_calls(base_url, calls, concurrency, post=post)
     return time.perf_counter() - t0
 
 
