@@ -123,6 +123,18 @@ def test_openai_compatible_unreachable_server_is_an_error_row_not_a_crash(prompt
     assert row.outcome == "error" and row.error.startswith("connection:")
 
 
+def _recording(server: type) -> tuple[type, list[tuple[dict, dict]]]:
+    """A loopback server class that keeps each request's (body, headers with lower-case names), and that list."""
+    seen: list[tuple[dict, dict]] = []
+
+    class Recording(server):
+        def _validate(self, headers, body):
+            seen.append((body, {k.lower(): v for k, v in headers.items()}))
+            return super()._validate(headers, body)
+
+    return Recording, seen
+
+
 @pytest.mark.parametrize("kind", ["openai", "openai-compatible"])
 def test_the_openai_request_on_the_wire_carries_every_parameter_as_the_lab_planned_it(prompt, run_log, kind,
                                                                                       monkeypatch):
@@ -133,13 +145,7 @@ def test_the_openai_request_on_the_wire_carries_every_parameter_as_the_lab_plann
 
     from tests.loopback import OpenAIServer
 
-    seen: list[tuple[dict, dict]] = []
-
-    class Recording(OpenAIServer):
-        def _validate(self, headers, body):
-            seen.append((body, {k.lower(): v for k, v in headers.items()}))
-            return super()._validate(headers, body)
-
+    Recording, seen = _recording(OpenAIServer)
     with Recording() as srv:
         if kind == "openai":
             monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
@@ -167,13 +173,7 @@ def test_the_anthropic_request_on_the_wire_carries_system_sampling_and_stop_as_p
     """The body the lab builds goes out as it is through the SDK's client (its key and version
     headers with it): system messages joined into ``system``, the sampling parameters in the body,
     ``stop`` as ``stop_sequences``, no seed; the answer's text, usage and stop reason come back."""
-    seen: list[tuple[dict, dict]] = []
-
-    class Recording(AnthropicServer):
-        def _validate(self, headers, body):
-            seen.append((body, {k.lower(): v for k, v in headers.items()}))
-            return super()._validate(headers, body)
-
+    Recording, seen = _recording(AnthropicServer)
     with Recording() as srv:
         anthropic_env(srv)
         runs = lab.experiment(prompt, [{"id": "r1", "word": "hi"}], model="anthropic:claude-loopback-1", seed=2,
