@@ -456,8 +456,14 @@ def first_seen_codes(labels: Sequence[object] | np.ndarray) -> np.ndarray:
         rank = np.empty(len(first), dtype=np.intp)
         rank[np.argsort(first, kind="stable")] = np.arange(len(first))
         return rank[inverse.reshape(-1)]
-    codes = {x: i for i, x in enumerate(dict.fromkeys(labels))}
-    return np.fromiter(map(codes.__getitem__, labels), dtype=np.intp, count=len(labels))
+    return first_seen(labels)[0]
+
+
+def first_seen(labels: Sequence[object] | np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """``labels`` as (codes, distinct labels), numbered in order of first appearance."""
+    distinct = list(dict.fromkeys(labels))
+    index = {x: i for i, x in enumerate(distinct)}
+    return np.fromiter(map(index.__getitem__, labels), dtype=np.intp, count=len(labels)), distinct
 
 
 def interval_of(x: np.ndarray, clusters: np.ndarray, *, confidence: float, bounds: tuple[float, float] | None,

@@ -167,6 +167,8 @@ class Queries:
         distinct values is read as values and coded here, as ``many`` always are."""
         import numpy as np
 
+        from ..stats import first_seen
+
         self._select("runs", [*few, *many, *plain])  # checks the names
         distinct = dict(zip(few, self._distinct_values(experiment, few)))
         packed = {c: v for c, v in distinct.items() if 1 < len(v) <= _MOST_CODES}
@@ -178,7 +180,7 @@ class Queries:
         got = [list(c) for c in zip(*rows)] if rows else [[] for _ in range(len(plain) + len(raw) + bool(code))]
         out = {c: (np.zeros(len(rows), dtype=np.intp), v) for c, v in distinct.items()}
         out.update(zip(packed, _unpacked(np.array(got[-1] if code else [], dtype=np.int64), list(packed.values()))))
-        out.update((c, _coded(got[len(plain) + i])) for i, c in enumerate(raw))
+        out.update((c, first_seen(got[len(plain) + i])) for i, c in enumerate(raw))
         out = {c: (codes, _decode_json_column(values, shared=True) if c in _JSON_COLUMNS["runs"] else values)
                for c, (codes, values) in out.items()}
         return [out[c] for c in few], [out[c] for c in many], got[:len(plain)]
@@ -406,12 +408,3 @@ def _unpacked(code: Any, values: list[list[Any]]) -> list[tuple[Any, list[Any]]]
         out.append((code // stride % len(v), v))
         stride *= len(v)
     return out
-
-
-def _coded(values: list[Any]) -> tuple[Any, list[Any]]:
-    """``values`` as (codes, distinct values), in order of first appearance."""
-    import numpy as np
-
-    distinct = list(dict.fromkeys(values))
-    index = {v: i for i, v in enumerate(distinct)}
-    return np.fromiter(map(index.__getitem__, values), dtype=np.intp, count=len(values)), distinct
