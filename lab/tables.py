@@ -31,15 +31,15 @@ def with_grades(runs: pd.DataFrame, grades: pd.DataFrame | None, *, grader: str 
                              index=out.index, dtype=float if col in ("passed", "score") else object)
     if grades is None or grades.empty or runs.empty:
         return out
-    cols = ["run_id", "grader", "passed", "score", "label"]
-    rows = grades.sort_values("seq", kind="stable")[cols].itertuples(index=False, name=None)
+    ordered = grades.sort_values("seq", kind="stable")
+    rows = zip(ordered["run_id"], ordered["grader"], ordered.index)  # (run id, grader, row label)
     grader, latest = latest_grades(rows, set(runs["id"]), grader)
-    if not latest:
+    if grader is None:  # no grades on these runs
         return out
-    for k, col in enumerate(cols[2:], start=2):
-        out[col] = out["id"].map({i: g[k] for i, g in latest.items()})
-    out["passed"] = out["passed"].astype(float)
-    out["score"] = out["score"].astype(float)
+    g = grades.loc[[row[2] for row in latest.values()]].set_index("run_id")  # the grade rows that count
+    out["passed"] = out["id"].map(g["passed"]).astype(float)
+    out["score"] = out["id"].map(g["score"]).astype(float)
+    out["label"] = out["id"].map(g["label"])
     out["grader"] = out["id"].map(lambda i: grader if i in latest else None)
     return out
 
